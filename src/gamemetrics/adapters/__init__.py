@@ -1,0 +1,1 @@
+"""Adapters: one module per piece of infrastructure behind a port."""

@@ -1,0 +1,82 @@
+"""PgLogBus: the Bus port on PostgreSQL log tables, the embedded default."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import psycopg
+from psycopg_pool import AsyncConnectionPool
+
+from gamemetrics.adapters.pglog.consumer import PgLogConsumer
+from gamemetrics.adapters.pglog.producer import PgLogProducer
+from gamemetrics.ports.bus import BusError, PartitionLag
+
+
+class PgLogBus:
+    """Topics are rows of `bus_partitions`; messages are rows of `bus_log`; positions are `bus_offsets`."""
+
+    def __init__(self, url: str, pool: AsyncConnectionPool, topics: Mapping[str, int]) -> None:
+        self._url = url
+        self._pool = pool
+        self._topics = dict(topics)
+        self._producer: PgLogProducer | None = None
+
+    async def create_topics(self, partitions: Mapping[str, int]) -> None:
+        async with self._pool.connection() as conn, conn.transaction():
+            for topic, count in partitions.items():
+                await conn.execute(
+                    "INSERT INTO bus_partitions (topic, partition)"
+                    " SELECT %s, p FROM generate_series(0, %s - 1) AS p ON CONFLICT DO NOTHING",
+                    (topic, count),
+                )
+        self._topics.update(partitions)
+
+    def producer(self) -> PgLogProducer:
+        if self._producer is None:
+            self._producer = PgLogProducer(self._pool, self._topics)
+        return self._producer
+
+    def consumer(self, group_id: str, topics: Sequence[str]) -> PgLogConsumer:
+        missing = [t for t in topics if t not in self._topics]
+        if missing:
+            raise BusError(f"unknown topics {missing}")
+        return PgLogConsumer(self._url, group_id, topics, self._topics)
+
+    async def lag(self) -> list[PartitionLag]:
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT o.group_id, o.topic, o.partition, o.next_offset, b.next_offset"
+                " FROM bus_offsets o JOIN bus_partitions b USING (topic, partition)"
+                " ORDER BY o.group_id, o.topic, o.partition"
+            )
+            rows = await cur.fetchall()
+        return [PartitionLag(g, t, p, c, e) for g, t, p, c, e in rows]
+
+    async def ping(self) -> None:
+        try:
+            async with self._pool.connection(timeout=2.0) as conn:
+                await conn.execute("SELECT 1 FROM bus_partitions LIMIT 1")
+        except (psycopg.Error, OSError, TimeoutError) as exc:
+            raise BusError(f"bus unreachable: {exc}") from exc
+
+    async def trim(self, retention_hours: float) -> int:
+        """Delete entries every group has passed; on topics no group reads, entries past retention."""
+        async with self._pool.connection() as conn, conn.transaction():
+            cur = await conn.execute(
+                "WITH floor AS ("
+                "  SELECT b.topic, b.partition, min(o.next_offset) AS upto FROM bus_partitions b"
+                "  JOIN bus_offsets o USING (topic, partition) GROUP BY b.topic, b.partition)"
+                " DELETE FROM bus_log l USING floor f"
+                " WHERE l.topic = f.topic AND l.partition = f.partition AND l.\"offset\" < f.upto"
+            )
+            passed = cur.rowcount
+            cur = await conn.execute(
+                "DELETE FROM bus_log l WHERE l.appended_at < now() - make_interval(secs => %s)"
+                " AND NOT EXISTS (SELECT 1 FROM bus_offsets o WHERE o.topic = l.topic)",
+                (retention_hours * 3600,),
+            )
+            return passed + cur.rowcount
+
+    async def close(self) -> None:
+        if self._producer is not None:
+            await self._producer.close()

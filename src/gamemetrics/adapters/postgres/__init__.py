@@ -1,0 +1,1 @@
+"""PostgreSQL: the embedded server, connection pools and schema migrations."""

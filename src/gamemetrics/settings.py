@@ -1,0 +1,74 @@
+"""One settings object for every service, read from `GAMEMETRICS_*` environment variables."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# USD value of one unit of each currency. Operators replace the table with GAMEMETRICS_FX_RATES_USD
+# (a JSON object); a purchase in a currency missing from the table is dead-lettered, never guessed.
+DEFAULT_FX_RATES_USD: dict[str, Decimal] = {
+    "USD": Decimal("1"),
+    "EUR": Decimal("1.08"),
+    "GBP": Decimal("1.27"),
+    "JPY": Decimal("0.0067"),
+    "KRW": Decimal("0.00073"),
+    "CNY": Decimal("0.138"),
+    "BRL": Decimal("0.18"),
+    "CAD": Decimal("0.73"),
+    "AUD": Decimal("0.66"),
+    "INR": Decimal("0.012"),
+    "RUB": Decimal("0.011"),
+    "MXN": Decimal("0.058"),
+    "SEK": Decimal("0.095"),
+    "PLN": Decimal("0.25"),
+    "TRY": Decimal("0.031"),
+}
+
+
+class Settings(BaseSettings):
+    """Platform settings; unset infrastructure URLs mean the embedded defaults."""
+
+    model_config = SettingsConfigDict(env_prefix="GAMEMETRICS_", env_file=None, extra="ignore")
+
+    data_dir: Path = Path(".data")
+    database_url: str | None = Field(
+        default=None, description="PostgreSQL URL; unset starts the embedded server in data_dir."
+    )
+    host: str = "127.0.0.1"
+    port: int = 8000
+    log_level: str = "info"
+
+    # Ingest limits
+    max_batch_events: int = 500
+    max_body_bytes: int = 1024 * 1024
+    max_inflated_bytes: int = 8 * 1024 * 1024
+    max_properties_bytes: int = 32 * 1024
+    max_properties_depth: int = 8
+    max_late_seconds: int = 7 * 24 * 3600
+    max_future_seconds: int = 600
+    key_rate_events_per_second: float = 200_000.0
+    key_rate_burst_events: float = 400_000.0
+    key_cache_seconds: float = 10.0
+
+    # Bus
+    bus_partitions: int = 8
+    bus_retention_hours: float = 24.0
+    bus_append_linger_ms: float = 2.0
+
+    # Processor
+    processor_batch_events: int = 5000
+    processor_poll_interval_ms: float = 50.0
+    session_gap_seconds: int = 30 * 60
+
+    fx_rates_usd: dict[str, Decimal] = Field(default_factory=lambda: dict(DEFAULT_FX_RATES_USD))
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once from the environment."""
+    return Settings()
