@@ -1,0 +1,1 @@
+"""In-process adapters for the Cache port: the embedded default."""

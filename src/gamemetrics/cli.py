@@ -1,0 +1,170 @@
+"""The `gamemetrics` command: run the platform, its services, migrations and admin tasks."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any, TypeVar
+
+import typer
+
+from gamemetrics.settings import Settings, get_settings
+
+app = typer.Typer(no_args_is_help=True, help="GameMetrics Pro: real-time player analytics for game studios.")
+admin = typer.Typer(no_args_is_help=True, help="Tenants, games and write keys.")
+app.add_typer(admin, name="admin")
+
+T = TypeVar("T")
+SERVICES = ("ingest", "processor")
+
+
+def _print_json(value: Any) -> None:
+    typer.echo(json.dumps(value, default=str))
+
+
+def _with_database(work: Callable[[Settings, str], Awaitable[T]]) -> T:
+    """Run `work` against the configured (or embedded) database, migrated to head."""
+    from gamemetrics.migrations import upgrade
+    from gamemetrics.runtime import database_url
+
+    settings = get_settings()
+    with database_url(settings) as url:
+        upgrade(url)
+        return asyncio.run(work(settings, url))
+
+
+@app.command()
+def migrate() -> None:
+    """Apply the schema migrations to the configured database."""
+    from gamemetrics.migrations import upgrade
+    from gamemetrics.runtime import database_url
+
+    with database_url(get_settings()) as url:
+        upgrade(url)
+    typer.echo("database is at the latest schema")
+
+
+@app.command()
+def serve(service: Annotated[str, typer.Argument(help="ingest or processor")]) -> None:
+    """Run one service in the foreground."""
+    from gamemetrics.observability.logging import configure_logging
+    from gamemetrics.runtime import database_url
+
+    if service not in SERVICES:
+        raise typer.BadParameter(f"unknown service {service!r}; choose one of {', '.join(SERVICES)}")
+    settings = get_settings()
+    configure_logging(settings.log_level, service=service)
+    with database_url(settings) as url:
+        if service == "ingest":
+            import uvicorn
+
+            from gamemetrics.services.ingest.main import create_app
+
+            uvicorn.run(
+                create_app(settings, url), host=settings.host, port=settings.port, log_config=None,
+                access_log=False, loop="uvloop", http="httptools", timeout_graceful_shutdown=10,
+            )
+        else:
+            from gamemetrics.services.processor.main import run_processor
+
+            asyncio.run(run_processor(settings, url))
+
+
+@app.command()
+def up(
+    demo: Annotated[bool, typer.Option("--demo", help="Create a demo game and stream simulated traffic.")] = False,
+) -> None:
+    """Start the whole platform on embedded defaults under one base URL; Ctrl-C stops it."""
+    from gamemetrics.platform import run_platform
+
+    raise typer.Exit(run_platform(get_settings(), demo=demo))
+
+
+@app.command()
+def status(as_json: Annotated[bool, typer.Option("--json", help="One JSON object on stdout.")] = False) -> None:
+    """Events stored and dead-lettered per game, and each consumer group's lag."""
+    from gamemetrics.status import collect_status, print_status
+
+    report = _with_database(collect_status)
+    if as_json:
+        _print_json(report)
+    else:
+        print_status(report)
+
+
+@admin.command("create-tenant")
+def create_tenant(name: str) -> None:
+    """Create a tenant (a studio)."""
+    from gamemetrics.tenancy.store import TenancyStore
+
+    async def work(settings: Settings, url: str) -> uuid.UUID:
+        async with _pool(url) as pool:
+            return await TenancyStore(pool).create_tenant(name)
+
+    _print_json({"tenant_id": _run_admin(work)})
+
+
+@admin.command("create-game")
+def create_game(name: str, tenant: Annotated[uuid.UUID, typer.Option(help="Tenant id.")]) -> None:
+    """Create a game of a tenant."""
+    from gamemetrics.tenancy.store import TenancyStore
+
+    async def work(settings: Settings, url: str) -> uuid.UUID:
+        async with _pool(url) as pool:
+            return await TenancyStore(pool).create_game(tenant, name)
+
+    _print_json({"tenant_id": tenant, "game_id": _run_admin(work)})
+
+
+@admin.command("create-write-key")
+def create_write_key(
+    game: Annotated[uuid.UUID, typer.Option(help="Game id.")],
+    environment: Annotated[str, typer.Option(help="e.g. production, staging, dev")] = "production",
+    allow_import: Annotated[bool, typer.Option("--allow-import", help="May send history to /v1/import.")] = False,
+) -> None:
+    """Create a write key for a game; the key is shown once, only its hash is kept."""
+    from gamemetrics.tenancy.store import TenancyStore
+
+    async def work(settings: Settings, url: str) -> Any:
+        async with _pool(url) as pool:
+            return await TenancyStore(pool).create_write_key(game, environment=environment, allow_import=allow_import)
+
+    created = _run_admin(work)
+    _print_json({"tenant_id": created.tenant_id, "game_id": created.game_id, "key_id": created.key_id,
+                 "write_key": created.write_key})
+
+
+@admin.command("revoke-write-key")
+def revoke_write_key(key_id: uuid.UUID) -> None:
+    """Revoke a write key by its id; ingest refuses it within the key cache time."""
+    from gamemetrics.tenancy.store import TenancyStore
+
+    async def work(settings: Settings, url: str) -> None:
+        async with _pool(url) as pool:
+            await TenancyStore(pool).revoke_write_key(key_id)
+
+    _run_admin(work)
+    _print_json({"key_id": key_id, "revoked": True})
+
+
+def _run_admin(work: Callable[[Settings, str], Awaitable[T]]) -> T:
+    from gamemetrics.tenancy.store import NotFound
+
+    try:
+        return _with_database(work)
+    except NotFound as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+
+
+def _pool(url: str) -> Any:
+    from psycopg_pool import AsyncConnectionPool
+    from psycopg.rows import tuple_row
+
+    return AsyncConnectionPool(url, min_size=1, max_size=2, kwargs={"autocommit": True, "row_factory": tuple_row})
+
+
+if __name__ == "__main__":
+    app()

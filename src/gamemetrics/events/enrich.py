@@ -1,0 +1,74 @@
+"""Enrichment: normalised context and purchase amounts in USD (pure functions)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from decimal import Decimal, InvalidOperation
+
+from gamemetrics.events.schema import Event
+from gamemetrics.events.validation import InvalidEvent
+
+_PLATFORMS = {
+    "ios": "ios", "iphone": "ios", "ipad": "ios", "ipados": "ios",
+    "android": "android",
+    "pc": "pc", "windows": "pc", "win": "pc", "steam": "pc", "mac": "pc", "macos": "pc", "osx": "pc",
+    "linux": "pc", "epic": "pc",
+    "web": "web", "webgl": "web", "browser": "web", "html5": "web",
+    "playstation": "playstation", "ps4": "playstation", "ps5": "playstation",
+    "xbox": "xbox", "xbox one": "xbox", "xbox series": "xbox",
+    "switch": "switch", "nintendo switch": "switch",
+}
+_OSES = {"ios": "ios", "ipados": "ios", "android": "android", "windows": "windows", "win": "windows",
+         "macos": "macos", "mac os x": "macos", "osx": "macos", "linux": "linux"}
+
+CENT = Decimal("0.000001")
+
+
+def normalise_platform(value: str | None) -> str | None:
+    """Map the many spellings games send onto a small set; unknown values pass through lowercased."""
+    if not value:
+        return None
+    key = value.strip().lower()
+    return _PLATFORMS.get(key, key[:64])
+
+
+def normalise_os(value: str | None) -> str | None:
+    """`iOS 17.2` → `ios`; unknown systems pass through lowercased, without the version."""
+    if not value:
+        return None
+    name = value.strip().lower()
+    for known, canonical in _OSES.items():
+        if name.startswith(known):
+            return canonical
+    return name.split(" ")[0][:64]
+
+
+def normalise_country(value: str | None) -> str | None:
+    """ISO 3166-1 alpha-2, upper case; anything else is dropped rather than stored wrong."""
+    if value and len(value) == 2 and value.isascii() and value.isalpha():
+        return value.upper()
+    return None
+
+
+def revenue_usd(event: Event, rates: Mapping[str, Decimal]) -> Decimal | None:
+    """A purchase's price × quantity in USD by the configured table; other events earn nothing."""
+    if event.event_type == "ad_impression":
+        value = event.properties.get("revenue_usd")
+        return _decimal(value).quantize(CENT) if value is not None else None
+    if event.event_type != "purchase":
+        return None
+    currency = str(event.properties["currency"]).upper()
+    rate = rates.get(currency)
+    if rate is None:
+        raise InvalidEvent(f"purchase currency {currency!r} has no exchange rate configured")
+    price = _decimal(event.properties["price"])
+    quantity = int(event.properties.get("quantity", 1))
+    return (price * quantity * rate).quantize(CENT)
+
+
+def _decimal(value: object) -> Decimal:
+    # str() first: Decimal(1.99) would carry the float's binary error into revenue.
+    try:
+        return Decimal(str(value))
+    except InvalidOperation:
+        raise InvalidEvent(f"{value!r} is not a number") from None

@@ -1,0 +1,101 @@
+"""The native event model and the properties each event type must carry."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated, Any
+
+import msgspec
+
+ShortText = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
+PlayerId = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
+Currency = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z]{3}$")]
+NonNegative = Annotated[float, msgspec.Meta(ge=0)]
+AwareTime = Annotated[datetime, msgspec.Meta(tz=True)]
+
+
+class Context(msgspec.Struct, omit_defaults=True):
+    """The context fields the platform reads; an event's context may carry more, kept as sent."""
+
+    platform: ShortText | None = None
+    os: ShortText | None = None
+    app_version: ShortText | None = None
+    country: ShortText | None = None
+    device: ShortText | None = None
+    locale: ShortText | None = None
+
+
+class Event(msgspec.Struct, omit_defaults=True):
+    """One player event as games send it to `POST /v1/events`."""
+
+    event_id: uuid.UUID
+    event_type: ShortText
+    player_id: PlayerId
+    timestamp: AwareTime
+    session_id: ShortText | None = None
+    name: ShortText | None = None
+    properties: dict[str, Any] = {}
+    context: dict[str, Any] = {}
+
+
+class EventBatch(msgspec.Struct):
+    """The body of `POST /v1/events` and `POST /v1/import`; items are checked one by one."""
+
+    events: list[msgspec.Raw]
+
+
+# Per-type properties. Fields not named here are allowed and kept.
+class PurchaseProperties(msgspec.Struct):
+    item_id: ShortText
+    price: NonNegative
+    currency: Currency
+    quantity: Annotated[int, msgspec.Meta(ge=1, le=1_000_000)] = 1
+
+
+class LevelProperties(msgspec.Struct):
+    level: Annotated[int, msgspec.Meta(ge=0)] | ShortText
+    score: float | None = None
+    duration_seconds: NonNegative | None = None
+
+
+class ItemProperties(msgspec.Struct):
+    item_id: ShortText
+    quantity: Annotated[int, msgspec.Meta(ge=0)] = 1
+
+
+class AchievementProperties(msgspec.Struct):
+    achievement_id: ShortText
+
+
+class SessionEndProperties(msgspec.Struct):
+    duration_seconds: NonNegative | None = None
+
+
+class AdImpressionProperties(msgspec.Struct):
+    ad_network: ShortText | None = None
+    placement: ShortText | None = None
+    revenue_usd: NonNegative | None = None
+
+
+class NoProperties(msgspec.Struct):
+    pass
+
+
+PROPERTIES_BY_TYPE: dict[str, type[msgspec.Struct]] = {
+    "session_start": NoProperties,
+    "session_end": SessionEndProperties,
+    "level_start": LevelProperties,
+    "level_complete": LevelProperties,
+    "level_fail": LevelProperties,
+    "purchase": PurchaseProperties,
+    "item_acquired": ItemProperties,
+    "item_used": ItemProperties,
+    "achievement_unlocked": AchievementProperties,
+    "ad_impression": AdImpressionProperties,
+    "custom": NoProperties,
+    # Profile traits from identify calls: free-form, merged into the player's profile.
+    "identify": NoProperties,
+}
+
+EVENT_TYPES = frozenset(PROPERTIES_BY_TYPE)

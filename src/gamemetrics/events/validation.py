@@ -1,0 +1,109 @@
+"""Full validation of one event: envelope, type, per-type properties, size, depth and time limits.
+
+Ingest runs it to answer the client; the processor runs it again because other producers can
+write to the raw topic. Each failure is a sentence a game developer can act on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import msgspec
+
+from gamemetrics.events.schema import EVENT_TYPES, PROPERTIES_BY_TYPE, Context, Event
+from gamemetrics.settings import Settings
+
+_event_decoder = msgspec.json.Decoder(Event)
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Bounds every event must respect."""
+
+    max_event_bytes: int
+    max_depth: int
+    max_late: timedelta
+    max_future: timedelta
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Limits:
+        return cls(
+            max_event_bytes=settings.max_properties_bytes,
+            max_depth=settings.max_properties_depth,
+            max_late=timedelta(seconds=settings.max_late_seconds),
+            max_future=timedelta(seconds=settings.max_future_seconds),
+        )
+
+
+class InvalidEvent(ValueError):
+    """An event that breaks the contract; the message says what to fix."""
+
+
+def decode_event(raw: bytes | msgspec.Raw, *, limits: Limits, now: datetime, allow_history: bool) -> Event:
+    """Decode and check one event, or raise InvalidEvent with the reason."""
+    if len(raw) > limits.max_event_bytes:
+        raise InvalidEvent(f"event is {len(raw)} bytes; the limit is {limits.max_event_bytes}")
+    try:
+        event = _event_decoder.decode(raw)
+    except msgspec.ValidationError as exc:
+        raise InvalidEvent(str(exc)) from None
+    except (msgspec.DecodeError, RecursionError, UnicodeDecodeError) as exc:
+        raise InvalidEvent(f"event is not valid JSON: {exc}") from None
+    check_event(event, limits=limits, now=now, allow_history=allow_history)
+    return event
+
+
+def check_event(event: Event, *, limits: Limits, now: datetime, allow_history: bool) -> None:
+    """The checks beyond the wire shape: type, properties, nesting and time."""
+    if event.event_type not in EVENT_TYPES:
+        raise InvalidEvent(
+            f"unknown event_type {event.event_type!r}; expected one of {', '.join(sorted(EVENT_TYPES))}"
+        )
+    if event.event_type == "custom" and not event.name:
+        raise InvalidEvent("a custom event needs a `name`")
+    depth = nesting_depth(event.properties)
+    if depth > limits.max_depth:
+        raise InvalidEvent(f"properties are nested {depth} levels deep; the limit is {limits.max_depth}")
+    try:
+        msgspec.convert(event.properties, PROPERTIES_BY_TYPE[event.event_type], strict=False)
+    except msgspec.ValidationError as exc:
+        raise InvalidEvent(f"{event.event_type} properties: {exc}".replace("`$", "`$.properties")) from None
+    try:
+        msgspec.convert(event.context, Context)
+    except msgspec.ValidationError as exc:
+        raise InvalidEvent(f"context: {exc}".replace("`$", "`$.context")) from None
+    if nesting_depth(event.context) > limits.max_depth:
+        raise InvalidEvent(f"context is nested more than {limits.max_depth} levels deep")
+    if event.timestamp - now > limits.max_future:
+        raise InvalidEvent(
+            f"timestamp {event.timestamp.isoformat()} is more than {_span(limits.max_future)} in the future"
+        )
+    if not allow_history and now - event.timestamp > limits.max_late:
+        raise InvalidEvent(
+            f"timestamp {event.timestamp.isoformat()} is more than {_span(limits.max_late)} in the past;"
+            " send history through /v1/import"
+        )
+
+
+def nesting_depth(value: Any) -> int:
+    """How many levels of objects and arrays `value` holds (a flat object is 1)."""
+    depth = 0
+    level: list[Any] = [value]
+    while level:
+        containers = [v for v in level if isinstance(v, dict | list)]
+        if not containers:
+            break
+        depth += 1
+        level = [child for c in containers for child in (c.values() if isinstance(c, dict) else c)]
+    return depth
+
+
+def _span(delta: timedelta) -> str:
+    seconds = int(delta.total_seconds())
+    if seconds % 86400 == 0:
+        return f"{seconds // 86400} days"
+    if seconds % 60 == 0:
+        return f"{seconds // 60} minutes"
+    return f"{seconds} seconds"

@@ -1,0 +1,127 @@
+"""`gamemetrics up`: the embedded database, the services as child processes, optional demo traffic."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+from rich.console import Console
+
+from gamemetrics.adapters.postgres.embedded import EmbeddedPostgres
+from gamemetrics.migrations import upgrade
+from gamemetrics.runtime import EMBEDDED_DATABASE
+from gamemetrics.settings import Settings
+
+console = Console(stderr=True)
+
+
+def run_platform(settings: Settings, *, demo: bool) -> int:
+    """Run until Ctrl-C or a service dies; returns the exit code."""
+    data_dir = settings.data_dir.resolve()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    server = None if settings.database_url else EmbeddedPostgres(data_dir)
+    url = settings.database_url or server.ensure_database(EMBEDDED_DATABASE)  # type: ignore[union-attr]
+    children: dict[str, subprocess.Popen[bytes]] = {}
+    try:
+        console.print(f"[bold]GameMetrics Pro[/] data in {data_dir}")
+        upgrade(url)
+        env = _child_env(settings, url, data_dir)
+        for service in ("ingest", "processor"):
+            children[service] = subprocess.Popen([sys.executable, "-m", "gamemetrics.cli", "serve", service], env=env)
+        base_url = f"http://{settings.host}:{settings.port}"
+        _wait_ready(base_url, children)
+        console.print(f"[green]ready[/] at {base_url}  (POST /v1/events, /v1/batch, GET /readyz, /metrics)")
+        if demo:
+            key = _demo_key(env, data_dir)
+            console.print_json(json.dumps(key))
+            children["simulator"] = subprocess.Popen(
+                [sys.executable, "-m", "gamemetrics.cli", "simulate", "--write-key", key["write_key"],
+                 "--import-key", key["import_key"], "--players", "200", "--days", "14", "--rate", "200",
+                 "--url", base_url, "--forever"],
+                env=env,
+            )
+        return _supervise(children)
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        _stop(children)
+        if server is not None:
+            server.stop()
+        console.print("stopped")
+
+
+def _child_env(settings: Settings, url: str, data_dir: Path) -> dict[str, str]:
+    metrics_dir = data_dir / "metrics"
+    shutil.rmtree(metrics_dir, ignore_errors=True)
+    metrics_dir.mkdir()
+    return {
+        **os.environ,
+        "GAMEMETRICS_DATABASE_URL": url,
+        "GAMEMETRICS_DATA_DIR": str(data_dir),
+        "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
+    }
+
+
+def _wait_ready(base_url: str, children: dict[str, subprocess.Popen[bytes]], timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for name, child in children.items():
+            if child.poll() is not None:
+                raise SystemExit(f"{name} exited with code {child.returncode} while starting")
+        try:
+            if httpx.get(f"{base_url}/readyz", timeout=1.0).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise SystemExit(f"ingest was not ready at {base_url} within {timeout:.0f}s")
+
+
+def _demo_key(env: dict[str, str], data_dir: Path) -> dict[str, str]:
+    """The demo tenant's ids and keys, made once and found again on the next `up`."""
+    saved = data_dir / "demo.json"
+    if saved.exists():
+        return json.loads(saved.read_text())
+
+    def admin(*args: str) -> dict[str, str]:
+        out = subprocess.run([sys.executable, "-m", "gamemetrics.cli", "admin", *args], env=env, check=True,
+                             capture_output=True, text=True).stdout
+        return json.loads(out)
+
+    tenant = admin("create-tenant", "Demo Studio")["tenant_id"]
+    game = admin("create-game", "--tenant", tenant, "Demo Game")["game_id"]
+    live = admin("create-write-key", "--game", game)["write_key"]
+    history = admin("create-write-key", "--game", game, "--environment", "import", "--allow-import")["write_key"]
+    key = {"tenant_id": tenant, "game_id": game, "write_key": live, "import_key": history}
+    saved.write_text(json.dumps(key))
+    saved.chmod(0o600)
+    return key
+
+
+def _supervise(children: dict[str, subprocess.Popen[bytes]]) -> int:
+    while True:
+        for name, child in children.items():
+            code = child.poll()
+            if code is not None and name != "simulator":
+                console.print(f"[red]{name} exited with code {code}[/]; stopping")
+                return code or 1
+        time.sleep(0.5)
+
+
+def _stop(children: dict[str, subprocess.Popen[bytes]]) -> None:
+    for child in children.values():
+        if child.poll() is None:
+            child.send_signal(signal.SIGTERM)
+    for child in children.values():
+        try:
+            child.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()

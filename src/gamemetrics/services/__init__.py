@@ -1,0 +1,1 @@
+"""One package per service; what two services share lives in events/, ports/ or adapters/."""

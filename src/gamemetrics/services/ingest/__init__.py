@@ -1,0 +1,1 @@
+"""The ingest service: event batches in over HTTP, appended to `player.events.raw`."""

@@ -1,0 +1,57 @@
+"""Write-key authentication: Bearer token or the HTTP Basic user name (as Segment's SDKs send it)."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import time
+
+from starlette.datastructures import Headers
+
+from gamemetrics.services.ingest.errors import IngestError
+from gamemetrics.tenancy.keys import WriteKey
+from gamemetrics.tenancy.store import TenancyStore
+
+
+def key_from_headers(headers: Headers) -> str:
+    """The write key a request carries, or a 401 saying how to send one."""
+    value = headers.get("authorization", "")
+    scheme, _, credentials = value.partition(" ")
+    scheme = scheme.lower()
+    credentials = credentials.strip()
+    if scheme == "bearer" and credentials:
+        return credentials
+    if scheme == "basic" and credentials:
+        try:
+            decoded = base64.b64decode(credentials, validate=True).decode("utf-8")
+        except (binascii.Error, UnicodeDecodeError):
+            raise IngestError(401, "Authorization: Basic credentials are not valid base64 of UTF-8") from None
+        user = decoded.partition(":")[0]
+        if user:
+            return user
+    raise IngestError(
+        401, "missing write key: send `Authorization: Bearer <write key>` or the key as the Basic user name"
+    )
+
+
+class KeyResolver:
+    """Resolves keys through the store, remembering answers for a few seconds (revocation lag)."""
+
+    def __init__(self, store: TenancyStore, ttl_seconds: float) -> None:
+        self._store = store
+        self._ttl = ttl_seconds
+        self._cache: dict[str, tuple[float, WriteKey | None]] = {}
+
+    async def resolve(self, secret: str) -> WriteKey:
+        now = time.monotonic()
+        hit = self._cache.get(secret)
+        if hit is not None and now - hit[0] < self._ttl:
+            grant = hit[1]
+        else:
+            grant = await self._store.resolve(secret)
+            if len(self._cache) > 10_000:
+                self._cache.clear()
+            self._cache[secret] = (now, grant)
+        if grant is None:
+            raise IngestError(401, "unknown or revoked write key")
+        return grant

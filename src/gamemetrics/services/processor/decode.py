@@ -1,0 +1,110 @@
+"""Records → rows to store or dead letters with reasons (pure: no I/O)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+
+import msgspec
+
+from gamemetrics.events.enrich import normalise_country, normalise_os, normalise_platform, revenue_usd
+from gamemetrics.events.envelope import RawEnvelope
+from gamemetrics.events.schema import Event
+from gamemetrics.events.validation import InvalidEvent, Limits, decode_event
+from gamemetrics.ports.bus import Record
+
+_envelope_decoder = msgspec.json.Decoder(RawEnvelope)
+_json = msgspec.json.Encoder()
+
+
+@dataclass(slots=True)
+class EventRow:
+    """An event ready for the `events` table; session and new-player fields are filled by stitching."""
+
+    tenant_id: uuid.UUID
+    game_id: uuid.UUID
+    event_id: uuid.UUID
+    event_type: str
+    event_name: str | None
+    player_id: str
+    session_id: str | None
+    event_time: datetime
+    received_at: datetime
+    source: str
+    platform: str | None
+    os: str | None
+    app_version: str | None
+    country: str | None
+    revenue_usd: Decimal | None
+    properties: bytes
+    context: bytes
+    is_new_player: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """A record that cannot be stored, and why."""
+
+    record: Record
+    reason: str
+    tenant_id: uuid.UUID | None = None
+    game_id: uuid.UUID | None = None
+    event_id: str | None = None
+
+
+def decode_records(
+    records: Sequence[Record], *, limits: Limits, rates: Mapping[str, Decimal]
+) -> tuple[list[EventRow], list[DeadLetter]]:
+    """Validate and enrich every record; each one becomes a row or a dead letter, never both."""
+    rows: list[EventRow] = []
+    dead: list[DeadLetter] = []
+    for record in records:
+        try:
+            envelope = _envelope_decoder.decode(record.value)
+        except (msgspec.DecodeError, msgspec.ValidationError, RecursionError, UnicodeDecodeError) as exc:
+            dead.append(DeadLetter(record, f"unreadable raw envelope: {exc}"))
+            continue
+        try:
+            event = decode_event(
+                envelope.event, limits=limits, now=envelope.received_at, allow_history=envelope.source == "import"
+            )
+            rows.append(to_row(envelope, event, rates))
+        except InvalidEvent as exc:
+            dead.append(DeadLetter(record, str(exc), envelope.tenant_id, envelope.game_id, _event_id(envelope)))
+    return rows, dead
+
+
+def to_row(envelope: RawEnvelope, event: Event, rates: Mapping[str, Decimal]) -> EventRow:
+    """Enrich one valid event."""
+    context = event.context
+    return EventRow(
+        tenant_id=envelope.tenant_id,
+        game_id=envelope.game_id,
+        event_id=event.event_id,
+        event_type=event.event_type,
+        event_name=event.name,
+        player_id=event.player_id,
+        session_id=event.session_id,
+        event_time=event.timestamp,
+        received_at=envelope.received_at,
+        source=envelope.source,
+        platform=normalise_platform(context.get("platform")),
+        os=normalise_os(context.get("os")),
+        app_version=context.get("app_version"),
+        country=normalise_country(context.get("country")),
+        revenue_usd=revenue_usd(event, rates),
+        properties=_json.encode(event.properties),
+        context=_json.encode(context),
+    )
+
+
+def _event_id(envelope: RawEnvelope) -> str | None:
+    try:
+        value = msgspec.json.decode(envelope.event)
+    except (msgspec.DecodeError, RecursionError, UnicodeDecodeError):
+        return None
+    event_id = value.get("event_id") if isinstance(value, dict) else None
+    return str(event_id)[:64] if event_id is not None else None

@@ -1,0 +1,55 @@
+"""Runs the processor worker until SIGTERM or SIGINT, trimming the embedded bus as it goes."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from datetime import timedelta
+
+import structlog
+
+from gamemetrics.events.validation import Limits
+from gamemetrics.runtime import connect
+from gamemetrics.services.processor.sink import EventSink
+from gamemetrics.services.processor.worker import Processor
+from gamemetrics.settings import Settings
+
+log = structlog.get_logger("processor")
+_TRIM_EVERY_S = 30.0
+
+
+async def run_processor(settings: Settings, url: str) -> None:
+    """Consume until told to stop; the batch in hand is finished and committed first."""
+    async with connect(settings, url, name="processor", pool_size=4) as platform:
+        processor = Processor(
+            platform.bus,
+            EventSink(platform.pool, session_gap=timedelta(seconds=settings.session_gap_seconds)),
+            limits=Limits.from_settings(settings),
+            rates=settings.fx_rates_usd,
+            batch_size=settings.processor_batch_events,
+            poll_timeout=settings.processor_poll_interval_ms / 1000,
+        )
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, processor.stop)
+
+        async def trim_forever() -> None:
+            while True:
+                await asyncio.sleep(_TRIM_EVERY_S)
+                try:
+                    removed = await platform.bus.trim(settings.bus_retention_hours)
+                    if removed:
+                        log.info("bus trimmed", entries=removed)
+                except Exception as exc:  # trimming is housekeeping; the next round tries again
+                    log.warning("bus trim failed", error=str(exc))
+
+        trimmer = asyncio.create_task(trim_forever())
+        log.info("processor started")
+        try:
+            await processor.run()
+        finally:
+            trimmer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await trimmer
+        log.info("processor stopped")

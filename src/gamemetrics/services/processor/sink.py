@@ -1,0 +1,196 @@
+"""The store side of the processor: one transaction per batch writes events, rollups and dead letters.
+
+De-duplication is the `event_ids` insert: only events whose id is new for the tenant go on to the
+events table and the rollups, so a batch replayed after a crash changes nothing.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+
+from psycopg import AsyncConnection
+from psycopg_pool import AsyncConnectionPool
+
+from gamemetrics.services.processor.decode import DeadLetter, EventRow
+from gamemetrics.services.processor.stitching import PlayerKey, PlayerState, stitch
+
+EVENT_COLUMNS = (
+    "tenant_id", "game_id", "event_id", "event_type", "event_name", "player_id", "session_id", "event_time",
+    "received_at", "source", "platform", "os", "app_version", "country", "is_new_player", "revenue_usd",
+    "properties", "context",
+)
+_COLUMN_LIST = ", ".join(EVENT_COLUMNS)
+
+_ROLLUPS = """
+INSERT INTO player_days AS d (tenant_id, game_id, day, player_id, events, sessions, playtime_seconds,
+                              purchases, revenue_usd, first_event_at, last_event_at)
+SELECT tenant_id, game_id, (event_time AT TIME ZONE 'UTC')::date, player_id, count(*),
+       count(*) FILTER (WHERE event_type = 'session_start'),
+       coalesce(sum((properties->>'duration_seconds')::numeric) FILTER (WHERE event_type = 'session_end'), 0),
+       count(*) FILTER (WHERE event_type = 'purchase'),
+       coalesce(sum(revenue_usd) FILTER (WHERE event_type = 'purchase'), 0),
+       min(event_time), max(event_time)
+FROM new_events WHERE event_type <> 'identify' GROUP BY 1, 2, 3, 4
+ON CONFLICT (tenant_id, game_id, day, player_id) DO UPDATE SET
+    events = d.events + excluded.events, sessions = d.sessions + excluded.sessions,
+    playtime_seconds = d.playtime_seconds + excluded.playtime_seconds,
+    purchases = d.purchases + excluded.purchases, revenue_usd = d.revenue_usd + excluded.revenue_usd,
+    first_event_at = least(d.first_event_at, excluded.first_event_at),
+    last_event_at = greatest(d.last_event_at, excluded.last_event_at);
+
+INSERT INTO minute_stats AS m (tenant_id, game_id, minute, event_type, events, revenue_usd)
+SELECT tenant_id, game_id, date_trunc('minute', event_time), event_type, count(*), coalesce(sum(revenue_usd), 0)
+FROM new_events GROUP BY 1, 2, 3, 4
+ON CONFLICT (tenant_id, game_id, minute, event_type) DO UPDATE SET
+    events = m.events + excluded.events, revenue_usd = m.revenue_usd + excluded.revenue_usd;
+
+INSERT INTO sessions AS s (tenant_id, game_id, session_id, player_id, started_at, ended_at, events)
+SELECT tenant_id, game_id, session_id, min(player_id), min(event_time), max(event_time), count(*)
+FROM new_events WHERE session_id IS NOT NULL GROUP BY 1, 2, 3
+ON CONFLICT (tenant_id, game_id, session_id) DO UPDATE SET
+    started_at = least(s.started_at, excluded.started_at), ended_at = greatest(s.ended_at, excluded.ended_at),
+    events = s.events + excluded.events;
+
+INSERT INTO players AS p (tenant_id, game_id, player_id, first_seen, last_seen, platform, os, country,
+                          app_version, events, sessions, lifetime_revenue_usd, current_session_id)
+SELECT tenant_id, game_id, player_id, min(event_time), max(event_time),
+       (array_agg(platform ORDER BY event_time DESC) FILTER (WHERE platform IS NOT NULL))[1],
+       (array_agg(os ORDER BY event_time DESC) FILTER (WHERE os IS NOT NULL))[1],
+       (array_agg(country ORDER BY event_time DESC) FILTER (WHERE country IS NOT NULL))[1],
+       (array_agg(app_version ORDER BY event_time DESC) FILTER (WHERE app_version IS NOT NULL))[1],
+       count(*), count(*) FILTER (WHERE event_type = 'session_start'),
+       coalesce(sum(revenue_usd) FILTER (WHERE event_type = 'purchase'), 0),
+       (array_agg(session_id ORDER BY event_time DESC))[1]
+FROM new_events GROUP BY 1, 2, 3
+ON CONFLICT (tenant_id, game_id, player_id) DO UPDATE SET
+    first_seen = least(p.first_seen, excluded.first_seen),
+    last_seen = greatest(p.last_seen, excluded.last_seen),
+    platform = CASE WHEN excluded.last_seen >= p.last_seen THEN coalesce(excluded.platform, p.platform) ELSE p.platform END,
+    os = CASE WHEN excluded.last_seen >= p.last_seen THEN coalesce(excluded.os, p.os) ELSE p.os END,
+    country = CASE WHEN excluded.last_seen >= p.last_seen THEN coalesce(excluded.country, p.country) ELSE p.country END,
+    app_version = CASE WHEN excluded.last_seen >= p.last_seen
+                       THEN coalesce(excluded.app_version, p.app_version) ELSE p.app_version END,
+    current_session_id = CASE WHEN excluded.last_seen >= p.last_seen
+                              THEN excluded.current_session_id ELSE p.current_session_id END,
+    events = p.events + excluded.events, sessions = p.sessions + excluded.sessions,
+    lifetime_revenue_usd = p.lifetime_revenue_usd + excluded.lifetime_revenue_usd, updated_at = now();
+
+-- The latest identify of each player in the batch merges its traits into the profile.
+UPDATE players AS p SET traits = p.traits || i.properties
+FROM (SELECT DISTINCT ON (tenant_id, game_id, player_id) tenant_id, game_id, player_id, properties
+      FROM new_events WHERE event_type = 'identify'
+      ORDER BY tenant_id, game_id, player_id, event_time DESC) AS i
+WHERE p.tenant_id = i.tenant_id AND p.game_id = i.game_id AND p.player_id = i.player_id;
+
+INSERT INTO game_counters AS c (tenant_id, game_id, events_stored)
+SELECT tenant_id, game_id, count(*) FROM new_events GROUP BY 1, 2
+ON CONFLICT (tenant_id, game_id) DO UPDATE SET events_stored = c.events_stored + excluded.events_stored;
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class SinkResult:
+    """What one batch changed."""
+
+    stored: int
+    duplicates: int
+    dead_lettered: int
+
+
+class EventSink:
+    """Writes a decoded batch in one transaction."""
+
+    def __init__(self, pool: AsyncConnectionPool, *, session_gap: timedelta) -> None:
+        self._pool = pool
+        self._gap = session_gap
+
+    async def write(self, rows: Sequence[EventRow], dead: Sequence[DeadLetter]) -> SinkResult:
+        rows = _first_of_each_id(rows)
+        async with self._pool.connection() as conn, conn.transaction():
+            stored = await self._write_events(conn, rows) if rows else 0
+            dead_lettered = await self._write_dead_letters(conn, dead) if dead else 0
+        return SinkResult(stored=stored, duplicates=len(rows) - stored, dead_lettered=dead_lettered)
+
+    async def _write_events(self, conn: AsyncConnection, rows: list[EventRow]) -> int:
+        stitch(rows, await _player_states(conn, rows), self._gap)
+        await conn.execute(
+            "CREATE TEMP TABLE batch_events (LIKE events) ON COMMIT DROP;"
+            "CREATE TEMP TABLE new_events (LIKE events) ON COMMIT DROP"
+        )
+        cur = conn.cursor()
+        async with cur.copy(f"COPY batch_events ({_COLUMN_LIST}) FROM STDIN") as copy:
+            for r in rows:
+                await copy.write_row((
+                    r.tenant_id, r.game_id, r.event_id, r.event_type, r.event_name, r.player_id, r.session_id,
+                    r.event_time, r.received_at, r.source, r.platform, r.os, r.app_version, r.country,
+                    r.is_new_player, r.revenue_usd, r.properties.decode(), r.context.decode(),
+                ))
+        await cur.execute(
+            "WITH fresh AS (INSERT INTO event_ids (tenant_id, event_id) SELECT tenant_id, event_id FROM batch_events"
+            " ON CONFLICT DO NOTHING RETURNING tenant_id, event_id)"
+            f" INSERT INTO new_events SELECT b.* FROM batch_events b JOIN fresh USING (tenant_id, event_id)"
+        )
+        stored = cur.rowcount
+        if stored == 0:
+            return 0
+        await cur.execute(
+            "SELECT gm_ensure_event_partition(day) FROM"
+            " (SELECT DISTINCT (event_time AT TIME ZONE 'UTC')::date AS day FROM new_events) AS days"
+        )
+        await cur.execute(f"INSERT INTO events ({_COLUMN_LIST}) SELECT {_COLUMN_LIST} FROM new_events")
+        await cur.execute(_ROLLUPS)
+        return stored
+
+    async def _write_dead_letters(self, conn: AsyncConnection, dead: Sequence[DeadLetter]) -> int:
+        cur = await conn.execute(
+            "WITH added AS ("
+            " INSERT INTO dead_letters (tenant_id, game_id, event_id, source_topic, source_partition,"
+            "  source_offset, reason, payload)"
+            " SELECT * FROM unnest(%s::uuid[], %s::uuid[], %s::text[], %s::text[], %s::int[], %s::bigint[],"
+            "  %s::text[], %s::bytea[])"
+            " ON CONFLICT (source_topic, source_partition, source_offset) DO NOTHING"
+            " RETURNING tenant_id, game_id)"
+            " , counted AS (INSERT INTO game_counters AS c (tenant_id, game_id, events_dead_lettered)"
+            "  SELECT tenant_id, game_id, count(*) FROM added WHERE tenant_id IS NOT NULL AND game_id IS NOT NULL"
+            "  GROUP BY 1, 2 ON CONFLICT (tenant_id, game_id)"
+            "  DO UPDATE SET events_dead_lettered = c.events_dead_lettered + excluded.events_dead_lettered)"
+            " SELECT count(*) FROM added",
+            (
+                [d.tenant_id for d in dead],
+                [d.game_id for d in dead],
+                [d.event_id for d in dead],
+                [d.record.topic for d in dead],
+                [d.record.partition for d in dead],
+                [d.record.offset for d in dead],
+                [d.reason for d in dead],
+                [d.record.value for d in dead],
+            ),
+        )
+        row = await cur.fetchone()
+        return int(row[0]) if row else 0
+
+
+def _first_of_each_id(rows: Sequence[EventRow]) -> list[EventRow]:
+    """Drop repeats of an event id within one batch (the first one wins, as across batches)."""
+    seen: set[tuple[uuid.UUID, uuid.UUID]] = set()
+    unique: list[EventRow] = []
+    for row in rows:
+        key = (row.tenant_id, row.event_id)
+        if key not in seen:
+            seen.add(key)
+            unique.append(row)
+    return unique
+
+
+async def _player_states(conn: AsyncConnection, rows: Sequence[EventRow]) -> dict[PlayerKey, PlayerState]:
+    keys = {(r.tenant_id, r.game_id, r.player_id) for r in rows}
+    cur = await conn.execute(
+        "SELECT p.tenant_id, p.game_id, p.player_id, p.last_seen, p.current_session_id"
+        " FROM unnest(%s::uuid[], %s::uuid[], %s::text[]) AS k(tenant_id, game_id, player_id)"
+        " JOIN players p USING (tenant_id, game_id, player_id)",
+        ([k[0] for k in keys], [k[1] for k in keys], [k[2] for k in keys]),
+    )
+    return {(t, g, p): PlayerState(seen, session) for t, g, p, seen, session in await cur.fetchall()}

@@ -1,0 +1,1 @@
+"""Building blocks every HTTP service uses the same way (health routes)."""

@@ -1,0 +1,57 @@
+"""`gamemetrics status`: per-game counts and per-group lag, as JSON or a table."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from gamemetrics.runtime import connect
+from gamemetrics.settings import Settings
+
+
+async def collect_status(settings: Settings, url: str) -> dict[str, Any]:
+    """Counts come from counters the processor keeps in its own transactions, so they are exact."""
+    async with connect(settings, url, name="status", pool_size=2) as platform:
+        async with platform.pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT g.tenant_id, g.game_id, g.name, coalesce(c.events_stored, 0),"
+                " coalesce(c.events_dead_lettered, 0) FROM games g"
+                " LEFT JOIN game_counters c USING (tenant_id, game_id) ORDER BY g.created_at"
+            )
+            games = [
+                {"tenant_id": str(t), "game_id": str(g), "name": n, "events_stored": s, "events_dead_lettered": d}
+                for t, g, n, s, d in await cur.fetchall()
+            ]
+        lags = await platform.bus.lag()
+    groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for lag in lags:
+        groups[lag.group_id].append(
+            {"topic": lag.topic, "partition": lag.partition, "committed": lag.committed, "end": lag.end,
+             "lag": lag.lag}
+        )
+    return {
+        "games": games,
+        "consumer_groups": [
+            {"group_id": group, "lag": sum(p["lag"] for p in parts), "partitions": parts}
+            for group, parts in sorted(groups.items())
+        ],
+    }
+
+
+def print_status(report: dict[str, Any]) -> None:
+    console = Console()
+    games = Table(title="Games")
+    for column in ("game", "game id", "stored", "dead-lettered"):
+        games.add_column(column)
+    for game in report["games"]:
+        games.add_row(game["name"], game["game_id"], str(game["events_stored"]), str(game["events_dead_lettered"]))
+    console.print(games)
+    groups = Table(title="Consumer groups")
+    groups.add_column("group")
+    groups.add_column("lag", justify="right")
+    for group in report["consumer_groups"]:
+        groups.add_row(group["group_id"], str(group["lag"]))
+    console.print(groups)
