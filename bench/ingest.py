@@ -1,0 +1,279 @@
+"""Ingest benchmark: events through the HTTP API until stored, beside PostgreSQL's raw COPY rate.
+
+    python bench/ingest.py [--events 1000000] [--batch 500] [--concurrency 8]
+
+Starts the embedded PostgreSQL (or uses GAMEMETRICS_DATABASE_URL), `serve ingest` and
+`serve processor` as subprocesses, sends pre-built batches with concurrent HTTP clients, and
+prints: end-to-end events/s (first request sent → last event stored), request p50/p99, peak RSS
+of each process, and the COPY rate of the same rows into a table shaped like `events` on the same
+server in the same run, with the ratio of the two. It prints figures; it never passes or fails.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import msgspec
+import psutil
+import psycopg
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from gamemetrics.adapters.postgres.embedded import EmbeddedPostgres
+from gamemetrics.migrations import upgrade
+from gamemetrics.tenancy.store import TenancyStore
+
+console = Console()
+TYPES = ("session_start", "level_start", "level_complete", "item_acquired", "purchase", "session_end")
+
+
+def make_events(count: int, players: int) -> list[dict[str, Any]]:
+    """A realistic mix of event types over the last hour, spread across `players`."""
+    now = datetime.now(UTC)
+    events = []
+    for i in range(count):
+        kind = TYPES[i % len(TYPES)]
+        properties: dict[str, Any] = {}
+        if kind in ("level_start", "level_complete"):
+            properties = {"level": i % 40, "score": i % 1000}
+        elif kind == "item_acquired":
+            properties = {"item_id": f"item-{i % 50}"}
+        elif kind == "purchase":
+            properties = {"item_id": "gems", "price": 4.99, "currency": ("USD", "EUR", "JPY")[i % 3]}
+        elif kind == "session_end":
+            properties = {"duration_seconds": 300}
+        events.append({
+            "event_id": str(uuid.uuid4()),
+            "event_type": kind,
+            "player_id": f"player-{i % players}",
+            "timestamp": (now - timedelta(seconds=(count - i) * 3600 / count)).isoformat(),
+            "properties": properties,
+            "context": {"platform": ("ios", "android", "pc")[i % 3], "country": ("US", "DE", "JP")[i % 3],
+                        "app_version": "1.2.3"},
+        })
+    return events
+
+
+class RssSampler(threading.Thread):
+    """Samples the resident memory of the services and PostgreSQL until stopped."""
+
+    def __init__(self, processes: dict[str, int], postgres_pid: int | None) -> None:
+        super().__init__(daemon=True)
+        self.peaks: dict[str, int] = {name: 0 for name in processes} | ({"postgres (all)": 0} if postgres_pid else {})
+        self._processes = processes
+        self._postgres = postgres_pid
+        self._stop = threading.Event()
+
+    def run(self) -> None:
+        while not self._stop.is_set():
+            for name, pid in self._processes.items():
+                try:
+                    self.peaks[name] = max(self.peaks[name], psutil.Process(pid).memory_info().rss)
+                except psutil.Error:
+                    pass
+            if self._postgres:
+                try:
+                    root = psutil.Process(self._postgres)
+                    total = sum(p.memory_info().rss for p in [root, *root.children()])
+                    self.peaks["postgres (all)"] = max(self.peaks["postgres (all)"], total)
+                except psutil.Error:
+                    pass
+            self._stop.wait(0.25)
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
+async def send_all(base_url: str, key: str, bodies: list[bytes], concurrency: int,
+                   progress: Progress, task: Any) -> list[float]:
+    latencies: list[float] = []
+    queue: asyncio.Queue[bytes] = asyncio.Queue()
+    for body in bodies:
+        queue.put_nowait(body)
+    headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
+
+    async def worker(client: httpx.AsyncClient) -> None:
+        while not queue.empty():
+            body = queue.get_nowait()
+            while True:
+                started = time.perf_counter()
+                response = await client.post("/v1/events", content=body, headers=headers)
+                if response.status_code in (429, 503):
+                    await asyncio.sleep(float(response.headers.get("retry-after", "1")))
+                    continue
+                response.raise_for_status()
+                latencies.append(time.perf_counter() - started)
+                progress.advance(task, response.json()["accepted"])
+                break
+
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(base_url=base_url, timeout=60.0, limits=limits) as client:
+        await asyncio.gather(*(worker(client) for _ in range(concurrency)))
+    return latencies
+
+
+def stored_count(url: str, game_id: uuid.UUID) -> int:
+    with psycopg.connect(url) as conn:
+        row = conn.execute("SELECT events_stored FROM game_counters WHERE game_id = %s", (game_id,)).fetchone()
+        return int(row[0]) if row else 0
+
+
+def copy_rate(url: str, events: list[dict[str, Any]], tenant: uuid.UUID, game: uuid.UUID) -> float:
+    """Rows/s of COPY of the same events into an unpartitioned table shaped like `events`."""
+    encoder = msgspec.json.Encoder()
+    now = datetime.now(UTC)
+    rows = [
+        (tenant, game, uuid.UUID(e["event_id"]), e["event_type"], None, e["player_id"], None,
+         datetime.fromisoformat(e["timestamp"]), now, "live", e["context"]["platform"], None, "1.2.3",
+         e["context"]["country"], False, None, encoder.encode(e["properties"]).decode(),
+         encoder.encode(e["context"]).decode())
+        for e in events
+    ]
+    with psycopg.connect(url) as conn:
+        conn.execute("DROP TABLE IF EXISTS bench_copy")
+        conn.execute("CREATE TABLE bench_copy (LIKE events INCLUDING DEFAULTS, PRIMARY KEY (tenant_id, event_id, event_time))")
+        conn.commit()
+        started = time.perf_counter()
+        with conn.cursor() as cur, cur.copy("COPY bench_copy FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
+        conn.commit()
+        elapsed = time.perf_counter() - started
+        conn.execute("DROP TABLE bench_copy")
+        conn.commit()
+    return len(rows) / elapsed
+
+
+async def setup_key(url: str) -> tuple[uuid.UUID, uuid.UUID, str]:
+    from gamemetrics.adapters.postgres.pool import open_pool
+
+    pool = await open_pool(url, max_size=2, name="bench")
+    try:
+        store = TenancyStore(pool)
+        tenant = await store.create_tenant("bench")
+        game = await store.create_game(tenant, "bench game")
+        key = await store.create_write_key(game)
+        return tenant, game, key.write_key
+    finally:
+        await pool.close()
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--events", type=int, default=1_000_000)
+    parser.add_argument("--batch", type=int, default=500)
+    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--players", type=int, default=20_000)
+    parser.add_argument("--port", type=int, default=8765)
+    args = parser.parse_args()
+
+    data_dir = Path(tempfile.mkdtemp(prefix="gm-bench-"))
+    server = None
+    if os.environ.get("GAMEMETRICS_DATABASE_URL"):
+        url = os.environ["GAMEMETRICS_DATABASE_URL"]
+    else:
+        server = EmbeddedPostgres(data_dir)
+        url = server.ensure_database("gamemetrics")
+    upgrade(url)
+    tenant, game, key = asyncio.run(setup_key(url))
+    with console.status(f"building {args.events:,} events"):
+        events = make_events(args.events, args.players)
+        encoder = msgspec.json.Encoder()
+        bodies = [encoder.encode({"events": events[i:i + args.batch]}) for i in range(0, len(events), args.batch)]
+
+    env = {**os.environ, "GAMEMETRICS_DATABASE_URL": url, "GAMEMETRICS_PORT": str(args.port),
+           "GAMEMETRICS_DATA_DIR": str(data_dir), "GAMEMETRICS_LOG_LEVEL": "warning"}
+    services = {name: subprocess.Popen([sys.executable, "-m", "gamemetrics.cli", "serve", name], env=env)
+                for name in ("ingest", "processor")}
+    base_url = f"http://127.0.0.1:{args.port}"
+    try:
+        for _ in range(300):
+            try:
+                if httpx.get(f"{base_url}/readyz").status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        pg_pid = None
+        if server is not None:
+            pid_file = server.pgdata / "postmaster.pid"
+            pg_pid = int(pid_file.read_text().split()[0])
+        sampler = RssSampler({n: p.pid for n, p in services.items()}, pg_pid)
+        sampler.start()
+        with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed:,}/{task.total:,}"),
+                      TimeElapsedColumn(), console=console) as progress:
+            accepted_task = progress.add_task("accepted", total=args.events)
+            stored_task = progress.add_task("stored", total=args.events)
+            started = time.perf_counter()
+
+            async def run() -> list[float]:
+                sending = asyncio.create_task(
+                    send_all(base_url, key, bodies, args.concurrency, progress, accepted_task))
+                while True:
+                    stored = await asyncio.to_thread(stored_count, url, game)
+                    progress.update(stored_task, completed=stored)
+                    if stored >= args.events:
+                        break
+                    await asyncio.sleep(0.5)
+                return await sending
+
+            latencies = asyncio.run(run())
+            elapsed = time.perf_counter() - started
+            accept_elapsed = max(latencies) and elapsed
+        sampler.stop()
+        with console.status("measuring raw COPY rate"):
+            copy_rows_s = copy_rate(url, events, tenant, game)
+    finally:
+        for process in services.values():
+            process.terminate()
+        for process in services.values():
+            process.wait(timeout=30)
+        if server is not None:
+            server.stop()
+
+    e2e = args.events / elapsed
+    table = Table(title=f"ingest benchmark — {args.events:,} events, batches of {args.batch}, "
+                        f"{args.concurrency} concurrent clients, {os.cpu_count()} CPUs")
+    table.add_column("figure")
+    table.add_column("value", justify="right")
+    table.add_row("end-to-end events/s (sent → stored)", f"{e2e:,.0f}")
+    table.add_row("request latency p50", f"{percentile(latencies, 0.50) * 1000:.1f} ms")
+    table.add_row("request latency p99", f"{percentile(latencies, 0.99) * 1000:.1f} ms")
+    for name, peak in sampler.peaks.items():
+        table.add_row(f"peak RSS {name}", f"{peak / 2**20:,.0f} MiB")
+    table.add_row("raw PostgreSQL COPY rows/s (same rows, same server)", f"{copy_rows_s:,.0f}")
+    table.add_row("end-to-end / raw COPY", f"{e2e / copy_rows_s:.2f}")
+    console.print(table)
+    results = {
+        "events": args.events, "batch": args.batch, "concurrency": args.concurrency,
+        "end_to_end_events_per_s": round(e2e), "p50_ms": percentile(latencies, 0.5) * 1000,
+        "p99_ms": percentile(latencies, 0.99) * 1000,
+        "peak_rss_mib": {n: round(p / 2**20) for n, p in sampler.peaks.items()},
+        "copy_rows_per_s": round(copy_rows_s), "ratio": e2e / copy_rows_s, "elapsed_s": elapsed,
+        "accept_elapsed_s": accept_elapsed,
+    }
+    out = Path(__file__).parent / "results"
+    out.mkdir(exist_ok=True)
+    (out / "ingest.json").write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
