@@ -1,0 +1,1 @@
+"""Simulated player traffic: seeded journeys (`model`), delivery over HTTP (`sender`), the command (`run`)."""
