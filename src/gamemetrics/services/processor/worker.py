@@ -7,8 +7,12 @@ de-duplication makes the second write a no-op.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
+import uuid
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal
 
 import msgspec
@@ -17,13 +21,23 @@ import structlog
 from gamemetrics.events.envelope import partition_key
 from gamemetrics.events.validation import Limits
 from gamemetrics.observability import metrics
-from gamemetrics.ports.bus import EVENTS_DLQ, PROCESSED_EVENTS, RAW_EVENTS, Bus, Consumer, Message
+from gamemetrics.ports.bus import EVENTS_DLQ, PROCESSED_EVENTS, RAW_EVENTS, Bus, Consumer, Message, Record
 from gamemetrics.services.processor.decode import DeadLetter, EventRow, decode_records
 from gamemetrics.services.processor.sink import EventSink, SinkResult
 
 GROUP_ID = "processor"
 log = structlog.get_logger("processor")
 _json = msgspec.json.Encoder(decimal_format="string")
+_PROCESSED_HEADERS = {"schema_version": "1"}
+
+
+@dataclass(slots=True)
+class Batch:
+    """Records read from the raw topic and what decoding made of them."""
+
+    records: list[Record]
+    rows: list[EventRow]
+    dead: list[DeadLetter]
 
 
 class Processor:
@@ -54,39 +68,56 @@ class Processor:
         self._stopping.set()
 
     async def run(self) -> None:
+        """Process until stopped. The next batch is read and decoded while this one is written,
+        so Python work overlaps the database's; commits still happen strictly in order."""
         backoff = 0.1
+        ahead: asyncio.Task[Batch | None] | None = None
         while not self._stopping.is_set():
             try:
-                await self.process_once()
+                batch = await (ahead or self._read())
+                ahead = None
+                if batch is None:
+                    continue
+                ahead = asyncio.create_task(self._read())
+                await self._store(batch)
                 backoff = 0.1
             except Exception as exc:  # the store or bus is down: read again from the committed offsets
                 log.warning("batch failed; retrying from committed offsets", error=str(exc), backoff_s=backoff)
+                await _discard(ahead)
+                ahead = None
                 await self._consumer.close()
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
+        await _discard(ahead)  # read ahead but never stored: the next owner reads it again
         await self._consumer.close()
 
     async def process_once(self) -> SinkResult | None:
-        """Handle one batch; None when there was nothing to read."""
+        """Read, store and commit one batch; None when there was nothing to read."""
+        batch = await self._read()
+        return await self._store(batch) if batch is not None else None
+
+    async def _read(self) -> Batch | None:
         records = await self._consumer.poll(self._batch_size, self._poll_timeout)
         if not records:
             return None
-        started = time.perf_counter()
         rows, dead = decode_records(records, limits=self._limits, rates=self._rates)
-        result = await self._sink.write(rows, dead)
-        await self._publish(rows, dead)
-        await self._consumer.commit(records)
-        metrics.PROCESSOR_BATCH_SIZE.observe(len(records))
+        return Batch(records, rows, dead)
+
+    async def _store(self, batch: Batch) -> SinkResult:
+        started = time.perf_counter()
+        result = await self._sink.write(batch.rows, batch.dead)
+        await self._publish(batch.rows, batch.dead)
+        await self._consumer.commit(batch.records)
+        metrics.PROCESSOR_BATCH_SIZE.observe(len(batch.records))
         metrics.PROCESSOR_BATCH_LATENCY.observe(time.perf_counter() - started)
         metrics.EVENTS_STORED.inc(result.stored)
         metrics.EVENTS_DUPLICATE.inc(result.duplicates)
         metrics.EVENTS_DEAD_LETTERED.inc(result.dead_lettered)
-        if dead:
-            for letter in dead[:5]:
-                log.info(
-                    "dead-lettered", reason=letter.reason, tenant_id=str(letter.tenant_id),
-                    topic=letter.record.topic, partition=letter.record.partition, offset=letter.record.offset,
-                )
+        for letter in batch.dead[:5]:
+            log.info(
+                "dead-lettered", reason=letter.reason, tenant_id=str(letter.tenant_id),
+                topic=letter.record.topic, partition=letter.record.partition, offset=letter.record.offset,
+            )
         return result
 
     async def _publish(self, rows: Sequence[EventRow], dead: Sequence[DeadLetter]) -> None:
@@ -97,16 +128,43 @@ class Processor:
             await self._producer.send(EVENTS_DLQ, [_dead_letter(d) for d in dead])
 
 
+async def _discard(task: asyncio.Task[Batch | None] | None) -> None:
+    if task is not None:
+        task.cancel()
+        with contextlib.suppress(BaseException):
+            await task
+
+
+class ProcessedEvent(msgspec.Struct, omit_defaults=True):
+    """The value of a `player.events.processed` message (schema version 1)."""
+
+    tenant_id: uuid.UUID
+    game_id: uuid.UUID
+    event_id: uuid.UUID
+    event_type: str
+    player_id: str
+    timestamp: datetime
+    received_at: datetime
+    source: str
+    is_new_player: bool
+    properties: msgspec.Raw
+    context: msgspec.Raw
+    name: str | None = None
+    session_id: str | None = None
+    platform: str | None = None
+    os: str | None = None
+    app_version: str | None = None
+    country: str | None = None
+    revenue_usd: Decimal | None = None
+
+
 def _processed(row: EventRow) -> Message:
-    body = {
-        "tenant_id": row.tenant_id, "game_id": row.game_id, "event_id": row.event_id,
-        "event_type": row.event_type, "name": row.event_name, "player_id": row.player_id,
-        "session_id": row.session_id, "timestamp": row.event_time, "received_at": row.received_at,
-        "source": row.source, "platform": row.platform, "os": row.os, "app_version": row.app_version,
-        "country": row.country, "is_new_player": row.is_new_player, "revenue_usd": row.revenue_usd,
-        "properties": msgspec.Raw(row.properties), "context": msgspec.Raw(row.context),
-    }
-    return Message(partition_key(row.tenant_id, row.player_id), _json.encode(body), {"schema_version": "1"})
+    body = ProcessedEvent(
+        row.tenant_id, row.game_id, row.event_id, row.event_type, row.player_id, row.event_time,
+        row.received_at, row.source, row.is_new_player, msgspec.Raw(row.properties), msgspec.Raw(row.context),
+        row.event_name, row.session_id, row.platform, row.os, row.app_version, row.country, row.revenue_usd,
+    )
+    return Message(partition_key(row.tenant_id, row.player_id), _json.encode(body), _PROCESSED_HEADERS)
 
 
 def _dead_letter(letter: DeadLetter) -> Message:
