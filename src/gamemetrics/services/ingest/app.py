@@ -6,7 +6,9 @@ import time
 from collections.abc import Awaitable, Callable
 
 import msgspec
+import psycopg
 import structlog
+from psycopg_pool import PoolTimeout
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
@@ -44,6 +46,12 @@ def guarded(handler: Handler) -> Handler:
             metrics.REQUESTS_REFUSED.labels(str(exc.status)).inc()
             headers = {"Retry-After": str(max(1, round(exc.retry_after)))} if exc.retry_after else None
             return json_response({"error": exc.message}, exc.status, headers)
+        except (psycopg.Error, PoolTimeout) as exc:  # key lookup while the database is away
+            metrics.REQUESTS_REFUSED.labels("503").inc()
+            log.warning("database unavailable", error=str(exc))
+            return json_response(
+                {"error": "storage is unavailable; nothing was accepted, retry later"}, 503, {"Retry-After": "1"}
+            )
         finally:
             metrics.INGEST_LATENCY.observe(time.perf_counter() - started)
 
