@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -47,7 +48,7 @@ class PgLogProducer:
             raise BusError("producer is closed")
         if not messages:
             return
-        if self._flusher is None:
+        if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.create_task(self._flush_forever(), name="pglog-producer")
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._pending.append(_Pending(topic, messages, done))
@@ -55,12 +56,15 @@ class PgLogProducer:
         await done
 
     async def close(self) -> None:
+        """Refuse new sends, let the ones already waiting finish, then stop the flusher."""
         self._closed = True
+        waiting = [item.done for item in self._pending]
+        if waiting:
+            await asyncio.gather(*waiting, return_exceptions=True)
         if self._flusher is not None:
-            self._wakeup.set()
-            while self._pending:
-                await asyncio.sleep(0.01)
             self._flusher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._flusher
 
     async def _flush_forever(self) -> None:
         while True:

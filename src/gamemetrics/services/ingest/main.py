@@ -20,8 +20,8 @@ from gamemetrics.tenancy.store import TenancyStore
 
 def create_app(settings: Settings, url: str) -> Starlette:
     """The ingest service on the database at `url`."""
-    state: dict[str, IngestApp] = {}
-
+    # The pool and bus must be opened on the server's own event loop, so the routes that use them
+    # are added once the lifespan has opened them, before the first request is served.
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with connect(settings, url, name="ingest", pool_size=8) as platform:
@@ -40,7 +40,6 @@ def create_app(settings: Settings, url: str) -> Starlette:
                 ),
                 HealthCheck({"database": database, "bus": platform.bus.ping}),
             )
-            state["ingest"] = ingest
             app.router.routes.extend(ingest.routes())
             yield
 
