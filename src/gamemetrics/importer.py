@@ -9,6 +9,7 @@ its events once. A `.gz` file is read through gzip.
 from __future__ import annotations
 
 import gzip
+import heapq
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -17,6 +18,7 @@ from typing import Any, BinaryIO, Literal
 
 import msgspec
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 
 from gamemetrics.services.ingest.segment import SegmentMessageError, to_native
@@ -35,7 +37,7 @@ class ImportFileError(ValueError):
 
 @dataclass(slots=True)
 class ImportReport:
-    """What happened to a file: events sent and accepted, and where the rejected ones were."""
+    """What happened to a file: events sent and accepted, and the first places where records were rejected."""
 
     path: Path
     format: str
@@ -44,18 +46,27 @@ class ImportReport:
     accepted: int = 0
     rejected: int = 0
     retries: int = 0
-    rejections: list[str] = field(default_factory=list)
+    _first: list[tuple[int, str]] = field(default_factory=list)  # a max-heap on position, bounded
 
-    def reject(self, where: str, error: str) -> None:
+    def reject(self, item: Item, error: str) -> None:
         self.rejected += 1
-        if len(self.rejections) < KEEP_REJECTIONS:
-            self.rejections.append(f"{where}: {error}")
+        entry = (-item.position, f"{item.where}: {error}")
+        if len(self._first) < KEEP_REJECTIONS:
+            heapq.heappush(self._first, entry)
+        elif entry > self._first[0]:
+            heapq.heapreplace(self._first, entry)
+
+    @property
+    def rejections(self) -> list[str]:
+        """The earliest rejected records in file order, at most KEEP_REJECTIONS of them."""
+        return [text for _, text in sorted(self._first, reverse=True)]
 
 
 @dataclass(frozen=True, slots=True)
 class Item:
     """One record of the file: where it was, and its native event JSON or why it has none."""
 
+    position: int
     where: str
     event: bytes | None
     error: str | None = None
@@ -96,7 +107,7 @@ def read_items(stream: BinaryIO, kind: str) -> Iterator[Item]:
         if not isinstance(messages, list):
             raise ImportFileError('a Segment batch file must be a JSON object {"batch": [...]}')
         for index, message in enumerate(messages):
-            yield _segment_item(f"batch[{index}]", message)
+            yield _segment_item(index, f"batch[{index}]", message)
         return
     for number, line in enumerate(stream, 1):
         line = line.strip().removeprefix(_BOM) if number == 1 else line.strip()
@@ -105,15 +116,15 @@ def read_items(stream: BinaryIO, kind: str) -> Iterator[Item]:
         try:
             value = msgspec.json.decode(line)
         except msgspec.DecodeError as exc:
-            yield Item(f"line {number}", None, f"not valid JSON: {exc}")
+            yield Item(number, f"line {number}", None, f"not valid JSON: {exc}")
             continue
         if kind == "segment":
-            yield _segment_item(f"line {number}", value)
+            yield _segment_item(number, f"line {number}", value)
         elif not isinstance(value, dict):
-            yield Item(f"line {number}", None, "a line must hold one JSON object (a native event)")
+            yield Item(number, f"line {number}", None, "a line must hold one JSON object (a native event)")
         else:
             # The line goes out as written: the server reads it exactly as the game would have sent it.
-            yield Item(f"line {number}", line)
+            yield Item(number, f"line {number}", line)
 
 
 def detect_format(path: Path) -> str:
@@ -159,11 +170,11 @@ def _first_record(path: Path) -> Any:
             return None
 
 
-def _segment_item(where: str, message: Any) -> Item:
+def _segment_item(position: int, where: str, message: Any) -> Item:
     try:
-        return Item(where, _encode(to_native(_as_export(message))))
+        return Item(position, where, _encode(to_native(_as_export(message))))
     except SegmentMessageError as exc:
-        return Item(where, None, str(exc))
+        return Item(position, where, None, str(exc))
 
 
 def _as_export(message: Any) -> Any:
@@ -176,17 +187,17 @@ def _as_export(message: Any) -> Any:
     return exported
 
 
-def _accepted_locally(items: Iterator[Item], report: ImportReport) -> Iterator[tuple[bytes, str]]:
+def _accepted_locally(items: Iterator[Item], report: ImportReport) -> Iterator[tuple[bytes, Item]]:
     """Records that can go to the server; the others are rejected here with their place in the file."""
     limit = MAX_BODY_BYTES - 64
     for item in items:
         report.lines += 1
         if item.event is None:
-            report.reject(item.where, item.error or "unreadable")
+            report.reject(item, item.error or "unreadable")
         elif len(item.event) > limit:
-            report.reject(item.where, f"event is {len(item.event)} bytes; a request may carry at most {limit}")
+            report.reject(item, f"event is {len(item.event)} bytes; a request may carry at most {limit}")
         else:
-            yield item.event, item.where
+            yield item.event, item
 
 
 @contextmanager
@@ -202,10 +213,11 @@ def _open(path: Path) -> Iterator[tuple[BinaryIO, BinaryIO]]:
 
 def print_report(report: ImportReport, console: Console) -> None:
     """A summary, and the first rejected records with their line and reason."""
+    retried = f" ({report.retries} requests retried)" if report.retries else ""
     console.print(f"imported {report.path.name} ({report.format}): {report.lines} records, sent {report.sent},"
-                  f" accepted {report.accepted}, rejected {report.rejected}"
-                  + (f" ({report.retries} requests retried)" if report.retries else ""), highlight=False)
+                  f" accepted {report.accepted}, rejected {report.rejected}{retried}",
+                  markup=False, highlight=False, soft_wrap=True)
     for rejection in report.rejections:
-        console.print(f"  [red]rejected[/] {rejection}", highlight=False)
+        console.print("  [red]rejected[/] " + escape(rejection), highlight=False, soft_wrap=True)
     if report.rejected > len(report.rejections):
         console.print(f"  ... and {report.rejected - len(report.rejections)} more", highlight=False)

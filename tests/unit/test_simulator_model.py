@@ -22,7 +22,9 @@ DAYS = 21
 LIMITS = Limits.from_settings(Settings(database_url="postgresql://unused"))
 
 
-def simulate(seed: int = 7, players: int = 200, days: int = DAYS, arrival_days: int = 14) -> tuple[Simulation, list[Day]]:
+def simulate(
+    seed: int = 7, players: int = 200, days: int = DAYS, arrival_days: int = 14
+) -> tuple[Simulation, list[Day]]:
     simulation = Simulation(seed=seed, players=players, start=START, arrival_days=arrival_days)
     return simulation, list(itertools.islice(simulation.days(), days))
 

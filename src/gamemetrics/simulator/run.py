@@ -142,13 +142,15 @@ def _note(tally: Tally) -> str:
 
 def print_summary(report: SimulateReport, options: SimulateOptions, console: Console) -> None:
     """Events sent, accepted and rejected per endpoint, with the first reasons for refusals."""
-    console.print(f"simulated {options.players} players over {options.days} days before today"
-                  f" (seed {options.seed}); {report.players_seen} of them played"
-                  + (" — stopped" if report.interrupted else ""))
+    def say(text: str) -> None:
+        console.print(text, markup=False, highlight=False, soft_wrap=True)
+
+    say(f"simulated {options.players} players over {options.days} days before today (seed {options.seed});"
+        f" {report.players_seen} of them played" + (", then stopped" if report.interrupted else ""))
     for name, tally in (("history /v1/import", report.history), ("live    /v1/events", report.live)):
-        console.print(f"  {name}: sent {tally.sent}, accepted {tally.accepted}, rejected {tally.rejected}"
-                      f" ({tally.requests} requests, {tally.retries} retried)")
+        say(f"  {name}: sent {tally.sent}, accepted {tally.accepted}, rejected {tally.rejected}"
+            f" ({tally.requests} requests, {tally.retries} retried)")
     total = (report.history.sent + report.live.sent, report.history.accepted + report.live.accepted)
-    console.print(f"  total: sent {total[0]}, accepted {total[1]}, rejected {report.rejected}")
+    say(f"  total: sent {total[0]}, accepted {total[1]}, rejected {report.rejected}")
     for reason in (report.history.reasons + report.live.reasons)[:20]:
-        console.print(f"  [red]rejected[/] {reason}", highlight=False)
+        say(f"  rejected {reason}")
