@@ -22,6 +22,9 @@ _OSES = {"ios": "ios", "ipados": "ios", "android": "android", "windows": "window
          "macos": "macos", "mac os x": "macos", "osx": "macos", "linux": "linux"}
 
 CENT = Decimal("0.000001")
+# Revenue columns are numeric(18, 6): an amount from 10^12 USD up cannot be stored, and would fail
+# the processor's whole batch, so such an event is dead-lettered instead.
+MAX_REVENUE_USD = Decimal(10) ** 12
 
 
 def normalise_platform(value: str | None) -> str | None:
@@ -54,7 +57,7 @@ def revenue_usd(event: Event, rates: Mapping[str, Decimal]) -> Decimal | None:
     """A purchase's price × quantity in USD by the configured table; other events earn nothing."""
     if event.event_type == "ad_impression":
         value = event.properties.get("revenue_usd")
-        return _decimal(value).quantize(CENT) if value is not None else None
+        return _usd(_decimal(value)) if value is not None else None
     if event.event_type != "purchase":
         return None
     currency = str(event.properties["currency"]).upper()
@@ -63,7 +66,13 @@ def revenue_usd(event: Event, rates: Mapping[str, Decimal]) -> Decimal | None:
         raise InvalidEvent(f"purchase currency {currency!r} has no exchange rate configured")
     price = _decimal(event.properties["price"])
     quantity = int(event.properties.get("quantity", 1))
-    return (price * quantity * rate).quantize(CENT)
+    return _usd(price * quantity * rate)
+
+
+def _usd(amount: Decimal) -> Decimal:
+    if not amount.is_finite() or abs(amount) >= MAX_REVENUE_USD:
+        raise InvalidEvent(f"revenue of {amount} USD is out of range; the limit is {MAX_REVENUE_USD:,} USD")
+    return amount.quantize(CENT)
 
 
 def _decimal(value: object) -> Decimal:

@@ -13,6 +13,9 @@ PlayerId = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
 Currency = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z]{3}$")]
 NonNegative = Annotated[float, msgspec.Meta(ge=0)]
 AwareTime = Annotated[datetime, msgspec.Meta(tz=True)]
+# Longer than a year is a broken clock, and playtime rollups sum durations into bigint seconds:
+# an unbounded (or "inf") duration would make the processor's whole batch fail to store.
+Duration = Annotated[float, msgspec.Meta(ge=0, le=366 * 24 * 3600)]
 
 
 class Context(msgspec.Struct, omit_defaults=True):
@@ -56,7 +59,7 @@ class PurchaseProperties(msgspec.Struct):
 class LevelProperties(msgspec.Struct):
     level: Annotated[int, msgspec.Meta(ge=0)] | ShortText
     score: float | None = None
-    duration_seconds: NonNegative | None = None
+    duration_seconds: Duration | None = None
 
 
 class ItemProperties(msgspec.Struct):
@@ -69,7 +72,7 @@ class AchievementProperties(msgspec.Struct):
 
 
 class SessionEndProperties(msgspec.Struct):
-    duration_seconds: NonNegative | None = None
+    duration_seconds: Duration | None = None
 
 
 class AdImpressionProperties(msgspec.Struct):

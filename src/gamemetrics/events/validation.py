@@ -7,7 +7,7 @@ write to the raw topic. Each failure is a sentence a game developer can act on.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import msgspec
@@ -51,6 +51,10 @@ def decode_event(raw: bytes | msgspec.Raw, *, limits: Limits, now: datetime, all
         raise InvalidEvent(str(exc)) from None
     except (msgspec.DecodeError, RecursionError, UnicodeDecodeError) as exc:
         raise InvalidEvent(f"event is not valid JSON: {exc}") from None
+    # PostgreSQL text and jsonb cannot hold NUL; the escape is the only way JSON can carry one,
+    # so the walk over the values runs only for the rare event that has it.
+    if b"\\u0000" in bytes(raw) and holds_nul(event):
+        raise InvalidEvent("a string holds a NUL character (\\u0000), which cannot be stored; remove it")
     check_event(event, limits=limits, now=now, allow_history=allow_history)
     return event
 
@@ -77,6 +81,10 @@ def check_event(event: Event, *, limits: Limits, now: datetime, allow_history: b
             raise InvalidEvent(f"context: {exc}".replace("`$", "`$.context")) from None
         if nesting_depth(event.context) > limits.max_depth:
             raise InvalidEvent(f"context is nested more than {limits.max_depth} levels deep")
+    try:
+        event.timestamp.astimezone(UTC)
+    except OverflowError:  # e.g. 0001-01-01T00:00:00+14:00 is year 0 in UTC, which cannot be read back
+        raise InvalidEvent(f"timestamp {event.timestamp.isoformat()} is outside the years 1-9999 in UTC") from None
     if event.timestamp - now > limits.max_future:
         raise InvalidEvent(
             f"timestamp {event.timestamp.isoformat()} is more than {_span(limits.max_future)} in the future"
@@ -101,6 +109,23 @@ def nesting_depth(value: Any) -> int:
         depth += 1
         level = [child for c in containers for child in (c.values() if isinstance(c, dict) else c)]
     return depth
+
+
+def holds_nul(event: Event) -> bool:
+    """Whether any string of the event, or any key of its properties or context, contains NUL."""
+    level: list[Any] = [event.player_id, event.session_id, event.name, event.properties, event.context]
+    while level:
+        children: list[Any] = []
+        for value in level:
+            if isinstance(value, str) and "\x00" in value:
+                return True
+            if isinstance(value, dict):
+                children.extend(value.keys())
+                children.extend(value.values())
+            elif isinstance(value, list):
+                children.extend(value)
+        level = children
+    return False
 
 
 def _span(delta: timedelta) -> str:

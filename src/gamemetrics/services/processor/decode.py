@@ -65,7 +65,7 @@ def decode_records(
         try:
             envelope = _envelope_decoder.decode(record.value)
         except (msgspec.DecodeError, msgspec.ValidationError, RecursionError, UnicodeDecodeError) as exc:
-            dead.append(DeadLetter(record, f"unreadable raw envelope: {exc}"))
+            dead.append(DeadLetter(record, _text(f"unreadable raw envelope: {exc}")))
             continue
         try:
             event = decode_event(
@@ -73,7 +73,8 @@ def decode_records(
             )
             rows.append(to_row(envelope, event, rates))
         except InvalidEvent as exc:
-            dead.append(DeadLetter(record, str(exc), envelope.tenant_id, envelope.game_id, _event_id(envelope)))
+            dead.append(DeadLetter(record, _text(str(exc)), envelope.tenant_id, envelope.game_id,
+                                   _event_id(envelope)))
     return rows, dead
 
 
@@ -107,4 +108,9 @@ def _event_id(envelope: RawEnvelope) -> str | None:
     except (msgspec.DecodeError, RecursionError, UnicodeDecodeError):
         return None
     event_id = value.get("event_id") if isinstance(value, dict) else None
-    return str(event_id)[:64] if event_id is not None else None
+    return _text(str(event_id)[:64]) if event_id is not None else None
+
+
+def _text(value: str) -> str:
+    """A dead letter must be storable whatever it carries: PostgreSQL text and jsonb refuse NUL."""
+    return value.replace("\x00", "\N{REPLACEMENT CHARACTER}")
