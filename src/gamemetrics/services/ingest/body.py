@@ -46,4 +46,6 @@ def inflate_gzip(body: bytes, max_inflated: int) -> bytes:
         raise IngestError(413, f"gzip body inflates past the {max_inflated}-byte limit")
     if not inflater.eof:
         raise IngestError(400, "gzip body is truncated")
+    if inflater.unused_data:  # a second member or junk: refusing beats silently dropping events in it
+        raise IngestError(400, "gzip body has data after its end; send one gzip member")
     return data

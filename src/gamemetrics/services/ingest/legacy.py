@@ -41,8 +41,10 @@ def convert(body: bytes) -> tuple[bytes, uuid.UUID]:
         game_id = uuid.UUID(str(payload["game_id"]))
     except ValueError:
         raise IngestError(400, f"game_id {payload['game_id']!r} is not a UUID") from None
+    if not isinstance(payload["player_id"], str | int) or isinstance(payload["player_id"], bool):
+        raise IngestError(400, "`player_id` must be a string")
     legacy_type = payload["event_type"]
-    if legacy_type not in LEGACY_TYPES:
+    if not isinstance(legacy_type, str) or legacy_type not in LEGACY_TYPES:
         raise IngestError(400, f"unknown event_type {legacy_type!r}; expected one of {', '.join(LEGACY_TYPES)}")
     event_type, name = LEGACY_TYPES[legacy_type]
     data = payload.get("data") or {}

@@ -61,7 +61,10 @@ def convert(body: bytes, kind: str) -> tuple[list[tuple[int, bytes]], list[Rejec
             raise IngestError(400, 'body must be {"batch": [...]}')
     else:
         messages = [{**payload, "type": payload.get("type", kind)}]
-    sent_at = _time(payload.get("sentAt"))
+    try:
+        sent_at = _time(payload.get("sentAt"))
+    except SegmentMessageError as exc:
+        raise IngestError(400, f"the batch's sentAt: {exc}") from None
     items: list[tuple[int, bytes]] = []
     rejected: list[Rejection] = []
     for index, message in enumerate(messages):
@@ -111,7 +114,10 @@ def to_native(message: Any, batch_sent_at: datetime | None = None) -> dict[str, 
         event["properties"] = traits
     else:
         raise SegmentMessageError(f"message type {kind!r} is not supported; use track or identify")
-    session_id = context.get("sessionId") or (message.get("properties") or {}).get("session_id")
+    raw_properties = message.get("properties")
+    session_id = context.get("sessionId") or (
+        raw_properties.get("session_id") if isinstance(raw_properties, dict) else None
+    )
     if isinstance(session_id, str | int) and str(session_id):
         event["session_id"] = str(session_id)
     return event
@@ -177,7 +183,12 @@ def _corrected_time(message: dict[str, Any], batch_sent_at: datetime | None) -> 
         return now
     sent_at = _time(message.get("sentAt")) or batch_sent_at
     if sent_at is not None:
-        timestamp = timestamp + (now - sent_at)
+        try:
+            timestamp = timestamp + (now - sent_at)
+        except OverflowError:  # a device clock centuries off pushes the corrected time off the calendar
+            raise SegmentMessageError(
+                f"timestamp {timestamp.isoformat()} corrected by sentAt {sent_at.isoformat()} is out of range"
+            ) from None
     return timestamp
 
 
