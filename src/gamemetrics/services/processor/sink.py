@@ -78,11 +78,12 @@ ON CONFLICT (tenant_id, game_id, player_id) DO UPDATE SET
     events = p.events + excluded.events, sessions = p.sessions + excluded.sessions,
     lifetime_revenue_usd = p.lifetime_revenue_usd + excluded.lifetime_revenue_usd, updated_at = now();
 
--- The latest identify of each player in the batch merges its traits into the profile.
-UPDATE players AS p SET traits = p.traits || i.properties
-FROM (SELECT DISTINCT ON (tenant_id, game_id, player_id) tenant_id, game_id, player_id, properties
-      FROM new_events WHERE event_type = 'identify'
-      ORDER BY tenant_id, game_id, player_id, event_time DESC) AS i
+-- Every identify of the batch merges its traits into the profile, in event-time order: a trait
+-- sent twice keeps its latest value, and traits only an earlier identify carried are kept too.
+UPDATE players AS p SET traits = p.traits || i.traits
+FROM (SELECT tenant_id, game_id, player_id, jsonb_object_agg(t.key, t.value ORDER BY event_time) AS traits
+      FROM new_events, jsonb_each(properties) AS t
+      WHERE event_type = 'identify' GROUP BY 1, 2, 3) AS i
 WHERE p.tenant_id = i.tenant_id AND p.game_id = i.game_id AND p.player_id = i.player_id;
 
 INSERT INTO game_counters AS c (tenant_id, game_id, events_stored)
