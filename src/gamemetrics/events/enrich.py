@@ -65,14 +65,18 @@ def revenue_usd(event: Event, rates: Mapping[str, Decimal]) -> Decimal | None:
     if rate is None:
         raise InvalidEvent(f"purchase currency {currency!r} has no exchange rate configured")
     price = _decimal(event.properties["price"])
-    quantity = int(event.properties.get("quantity", 1))
+    # Validation lets a quantity through as 3, 3.0, "3" or "3e0"; int() would refuse the last two.
+    quantity = _decimal(event.properties.get("quantity", 1))
     return _usd(price * quantity * rate)
 
 
 def _usd(amount: Decimal) -> Decimal:
-    if not amount.is_finite() or abs(amount) >= MAX_REVENUE_USD:
-        raise InvalidEvent(f"revenue of {amount} USD is out of range; the limit is {MAX_REVENUE_USD:,} USD")
-    return amount.quantize(CENT)
+    # Compared again once rounded: 999999999999.9999996 rounds up to 10^12, which does not fit.
+    if amount.is_finite() and abs(amount) < MAX_REVENUE_USD:
+        rounded = amount.quantize(CENT)
+        if abs(rounded) < MAX_REVENUE_USD:
+            return rounded
+    raise InvalidEvent(f"revenue of {amount} USD is out of range; the limit is {MAX_REVENUE_USD:,} USD")
 
 
 def _decimal(value: object) -> Decimal:
