@@ -38,5 +38,7 @@ def stitch(rows: Sequence[EventRow], known: Mapping[PlayerKey, PlayerState], gap
                 row.session_id = current.session_id
             else:
                 row.session_id = str(uuid.uuid5(row.tenant_id, f"{row.player_id}@{row.event_time.isoformat()}"))
-        last_seen = row.event_time if current is None else max(current.last_seen, row.event_time)
-        state[key] = PlayerState(last_seen, row.session_id)
+        # Like the players row the sink writes, the state follows the player's latest event: a late
+        # event must not steer the events after it, or cutting a batch in two would change the result.
+        if current is None or row.event_time >= current.last_seen:
+            state[key] = PlayerState(row.event_time, row.session_id)
