@@ -14,7 +14,7 @@ import signal
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -177,22 +177,21 @@ def make_event(rng: random.Random, now: datetime, player: int) -> dict[str, Any]
     return event
 
 
-def make_requests(seed: int, batches: int) -> list[list[dict[str, Any]]]:
+def make_requests(seed: int, batches: int) -> Iterator[list[dict[str, Any]]]:
     """Request bodies in send order; some repeat earlier events, as a client retrying after a lost answer."""
     rng = random.Random(seed)
     now = datetime.now(UTC)
-    fresh = [[make_event(rng, now, rng.randrange(PLAYERS)) for _ in range(BATCH)] for _ in range(batches)]
-    requests: list[list[dict[str, Any]]] = []
-    for index, batch in enumerate(fresh):
-        requests.append(batch)
-        if index % 6 == 5:  # the same request again, byte for byte
-            requests.append(fresh[index - rng.randrange(1, 5)])
+    recent: list[list[dict[str, Any]]] = []
+    for index in range(batches):
+        batch = [make_event(rng, now, rng.randrange(PLAYERS)) for _ in range(BATCH)]
+        recent = [*recent[-4:], batch]
+        yield batch
+        if index % 6 == 5:  # an earlier request again, byte for byte
+            yield recent[-1 - rng.randrange(1, len(recent))]
         if index % 9 == 8:  # a new request mixing resent events with new ones
-            mixed = rng.sample(fresh[index - 1], BATCH // 2) + [
+            yield rng.sample(recent[-2], BATCH // 2) + [
                 make_event(rng, now, rng.randrange(PLAYERS)) for _ in range(BATCH // 2)
             ]
-            requests.append(mixed)
-    return requests
 
 
 @dataclass
@@ -206,10 +205,18 @@ class Client:
     requests_ok: int = 0
     transport_errors: int = 0
 
-    async def send_all(self, requests: list[list[dict[str, Any]]], *, pause: float = 0.0) -> None:
+    async def send_all(
+        self, requests: Iterable[list[dict[str, Any]]], *, pause: float = 0.0,
+        until: asyncio.Event | None = None, then: int = 0,
+    ) -> None:
+        """Send every request, or stop `then` requests after `until` is set, whichever comes first."""
         headers = {"Authorization": f"Bearer {self.write_key}"}
         async with httpx.AsyncClient(timeout=20.0, headers=headers) as http:
             for events in requests:
+                if until is not None and until.is_set():
+                    if then <= 0:
+                        return
+                    then -= 1
                 await self._send(http, events)
                 if pause:
                     await asyncio.sleep(pause)
@@ -371,13 +378,16 @@ async def assert_stored_exactly_once(url: str, key: CreatedKey, acknowledged: se
 async def test_processor_killed_mid_stream_loses_and_doubles_nothing(
     deployment: Deployment, write_key: CreatedKey
 ) -> None:
-    requests = make_requests(seed=7, batches=60)
     deployment.ingest.start()
     deployment.processor.start()
     await deployment.wait_ready()
     client = Client(deployment.base_url, write_key.write_key)
-    # Paced so the stream is still arriving while the processor is killed and restarted.
-    stream = asyncio.create_task(client.send_all(requests, pause=0.1))
+    # The stream keeps arriving while the processor is killed and restarted, however fast either
+    # runs here, and ends a few requests after the last restart (or at its bound on a slow machine).
+    chaos_over = asyncio.Event()
+    stream = asyncio.create_task(
+        client.send_all(make_requests(seed=7, batches=100), pause=0.1, until=chaos_over, then=8)
+    )
 
     url, tenant = deployment.database_url, write_key.tenant_id
     kills = 0
@@ -393,6 +403,7 @@ async def test_processor_killed_mid_stream_loses_and_doubles_nothing(
         deployment.processor.kill()
         kills += 1
         deployment.processor.start()
+    chaos_over.set()
 
     await asyncio.wait_for(stream, PATIENCE_S)
     await wait_until_drained(deployment)
@@ -408,7 +419,7 @@ async def test_processor_killed_mid_stream_loses_and_doubles_nothing(
 async def test_ingest_killed_mid_stream_stores_each_acknowledged_event_once(
     deployment: Deployment, write_key: CreatedKey
 ) -> None:
-    requests = make_requests(seed=11, batches=60)
+    requests = list(make_requests(seed=11, batches=60))
     deployment.ingest.start()
     deployment.processor.start()
     await deployment.wait_ready()
