@@ -5,8 +5,11 @@ TOOLS := .tools
 UV := $(TOOLS)/bin/uv
 VENV := .venv
 SYNCED := $(VENV)/.synced
+# The local Kafka broker's jars (deploy/kafka/pom.xml), fetched by Maven, cached in ~/.m2.
+KAFKA_LIBS := .kafka/libs
+KAFKA_FETCHED := $(KAFKA_LIBS)/.fetched
 
-.PHONY: install up test test-fast bench lint clean
+.PHONY: install up test test-fast bench lint clean kafka kafka-libs kcat-installed test-deps
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -18,15 +21,31 @@ $(SYNCED): $(UV) pyproject.toml uv.lock
 
 install: $(SYNCED)
 
-## Start the whole platform on embedded defaults (DEMO=1 adds a demo game with simulated traffic).
-up: install
-	$(VENV)/bin/gamemetrics up $(if $(DEMO),--demo,)
+$(KAFKA_FETCHED): deploy/kafka/pom.xml
+	deploy/kafka/fetch-libs.sh $(KAFKA_LIBS)
+
+kafka-libs: $(KAFKA_FETCHED)
+
+kcat-installed:
+	@deploy/kafka/install-kcat.sh
+
+# What the tests need beside Python: a Kafka broker's jars and kcat.
+test-deps: install kafka-libs kcat-installed
+
+## Start the whole platform on embedded defaults (DEMO=1 adds a demo game with simulated traffic;
+## KAFKA=1 runs the bus on a local Kafka broker instead of the embedded log).
+up: install $(if $(KAFKA),kafka-libs,)
+	$(VENV)/bin/gamemetrics up $(if $(DEMO),--demo,) $(if $(KAFKA),--kafka,)
+
+## A local single-node Kafka broker in the foreground (Ctrl-C stops it), to try the scaled bus.
+kafka: install kafka-libs
+	$(VENV)/bin/gamemetrics kafka local
 
 ## Run the whole test suite, slow chaos tests included.
-test: install
+test: test-deps
 	$(VENV)/bin/pytest
 
-test-fast: install
+test-fast: test-deps
 	$(VENV)/bin/pytest -m "not slow"
 
 ## Long benchmarks that print figures beside the machine's raw limits.

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
-from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from psycopg_pool import AsyncConnectionPool
 
@@ -13,7 +13,11 @@ from gamemetrics.adapters.pglog import PgLogBus
 from gamemetrics.adapters.postgres.embedded import EmbeddedPostgres
 from gamemetrics.adapters.postgres.pool import open_pool
 from gamemetrics.ports import bus as topics
+from gamemetrics.ports.bus import Bus
 from gamemetrics.settings import Settings
+
+if TYPE_CHECKING:
+    from gamemetrics.adapters.kafka import KafkaBus
 
 EMBEDDED_DATABASE = "gamemetrics"
 
@@ -50,16 +54,30 @@ class Platform:
 
     url: str
     pool: AsyncConnectionPool
-    bus: PgLogBus
+    bus: Bus
+
+
+def open_bus(settings: Settings, url: str, pool: AsyncConnectionPool, *, name: str) -> PgLogBus | KafkaBus:
+    """Kafka when a bootstrap is configured, else the log tables in the platform's PostgreSQL."""
+    if settings.kafka_bootstrap:
+        from gamemetrics.adapters.kafka import KafkaBus
+
+        return KafkaBus(settings, topic_partitions(settings), client_id=f"gamemetrics-{name}")
+    return PgLogBus(url, pool, topic_partitions(settings))
 
 
 @asynccontextmanager
 async def connect(settings: Settings, url: str, *, name: str, pool_size: int = 8) -> AsyncIterator[Platform]:
-    """Open the pool and bus, make sure the topics exist, close both on exit."""
+    """Open the pool and bus, close both on exit.
+
+    The embedded log's topics are made here; Kafka's come from `gamemetrics kafka init`, because a
+    service's Kafka credentials need not (and in production should not) be allowed to create topics.
+    """
     pool = await open_pool(url, max_size=pool_size, name=name)
-    bus = PgLogBus(url, pool, topic_partitions(settings))
+    bus = open_bus(settings, url, pool, name=name)
     try:
-        await bus.create_topics(topic_partitions(settings))
+        if isinstance(bus, PgLogBus):
+            await bus.create_topics(topic_partitions(settings))
         yield Platform(url, pool, bus)
     finally:
         await bus.close()

@@ -5,8 +5,9 @@ from __future__ import annotations
 from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # USD value of one unit of each currency. Operators replace the table with GAMEMETRICS_FX_RATES_USD
@@ -59,6 +60,31 @@ class Settings(BaseSettings):
     bus_partitions: int = 8
     bus_retention_hours: float = 24.0
     bus_append_linger_ms: float = 2.0
+
+    # Kafka: a bootstrap switches every service from the embedded log to Apache Kafka.
+    kafka_bootstrap: str | None = Field(
+        default=None, description="host:port[,host:port]; unset keeps the bus in the embedded PostgreSQL log."
+    )
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    kafka_sasl_mechanism: Literal["SCRAM-SHA-256", "SCRAM-SHA-512", "PLAIN"] = "SCRAM-SHA-512"
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
+    kafka_ssl_ca_location: Path | None = Field(default=None, description="CA bundle; unset uses the system's.")
+    kafka_ssl_certificate_location: Path | None = Field(default=None, description="Client certificate (mTLS).")
+    kafka_ssl_key_location: Path | None = None
+    kafka_ssl_key_password: SecretStr | None = None
+    kafka_topic_prefix: str = Field(default="", description="Prepended to every topic and group id.")
+    kafka_replication_factor: int = 3
+    kafka_min_insync_replicas: int = 2
+    kafka_retention_hours: float = 7 * 24.0
+    # A send that Kafka has not acknowledged within this time fails, so ingest answers 503, not hangs.
+    kafka_delivery_timeout_ms: int = 10_000
+    kafka_linger_ms: float = 5.0
+    kafka_compression: Literal["none", "gzip", "snappy", "lz4", "zstd"] = "lz4"
+    kafka_session_timeout_ms: int = 10_000
+    kafka_group_instance_id: str | None = Field(
+        default=None, description="Static group membership: a restarted member takes its partitions back at once."
+    )
 
     # Processor
     processor_batch_events: int = 5000

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 RAW_EVENTS = "player.events.raw"
 PROCESSED_EVENTS = "player.events.processed"
@@ -72,6 +72,11 @@ class Producer(Protocol):
 
 
 class Consumer(Protocol):
+    @property
+    def assignment(self) -> list[tuple[str, int]]:
+        """The (topic, partition) pairs this member owns now; no two members of a group share one."""
+        ...
+
     async def poll(self, max_records: int, timeout: float) -> list[Record]:
         """Up to `max_records` records past this consumer's positions, waiting at most `timeout` s."""
         ...
@@ -104,4 +109,13 @@ class Bus(Protocol):
 
     async def ping(self) -> None:
         """Raise BusError if the bus cannot be reached."""
+        ...
+
+
+@runtime_checkable
+class Trimmable(Protocol):
+    """A bus whose old entries the platform deletes itself (the embedded log; Kafka has retention.ms)."""
+
+    async def trim(self, retention_hours: float) -> int:
+        """Delete entries every group has passed, and unread ones older than the retention; how many."""
         ...

@@ -10,6 +10,7 @@ from datetime import timedelta
 import structlog
 
 from gamemetrics.events.validation import Limits
+from gamemetrics.ports.bus import Trimmable
 from gamemetrics.runtime import connect
 from gamemetrics.services.processor.sink import EventSink
 from gamemetrics.services.processor.worker import Processor
@@ -34,22 +35,24 @@ async def run_processor(settings: Settings, url: str) -> None:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, processor.stop)
 
-        async def trim_forever() -> None:
+        async def trim_forever(bus: Trimmable) -> None:
             while True:
                 await asyncio.sleep(_TRIM_EVERY_S)
                 try:
-                    removed = await platform.bus.trim(settings.bus_retention_hours)
+                    removed = await bus.trim(settings.bus_retention_hours)
                     if removed:
                         log.info("bus trimmed", entries=removed)
                 except Exception as exc:  # trimming is housekeeping; the next round tries again
                     log.warning("bus trim failed", error=str(exc))
 
-        trimmer = asyncio.create_task(trim_forever())
+        # Kafka deletes old segments by the topics' retention.ms; the embedded log is trimmed here.
+        trimmer = asyncio.create_task(trim_forever(platform.bus)) if isinstance(platform.bus, Trimmable) else None
         log.info("processor started")
         try:
             await processor.run()
         finally:
-            trimmer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await trimmer
+            if trimmer is not None:
+                trimmer.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await trimmer
         log.info("processor stopped")

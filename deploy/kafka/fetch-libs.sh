@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Copy the local Kafka broker's jars (named by pom.xml beside this script) into the directory given,
+# .kafka/libs by default. Maven downloads from Maven Central once and caches in ~/.m2.
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+dest="$(realpath -m "${1:-.kafka/libs}")"
+if ! command -v mvn >/dev/null 2>&1; then
+  echo "error: Maven (mvn) is needed to fetch the Kafka broker's jars; install it (e.g. apt-get install maven)" >&2
+  exit 1
+fi
+rm -rf "$dest.partial"
+mkdir -p "$dest.partial"
+mvn -q -B -Dstyle.color=never -f "$here/pom.xml" dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$dest.partial"
+rm -rf "$dest"
+mv "$dest.partial" "$dest"
+touch "$dest/.fetched"
+echo "Kafka broker jars in $dest"
