@@ -1,7 +1,9 @@
-"""`gamemetrics up`: the embedded database, the services as child processes, optional demo traffic."""
+"""`gamemetrics up`: the embedded database, the services as child processes, optional demo traffic,
+and with `--kafka` a local Kafka broker as the bus."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import shutil
@@ -14,25 +16,34 @@ from pathlib import Path
 import httpx
 from rich.console import Console
 
+from gamemetrics.adapters.kafka import KafkaBus
+from gamemetrics.adapters.kafka.local import LocalBroker, LocalBrokerError
 from gamemetrics.adapters.postgres.embedded import EmbeddedPostgres
 from gamemetrics.migrations import upgrade
-from gamemetrics.runtime import EMBEDDED_DATABASE
+from gamemetrics.runtime import EMBEDDED_DATABASE, topic_partitions
 from gamemetrics.settings import Settings
 
 console = Console(stderr=True)
 
 
-def run_platform(settings: Settings, *, demo: bool) -> int:
+def run_platform(settings: Settings, *, demo: bool, kafka: bool = False) -> int:
     """Run until Ctrl-C or a service dies; returns the exit code."""
+    if kafka and settings.kafka_bootstrap:
+        raise SystemExit("--kafka starts a local broker; GAMEMETRICS_KAFKA_BOOTSTRAP already names one")
     data_dir = settings.data_dir.resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
     server = None if settings.database_url else EmbeddedPostgres(data_dir)
     url = settings.database_url or server.ensure_database(EMBEDDED_DATABASE)  # type: ignore[union-attr]
     children: dict[str, subprocess.Popen[bytes]] = {}
+    broker: LocalBroker | None = None
+    _stop_on_sigterm()
     try:
         console.print(f"[bold]GameMetrics Pro[/] data in {data_dir}")
         upgrade(url)
         env = _child_env(settings, url, data_dir)
+        if kafka:
+            broker = LocalBroker(data_dir / "kafka")
+            env.update(_start_local_kafka(broker, settings))
         for service in ("ingest", "processor"):
             children[service] = subprocess.Popen([sys.executable, "-m", "gamemetrics.cli", "serve", service], env=env)
         base_url = f"http://{settings.host}:{settings.port}"
@@ -52,9 +63,45 @@ def run_platform(settings: Settings, *, demo: bool) -> int:
         return 0
     finally:
         _stop(children)
+        if broker is not None:
+            broker.stop()
         if server is not None:
             server.stop()
         console.print("stopped")
+
+
+def _stop_on_sigterm() -> None:
+    """SIGTERM stops like Ctrl-C: the services, the local broker and the database are stopped in order."""
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
+
+
+def _start_local_kafka(broker: LocalBroker, settings: Settings) -> dict[str, str]:
+    """Start the local broker, create the topics on it; the settings that point the services at it."""
+    try:
+        broker.start()
+        console.print(f"starting Kafka at {broker.bootstrap} (log: {broker.log_path})")
+        broker.wait_ready()
+    except LocalBrokerError as exc:
+        raise SystemExit(str(exc)) from None
+    env = {
+        "GAMEMETRICS_KAFKA_BOOTSTRAP": broker.bootstrap,
+        "GAMEMETRICS_KAFKA_REPLICATION_FACTOR": "1",  # one node: one replica of each partition
+        "GAMEMETRICS_KAFKA_MIN_INSYNC_REPLICAS": "1",
+    }
+    local = settings.model_copy(update={
+        "kafka_bootstrap": broker.bootstrap, "kafka_replication_factor": 1, "kafka_min_insync_replicas": 1,
+    })
+    report = asyncio.run(KafkaBus(local, topic_partitions(local), client_id="gamemetrics-up").ensure_topics(
+        topic_partitions(local)
+    ))
+    for topic, differences in report.drift.items():
+        console.print(f"[yellow]topic {topic} differs from the settings:[/] {'; '.join(differences)}")
+    console.print(f"[green]Kafka ready[/] at {broker.bootstrap}; topics created: {len(report.created)}")
+    return env
 
 
 def _child_env(settings: Settings, url: str, data_dir: Path) -> dict[str, str]:

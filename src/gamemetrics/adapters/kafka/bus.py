@@ -87,7 +87,10 @@ class KafkaBus:
                     raise BusError(f"cannot create topic {self._names.topic(topic)}: {exc.args[0].str()}") from exc
                 existing.append(topic)
             except TimeoutError as exc:
-                raise BusError(f"no answer creating {self._names.topic(topic)} within {_ADMIN_TIMEOUT_S:.0f}s") from exc
+                raise BusError(
+                    f"Kafka at {self._settings.kafka_bootstrap} did not answer creating {self._names.topic(topic)}"
+                    f" within {_ADMIN_TIMEOUT_S:.0f}s"
+                ) from exc
         if existing:
             self._check_drift(admin, {t: partitions[t] for t in existing}, wanted_config, report)
         return report
@@ -174,7 +177,8 @@ class KafkaBus:
         return lags
 
     def _partition_count(self, admin: AdminClient, topic: str) -> int:
-        found = admin.list_topics(self._names.topic(topic), timeout=_ADMIN_TIMEOUT_S).topics.get(self._names.topic(topic))
+        physical = self._names.topic(topic)
+        found = admin.list_topics(physical, timeout=_ADMIN_TIMEOUT_S).topics.get(physical)
         if found is None or found.error is not None:
             return 0
         return len(found.partitions)
