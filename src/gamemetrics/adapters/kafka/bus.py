@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Mapping, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -12,6 +14,7 @@ from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic, OffsetS
 
 from gamemetrics.adapters.kafka.config import (
     Names,
+    client_log,
     common_config,
     consumer_config,
     producer_config,
@@ -48,6 +51,8 @@ class KafkaBus:
         self._client_id = client_id
         self._names = Names(settings.kafka_topic_prefix)
         self._admin_client: AdminClient | None = None
+        self._refused: KafkaError | None = None
+        self._refused_at = 0.0
         self._producer: KafkaProducer | None = None
 
     @property
@@ -56,8 +61,41 @@ class KafkaBus:
 
     def _admin(self) -> AdminClient:
         if self._admin_client is None:
-            self._admin_client = AdminClient(common_config(self._settings, f"{self._client_id}-admin"))
+            self._admin_client = AdminClient(
+                {**common_config(self._settings, f"{self._client_id}-admin"), "error_cb": self._on_error}
+            )
         return self._admin_client
+
+    def _on_error(self, err: KafkaError) -> None:
+        if err.code() in _REFUSALS:
+            self._refused, self._refused_at = err, time.monotonic()
+        client_log.warning("kafka admin: %s", err.str())
+
+    def _result(self, future: Future[Any], what: str) -> Any:
+        """A request's answer; BusError at once if the cluster refused our credentials, or after the timeout."""
+        started = time.monotonic()
+        deadline = started + _ADMIN_TIMEOUT_S
+        while not future.done():
+            self._admin().poll(0.1)  # serves error_cb, which reports refused credentials
+            self._raise_if_refused(since=started)
+            if time.monotonic() > deadline:
+                raise BusError(f"Kafka at {self._settings.kafka_bootstrap} did not answer {what}"
+                               f" within {_ADMIN_TIMEOUT_S:.0f}s")
+        try:
+            return future.result()
+        except KafkaException:
+            self._raise_if_refused(since=started)  # the refusal says more than "timed out"
+            raise
+
+    def _raise_if_refused(self, since: float) -> None:
+        """Raise if the cluster refused this client since `since` (earlier refusals may have been transient)."""
+        if self._refused is not None and self._refused_at >= since:
+            raise BusError(f"Kafka at {self._settings.kafka_bootstrap} refused this client: {self._refused.str()}")
+
+    def _unreachable(self, exc: KafkaException, since: float) -> BusError:
+        self._admin().poll(0)
+        self._raise_if_refused(since)
+        return BusError(f"Kafka at {self._settings.kafka_bootstrap} cannot be reached: {exc.args[0].str()}")
 
     async def create_topics(self, partitions: Mapping[str, int]) -> None:
         await self.ensure_topics(partitions)
@@ -80,17 +118,12 @@ class KafkaBus:
         for topic, future in zip(partitions, admin.create_topics(new, request_timeout=_ADMIN_TIMEOUT_S).values(),
                                  strict=True):
             try:
-                future.result(timeout=_ADMIN_TIMEOUT_S)
+                self._result(future, f"creating {self._names.topic(topic)}")
                 report.created.append(topic)
             except KafkaException as exc:
                 if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
                     raise BusError(f"cannot create topic {self._names.topic(topic)}: {exc.args[0].str()}") from exc
                 existing.append(topic)
-            except TimeoutError as exc:
-                raise BusError(
-                    f"Kafka at {self._settings.kafka_bootstrap} did not answer creating {self._names.topic(topic)}"
-                    f" within {_ADMIN_TIMEOUT_S:.0f}s"
-                ) from exc
         if existing:
             self._check_drift(admin, {t: partitions[t] for t in existing}, wanted_config, report)
         return report
@@ -98,10 +131,14 @@ class KafkaBus:
     def _check_drift(
         self, admin: AdminClient, partitions: dict[str, int], wanted_config: dict[str, str], report: TopicReport
     ) -> None:
-        metadata = admin.list_topics(timeout=_ADMIN_TIMEOUT_S)
-        resources = [ConfigResource(ConfigResource.Type.TOPIC, self._names.topic(t)) for t in partitions]
-        configs = {r.name: f.result(timeout=_ADMIN_TIMEOUT_S)
-                   for r, f in admin.describe_configs(resources, request_timeout=_ADMIN_TIMEOUT_S).items()}
+        started = time.monotonic()
+        try:
+            metadata = admin.list_topics(timeout=_ADMIN_TIMEOUT_S)
+            resources = [ConfigResource(ConfigResource.Type.TOPIC, self._names.topic(t)) for t in partitions]
+            configs = {r.name: self._result(f, f"describing {r.name}")
+                       for r, f in admin.describe_configs(resources, request_timeout=_ADMIN_TIMEOUT_S).items()}
+        except KafkaException as exc:
+            raise self._unreachable(exc, started) from exc
         for topic, count in partitions.items():
             physical = self._names.topic(topic)
             found = metadata.topics.get(physical)
@@ -136,7 +173,8 @@ class KafkaBus:
         if missing:
             raise BusError(f"unknown topics {missing}")
         config = consumer_config(self._settings, f"{self._client_id}-{group_id}", self._names.group(group_id))
-        return KafkaConsumer(config, self._names, group_id, topics)
+        return KafkaConsumer(config, self._names, group_id, topics,
+                             close_timeout=self._settings.kafka_session_timeout_ms / 1000 + 5.0)
 
     async def lag(self) -> list[PartitionLag]:
         return await asyncio.to_thread(self._lag)
@@ -144,15 +182,15 @@ class KafkaBus:
     def _lag(self) -> list[PartitionLag]:
         admin = self._admin()
         try:
-            listed = admin.list_consumer_groups(request_timeout=_ADMIN_TIMEOUT_S).result(timeout=_ADMIN_TIMEOUT_S)
+            listed = self._result(admin.list_consumer_groups(request_timeout=_ADMIN_TIMEOUT_S), "listing groups")
             groups = sorted(
                 g.group_id for g in listed.valid if self._names.logical_group(g.group_id) is not None
             )
             committed: dict[tuple[str, str, int], int] = {}
             for group in groups:
-                answer = admin.list_consumer_group_offsets(
+                answer = self._result(admin.list_consumer_group_offsets(
                     [ConsumerGroupTopicPartitions(group)], request_timeout=_ADMIN_TIMEOUT_S
-                )[group].result(timeout=_ADMIN_TIMEOUT_S)
+                )[group], f"the offsets of {group}")
                 for tp in answer.topic_partitions or []:
                     topic = self._names.logical_topic(tp.topic)
                     if topic in self._topics and tp.offset >= 0:
@@ -164,10 +202,10 @@ class KafkaBus:
             if wanted:
                 for tp, future in admin.list_offsets(wanted, request_timeout=_ADMIN_TIMEOUT_S).items():
                     ends[(self._names.logical_topic(tp.topic) or tp.topic, tp.partition)] = (
-                        future.result(timeout=_ADMIN_TIMEOUT_S).offset
+                        self._result(future, f"the end of {tp.topic}[{tp.partition}]").offset
                     )
-        except (KafkaException, TimeoutError) as exc:
-            raise BusError(f"cannot read consumer group offsets: {exc}") from exc
+        except KafkaException as exc:
+            raise BusError(f"cannot read consumer group offsets: {exc.args[0].str()}") from exc
         lags = []
         for group, topic in read:
             logical_group = self._names.logical_group(group) or group
@@ -188,10 +226,11 @@ class KafkaBus:
 
     def _ping(self) -> None:
         physical = self._names.topic(RAW_EVENTS)
+        started = time.monotonic()
         try:
             metadata = self._admin().list_topics(physical, timeout=_PING_TIMEOUT_S)
         except KafkaException as exc:
-            raise BusError(f"Kafka at {self._settings.kafka_bootstrap} cannot be reached: {exc.args[0].str()}") from exc
+            raise self._unreachable(exc, started) from exc
         found = metadata.topics.get(physical)
         if not metadata.brokers:
             raise BusError(f"Kafka at {self._settings.kafka_bootstrap} lists no brokers")
@@ -201,3 +240,13 @@ class KafkaBus:
     async def close(self) -> None:
         if self._producer is not None:
             await self._producer.close()
+
+
+# Answers that mean the cluster will not serve this client as configured: waiting longer will not help.
+_REFUSALS = {
+    KafkaError._AUTHENTICATION,
+    KafkaError.SASL_AUTHENTICATION_FAILED,
+    KafkaError._SSL,
+    KafkaError.CLUSTER_AUTHORIZATION_FAILED,
+    KafkaError.TOPIC_AUTHORIZATION_FAILED,
+}
