@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import itertools
 import os
+import shutil
 import socket
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -25,11 +27,15 @@ _counter = itertools.count()
 
 
 @pytest.fixture(scope="session")
-def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedPostgres]:
-    server = EmbeddedPostgres(tmp_path_factory.mktemp("pg"))
+def pg_server() -> Iterator[EmbeddedPostgres]:
+    # Not under pytest's temp root: each pytest session resets that to mode 0700, which would lock
+    # out the server's own system user when two sessions run side by side.
+    root = Path(tempfile.mkdtemp(prefix="gm-pg-"))
+    server = EmbeddedPostgres(root)
     upgrade(server.ensure_database(TEMPLATE))
     yield server
     server.stop()
+    shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture

@@ -304,8 +304,8 @@ def _run_admin(work: Callable[[Settings, str], Awaitable[T]]) -> T:
 
 
 def _pool(url: str) -> Any:
-    from psycopg_pool import AsyncConnectionPool
     from psycopg.rows import tuple_row
+    from psycopg_pool import AsyncConnectionPool
 
     return AsyncConnectionPool(url, min_size=1, max_size=2, kwargs={"autocommit": True, "row_factory": tuple_row})
 

@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import os
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client import multiprocess
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
 
 EVENTS_ACCEPTED = Counter("gamemetrics_events_accepted_total", "Events accepted by ingest", ["endpoint"])
 EVENTS_REJECTED = Counter("gamemetrics_events_rejected_total", "Events rejected by ingest", ["endpoint"])

@@ -6,7 +6,9 @@ from psycopg.rows import tuple_row
 from psycopg_pool import AsyncConnectionPool
 
 
-async def open_pool(url: str, *, min_size: int = 1, max_size: int = 8, name: str = "gamemetrics") -> AsyncConnectionPool:
+async def open_pool(
+    url: str, *, min_size: int = 1, max_size: int = 8, name: str = "gamemetrics"
+) -> AsyncConnectionPool:
     """Open an async pool to `url` and wait until the first connection works."""
     pool = AsyncConnectionPool(
         url,
