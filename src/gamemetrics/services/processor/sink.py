@@ -1,7 +1,7 @@
 """The store side of the processor: one transaction per batch writes events, rollups and dead letters.
 
-De-duplication is the `event_ids` insert: only events whose id is new for the tenant go on to the
-events table and the rollups, so a batch replayed after a crash changes nothing.
+De-duplication is the `event_ids` insert: only events whose id is new for the tenant are stitched
+and go on to the events table and the rollups, so a batch replayed after a crash changes nothing.
 """
 
 from __future__ import annotations
@@ -68,7 +68,8 @@ FROM new_events GROUP BY 1, 2, 3
 ON CONFLICT (tenant_id, game_id, player_id) DO UPDATE SET
     first_seen = least(p.first_seen, excluded.first_seen),
     last_seen = greatest(p.last_seen, excluded.last_seen),
-    platform = CASE WHEN excluded.last_seen >= p.last_seen THEN coalesce(excluded.platform, p.platform) ELSE p.platform END,
+    platform = CASE WHEN excluded.last_seen >= p.last_seen
+                    THEN coalesce(excluded.platform, p.platform) ELSE p.platform END,
     os = CASE WHEN excluded.last_seen >= p.last_seen THEN coalesce(excluded.os, p.os) ELSE p.os END,
     country = CASE WHEN excluded.last_seen >= p.last_seen THEN coalesce(excluded.country, p.country) ELSE p.country END,
     app_version = CASE WHEN excluded.last_seen >= p.last_seen
@@ -116,34 +117,35 @@ class EventSink:
         return SinkResult(stored=stored, duplicates=len(rows) - stored, dead_lettered=dead_lettered)
 
     async def _write_events(self, conn: AsyncConnection, rows: list[EventRow]) -> int:
-        stitch(rows, await _player_states(conn, rows), self._gap)
-        await conn.execute(
-            "CREATE TEMP TABLE batch_events (LIKE events) ON COMMIT DROP;"
-            "CREATE TEMP TABLE new_events (LIKE events) ON COMMIT DROP"
+        # Claim the ids first: a concurrent writer of the same ids (an old owner of the partition
+        # finishing late) holds their index entries until it commits, so each id is claimed by
+        # exactly one transaction, and player state is read only after the claim, never stale.
+        cur = await conn.execute(
+            "INSERT INTO event_ids (tenant_id, event_id) SELECT * FROM unnest(%s::uuid[], %s::uuid[])"
+            " ON CONFLICT DO NOTHING RETURNING tenant_id, event_id",
+            ([r.tenant_id for r in rows], [r.event_id for r in rows]),
         )
+        claimed = set(await cur.fetchall())
+        fresh = [r for r in rows if (r.tenant_id, r.event_id) in claimed]
+        if not fresh:
+            return 0
+        stitch(fresh, await _player_states(conn, fresh), self._gap)
+        await conn.execute("CREATE TEMP TABLE new_events (LIKE events) ON COMMIT DROP")
         cur = conn.cursor()
-        async with cur.copy(f"COPY batch_events ({_COLUMN_LIST}) FROM STDIN") as copy:
-            for r in rows:
+        async with cur.copy(f"COPY new_events ({_COLUMN_LIST}) FROM STDIN") as copy:
+            for r in fresh:
                 await copy.write_row((
                     r.tenant_id, r.game_id, r.event_id, r.event_type, r.event_name, r.player_id, r.session_id,
                     r.event_time, r.received_at, r.source, r.platform, r.os, r.app_version, r.country,
                     r.is_new_player, r.revenue_usd, r.properties.decode(), r.context.decode(),
                 ))
         await cur.execute(
-            "WITH fresh AS (INSERT INTO event_ids (tenant_id, event_id) SELECT tenant_id, event_id FROM batch_events"
-            " ON CONFLICT DO NOTHING RETURNING tenant_id, event_id)"
-            f" INSERT INTO new_events SELECT b.* FROM batch_events b JOIN fresh USING (tenant_id, event_id)"
-        )
-        stored = cur.rowcount
-        if stored == 0:
-            return 0
-        await cur.execute(
             "SELECT gm_ensure_event_partition(day) FROM"
             " (SELECT DISTINCT (event_time AT TIME ZONE 'UTC')::date AS day FROM new_events) AS days"
         )
         await cur.execute(f"INSERT INTO events ({_COLUMN_LIST}) SELECT {_COLUMN_LIST} FROM new_events")
         await cur.execute(_ROLLUPS)
-        return stored
+        return len(fresh)
 
     async def _write_dead_letters(self, conn: AsyncConnection, dead: Sequence[DeadLetter]) -> int:
         cur = await conn.execute(
