@@ -31,6 +31,7 @@ pytestmark = pytest.mark.timeout(120)
 
 # Every bounded wait here gives up after this long and fails saying what it saw.
 PATIENCE_S = 30.0
+TRACE = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 
 
 @pytest.fixture(params=["pglog", "kafka"])
@@ -216,7 +217,7 @@ async def test_the_processor_routes_bad_events_to_the_dlq_with_a_reason(
     envelope = RawEnvelope(tenant, game, datetime.now(UTC), msgspec.Raw(json.dumps(good).encode()))
     await bus_platform.bus.producer().send(RAW_EVENTS, [
         Message(partition_key(tenant, "p1"), msgspec.json.encode(envelope)),
-        Message(partition_key(tenant, "p2"), b"{not an envelope"),
+        Message(partition_key(tenant, "p2"), b"{not an envelope", {"traceparent": TRACE}),
     ])
     processor = Processor(
         bus_platform.bus, EventSink(bus_platform.pool, session_gap=timedelta(minutes=30)),
@@ -245,3 +246,6 @@ async def test_the_processor_routes_bad_events_to_the_dlq_with_a_reason(
     assert letter.value == b"{not an envelope"  # the original bytes, to replay once fixed
     assert "unreadable raw envelope" in letter.headers["error.reason"]
     assert letter.headers["source.topic"] == RAW_EVENTS
+    trace, span = TRACE.split("-")[1:3]
+    assert letter.headers["traceparent"].split("-")[1] == trace  # the letter stays in the sender's trace
+    assert letter.headers["traceparent"].split("-")[2] != span

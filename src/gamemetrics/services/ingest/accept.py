@@ -11,12 +11,14 @@ import msgspec
 from gamemetrics.events.envelope import RawEnvelope, Source, partition_key
 from gamemetrics.events.validation import InvalidEvent, Limits, decode_event
 from gamemetrics.observability import metrics
+from gamemetrics.observability.tracing import TRACEPARENT, current_traceparent
 from gamemetrics.ports.bus import RAW_EVENTS, BusError, Message, Producer
 from gamemetrics.ports.ratelimit import RateLimiter
 from gamemetrics.services.ingest.errors import IngestError
 from gamemetrics.tenancy.keys import WriteKey
 
 _encoder = msgspec.json.Encoder()
+_SCHEMA_VERSION = "1"  # the schema_version every RawEnvelope is written with, as a header for outside readers
 
 
 class Rejection(msgspec.Struct):
@@ -60,6 +62,7 @@ class Acceptor:
         now = datetime.now(UTC)
         outcome = Outcome(rejected=list(prior_rejections))
         messages: list[Message] = []
+        headers = _headers(current_traceparent())
         for index, raw in items:
             try:
                 event = decode_event(raw, limits=self._limits, now=now, allow_history=source == "import")
@@ -67,7 +70,7 @@ class Acceptor:
                 outcome.rejected.append(Rejection(index, str(exc)))
                 continue
             envelope = RawEnvelope(key.tenant_id, key.game_id, now, msgspec.Raw(raw), source)
-            messages.append(Message(partition_key(key.tenant_id, event.player_id), _encoder.encode(envelope)))
+            messages.append(Message(partition_key(key.tenant_id, event.player_id), _encoder.encode(envelope), headers))
             outcome.event_ids.append(str(event.event_id))
         if messages:
             try:
@@ -81,3 +84,11 @@ class Acceptor:
         metrics.EVENTS_REJECTED.labels(endpoint).inc(len(outcome.rejected))
         metrics.INGEST_BATCH_SIZE.observe(total)
         return outcome
+
+
+def _headers(traceparent: str | None) -> dict[str, str]:
+    """Headers of every raw message: the envelope's schema version and the request's trace span."""
+    headers = {"schema_version": _SCHEMA_VERSION}
+    if traceparent:
+        headers[TRACEPARENT] = traceparent
+    return headers

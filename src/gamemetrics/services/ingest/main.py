@@ -6,9 +6,11 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 
 from gamemetrics.adapters.memory.ratelimit import TokenBucketLimiter
 from gamemetrics.events.validation import Limits
+from gamemetrics.observability.tracing import TraceContextMiddleware
 from gamemetrics.runtime import connect
 from gamemetrics.services.ingest.accept import Acceptor
 from gamemetrics.services.ingest.app import IngestApp
@@ -43,4 +45,4 @@ def create_app(settings: Settings, url: str) -> Starlette:
             app.router.routes.extend(ingest.routes())
             yield
 
-    return Starlette(lifespan=lifespan)
+    return Starlette(lifespan=lifespan, middleware=[Middleware(TraceContextMiddleware)])

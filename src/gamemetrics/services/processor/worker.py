@@ -21,6 +21,7 @@ import structlog
 from gamemetrics.events.envelope import partition_key
 from gamemetrics.events.validation import Limits
 from gamemetrics.observability import metrics
+from gamemetrics.observability.tracing import TRACEPARENT, child_of
 from gamemetrics.ports.bus import EVENTS_DLQ, PROCESSED_EVENTS, RAW_EVENTS, Bus, Consumer, Message, Record
 from gamemetrics.services.processor.decode import DeadLetter, EventRow, decode_records
 from gamemetrics.services.processor.sink import EventSink, SinkResult
@@ -176,5 +177,7 @@ def _dead_letter(letter: DeadLetter) -> Message:
         "source.partition": str(letter.record.partition),
         "source.offset": str(letter.record.offset),
     }
+    if TRACEPARENT in letter.record.headers:  # the dead letter stays in the trace of the request that sent it
+        headers[TRACEPARENT] = child_of(letter.record.headers[TRACEPARENT])
     return Message(key, letter.record.value, headers)
 

@@ -1,0 +1,49 @@
+"""W3C trace context (`traceparent`) carried from an ingest request into the bus messages it produces.
+
+Ingest continues the caller's trace when the request has a valid `traceparent` header, and starts
+one otherwise; every message appended for that request carries a child span of it, so a trace
+follows an event from the HTTP request through the raw topic to the processor and its DLQ.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from contextvars import ContextVar
+
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+TRACEPARENT = "traceparent"
+_FORMAT = re.compile(r"^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$")
+_current: ContextVar[str | None] = ContextVar("traceparent", default=None)
+
+
+def child_of(parent: str | None) -> str:
+    """A new span in `parent`'s trace (sampling flag kept), or the root of a new trace if `parent` is unusable."""
+    found = _FORMAT.match(parent.strip().lower()) if parent else None
+    if found and found.group(1) != "0" * 32 and found.group(2) != "0" * 16:
+        return f"00-{found.group(1)}-{secrets.token_hex(8)}-{found.group(3)}"
+    return f"00-{secrets.token_hex(16)}-{secrets.token_hex(8)}-01"
+
+
+def current_traceparent() -> str | None:
+    """The span of the request being served, if any."""
+    return _current.get()
+
+
+class TraceContextMiddleware:
+    """Sets the request's span (a child of its `traceparent` header, or a new root) for the handlers below."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        header = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"traceparent"), None)
+        token = _current.set(child_of(header))
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            _current.reset(token)
