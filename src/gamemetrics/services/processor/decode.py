@@ -42,6 +42,7 @@ class EventRow:
     properties: bytes
     context: bytes
     is_new_player: bool = False
+    record: Record | None = None  # where it was read, to dead-letter it if the store refuses it
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,7 +72,9 @@ def decode_records(
             event = decode_event(
                 envelope.event, limits=limits, now=envelope.received_at, allow_history=envelope.source == "import"
             )
-            rows.append(to_row(envelope, event, rates))
+            row = to_row(envelope, event, rates)
+            row.record = record
+            rows.append(row)
         except InvalidEvent as exc:
             dead.append(DeadLetter(record, _text(str(exc)), envelope.tenant_id, envelope.game_id,
                                    _event_id(envelope)))

@@ -16,6 +16,7 @@ from datetime import datetime
 from decimal import Decimal
 
 import msgspec
+import psycopg
 import structlog
 
 from gamemetrics.events.envelope import partition_key
@@ -106,7 +107,7 @@ class Processor:
 
     async def _store(self, batch: Batch) -> SinkResult:
         started = time.perf_counter()
-        result = await self._sink.write(batch.rows, batch.dead)
+        result = await self._write_isolating(batch, list(batch.rows), list(batch.dead))
         await self._publish(batch.rows, batch.dead)
         await self._consumer.commit(batch.records)
         metrics.PROCESSOR_BATCH_SIZE.observe(len(batch.records))
@@ -120,6 +121,33 @@ class Processor:
                 topic=letter.record.topic, partition=letter.record.partition, offset=letter.record.offset,
             )
         return result
+
+    async def _write_isolating(self, batch: Batch, rows: list[EventRow], dead: list[DeadLetter]) -> SinkResult:
+        """Write `rows`; when the database refuses a value, halve until the culprit is alone and
+        dead-letter it, so one bad event never stalls its partition. Each half is its own
+        transaction, which is safe because every write is idempotent and the offsets commit last."""
+        try:
+            return await self._sink.write(rows, dead)
+        except (psycopg.DataError, psycopg.errors.CheckViolation) as exc:
+            if len(rows) > 1:
+                middle = len(rows) // 2
+                first = await self._write_isolating(batch, rows[:middle], dead)
+                second = await self._write_isolating(batch, rows[middle:], [])
+                return SinkResult(
+                    first.stored + second.stored,
+                    first.duplicates + second.duplicates,
+                    first.dead_lettered + second.dead_lettered,
+                )
+            if not rows or rows[0].record is None:
+                raise
+            culprit = rows[0]
+            letter = DeadLetter(
+                culprit.record, f"the store refused this event: {exc.diag.message_primary or exc}",
+                culprit.tenant_id, culprit.game_id, str(culprit.event_id),
+            )
+            batch.rows.remove(culprit)
+            batch.dead.append(letter)
+            return await self._sink.write([], [*dead, letter])
 
     async def _publish(self, rows: Sequence[EventRow], dead: Sequence[DeadLetter]) -> None:
         # At-least-once downstream: a replayed batch publishes again; consumers key on event_id.
