@@ -349,6 +349,20 @@ async def assert_stored_exactly_once(url: str, key: CreatedKey, acknowledged: se
                 " FROM events WHERE tenant_id = %(tenant)s GROUP BY 1",
                 "SELECT session_id, events, started_at, ended_at FROM sessions WHERE tenant_id = %(tenant)s",
             ),
+            "players (first day, best score)": (
+                "SELECT player_id,"
+                " min((event_time AT TIME ZONE 'UTC')::date) FILTER (WHERE event_type <> 'identify'),"
+                " max((properties->>'score')::numeric) FILTER (WHERE event_type = 'level_complete'"
+                "   AND jsonb_typeof(properties->'score') = 'number')"
+                " FROM events WHERE tenant_id = %(tenant)s GROUP BY 1",
+                "SELECT player_id, first_day, best_score FROM players WHERE tenant_id = %(tenant)s",
+            ),
+            "event_days": (
+                "SELECT (event_time AT TIME ZONE 'UTC')::date, event_type, coalesce(event_name, ''), count(*),"
+                " coalesce(sum(revenue_usd), 0) FROM events WHERE tenant_id = %(tenant)s GROUP BY 1, 2, 3",
+                "SELECT day, event_type, event_name, events, revenue_usd FROM event_days"
+                " WHERE tenant_id = %(tenant)s",
+            ),
         }
         for table, (expected, actual) in comparisons.items():
             differing = await one(

@@ -55,7 +55,8 @@ ON CONFLICT (tenant_id, game_id, session_id) DO UPDATE SET
     events = s.events + excluded.events;
 
 INSERT INTO players AS p (tenant_id, game_id, player_id, first_seen, last_seen, platform, os, country,
-                          app_version, events, sessions, lifetime_revenue_usd, current_session_id)
+                          app_version, events, sessions, lifetime_revenue_usd, current_session_id, first_day,
+                          best_score)
 SELECT tenant_id, game_id, player_id, min(event_time), max(event_time),
        (array_agg(platform ORDER BY event_time DESC) FILTER (WHERE platform IS NOT NULL))[1],
        (array_agg(os ORDER BY event_time DESC) FILTER (WHERE os IS NOT NULL))[1],
@@ -63,10 +64,16 @@ SELECT tenant_id, game_id, player_id, min(event_time), max(event_time),
        (array_agg(app_version ORDER BY event_time DESC) FILTER (WHERE app_version IS NOT NULL))[1],
        count(*), count(*) FILTER (WHERE event_type = 'session_start'),
        coalesce(sum(revenue_usd) FILTER (WHERE event_type = 'purchase'), 0),
-       (array_agg(session_id ORDER BY event_time DESC))[1]
+       (array_agg(session_id ORDER BY event_time DESC))[1],
+       min((event_time AT TIME ZONE 'UTC')::date) FILTER (WHERE event_type <> 'identify'),
+       max((properties->>'score')::numeric) FILTER (
+           WHERE (event_type = 'level_complete' OR (event_type = 'custom' AND event_name = 'game_end'))
+             AND jsonb_typeof(properties->'score') = 'number')
 FROM new_events GROUP BY 1, 2, 3
 ON CONFLICT (tenant_id, game_id, player_id) DO UPDATE SET
     first_seen = least(p.first_seen, excluded.first_seen),
+    -- least and greatest skip NULLs: a batch without activity or scores keeps what was there.
+    first_day = least(p.first_day, excluded.first_day), best_score = greatest(p.best_score, excluded.best_score),
     last_seen = greatest(p.last_seen, excluded.last_seen),
     platform = CASE WHEN excluded.last_seen >= p.last_seen
                     THEN coalesce(excluded.platform, p.platform) ELSE p.platform END,
@@ -86,6 +93,13 @@ FROM (SELECT tenant_id, game_id, player_id, jsonb_object_agg(t.key, t.value ORDE
       FROM new_events, jsonb_each(properties) AS t
       WHERE event_type = 'identify' GROUP BY 1, 2, 3) AS i
 WHERE p.tenant_id = i.tenant_id AND p.game_id = i.game_id AND p.player_id = i.player_id;
+
+INSERT INTO event_days AS e (tenant_id, game_id, day, event_type, event_name, events, revenue_usd)
+SELECT tenant_id, game_id, (event_time AT TIME ZONE 'UTC')::date, event_type, coalesce(event_name, ''), count(*),
+       coalesce(sum(revenue_usd), 0)
+FROM new_events GROUP BY 1, 2, 3, 4, 5
+ON CONFLICT (tenant_id, game_id, day, event_type, event_name) DO UPDATE SET
+    events = e.events + excluded.events, revenue_usd = e.revenue_usd + excluded.revenue_usd;
 
 INSERT INTO game_counters AS c (tenant_id, game_id, events_stored)
 SELECT tenant_id, game_id, count(*) FROM new_events GROUP BY 1, 2
