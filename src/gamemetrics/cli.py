@@ -14,7 +14,7 @@ import typer
 from gamemetrics.settings import Settings, get_settings
 
 app = typer.Typer(no_args_is_help=True, help="GameMetrics Pro: real-time player analytics for game studios.")
-admin = typer.Typer(no_args_is_help=True, help="Tenants, games and write keys.")
+admin = typer.Typer(no_args_is_help=True, help="Tenants, games, write keys and access tokens.")
 app.add_typer(admin, name="admin")
 kafka = typer.Typer(no_args_is_help=True, help="The Kafka bus: topics on a cluster, a local broker to try it.")
 app.add_typer(kafka, name="kafka")
@@ -291,6 +291,34 @@ def revoke_write_key(key_id: uuid.UUID) -> None:
 
     _run_admin(work)
     _print_json({"key_id": key_id, "revoked": True})
+
+
+@admin.command("issue-token")
+def issue_token(
+    tenant: Annotated[uuid.UUID, typer.Option(help="Tenant id; the token sees this tenant's data only.")],
+    scopes: Annotated[str, typer.Option(help='Space-separated scopes, e.g. "analytics:read".')] = "analytics:read",
+    ttl: Annotated[int | None, typer.Option(min=1, help="Lifetime in seconds; by default the settings'.")] = None,
+    subject: Annotated[str | None, typer.Option(help="The token's subject (sub); by default tenant:<id>.")] = None,
+) -> None:
+    """Mint an access token with the local signing keys (until the identity service issues them)."""
+    from gamemetrics.auth.keys import LocalKeySet
+    from gamemetrics.auth.tokens import TokenIssuer
+    from gamemetrics.tenancy.store import NotFound
+
+    async def work(settings: Settings, url: str) -> None:
+        async with _pool(url) as pool, pool.connection() as conn:
+            cur = await conn.execute("SELECT 1 FROM tenants WHERE tenant_id = %s", (tenant,))
+            if await cur.fetchone() is None:
+                raise NotFound(f"tenant {tenant} does not exist")
+
+    _run_admin(work)
+    settings = get_settings()
+    issuer = TokenIssuer(LocalKeySet(settings.keys_dir()), issuer=settings.auth_issuer,
+                         audience=settings.auth_audience, ttl_s=settings.auth_token_ttl_seconds)
+    granted = sorted(set(scopes.split()))
+    lifetime = ttl or settings.auth_token_ttl_seconds
+    _print_json({"access_token": issuer.issue(tenant, granted, subject=subject, ttl_s=lifetime),
+                 "token_type": "Bearer", "expires_in": lifetime, "scope": " ".join(granted)})
 
 
 def _run_admin(work: Callable[[Settings, str], Awaitable[T]]) -> T:

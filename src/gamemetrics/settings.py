@@ -93,6 +93,31 @@ class Settings(BaseSettings):
 
     fx_rates_usd: dict[str, Decimal] = Field(default_factory=lambda: dict(DEFAULT_FX_RATES_USD))
 
+    # Access tokens (JWT). Unset JWKS URL: the local key set in data_dir/keys signs and verifies.
+    auth_issuer: str = "gamemetrics"
+    auth_audience: str = "gamemetrics"
+    auth_jwks_url: str | None = Field(
+        default=None, description="An OIDC provider's JWKS; unset verifies with the local key set."
+    )
+    auth_keys_dir: Path | None = Field(default=None, description="Local signing keys; unset is data_dir/keys.")
+    auth_token_ttl_seconds: int = 3600
+    auth_leeway_seconds: float = 30.0
+
+    # Analytics API
+    analytics_db_role: str = "gamemetrics_app"
+    analytics_max_range_days: int = 400
+    analytics_max_minute_days: int = 7
+    analytics_max_depth: int = 8
+    analytics_max_aliases: int = 20
+    analytics_max_cost: int = 5000
+    analytics_cache_entries: int = 4096
+    analytics_live_interval_seconds: float = 1.0
+    analytics_pool_size: int = 8
+
+    def keys_dir(self) -> Path:
+        """Where the local signing keys live."""
+        return self.auth_keys_dir or self.data_dir / "keys"
+
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:

@@ -1,0 +1,168 @@
+"""Access tokens: what the local issuer mints verifies; everything a forger or a misconfigured
+client could send is refused with a reason."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import jwt
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+from gamemetrics.auth.keys import LocalKeySet, public_jwk
+from gamemetrics.auth.tokens import InsufficientScope, InvalidToken, TokenIssuer, TokenVerifier
+
+ISSUER, AUDIENCE = "gamemetrics-test", "gamemetrics-api"
+TENANT = uuid.uuid4()
+
+
+@pytest.fixture
+def keys(tmp_path: Path) -> LocalKeySet:
+    return LocalKeySet(tmp_path / "keys", reload_every_s=0.0)
+
+
+@pytest.fixture
+def issuer(keys: LocalKeySet) -> TokenIssuer:
+    return TokenIssuer(keys, issuer=ISSUER, audience=AUDIENCE, ttl_s=600)
+
+
+@pytest.fixture
+def verifier(keys: LocalKeySet) -> TokenVerifier:
+    return TokenVerifier(keys, issuer=ISSUER, audience=AUDIENCE, leeway_s=0)
+
+
+def _claims(**override: Any) -> dict[str, Any]:
+    now = int(time.time())
+    claims = {"iss": ISSUER, "aud": AUDIENCE, "sub": "client-1", "iat": now, "nbf": now, "exp": now + 60,
+              "tenant_id": str(TENANT), "scope": "analytics:read players:read"}
+    claims.update(override)
+    return {k: v for k, v in claims.items() if v is not None}
+
+
+def _signed(keys: LocalKeySet, **override: Any) -> str:
+    kid, key = keys.signing_key()
+    return jwt.encode(_claims(**override), key, algorithm="ES256", headers={"kid": kid})
+
+
+async def test_a_minted_token_verifies_with_its_tenant_and_scopes(issuer: TokenIssuer, verifier: TokenVerifier,
+                                                                 keys: LocalKeySet) -> None:
+    token = issuer.issue(TENANT, ["analytics:read"])
+    principal = await verifier.verify(token)
+    assert principal.tenant_id == TENANT
+    assert principal.scopes == {"analytics:read"}
+    principal.require("analytics:read")
+    with pytest.raises(InsufficientScope, match="gdpr:erase"):
+        principal.require("gdpr:erase")
+    assert jwt.get_unverified_header(token)["typ"] == "at+jwt"
+    assert (keys.directory / f"{jwt.get_unverified_header(token)['kid']}.pem").stat().st_mode & 0o077 == 0
+
+
+async def test_scp_list_is_read_as_scopes(keys: LocalKeySet, verifier: TokenVerifier) -> None:
+    principal = await verifier.verify(_signed(keys, scope=None, scp=["analytics:read"]))
+    assert principal.scopes == {"analytics:read"}
+
+
+@pytest.mark.parametrize(
+    ("override", "reason"),
+    [
+        ({"exp": int(time.time()) - 5}, "expired"),
+        ({"nbf": int(time.time()) + 3600}, "not yet valid"),
+        ({"aud": "someone-else"}, "[Aa]udience"),
+        ({"iss": "https://evil.example"}, "[Ii]ssuer"),
+        ({"exp": None}, "exp"),
+        ({"sub": None}, "sub"),
+        ({"tenant_id": None}, "tenant"),
+        ({"tenant_id": "acme"}, "tenant"),
+    ],
+)
+async def test_bad_claims_are_refused(keys: LocalKeySet, verifier: TokenVerifier, override: dict[str, Any],
+                                      reason: str) -> None:
+    with pytest.raises(InvalidToken, match=reason):
+        await verifier.verify(_signed(keys, **override))
+
+
+async def test_alg_none_is_refused(keys: LocalKeySet, verifier: TokenVerifier) -> None:
+    kid, _ = keys.signing_key()
+    header = base64.urlsafe_b64encode(json.dumps({"alg": "none", "kid": kid}).encode()).rstrip(b"=")
+    body = base64.urlsafe_b64encode(json.dumps(_claims()).encode()).rstrip(b"=")
+    with pytest.raises(InvalidToken, match="algorithm 'none'"):
+        await verifier.verify(f"{header.decode()}.{body.decode()}.")
+
+
+async def test_hmac_with_the_public_key_as_secret_is_refused(keys: LocalKeySet, verifier: TokenVerifier) -> None:
+    """The classic algorithm confusion: HS256 signed with the (public) verification key."""
+    kid, key = keys.signing_key()
+    public_pem = key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    # Made by hand: PyJWT itself refuses to use a PEM public key as an HMAC secret.
+    forged = _hs256(json.dumps(_claims()).encode(), public_pem, kid)
+    with pytest.raises(InvalidToken, match="HS256"):
+        await verifier.verify(forged)
+
+
+def _hs256(payload: bytes, secret: bytes, kid: str) -> str:
+    def b64(data: bytes) -> bytes:
+        return base64.urlsafe_b64encode(data).rstrip(b"=")
+
+    signing_input = b64(json.dumps({"alg": "HS256", "kid": kid}).encode()) + b"." + b64(payload)
+    return (signing_input + b"." + b64(hmac.new(secret, signing_input, hashlib.sha256).digest())).decode()
+
+
+async def test_unknown_kid_and_foreign_keys_are_refused(keys: LocalKeySet, verifier: TokenVerifier) -> None:
+    stranger = ec.generate_private_key(ec.SECP256R1())
+    kid = public_jwk(stranger.public_key())["kid"]
+    with pytest.raises(InvalidToken, match="unknown key id"):
+        await verifier.verify(jwt.encode(_claims(), stranger, algorithm="ES256", headers={"kid": kid}))
+    # A stranger's signature under one of our kids.
+    our_kid, _ = keys.signing_key()
+    with pytest.raises(InvalidToken, match="[Ss]ignature"):
+        await verifier.verify(jwt.encode(_claims(), stranger, algorithm="ES256", headers={"kid": our_kid}))
+    no_kid = jwt.encode(_claims(), stranger, algorithm="ES256")
+    with pytest.raises(InvalidToken, match="kid"):
+        await verifier.verify(no_kid)
+
+
+async def test_tampered_and_garbage_tokens_are_refused(keys: LocalKeySet, verifier: TokenVerifier) -> None:
+    token = _signed(keys)
+    header, body, signature = token.split(".")
+    claims = json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
+    claims["tenant_id"] = str(uuid.uuid4())
+    tampered = base64.urlsafe_b64encode(json.dumps(claims).encode()).rstrip(b"=").decode()
+    with pytest.raises(InvalidToken):
+        await verifier.verify(f"{header}.{tampered}.{signature}")
+    for garbage in ("", "abc", "a.b.c", "Bearer x"):
+        with pytest.raises(InvalidToken):
+            await verifier.verify(garbage)
+
+
+async def test_rs256_keys_sign_and_verify_and_rotation_keeps_old_tokens(
+    keys: LocalKeySet, issuer: TokenIssuer, verifier: TokenVerifier
+) -> None:
+    old_token = issuer.issue(TENANT, ["analytics:read"])
+    time.sleep(0.01)  # the newer file signs: order is by modification time
+    rsa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    kid = public_jwk(rsa_key.public_key())["kid"]
+    (keys.directory / f"{kid}.pem").write_bytes(rsa_key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    new_token = issuer.issue(TENANT, ["analytics:read"])
+    assert jwt.get_unverified_header(new_token) == {"alg": "RS256", "kid": kid, "typ": "at+jwt"}
+    for token in (old_token, new_token):
+        assert (await verifier.verify(token)).tenant_id == TENANT
+    # ES256 claimed for an RSA key is refused, not coerced.
+    forged = jwt.encode(_claims(), rsa_key, algorithm="RS256", headers={"kid": kid})
+    h, b, s = forged.split(".")
+    header = json.loads(base64.urlsafe_b64decode(h + "=" * (-len(h) % 4)))
+    header["alg"] = "ES256"
+    h2 = base64.urlsafe_b64encode(json.dumps(header).encode()).rstrip(b"=").decode()
+    with pytest.raises(InvalidToken, match="cannot verify ES256"):
+        await verifier.verify(f"{h2}.{b}.{s}")
+    assert {k["kid"] for k in keys.jwks()["keys"]} == {kid, jwt.get_unverified_header(old_token)["kid"]}
