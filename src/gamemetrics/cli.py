@@ -20,7 +20,7 @@ kafka = typer.Typer(no_args_is_help=True, help="The Kafka bus: topics on a clust
 app.add_typer(kafka, name="kafka")
 
 T = TypeVar("T")
-SERVICES = ("ingest", "processor")
+SERVICES = ("ingest", "processor", "analytics")
 
 
 def _print_json(value: Any) -> None:
@@ -50,23 +50,27 @@ def migrate() -> None:
 
 
 @app.command()
-def serve(service: Annotated[str, typer.Argument(help="ingest or processor")]) -> None:
-    """Run one service in the foreground."""
+def serve(service: Annotated[str, typer.Argument(
+        help="ingest, processor or analytics; HTTP services joined by commas (ingest,analytics) share one"
+             " process and port")]) -> None:
+    """Run a service in the foreground."""
     from gamemetrics.observability.logging import configure_logging
     from gamemetrics.runtime import database_url
 
-    if service not in SERVICES:
-        raise typer.BadParameter(f"unknown service {service!r}; choose one of {', '.join(SERVICES)}")
+    names = service.split(",")
+    if any(name not in SERVICES for name in names) or (len(names) > 1 and "processor" in names):
+        raise typer.BadParameter(f"unknown service {service!r}; choose one of {', '.join(SERVICES)}, or HTTP"
+                                 " services joined by commas")
     settings = get_settings()
     configure_logging(settings.log_level, service=service)
     with database_url(settings) as url:
-        if service == "ingest":
+        if service != "processor":
             import uvicorn
 
-            from gamemetrics.services.ingest.main import create_app
+            from gamemetrics.gateway import combined_app
 
             uvicorn.run(
-                create_app(settings, url), host=settings.host, port=settings.port, log_config=None,
+                combined_app(settings, url, names), host=settings.host, port=settings.port, log_config=None,
                 access_log=False, loop="uvloop", http="httptools", timeout_graceful_shutdown=10,
             )
         else:

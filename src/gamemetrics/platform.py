@@ -44,11 +44,13 @@ def run_platform(settings: Settings, *, demo: bool, kafka: bool = False) -> int:
         if kafka:
             broker = LocalBroker(data_dir / "kafka")
             env.update(_start_local_kafka(broker, settings))
-        for service in ("ingest", "processor"):
+        # The HTTP services share one process and port: one base URL, each path owned by one service.
+        for service in ("ingest,analytics", "processor"):
             children[service] = subprocess.Popen([sys.executable, "-m", "gamemetrics.cli", "serve", service], env=env)
         base_url = f"http://{settings.host}:{settings.port}"
         _wait_ready(base_url, children)
-        console.print(f"[green]ready[/] at {base_url}  (POST /v1/events, /v1/batch, GET /readyz, /metrics)")
+        console.print(f"[green]ready[/] at {base_url}  (POST /v1/events, /v1/batch, /graphql, GET /readyz, /metrics;"
+                      " tokens for /graphql: gamemetrics admin issue-token --tenant ID)")
         if demo:
             key = _demo_key(env, data_dir)
             console.print_json(json.dumps(key))
@@ -128,7 +130,7 @@ def _wait_ready(base_url: str, children: dict[str, subprocess.Popen[bytes]], tim
         except httpx.HTTPError:
             pass
         time.sleep(0.2)
-    raise SystemExit(f"ingest was not ready at {base_url} within {timeout:.0f}s")
+    raise SystemExit(f"the HTTP services were not ready at {base_url} within {timeout:.0f}s")
 
 
 def _demo_key(env: dict[str, str], data_dir: Path) -> dict[str, str]:

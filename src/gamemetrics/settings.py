@@ -113,6 +113,7 @@ class Settings(BaseSettings):
     analytics_cache_entries: int = 4096
     analytics_live_interval_seconds: float = 1.0
     analytics_pool_size: int = 8
+    analytics_statement_timeout_ms: int = 10_000
 
     def keys_dir(self) -> Path:
         """Where the local signing keys live."""

@@ -1,0 +1,1 @@
+"""The analytics service: GraphQL over the rollups, per tenant, with live subscriptions."""

@@ -1,0 +1,82 @@
+"""Builds the analytics ASGI app with its pool opened in the app's lifespan."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route, WebSocketRoute
+
+from gamemetrics.adapters.postgres.pool import open_pool
+from gamemetrics.auth.keys import KeySource, LocalKeySet, RemoteJwks
+from gamemetrics.auth.tokens import TokenVerifier
+from gamemetrics.observability import metrics
+from gamemetrics.services.analytics.app import graphql_app
+from gamemetrics.services.analytics.schema import Limits
+from gamemetrics.services.analytics.store import AnalyticsStore
+from gamemetrics.services.shared.health import HealthCheck, health_routes
+from gamemetrics.settings import Settings
+
+GRAPHQL_PATH = "/graphql"
+
+
+def token_verifier(settings: Settings) -> TokenVerifier:
+    """Tokens checked against the provider's JWKS when one is configured, else the local key set."""
+    keys: KeySource = RemoteJwks(settings.auth_jwks_url) if settings.auth_jwks_url else LocalKeySet(
+        settings.keys_dir())
+    return TokenVerifier(keys, issuer=settings.auth_issuer, audience=settings.auth_audience,
+                         leeway_s=settings.auth_leeway_seconds)
+
+
+def graphql_routes(settings: Settings, store: AnalyticsStore) -> list[Any]:
+    """`/graphql` for HTTP and WebSocket."""
+    endpoint = graphql_app(
+        store, token_verifier(settings),
+        limits=Limits(settings.analytics_max_range_days, settings.analytics_max_minute_days,
+                      settings.analytics_live_interval_seconds),
+        max_depth=settings.analytics_max_depth, max_aliases=settings.analytics_max_aliases,
+        max_cost=settings.analytics_max_cost,
+    )
+    return [Route(GRAPHQL_PATH, endpoint, methods=["GET", "POST"]), WebSocketRoute(GRAPHQL_PATH, endpoint)]
+
+
+@asynccontextmanager
+async def analytics_resources(settings: Settings, url: str) -> AsyncIterator[tuple[AnalyticsStore, HealthCheck]]:
+    """The pool and store of the service, and its readiness probe."""
+    pool = await open_pool(url, max_size=settings.analytics_pool_size, name="analytics")
+    try:
+        store = AnalyticsStore(
+            pool, role=settings.analytics_db_role, cache_entries=settings.analytics_cache_entries,
+            statement_timeout_ms=settings.analytics_statement_timeout_ms,
+            live_interval_s=settings.analytics_live_interval_seconds,
+        )
+
+        async def database() -> None:
+            async with pool.connection(timeout=2.0) as conn:
+                await conn.execute("SELECT 1")
+
+        yield store, HealthCheck({"database": database})
+    finally:
+        await pool.close()
+
+
+def create_app(settings: Settings, url: str) -> Starlette:
+    """The analytics service on its own: /graphql, health and metrics."""
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        async with analytics_resources(settings, url) as (store, health):
+            async def prometheus(request: Request) -> Response:
+                body, content_type = metrics.render()
+                return Response(body, media_type=content_type)
+
+            app.router.routes.extend(
+                [*graphql_routes(settings, store), Route("/metrics", prometheus, methods=["GET"]),
+                 *health_routes(health)]
+            )
+            yield
+
+    return Starlette(lifespan=lifespan)
