@@ -9,7 +9,7 @@ SYNCED := $(VENV)/.synced
 KAFKA_LIBS := .kafka/libs
 KAFKA_FETCHED := $(KAFKA_LIBS)/.fetched
 
-.PHONY: install up test test-fast bench lint clean kafka kafka-libs kcat-installed test-deps
+.PHONY: install up test test-fast bench lint clean kafka kafka-libs kafka-tools test-deps
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -21,16 +21,17 @@ $(SYNCED): $(UV) pyproject.toml uv.lock
 
 install: $(SYNCED)
 
-$(KAFKA_FETCHED): deploy/kafka/pom.xml
+# Java, Maven and kcat, from the system's packages when missing.
+kafka-tools:
+	@deploy/kafka/install-tools.sh
+
+$(KAFKA_FETCHED): deploy/kafka/pom.xml | kafka-tools
 	deploy/kafka/fetch-libs.sh $(KAFKA_LIBS)
 
 kafka-libs: $(KAFKA_FETCHED)
 
-kcat-installed:
-	@deploy/kafka/install-kcat.sh
-
-# What the tests need beside Python: a Kafka broker's jars and kcat.
-test-deps: install kafka-libs kcat-installed
+# What the tests need beside Python: a Kafka broker's jars, Java and kcat.
+test-deps: install kafka-tools kafka-libs
 
 ## Start the whole platform on embedded defaults (DEMO=1 adds a demo game with simulated traffic;
 ## KAFKA=1 runs the bus on a local Kafka broker instead of the embedded log).
