@@ -10,7 +10,15 @@ if ! command -v mvn >/dev/null 2>&1; then
 fi
 rm -rf "$dest.partial"
 mkdir -p "$dest.partial"
-mvn -q -B -Dstyle.color=never -f "$here/pom.xml" dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$dest.partial"
+log="$(mktemp)"
+if ! mvn -B -Dstyle.color=never -f "$here/pom.xml" dependency:copy-dependencies -DincludeScope=runtime \
+    -DoutputDirectory="$dest.partial" >"$log" 2>&1; then
+  tail -n 40 "$log" >&2
+  rm -f "$log"
+  echo "error: Maven could not fetch the Kafka broker's jars (see above)" >&2
+  exit 1
+fi
+rm -f "$log"
 rm -rf "$dest"
 mv "$dest.partial" "$dest"
 touch "$dest/.fetched"
