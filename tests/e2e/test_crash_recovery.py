@@ -346,7 +346,7 @@ async def assert_stored_exactly_once(url: str, key: CreatedKey, acknowledged: se
             ),
             "sessions": (
                 "SELECT session_id, count(*), min(event_time), max(event_time)"
-                " FROM events WHERE tenant_id = %(tenant)s GROUP BY 1",
+                " FROM events WHERE tenant_id = %(tenant)s AND event_type <> 'identify' GROUP BY 1",
                 "SELECT session_id, events, started_at, ended_at FROM sessions WHERE tenant_id = %(tenant)s",
             ),
             "players (first day, best score)": (

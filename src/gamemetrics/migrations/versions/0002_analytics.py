@@ -67,6 +67,12 @@ FROM (SELECT tenant_id, game_id, player_id, max((properties->>'score')::numeric)
       GROUP BY 1, 2, 3) AS s
 WHERE p.tenant_id = s.tenant_id AND p.game_id = s.game_id AND p.player_id = s.player_id;
 
+-- Sessions are play: an identify (a profile update) no longer opens or stretches one.
+DELETE FROM sessions;
+INSERT INTO sessions (tenant_id, game_id, session_id, player_id, started_at, ended_at, events)
+SELECT tenant_id, game_id, session_id, min(player_id), min(event_time), max(event_time), count(*)
+FROM events WHERE session_id IS NOT NULL AND event_type <> 'identify' GROUP BY 1, 2, 3;
+
 INSERT INTO event_days (tenant_id, game_id, day, event_type, event_name, events, revenue_usd)
 SELECT tenant_id, game_id, (event_time AT TIME ZONE 'UTC')::date, event_type, coalesce(event_name, ''),
        count(*), coalesce(sum(revenue_usd), 0)

@@ -49,7 +49,7 @@ ON CONFLICT (tenant_id, game_id, minute, event_type) DO UPDATE SET
 
 INSERT INTO sessions AS s (tenant_id, game_id, session_id, player_id, started_at, ended_at, events)
 SELECT tenant_id, game_id, session_id, min(player_id), min(event_time), max(event_time), count(*)
-FROM new_events WHERE session_id IS NOT NULL GROUP BY 1, 2, 3
+FROM new_events WHERE session_id IS NOT NULL AND event_type <> 'identify' GROUP BY 1, 2, 3
 ON CONFLICT (tenant_id, game_id, session_id) DO UPDATE SET
     started_at = least(s.started_at, excluded.started_at), ended_at = greatest(s.ended_at, excluded.ended_at),
     events = s.events + excluded.events;
