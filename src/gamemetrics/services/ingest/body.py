@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import zlib
+from typing import Any
 
+import msgspec
 from starlette.requests import Request
 
 from gamemetrics.services.ingest.errors import IngestError
@@ -49,3 +51,14 @@ def inflate_gzip(body: bytes, max_inflated: int) -> bytes:
     if inflater.unused_data:  # a second member or junk: refusing beats silently dropping events in it
         raise IngestError(400, "gzip body has data after its end; send one gzip member")
     return data
+
+
+def decode_json_object(body: bytes) -> dict[str, Any]:
+    """The body as a JSON object, or a 400 that says why it is not one."""
+    try:
+        payload = msgspec.json.decode(body)
+    except (msgspec.DecodeError, RecursionError, UnicodeDecodeError) as exc:
+        raise IngestError(400, f"body is not valid JSON: {exc}") from None
+    if not isinstance(payload, dict):
+        raise IngestError(400, "body must be a JSON object")
+    return payload

@@ -8,6 +8,7 @@ from typing import Any
 
 import msgspec
 
+from gamemetrics.services.ingest.body import decode_json_object
 from gamemetrics.services.ingest.errors import IngestError
 
 _encoder = msgspec.json.Encoder()
@@ -28,12 +29,7 @@ LEGACY_TYPES: dict[str, tuple[str, str | None]] = {
 
 def convert(body: bytes) -> tuple[bytes, uuid.UUID]:
     """The native event JSON of one original-format event, and the game it names."""
-    try:
-        payload = msgspec.json.decode(body)
-    except (msgspec.DecodeError, RecursionError, UnicodeDecodeError) as exc:
-        raise IngestError(400, f"body is not valid JSON: {exc}") from None
-    if not isinstance(payload, dict):
-        raise IngestError(400, "body must be a JSON object")
+    payload = decode_json_object(body)
     for field in ("player_id", "game_id", "event_type"):
         if not payload.get(field):
             raise IngestError(400, f"`{field}` is required")

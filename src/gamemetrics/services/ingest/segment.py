@@ -14,6 +14,7 @@ from typing import Any
 import msgspec
 
 from gamemetrics.services.ingest.accept import Rejection
+from gamemetrics.services.ingest.body import decode_json_object
 from gamemetrics.services.ingest.errors import IngestError
 
 # A messageId that is not a UUID still needs a stable event id, so retries stay duplicates.
@@ -49,12 +50,7 @@ class SegmentMessageError(ValueError):
 
 def convert(body: bytes, kind: str) -> tuple[list[tuple[int, bytes]], list[Rejection]]:
     """Native event JSON for each message of a Segment request, and the messages refused."""
-    try:
-        payload = msgspec.json.decode(body)
-    except (msgspec.DecodeError, RecursionError, UnicodeDecodeError) as exc:
-        raise IngestError(400, f"body is not valid JSON: {exc}") from None
-    if not isinstance(payload, dict):
-        raise IngestError(400, "body must be a JSON object")
+    payload = decode_json_object(body)
     if kind == "batch":
         messages = payload.get("batch")
         if not isinstance(messages, list):
