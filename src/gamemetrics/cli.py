@@ -20,7 +20,7 @@ kafka = typer.Typer(no_args_is_help=True, help="The Kafka bus: topics on a clust
 app.add_typer(kafka, name="kafka")
 
 T = TypeVar("T")
-SERVICES = ("ingest", "processor", "analytics")
+SERVICES = ("ingest", "processor", "analytics", "users")
 
 
 def _print_json(value: Any) -> None:
@@ -51,7 +51,7 @@ def migrate() -> None:
 
 @app.command()
 def serve(service: Annotated[str, typer.Argument(
-        help="ingest, processor or analytics; HTTP services joined by commas (ingest,analytics) share one"
+        help="ingest, processor, analytics or users; HTTP services joined by commas (ingest,analytics,users) share one"
              " process and port")]) -> None:
     """Run a service in the foreground."""
     from gamemetrics.observability.logging import configure_logging
@@ -273,11 +273,17 @@ def create_write_key(
     allow_import: Annotated[bool, typer.Option("--allow-import", help="May send history to /v1/import.")] = False,
 ) -> None:
     """Create a write key for a game; the key is shown once, only its hash is kept."""
+    from gamemetrics.audit import AuditEntry
+    from gamemetrics.identity_cli import audited, cli_actor
     from gamemetrics.tenancy.store import TenancyStore
 
     async def work(settings: Settings, url: str) -> Any:
-        async with _pool(url) as pool:
-            return await TenancyStore(pool).create_write_key(game, environment=environment, allow_import=allow_import)
+        return await audited(
+            url, settings,
+            lambda conn: TenancyStore(None).create_write_key(  # type: ignore[arg-type]
+                game, environment=environment, allow_import=allow_import, conn=conn),
+            lambda key: AuditEntry(cli_actor(), "write_key.created", key.tenant_id, str(key.key_id),
+                                   {"game_id": str(game), "environment": environment, "allow_import": allow_import}))
 
     created = _run_admin(work)
     _print_json({"tenant_id": created.tenant_id, "game_id": created.game_id, "key_id": created.key_id,
@@ -287,42 +293,17 @@ def create_write_key(
 @admin.command("revoke-write-key")
 def revoke_write_key(key_id: uuid.UUID) -> None:
     """Revoke a write key by its id; ingest refuses it within the key cache time."""
+    from gamemetrics.audit import AuditEntry
+    from gamemetrics.identity_cli import audited, cli_actor
     from gamemetrics.tenancy.store import TenancyStore
 
     async def work(settings: Settings, url: str) -> None:
-        async with _pool(url) as pool:
-            await TenancyStore(pool).revoke_write_key(key_id)
+        await audited(url, settings,
+                      lambda conn: TenancyStore(None).revoke_write_key(key_id, conn=conn),  # type: ignore[arg-type]
+                      lambda tenant: AuditEntry(cli_actor(), "write_key.revoked", tenant, str(key_id)))
 
     _run_admin(work)
     _print_json({"key_id": key_id, "revoked": True})
-
-
-@admin.command("issue-token")
-def issue_token(
-    tenant: Annotated[uuid.UUID, typer.Option(help="Tenant id; the token sees this tenant's data only.")],
-    scopes: Annotated[str, typer.Option(help='Space-separated scopes, e.g. "analytics:read".')] = "analytics:read",
-    ttl: Annotated[int | None, typer.Option(min=1, help="Lifetime in seconds; by default the settings'.")] = None,
-    subject: Annotated[str | None, typer.Option(help="The token's subject (sub); by default tenant:<id>.")] = None,
-) -> None:
-    """Mint an access token with the local signing keys (until the identity service issues them)."""
-    from gamemetrics.auth.keys import LocalKeySet
-    from gamemetrics.auth.tokens import TokenIssuer
-    from gamemetrics.tenancy.store import NotFound
-
-    async def work(settings: Settings, url: str) -> None:
-        async with _pool(url) as pool, pool.connection() as conn:
-            cur = await conn.execute("SELECT 1 FROM tenants WHERE tenant_id = %s", (tenant,))
-            if await cur.fetchone() is None:
-                raise NotFound(f"tenant {tenant} does not exist")
-
-    _run_admin(work)
-    settings = get_settings()
-    issuer = TokenIssuer(LocalKeySet(settings.keys_dir()), issuer=settings.auth_issuer,
-                         audience=settings.auth_audience, ttl_s=settings.auth_token_ttl_seconds)
-    granted = sorted(set(scopes.split()))
-    lifetime = ttl or settings.auth_token_ttl_seconds
-    _print_json({"access_token": issuer.issue(tenant, granted, subject=subject, ttl_s=lifetime),
-                 "token_type": "Bearer", "expires_in": lifetime, "scope": " ".join(granted)})
 
 
 def _run_admin(work: Callable[[Settings, str], Awaitable[T]]) -> T:
@@ -341,6 +322,14 @@ def _pool(url: str) -> Any:
 
     return AsyncConnectionPool(url, min_size=1, max_size=2, kwargs={"autocommit": True, "row_factory": tuple_row})
 
+
+def _register_identity_commands() -> None:
+    from gamemetrics.identity_cli import register
+
+    register(app, admin)
+
+
+_register_identity_commands()
 
 if __name__ == "__main__":
     app()

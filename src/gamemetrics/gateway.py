@@ -31,9 +31,18 @@ def _analytics(settings: Settings, url: str) -> Starlette:
     return create_app(settings, url)
 
 
+def _users(settings: Settings, url: str) -> Starlette:
+    from gamemetrics.services.users.main import create_app
+
+    return create_app(settings, url)
+
+
+USERS_PATHS = ("/oauth", "/.well-known", "/v1/admin", "/v1/games", "/v1/erasures", "/v1/operators")
+
 HTTP_SERVICES: dict[str, tuple[Builder, tuple[str, ...]]] = {
     "ingest": (_ingest, ()),
     "analytics": (_analytics, ("/graphql",)),
+    "users": (_users, USERS_PATHS),
 }
 
 

@@ -45,7 +45,7 @@ def run_platform(settings: Settings, *, demo: bool, kafka: bool = False) -> int:
             broker = LocalBroker(data_dir / "kafka")
             env.update(_start_local_kafka(broker, settings))
         # The HTTP services share one process and port: one base URL, each path owned by one service.
-        for service in ("ingest,analytics", "processor"):
+        for service in ("ingest,analytics,users", "processor"):
             children[service] = subprocess.Popen([sys.executable, "-m", "gamemetrics.cli", "serve", service], env=env)
         base_url = f"http://{settings.host}:{settings.port}"
         _wait_ready(base_url, children)

@@ -115,9 +115,25 @@ class Settings(BaseSettings):
     analytics_pool_size: int = 8
     analytics_statement_timeout_ms: int = 10_000
 
+    # Identity and GDPR (the users service)
+    secret_key: SecretStr | None = Field(
+        default=None, description="Keys the player tombstones, the audit chain and the sealed signing keys;"
+                                  " unset: a random one made once in data_dir/secret.key. Never change it.")
+    auth_signing_key_days: float = Field(default=30.0, description="A signing key older than this is rotated.")
+    token_rate_per_client_per_second: float = 1.0
+    token_rate_client_burst: float = 20.0
+    token_rate_per_address_per_second: float = 5.0
+    token_rate_address_burst: float = 50.0
+    users_pool_size: int = 4
+    players_page_max: int = 200
+
     def keys_dir(self) -> Path:
         """Where the local signing keys live."""
         return self.auth_keys_dir or self.data_dir / "keys"
+
+    def secret_path(self) -> Path:
+        """Where the platform secret is kept when `secret_key` is unset."""
+        return self.data_dir / "secret.key"
 
 
 @lru_cache(maxsize=1)

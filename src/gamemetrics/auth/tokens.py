@@ -1,4 +1,4 @@
-"""Access tokens: issuing (the interim local issuer) and checking (every service).
+"""Access tokens: issuing (the users service) and checking (every service).
 
 A token is a JWT signed with RS256 or ES256 by a key the verifier knows by its `kid`, with the
 configured issuer and audience, not expired, not used before its `nbf`, naming a subject, a
@@ -12,11 +12,12 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Protocol
 
 import jwt
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from gamemetrics.auth.keys import KeySource, LocalKeySet
+from gamemetrics.auth.keys import KeySource, PrivateKey
 
 ALGORITHMS = ("RS256", "ES256")
 TENANT_CLAIM = "tenant_id"
@@ -39,6 +40,7 @@ class Principal:
     subject: str
     scopes: frozenset[str]
     expires_at: datetime
+    token_id: str = ""  # the jti, named in the audit log when a token erases or exports
 
     def require(self, scope: str) -> None:
         """Raise InsufficientScope unless the token grants `scope`."""
@@ -89,7 +91,8 @@ class TokenVerifier:
             tenant = uuid.UUID(str(claims[TENANT_CLAIM]))
         except (KeyError, ValueError):
             raise InvalidToken(f"the token names no tenant ({TENANT_CLAIM} claim)") from None
-        return Principal(tenant, str(claims["sub"]), _scopes(claims), datetime.fromtimestamp(claims["exp"], UTC))
+        return Principal(tenant, str(claims["sub"]), _scopes(claims), datetime.fromtimestamp(claims["exp"], UTC),
+                         str(claims.get("jti", "")))
 
 
 def _scopes(claims: dict[str, object]) -> frozenset[str]:
@@ -101,10 +104,16 @@ def _scopes(claims: dict[str, object]) -> frozenset[str]:
     return frozenset()
 
 
-class TokenIssuer:
-    """Mints tokens with the local key set, until the identity service takes over the minting."""
+class Signer(Protocol):
+    """Where an issuer finds the key to sign with."""
 
-    def __init__(self, keys: LocalKeySet, *, issuer: str, audience: str, ttl_s: int) -> None:
+    def signing_key(self) -> tuple[str, PrivateKey]: ...
+
+
+class TokenIssuer:
+    """Mints access tokens (RFC 9068) with the signer's current key."""
+
+    def __init__(self, keys: Signer, *, issuer: str, audience: str, ttl_s: int) -> None:
         self._keys = keys
         self._issuer = issuer
         self._audience = audience

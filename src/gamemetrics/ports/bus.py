@@ -7,7 +7,7 @@ commits a position only after its sink has committed what it read.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
@@ -118,4 +118,15 @@ class Trimmable(Protocol):
 
     async def trim(self, retention_hours: float) -> int:
         """Delete entries every group has passed, and unread ones older than the retention; how many."""
+        ...
+
+
+@runtime_checkable
+class Erasable(Protocol):
+    """A bus whose messages the platform can delete, for GDPR erasure (the embedded log). Kafka's
+    log is immutable: there a player's messages leave with the topic's retention.ms."""
+
+    async def erase(self, topic: str, key: bytes, match: Callable[[bytes], bool] | None = None) -> int:
+        """Delete the messages of `topic` with `key` (and, when `match` is given, whose value it
+        accepts); how many were deleted."""
         ...

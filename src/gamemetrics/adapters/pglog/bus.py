@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 
 from gamemetrics.adapters.pglog.consumer import PgLogConsumer
+from gamemetrics.adapters.pglog.partitioner import partition_for
 from gamemetrics.adapters.pglog.producer import PgLogProducer
 from gamemetrics.ports.bus import BusError, PartitionLag
 
@@ -76,6 +77,27 @@ class PgLogBus:
                 (retention_hours * 3600,),
             )
             return passed + cur.rowcount
+
+    async def erase(self, topic: str, key: bytes, match: Callable[[bytes], bool] | None = None) -> int:
+        """Delete `topic`'s messages with `key` (whose value `match`es, when given): one partition is read."""
+        partition = partition_for(key, self._topics[topic])
+        async with self._pool.connection() as conn, conn.transaction():
+            if match is None:
+                cur = await conn.execute(
+                    "DELETE FROM bus_log WHERE topic = %s AND partition = %s AND key = %s", (topic, partition, key)
+                )
+                return cur.rowcount
+            cur = await conn.execute(
+                "SELECT \"offset\", value FROM bus_log WHERE topic = %s AND partition = %s AND key = %s",
+                (topic, partition, key),
+            )
+            offsets = [offset for offset, value in await cur.fetchall() if match(bytes(value))]
+            if offsets:
+                await conn.execute(
+                    "DELETE FROM bus_log WHERE topic = %s AND partition = %s AND \"offset\" = ANY(%s)",
+                    (topic, partition, offsets),
+                )
+            return len(offsets)
 
     async def close(self) -> None:
         if self._producer is not None:

@@ -12,8 +12,8 @@ from starlette.responses import Response
 from starlette.routing import Route, WebSocketRoute
 
 from gamemetrics.adapters.postgres.pool import open_pool
-from gamemetrics.auth.keys import KeySource, LocalKeySet, RemoteJwks
 from gamemetrics.auth.tokens import TokenVerifier
+from gamemetrics.auth.verifier import token_verifier as platform_token_verifier
 from gamemetrics.observability import metrics
 from gamemetrics.services.analytics.app import graphql_app
 from gamemetrics.services.analytics.schema import Limits
@@ -24,18 +24,15 @@ from gamemetrics.settings import Settings
 GRAPHQL_PATH = "/graphql"
 
 
-def token_verifier(settings: Settings) -> TokenVerifier:
-    """Tokens checked against the provider's JWKS when one is configured, else the local key set."""
-    keys: KeySource = RemoteJwks(settings.auth_jwks_url) if settings.auth_jwks_url else LocalKeySet(
-        settings.keys_dir())
-    return TokenVerifier(keys, issuer=settings.auth_issuer, audience=settings.auth_audience,
-                         leeway_s=settings.auth_leeway_seconds)
+def token_verifier(settings: Settings, store: AnalyticsStore) -> TokenVerifier:
+    """Tokens checked against the users service's keys, or the provider's JWKS when one is configured."""
+    return platform_token_verifier(settings, store.pool)
 
 
 def graphql_routes(settings: Settings, store: AnalyticsStore) -> list[Any]:
     """`/graphql` for HTTP and WebSocket."""
     endpoint = graphql_app(
-        store, token_verifier(settings),
+        store, token_verifier(settings, store),
         limits=Limits(settings.analytics_max_range_days, settings.analytics_max_minute_days,
                       settings.analytics_live_interval_seconds),
         max_depth=settings.analytics_max_depth, max_aliases=settings.analytics_max_aliases,

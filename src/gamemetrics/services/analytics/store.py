@@ -68,17 +68,24 @@ class AnalyticsStore:
         self._live: dict[tuple[uuid.UUID, uuid.UUID], tuple[float, LiveStats]] = {}
         self._live_ttl = live_interval_s / 2
 
+    @property
+    def pool(self) -> AsyncConnectionPool:
+        """The service's pool, outside any tenant transaction (the token verifier reads the signing keys)."""
+        return self._pool
+
     @asynccontextmanager
     async def tenant(self, tenant_id: uuid.UUID) -> AsyncIterator[Conn]:
         """A read-only transaction that sees `tenant_id`'s rows only."""
-        async with self._pool.connection() as conn, conn.transaction():
-            await conn.execute(
-                "SELECT set_config('role', %s, true), set_config('gamemetrics.tenant_id', %s, true),"
-                " set_config('TimeZone', 'UTC', true), set_config('statement_timeout', %s, true),"
-                " set_config('transaction_read_only', 'on', true)",
-                (self._role, str(tenant_id), self._timeout),
-            )
-            yield conn
+        async with self._pool.connection() as conn:
+            # Pipelined: BEGIN, the settings and the first query leave in one round trip.
+            async with conn.pipeline(), conn.transaction():
+                await conn.execute(
+                    "SELECT set_config('role', %s, true), set_config('gamemetrics.tenant_id', %s, true),"
+                    " set_config('TimeZone', 'UTC', true), set_config('statement_timeout', %s, true),"
+                    " set_config('transaction_read_only', 'on', true)",
+                    (self._role, str(tenant_id), self._timeout),
+                )
+                yield conn
 
     async def per_game(self, tenant_id: uuid.UUID, game_id: uuid.UUID, key: Hashable,
                        compute: Callable[[Conn], Awaitable[T]]) -> T:

@@ -54,6 +54,12 @@ class DeadLetter:
     tenant_id: uuid.UUID | None = None
     game_id: uuid.UUID | None = None
     event_id: str | None = None
+    payload: bytes | None = None  # what to keep instead of the record's bytes (an erased player's are not kept)
+
+    @property
+    def value(self) -> bytes:
+        """The bytes the dead letter keeps."""
+        return self.record.value if self.payload is None else self.payload
 
 
 def decode_records(

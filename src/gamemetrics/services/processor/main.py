@@ -9,7 +9,9 @@ from datetime import timedelta
 
 import structlog
 
+from gamemetrics.auth.secret import platform_secret
 from gamemetrics.events.validation import Limits
+from gamemetrics.gdpr.tombstones import Tombstones
 from gamemetrics.ports.bus import Trimmable
 from gamemetrics.runtime import connect
 from gamemetrics.services.processor.sink import EventSink
@@ -25,7 +27,8 @@ async def run_processor(settings: Settings, url: str) -> None:
     async with connect(settings, url, name="processor", pool_size=4) as platform:
         processor = Processor(
             platform.bus,
-            EventSink(platform.pool, session_gap=timedelta(seconds=settings.session_gap_seconds)),
+            EventSink(platform.pool, session_gap=timedelta(seconds=settings.session_gap_seconds),
+                      tombstones=Tombstones(platform_secret(settings))),
             limits=Limits.from_settings(settings),
             rates=settings.fx_rates_usd,
             batch_size=settings.processor_batch_events,

@@ -11,9 +11,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 
+import msgspec
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
+from gamemetrics.gdpr.tombstones import ERASURE_LOCK, Tombstones
 from gamemetrics.services.processor.decode import DeadLetter, EventRow
 from gamemetrics.services.processor.stitching import PlayerKey, PlayerState, stitch
 
@@ -114,23 +116,55 @@ class SinkResult:
     stored: int
     duplicates: int
     dead_lettered: int
+    # Events of erased players: dead-lettered without their bytes, never stored or published.
+    erased: tuple[DeadLetter, ...] = ()
+    erased_players: frozenset[PlayerKey] = frozenset()
 
 
 class EventSink:
     """Writes a decoded batch in one transaction."""
 
-    def __init__(self, pool: AsyncConnectionPool, *, session_gap: timedelta) -> None:
+    def __init__(self, pool: AsyncConnectionPool, *, session_gap: timedelta,
+                 tombstones: Tombstones | None = None) -> None:
         self._pool = pool
         self._gap = session_gap
+        self._tombstones = tombstones
 
     async def write(self, rows: Sequence[EventRow], dead: Sequence[DeadLetter]) -> SinkResult:
         rows = _first_of_each_id(rows)
+        erased: list[DeadLetter] = []
+        gone: frozenset[PlayerKey] = frozenset()
         async with self._pool.connection() as conn, conn.transaction():
-            stored = await self._write_events(conn, rows) if rows else 0
+            if rows and self._tombstones is not None:
+                # Shared: an erasure (exclusive) waits for this batch, or this batch for the erasure.
+                await conn.execute("SELECT pg_advisory_xact_lock_shared(%s)", (ERASURE_LOCK,))
+            stored, gone = await self._write_events(conn, rows, erased) if rows else (0, gone)
+            dead = [*dead, *erased]
             dead_lettered = await self._write_dead_letters(conn, dead) if dead else 0
-        return SinkResult(stored=stored, duplicates=len(rows) - stored, dead_lettered=dead_lettered)
+        return SinkResult(stored=stored, duplicates=len(rows) - stored - len(erased), dead_lettered=dead_lettered,
+                          erased=tuple(erased), erased_players=gone)
 
-    async def _write_events(self, conn: AsyncConnection, rows: list[EventRow]) -> int:
+    async def _drop_erased(self, conn: AsyncConnection, fresh: list[EventRow],
+                           erased: list[DeadLetter]) -> tuple[list[EventRow], frozenset[PlayerKey]]:
+        """The rows whose player has no tombstone; the others become redacted dead letters in `erased`
+        and give their ids back (one query per batch, whatever its size)."""
+        if self._tombstones is None:
+            return fresh, frozenset()
+        hashes = self._tombstones.hashes((r.tenant_id, r.game_id, r.player_id) for r in fresh)
+        cur = await conn.execute("SELECT player_hash FROM erased_players WHERE player_hash = ANY(%s)", (list(hashes),))
+        gone = frozenset(hashes[bytes(h)] for (h,) in await cur.fetchall())
+        if not gone:
+            return fresh, gone
+        dropped = [r for r in fresh if (r.tenant_id, r.game_id, r.player_id) in gone]
+        await conn.execute(
+            "DELETE FROM event_ids WHERE (tenant_id, event_id) IN (SELECT * FROM unnest(%s::uuid[], %s::uuid[]))",
+            ([r.tenant_id for r in dropped], [r.event_id for r in dropped]),
+        )
+        erased.extend(erased_letter(r) for r in dropped if r.record is not None)
+        return [r for r in fresh if (r.tenant_id, r.game_id, r.player_id) not in gone], gone
+
+    async def _write_events(self, conn: AsyncConnection, rows: list[EventRow],
+                            erased: list[DeadLetter]) -> tuple[int, frozenset[PlayerKey]]:
         # Claim the ids first: a concurrent writer of the same ids (an old owner of the partition
         # finishing late) holds their index entries until it commits, so each id is claimed by
         # exactly one transaction, and player state is read only after the claim, never stale.
@@ -141,8 +175,10 @@ class EventSink:
         )
         claimed = set(await cur.fetchall())
         fresh = [r for r in rows if (r.tenant_id, r.event_id) in claimed]
+        # After the claim: the tombstones are read once this batch holds the erasure lock.
+        fresh, gone = await self._drop_erased(conn, fresh, erased)
         if not fresh:
-            return 0
+            return 0, gone
         stitch(fresh, await _player_states(conn, fresh), self._gap)
         await conn.execute("CREATE TEMP TABLE new_events (LIKE events) ON COMMIT DROP")
         cur = conn.cursor()
@@ -159,7 +195,7 @@ class EventSink:
         )
         await cur.execute(f"INSERT INTO events ({_COLUMN_LIST}) SELECT {_COLUMN_LIST} FROM new_events")
         await cur.execute(_ROLLUPS)
-        return len(fresh)
+        return len(fresh), gone
 
     async def _write_dead_letters(self, conn: AsyncConnection, dead: Sequence[DeadLetter]) -> int:
         cur = await conn.execute(
@@ -183,11 +219,23 @@ class EventSink:
                 [d.record.partition for d in dead],
                 [d.record.offset for d in dead],
                 [d.reason for d in dead],
-                [d.record.value for d in dead],
+                [d.value for d in dead],
             ),
         )
         row = await cur.fetchone()
         return int(row[0]) if row else 0
+
+
+def erased_letter(row: EventRow) -> DeadLetter:
+    """The dead letter of an erased player's late event: what happened, never who it was."""
+    assert row.record is not None
+    redacted = msgspec.json.encode({
+        "tenant_id": row.tenant_id, "game_id": row.game_id, "event_id": row.event_id, "event_type": row.event_type,
+        "timestamp": row.event_time, "received_at": row.received_at, "player": "erased",
+    })
+    return DeadLetter(row.record, "the player was erased (GDPR): an event that arrives after the erasure is"
+                      " dropped, and only this redacted copy is kept", row.tenant_id, row.game_id,
+                      str(row.event_id), redacted)
 
 
 def _first_of_each_id(rows: Sequence[EventRow]) -> list[EventRow]:

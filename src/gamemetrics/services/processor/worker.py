@@ -108,6 +108,9 @@ class Processor:
     async def _store(self, batch: Batch) -> SinkResult:
         started = time.perf_counter()
         result = await self._write_isolating(batch, list(batch.rows), list(batch.dead))
+        if result.erased_players:  # nothing of an erased player is published, only the redacted dead letter
+            batch.rows = [r for r in batch.rows if (r.tenant_id, r.game_id, r.player_id) not in result.erased_players]
+            batch.dead.extend(result.erased)
         await self._publish(batch.rows, batch.dead)
         await self._consumer.commit(batch.records)
         metrics.PROCESSOR_BATCH_SIZE.observe(len(batch.records))
@@ -137,6 +140,8 @@ class Processor:
                     first.stored + second.stored,
                     first.duplicates + second.duplicates,
                     first.dead_lettered + second.dead_lettered,
+                    first.erased + second.erased,
+                    first.erased_players | second.erased_players,
                 )
             if not rows or rows[0].record is None:
                 raise
@@ -207,5 +212,5 @@ def _dead_letter(letter: DeadLetter) -> Message:
     }
     if TRACEPARENT in letter.record.headers:  # the dead letter stays in the trace of the request that sent it
         headers[TRACEPARENT] = child_of(letter.record.headers[TRACEPARENT])
-    return Message(key, letter.record.value, headers)
+    return Message(key, letter.value, headers)
 

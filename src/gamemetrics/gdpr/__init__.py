@@ -1,0 +1,1 @@
+"""What every holder of player data shares about GDPR: tombstones and erasure requests."""
