@@ -3,6 +3,7 @@ GraphiQL for browsers) behind bearer tokens with the analytics:read scope."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -25,6 +26,7 @@ from strawberry.types import ExecutionContext
 from gamemetrics.auth.tokens import InsufficientScope, InvalidToken, Principal, TokenVerifier
 from gamemetrics.services.analytics.errors import AnalyticsError
 from gamemetrics.services.analytics.metrics import field_cost
+from gamemetrics.services.analytics.responses import ResponseCache
 from gamemetrics.services.analytics.schema import SCOPE, AnalyticsContext, Limits, Query, Subscription
 from gamemetrics.services.analytics.store import AnalyticsStore
 
@@ -190,9 +192,25 @@ class BearerAuth:
     asks for nothing, is served to browsers without one): 401 without a valid token, 403 without
     the scope, each as a GraphQL error body."""
 
-    def __init__(self, app: ASGIApp, verifier: TokenVerifier) -> None:
+    def __init__(self, app: ASGIApp, verifier: TokenVerifier, *, remember: int = 10_000) -> None:
         self._app = app
         self._verifier = verifier
+        # Verified tokens, for at most a minute each: a dashboard sends the same token on every
+        # request, and a signature check costs more than the cached answer it unlocks.
+        self._verified: dict[str, tuple[float, Principal]] = {}
+        self._remember = remember
+
+    async def _principal(self, token: str | None) -> Principal:
+        now = time.monotonic()
+        if token is not None:
+            seen = self._verified.get(token)
+            if seen is not None and now - seen[0] < 60 and not seen[1].expired:
+                return seen[1]
+        principal = await _authenticate(self._verifier, token)
+        if len(self._verified) >= self._remember:
+            self._verified.clear()
+        self._verified[token] = (now, principal)  # type: ignore[index]
+        return principal
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -201,7 +219,7 @@ class BearerAuth:
                 and "text/html" in request.headers.get("accept", "")
             if not wants_page:
                 try:
-                    principal = await _authenticate(self._verifier, _bearer(request.headers.get("authorization")))
+                    principal = await self._principal(_bearer(request.headers.get("authorization")))
                 except InvalidToken as exc:
                     await _refusal(401, "UNAUTHENTICATED", str(exc), f'Bearer error="invalid_token", '
                                    f'error_description="{_quoted(str(exc))}"')(scope, receive, send)
@@ -225,7 +243,8 @@ def _refusal(status: int, code: str, message: str, challenge: str) -> Response:
 
 
 def graphql_app(store: AnalyticsStore, verifier: TokenVerifier, *, limits: Limits, max_depth: int, max_aliases: int,
-                max_cost: int) -> Callable[..., Any]:
-    """`/graphql` as one ASGI app: token check in front of Strawberry's view."""
+                max_cost: int, cache_entries: int = 4096) -> Callable[..., Any]:
+    """`/graphql` as one ASGI app: token check, then kept answers, then Strawberry's view."""
     schema = build_schema(max_depth=max_depth, max_aliases=max_aliases, max_cost=max_cost)
-    return BearerAuth(AnalyticsGraphQL(schema, store, limits, verifier), verifier)
+    view = AnalyticsGraphQL(schema, store, limits, verifier)
+    return BearerAuth(ResponseCache(view, store, cache_entries), verifier)

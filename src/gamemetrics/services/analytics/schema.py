@@ -171,7 +171,7 @@ class Query:
         window = timedelta(hours=window_hours)
         return await info.context.store.per_game(
             tenant, game, ("funnel", from_, to, specs, window_hours),
-            lambda conn: queries.funnel(conn, tenant, game, days, specs, window))
+            lambda conn: queries.funnel(conn, tenant, game, days, specs, window), pipeline=False)
 
     @strawberry.field(description="The most frequent event types and custom names in the range.")
     async def top_events(self, info: Ctx, game_id: strawberry.ID, from_: From,

@@ -17,7 +17,7 @@ import time
 import uuid
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any, TypeVar
 
 from psycopg_pool import AsyncConnectionPool
@@ -74,23 +74,27 @@ class AnalyticsStore:
         return self._pool
 
     @asynccontextmanager
-    async def tenant(self, tenant_id: uuid.UUID) -> AsyncIterator[Conn]:
-        """A read-only transaction that sees `tenant_id`'s rows only."""
-        async with self._pool.connection() as conn:
-            # Pipelined: BEGIN, the settings and the first query leave in one round trip.
-            async with conn.pipeline(), conn.transaction():
-                await conn.execute(
-                    "SELECT set_config('role', %s, true), set_config('gamemetrics.tenant_id', %s, true),"
-                    " set_config('TimeZone', 'UTC', true), set_config('statement_timeout', %s, true),"
-                    " set_config('transaction_read_only', 'on', true)",
-                    (self._role, str(tenant_id), self._timeout),
-                )
-                yield conn
+    async def tenant(self, tenant_id: uuid.UUID, *, pipeline: bool = True) -> AsyncIterator[Conn]:
+        """A read-only transaction that sees `tenant_id`'s rows only.
+
+        Pipelined, BEGIN, the settings and the first query leave in one round trip; a caller that
+        reads through a server-side cursor (not allowed in pipeline mode) asks for no pipeline."""
+        async with self._pool.connection() as conn, AsyncExitStack() as stack:
+            if pipeline:
+                await stack.enter_async_context(conn.pipeline())
+            await stack.enter_async_context(conn.transaction())
+            await conn.execute(
+                "SELECT set_config('role', %s, true), set_config('gamemetrics.tenant_id', %s, true),"
+                " set_config('TimeZone', 'UTC', true), set_config('statement_timeout', %s, true),"
+                " set_config('transaction_read_only', 'on', true)",
+                (self._role, str(tenant_id), self._timeout),
+            )
+            yield conn
 
     async def per_game(self, tenant_id: uuid.UUID, game_id: uuid.UUID, key: Hashable,
-                       compute: Callable[[Conn], Awaitable[T]]) -> T:
+                       compute: Callable[[Conn], Awaitable[T]], *, pipeline: bool = True) -> T:
         """The answer for `key` on one game: cached while the game's stored events do not change."""
-        async with self.tenant(tenant_id) as conn:
+        async with self.tenant(tenant_id, pipeline=pipeline) as conn:
             cur = await conn.execute(
                 "SELECT g.game_id, coalesce(c.events_stored, 0) FROM games g LEFT JOIN game_counters c"
                 " ON c.tenant_id = g.tenant_id AND c.game_id = g.game_id WHERE g.tenant_id = %s AND g.game_id = %s",

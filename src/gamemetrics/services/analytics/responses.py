@@ -1,0 +1,117 @@
+"""Whole answers to repeated GraphQL requests, kept per process.
+
+A dashboard asks the same documents with the same variables on every refresh. An answer is kept
+under the tenant, the exact request body, the current UTC minute (answers about "today" or "the
+current minute" move on with the clock) and the tenant's data version: its games and, per game,
+the stored and dead-lettered event counters the processor bumps in the transactions that change
+the rollups. A hit costs one small read-only query under row-level security instead of a GraphQL
+execution; new data changes the version, so an answer is never older than the data.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Hashable
+from datetime import UTC, datetime
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from gamemetrics.services.analytics.store import AnalyticsStore, AnswerCache
+
+MAX_BODY = 64 * 1024
+MAX_ANSWER = 1024 * 1024
+
+
+async def tenant_version(store: AnalyticsStore, tenant_id: uuid.UUID) -> Hashable:
+    """What changes whenever anything the tenant can ask about changes."""
+    async with store.tenant(tenant_id) as conn:
+        cur = await conn.execute(
+            "SELECT (SELECT count(*) FROM games WHERE tenant_id = %(t)s),"
+            " (SELECT coalesce(sum(events_stored), 0)::bigint FROM game_counters WHERE tenant_id = %(t)s),"
+            " (SELECT coalesce(sum(events_dead_lettered), 0)::bigint FROM game_counters WHERE tenant_id = %(t)s),"
+            " (SELECT count(*) FROM game_counters WHERE tenant_id = %(t)s)",
+            {"t": tenant_id},
+        )
+        return await cur.fetchone()
+
+
+class ResponseCache:
+    """ASGI middleware before the GraphQL view: replays a kept answer, or keeps a new one that has
+    no errors. Only POSTed JSON of an authenticated caller is considered."""
+
+    def __init__(self, app: ASGIApp, store: AnalyticsStore, max_entries: int) -> None:
+        self._app = app
+        self._store = store
+        self.answers = AnswerCache(max_entries)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        principal = scope.get("state", {}).get("principal")
+        if scope["type"] != "http" or scope["method"] != "POST" or principal is None:
+            await self._app(scope, receive, send)
+            return
+        body, more = await _read_body(receive)
+        if more:  # too large to be a dashboard query worth keeping: pass it on untouched
+            await self._app(scope, _replay(body, receive, more=True), send)
+            return
+        minute = datetime.now(UTC).replace(second=0, microsecond=0)
+        key = (principal.tenant_id, body, minute, await tenant_version(self._store, principal.tenant_id))
+        kept = self.answers.get(key)
+        if isinstance(kept, tuple):
+            await _send_answer(send, *kept)
+            return
+        captured: list[Message] = []
+
+        async def capture(message: Message) -> None:
+            captured.append(message)
+            await send(message)
+
+        await self._app(scope, _replay(body, receive), capture)
+        answer = _answer_of(captured)
+        if answer is not None:
+            self.answers.put(key, answer)
+
+
+async def _read_body(receive: Receive) -> tuple[bytes, bool]:
+    """The request body, and whether it is larger than MAX_BODY (then only its start is read)."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            return b"".join(chunks), False
+        chunk = message.get("body", b"")
+        chunks.append(chunk)
+        size += len(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks), False
+        if size > MAX_BODY:
+            return b"".join(chunks), True
+
+
+def _replay(body: bytes, receive: Receive, *, more: bool = False) -> Receive:
+    """`receive` again from the start: what was read first, then the rest of the stream."""
+    sent = False
+
+    async def replayed() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": more}
+        return await receive()
+
+    return replayed
+
+
+def _answer_of(messages: list[Message]) -> tuple[list[tuple[bytes, bytes]], bytes] | None:
+    """Status 200 without GraphQL errors, small enough to keep; None otherwise."""
+    if not messages or messages[0]["type"] != "http.response.start" or messages[0]["status"] != 200:
+        return None
+    body = b"".join(m.get("body", b"") for m in messages[1:] if m["type"] == "http.response.body")
+    if len(body) > MAX_ANSWER or b'"errors"' in body:
+        return None
+    return list(messages[0].get("headers", [])), body
+
+
+async def _send_answer(send: Send, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
