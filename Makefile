@@ -50,8 +50,9 @@ test-fast: test-deps
 	$(VENV)/bin/pytest -m "not slow"
 
 ## Long benchmarks that print figures beside the machine's raw limits.
-bench: install
+bench: install kafka-libs
 	$(VENV)/bin/python bench/ingest.py
+	$(VENV)/bin/python bench/ingest.py --kafka
 
 lint: install
 	$(VENV)/bin/ruff check src tests bench

@@ -1,12 +1,16 @@
 """Ingest benchmark: events through the HTTP API until stored, beside PostgreSQL's raw COPY rate.
 
-    python bench/ingest.py [--events 1000000] [--batch 500] [--concurrency 8]
+    python bench/ingest.py [--events 1000000] [--batch 500] [--concurrency 8] [--kafka]
 
 Starts the embedded PostgreSQL (or uses GAMEMETRICS_DATABASE_URL), `serve ingest` and
 `serve processor` as subprocesses, sends pre-built batches with concurrent HTTP clients, and
 prints: end-to-end events/s (first request sent → last event stored), request p50/p99, peak RSS
 of each process, and the COPY rate of the same rows into a table shaped like `events` on the same
 server in the same run, with the ratio of the two. It prints figures; it never passes or fails.
+
+With --kafka the bus is a local Kafka broker (jars from `make kafka-libs`) started for the run,
+and the figures add the broker's raw producer rate: the same raw messages produced in a tight
+loop with the services' producer settings (what kafka-producer-perf-test measures), and the ratio.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from gamemetrics.adapters.kafka.local import LocalBroker
 from gamemetrics.adapters.postgres.embedded import EmbeddedPostgres
 from gamemetrics.migrations import upgrade
 from gamemetrics.tenancy.store import TenancyStore
@@ -173,6 +178,55 @@ async def setup_key(url: str) -> tuple[uuid.UUID, uuid.UUID, str]:
         await pool.close()
 
 
+def start_kafka(data_dir: Path) -> tuple[LocalBroker, dict[str, str]]:
+    """A local broker for the run, the platform's topics on it, and the settings that point at it."""
+    from gamemetrics.adapters.kafka import KafkaBus
+    from gamemetrics.runtime import topic_partitions
+    from gamemetrics.settings import Settings
+
+    broker = LocalBroker(data_dir / "kafka", heap_mb=1024)
+    with console.status("starting Kafka"):
+        broker.start()
+        broker.wait_ready()
+    env = {"GAMEMETRICS_KAFKA_BOOTSTRAP": broker.bootstrap, "GAMEMETRICS_KAFKA_REPLICATION_FACTOR": "1",
+           "GAMEMETRICS_KAFKA_MIN_INSYNC_REPLICAS": "1"}
+    settings = Settings(kafka_bootstrap=broker.bootstrap, kafka_replication_factor=1, kafka_min_insync_replicas=1)
+    asyncio.run(KafkaBus(settings, topic_partitions(settings)).ensure_topics(topic_partitions(settings)))
+    return broker, env
+
+
+def kafka_produce_rate(bootstrap: str, events: list[dict[str, Any]], tenant: uuid.UUID, game: uuid.UUID) -> float:
+    """Raw envelopes of the same events produced in a tight loop, with the services' producer settings."""
+    from confluent_kafka import Producer
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    from gamemetrics.adapters.kafka.config import producer_config
+    from gamemetrics.events.envelope import RawEnvelope, partition_key
+    from gamemetrics.settings import Settings
+
+    settings = Settings(kafka_bootstrap=bootstrap)
+    topic = f"bench.producer-rate.{uuid.uuid4().hex[:6]}"
+    admin = AdminClient({"bootstrap.servers": bootstrap})  # kept referenced until the topic exists
+    admin.create_topics([NewTopic(topic, settings.bus_partitions, 1)])[topic].result(timeout=30)
+    now = datetime.now(UTC)
+    encoder = msgspec.json.Encoder()
+    messages = [(partition_key(tenant, e["player_id"]),
+                 encoder.encode(RawEnvelope(tenant, game, now, msgspec.Raw(encoder.encode(e))))) for e in events]
+    producer = Producer({k: v for k, v in producer_config(settings, "bench").items() if k != "logger"})
+    started = time.perf_counter()
+    for i, (key, value) in enumerate(messages):
+        while True:
+            try:
+                producer.produce(topic, value, key)
+                break
+            except BufferError:
+                producer.poll(0.01)
+        if i % 1000 == 0:
+            producer.poll(0)
+    producer.flush(120)
+    return len(messages) / (time.perf_counter() - started)
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
@@ -185,6 +239,7 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--players", type=int, default=20_000)
     parser.add_argument("--port", type=int, default=8765)
+    parser.add_argument("--kafka", action="store_true", help="Run the bus on a local Kafka broker.")
     args = parser.parse_args()
 
     data_dir = Path(tempfile.mkdtemp(prefix="gm-bench-"))
@@ -203,9 +258,14 @@ def main() -> None:
 
     env = {**os.environ, "GAMEMETRICS_DATABASE_URL": url, "GAMEMETRICS_PORT": str(args.port),
            "GAMEMETRICS_DATA_DIR": str(data_dir), "GAMEMETRICS_LOG_LEVEL": "warning"}
+    broker = None
+    if args.kafka:
+        broker, kafka_env = start_kafka(data_dir)
+        env.update(kafka_env)
     services = {name: subprocess.Popen([sys.executable, "-m", "gamemetrics.cli", "serve", name], env=env)
                 for name in ("ingest", "processor")}
     base_url = f"http://127.0.0.1:{args.port}"
+    produce_rate = None
     try:
         for _ in range(300):
             try:
@@ -241,17 +301,23 @@ def main() -> None:
         sampler.stop()
         with console.status("measuring raw COPY rate"):
             copy_rows_s = copy_rate(url, events, tenant, game)
+        if broker is not None:
+            with console.status("measuring raw Kafka producer rate"):
+                produce_rate = kafka_produce_rate(broker.bootstrap, events, tenant, game)
     finally:
         for process in services.values():
             process.terminate()
         for process in services.values():
             process.wait(timeout=30)
+        if broker is not None:
+            broker.stop()
         if server is not None:
             server.stop()
 
     e2e = args.events / elapsed
     table = Table(title=f"ingest benchmark — {args.events:,} events, batches of {args.batch}, "
-                        f"{args.concurrency} concurrent clients, {os.cpu_count()} CPUs")
+                        f"{args.concurrency} concurrent clients, {os.cpu_count()} CPUs, "
+                        f"bus: {'Kafka' if args.kafka else 'embedded log'}")
     table.add_column("figure")
     table.add_column("value", justify="right")
     table.add_row("end-to-end events/s (sent → stored)", f"{e2e:,.0f}")
@@ -261,6 +327,9 @@ def main() -> None:
         table.add_row(f"peak RSS {name}", f"{peak / 2**20:,.0f} MiB")
     table.add_row("raw PostgreSQL COPY rows/s (same rows, same server)", f"{copy_rows_s:,.0f}")
     table.add_row("end-to-end / raw COPY", f"{e2e / copy_rows_s:.2f}")
+    if produce_rate is not None:
+        table.add_row("raw Kafka producer msgs/s (same messages, same broker)", f"{produce_rate:,.0f}")
+        table.add_row("end-to-end / raw Kafka producer", f"{e2e / produce_rate:.2f}")
     console.print(table)
     results = {
         "events": args.events, "batch": args.batch, "concurrency": args.concurrency,
@@ -268,10 +337,14 @@ def main() -> None:
         "p99_ms": percentile(latencies, 0.99) * 1000,
         "peak_rss_mib": {n: round(p / 2**20) for n, p in sampler.peaks.items()},
         "copy_rows_per_s": round(copy_rows_s), "ratio": e2e / copy_rows_s, "elapsed_s": elapsed,
+        "bus": "kafka" if args.kafka else "embedded",
     }
+    if produce_rate is not None:
+        results["kafka_producer_msgs_per_s"] = round(produce_rate)
+        results["ratio_to_kafka_producer"] = e2e / produce_rate
     out = Path(__file__).parent / "results"
     out.mkdir(exist_ok=True)
-    (out / "ingest.json").write_text(json.dumps(results, indent=2))
+    (out / ("ingest-kafka.json" if args.kafka else "ingest.json")).write_text(json.dumps(results, indent=2))
 
 
 if __name__ == "__main__":

@@ -98,7 +98,7 @@ def consumer_config(settings: Settings, client_id: str, group_id: str) -> dict[s
         "heartbeat.interval.ms": max(100, settings.kafka_session_timeout_ms // 3),
         "enable.partition.eof": False,
         # Bound what librdkafka prefetches per partition: backpressure, not an unbounded buffer.
-        "queued.max.messages.kbytes": 16 * 1024,
+        "queued.max.messages.kbytes": 8 * 1024,
         "fetch.wait.max.ms": 50,
     }
     if settings.kafka_group_instance_id:
