@@ -156,6 +156,9 @@ def test_rotation_keeps_old_tokens_valid_and_signs_new_ones_with_the_new_key(use
 
     old = users.token("players:read")
     old_kid = jwt.get_unverified_header(old)["kid"]
+    # The service's verifier reads the key set now, while it holds the old key only.
+    assert users.http.get(f"/v1/games/{users.game_id}/players",
+                          headers={"Authorization": f"Bearer {old}"}).status_code == 200
 
     async def rotate() -> str:
         pool = await open_pool(users.database_url, max_size=1)
@@ -170,3 +173,10 @@ def test_rotation_keeps_old_tokens_valid_and_signs_new_ones_with_the_new_key(use
     assert {old_kid, new_kid} <= published
     assert users.http.get(f"/v1/games/{users.game_id}/players",
                           headers={"Authorization": f"Bearer {old}"}).status_code == 200
+    # A token of the new key: the verifier has only the old key cached and re-reads the set on an
+    # unknown kid, at most once a second (so made-up kids cannot hammer the database).
+    time.sleep(1.1)
+    fresh = _forged(users)
+    assert jwt.get_unverified_header(fresh)["kid"] == new_kid
+    assert users.http.get(f"/v1/games/{users.game_id}/players",
+                          headers={"Authorization": f"Bearer {fresh}"}).status_code == 200
