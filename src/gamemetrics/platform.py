@@ -50,7 +50,7 @@ def run_platform(settings: Settings, *, demo: bool, kafka: bool = False) -> int:
         base_url = f"http://{settings.host}:{settings.port}"
         _wait_ready(base_url, children)
         console.print(f"[green]ready[/] at {base_url}  (POST /v1/events, /v1/batch, /graphql, GET /readyz, /metrics;"
-                      " tokens for /graphql: gamemetrics admin issue-token --tenant ID)")
+                      " tokens: POST /oauth/token with a client from gamemetrics admin create-client)")
         if demo:
             key = _demo_key(env, data_dir)
             console.print_json(json.dumps(key))
