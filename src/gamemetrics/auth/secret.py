@@ -3,10 +3,12 @@ use (say, the tombstone hashes) says nothing about another (the sealed signing k
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import os
 import secrets
+import tempfile
 from pathlib import Path
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -31,19 +33,22 @@ def platform_secret(settings: Settings) -> bytes:
 
 
 def _secret_file(path: Path) -> bytes:
-    try:
-        return path.read_bytes().strip()
-    except FileNotFoundError:
-        pass
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        # O_EXCL: when two processes start at once, one writes and both read what it wrote.
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return path.read_bytes().strip()
-    with os.fdopen(fd, "wb") as out:
-        out.write(secrets.token_urlsafe(48).encode())
-    return path.read_bytes().strip()
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # Written aside, then linked into place: when two processes start at once, one link wins
+        # and both read the whole of what it wrote, never a half-written file.
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".secret-")
+        try:
+            with os.fdopen(fd, "wb") as out:
+                out.write(secrets.token_urlsafe(48).encode())
+            with contextlib.suppress(FileExistsError):
+                os.link(tmp, path)
+        finally:
+            os.unlink(tmp)
+    secret = path.read_bytes().strip()
+    if len(secret) < 32:
+        raise ValueError(f"{path} holds no usable secret (under 32 characters); restore it from a backup")
+    return secret
 
 
 def derive(secret: bytes, purpose: bytes) -> bytes:
