@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
 from collections.abc import Callable, Collection, Sequence
@@ -55,7 +56,8 @@ class _Delivery:
 
     def _finish_locked(self) -> None:
         if self._sealed and self._reported == self._produced:
-            self.loop.call_soon_threadsafe(self._resolve, self._error)
+            with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits any more
+                self.loop.call_soon_threadsafe(self._resolve, self._error)
 
     def _resolve(self, error: BusError | None) -> None:
         if self.future.done():
@@ -87,7 +89,10 @@ class _Client:
 
     def _serve(self) -> None:
         while not self._stop.is_set():
-            self.producer.poll(0.05)
+            try:
+                self.producer.poll(0.05)
+            except Exception:  # a failing callback must not stop the reports of every later send
+                client_log.exception("kafka producer: delivery report handling failed")
 
     def close(self, timeout: float) -> int:
         """Wait up to `timeout` s for outstanding messages, then stop; returns how many were left."""
