@@ -114,6 +114,8 @@ class Settings(BaseSettings):
     analytics_live_interval_seconds: float = 1.0
     analytics_pool_size: int = 8
     analytics_statement_timeout_ms: int = 10_000
+    # How long a tenant's data version (what keys the answer cache) is trusted before it is read again.
+    analytics_version_ttl_ms: int = 100
 
     # Identity and GDPR (the users service)
     secret_key: SecretStr | None = Field(

@@ -243,8 +243,8 @@ def _refusal(status: int, code: str, message: str, challenge: str) -> Response:
 
 
 def graphql_app(store: AnalyticsStore, verifier: TokenVerifier, *, limits: Limits, max_depth: int, max_aliases: int,
-                max_cost: int, cache_entries: int = 4096) -> Callable[..., Any]:
+                max_cost: int, cache_entries: int = 4096, version_ttl_s: float = 0.1) -> Callable[..., Any]:
     """`/graphql` as one ASGI app: token check, then kept answers, then Strawberry's view."""
     schema = build_schema(max_depth=max_depth, max_aliases=max_aliases, max_cost=max_cost)
     view = AnalyticsGraphQL(schema, store, limits, verifier)
-    return BearerAuth(ResponseCache(view, store, cache_entries), verifier)
+    return BearerAuth(ResponseCache(view, store, cache_entries, version_ttl_s=version_ttl_s), verifier)

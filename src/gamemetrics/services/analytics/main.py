@@ -36,7 +36,8 @@ def graphql_routes(settings: Settings, store: AnalyticsStore) -> list[Any]:
         limits=Limits(settings.analytics_max_range_days, settings.analytics_max_minute_days,
                       settings.analytics_live_interval_seconds),
         max_depth=settings.analytics_max_depth, max_aliases=settings.analytics_max_aliases,
-        max_cost=settings.analytics_max_cost,
+        max_cost=settings.analytics_max_cost, cache_entries=settings.analytics_cache_entries,
+        version_ttl_s=settings.analytics_version_ttl_ms / 1000,
     )
     return [Route(GRAPHQL_PATH, endpoint, methods=["GET", "POST"]), WebSocketRoute(GRAPHQL_PATH, endpoint)]
 

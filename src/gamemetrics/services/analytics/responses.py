@@ -4,12 +4,17 @@ A dashboard asks the same documents with the same variables on every refresh. An
 under the tenant, the exact request body, the current UTC minute (answers about "today" or "the
 current minute" move on with the clock) and the tenant's data version: its games and, per game,
 the stored and dead-lettered event counters the processor bumps in the transactions that change
-the rollups. A hit costs one small read-only query under row-level security instead of a GraphQL
-execution; new data changes the version, so an answer is never older than the data.
+the rollups. New data changes the version, so a kept answer is given again only while nothing
+has landed since. The version is read under row-level security at most once per
+GAMEMETRICS_ANALYTICS_VERSION_TTL_MS (default 100 ms; 0 reads it on every request), so a hit
+costs no GraphQL execution and usually no query, and an answer is at most that much older than
+the data.
 """
 
 from __future__ import annotations
 
+import asyncio
+import time
 import uuid
 from collections.abc import Hashable
 from datetime import UTC, datetime
@@ -35,13 +40,47 @@ async def tenant_version(store: AnalyticsStore, tenant_id: uuid.UUID) -> Hashabl
         return await cur.fetchone()
 
 
+class TenantVersions:
+    """Each tenant's data version, read at most once per `ttl_s` (0: on every request); callers
+    that arrive while a read is under way share it."""
+
+    def __init__(self, store: AnalyticsStore, ttl_s: float) -> None:
+        self._store = store
+        self._ttl_s = ttl_s
+        self._known: dict[uuid.UUID, tuple[float, Hashable]] = {}
+        self._reading: dict[uuid.UUID, asyncio.Future[Hashable]] = {}
+
+    async def get(self, tenant_id: uuid.UUID) -> Hashable:
+        if self._ttl_s <= 0:
+            return await tenant_version(self._store, tenant_id)
+        known = self._known.get(tenant_id)
+        if known is not None and time.monotonic() - known[0] < self._ttl_s:
+            return known[1]
+        reading = self._reading.get(tenant_id)
+        if reading is None:
+            reading = asyncio.ensure_future(self._read(tenant_id))
+            self._reading[tenant_id] = reading
+        return await asyncio.shield(reading)
+
+    async def _read(self, tenant_id: uuid.UUID) -> Hashable:
+        started = time.monotonic()
+        try:
+            version = await tenant_version(self._store, tenant_id)
+        finally:
+            self._reading.pop(tenant_id, None)
+        if len(self._known) > 100_000:
+            self._known.clear()
+        self._known[tenant_id] = (started, version)
+        return version
+
+
 class ResponseCache:
     """ASGI middleware before the GraphQL view: replays a kept answer, or keeps a new one that has
     no errors. Only POSTed JSON of an authenticated caller is considered."""
 
-    def __init__(self, app: ASGIApp, store: AnalyticsStore, max_entries: int) -> None:
+    def __init__(self, app: ASGIApp, store: AnalyticsStore, max_entries: int, *, version_ttl_s: float) -> None:
         self._app = app
-        self._store = store
+        self._versions = TenantVersions(store, version_ttl_s)
         self.answers = AnswerCache(max_entries)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -54,7 +93,7 @@ class ResponseCache:
             await self._app(scope, _replay(body, receive, more=True), send)
             return
         minute = datetime.now(UTC).replace(second=0, microsecond=0)
-        key = (principal.tenant_id, body, minute, await tenant_version(self._store, principal.tenant_id))
+        key = (principal.tenant_id, body, minute, await self._versions.get(principal.tenant_id))
         kept = self.answers.get(key)
         if isinstance(kept, tuple):
             await _send_answer(send, *kept)
