@@ -38,6 +38,11 @@ def test_profile_writes_are_checked_and_scoped(users: Users) -> None:
                          ({"traits": {"a": "nul\u0000"}}, 400)]:
         assert users.http.put(path, json=body, headers=write).status_code == status, body
     assert users.http.patch(path, json={"first_seen": "2020-01-01"}, headers=write).status_code == 400
+    for bad in ("nul%00id", "x" * 257):
+        assert users.http.get(f"/v1/games/{users.game_id}/players/{bad}",
+                              headers=users.auth("players:read")).status_code == 400, bad
+        assert users.http.delete(f"/v1/games/{users.game_id}/players/{bad}",
+                                 headers=users.auth("gdpr:erase")).status_code == 400, bad
     assert users.http.put(path, json={"traits": {}}, headers=users.auth("players:read")).status_code == 403
     # Another tenant's game is not there for this token.
     _, foreign_game, _, _ = add_tenant(users.database_url)

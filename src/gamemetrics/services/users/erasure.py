@@ -30,7 +30,7 @@ from gamemetrics.gdpr.messages import ErasureRequest, RequestCodec
 from gamemetrics.gdpr.tombstones import ERASURE_LOCK, Tombstones
 from gamemetrics.ports.bus import EVENTS_DLQ, GDPR_REQUESTS, PROCESSED_EVENTS, RAW_EVENTS, Bus, Erasable, Record
 from gamemetrics.services.users.holdings import delete_player, names_player
-from gamemetrics.services.users.http import ApiError, Guard, actor_of, guarded, json_response, path_uuid
+from gamemetrics.services.users.http import ApiError, Guard, actor_of, guarded, json_response, path_player, path_uuid
 from gamemetrics.tenancy.store import TenancyStore
 
 SCOPE = "gdpr:erase"
@@ -53,7 +53,7 @@ class ErasureRoutes:
     async def request(self, request: Request) -> Response:
         principal = await self._guard(request, SCOPE)
         game_id = path_uuid(request, "game_id")
-        player_id = request.path_params["player_id"]
+        player_id = path_player(request)
         if not await self._tenancy.game_of_tenant(principal.tenant_id, game_id):
             raise ApiError(404, f"no game {game_id} in this tenant")
         erasure = ErasureRequest(uuid.uuid4(), principal.tenant_id, game_id, player_id, actor_of(principal),
@@ -149,6 +149,9 @@ class ErasureWorker:
                       partition=record.partition, offset=record.offset, error=str(exc))
             return
         tenant, game, player = erasure.tenant_id, erasure.game_id, erasure.player_id
+        if not 1 <= len(player) <= 256 or "\x00" in player:  # the route refuses these; a forged message may not
+            log.error("skipped an erasure request for an impossible player id", erasure_id=str(erasure.erasure_id))
+            return
         player_hash = self._tombstones.player_hash(tenant, game, player)
         async with self._pool.connection() as conn, conn.transaction():
             # Exclusive: processor batches already writing finish first (and are deleted with the

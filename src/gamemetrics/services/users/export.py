@@ -19,7 +19,7 @@ from starlette.routing import Route
 from gamemetrics.audit import AuditEntry, AuditLog
 from gamemetrics.gdpr.tombstones import Tombstones
 from gamemetrics.services.users.holdings import dead_letters_of
-from gamemetrics.services.users.http import ApiError, Guard, actor_of, guarded, path_uuid
+from gamemetrics.services.users.http import ApiError, Guard, actor_of, guarded, path_player, path_uuid
 from gamemetrics.services.users.players import PROFILE_SELECT, profile
 from gamemetrics.tenancy.store import TenancyStore
 
@@ -48,7 +48,7 @@ class ExportRoutes:
     async def export(self, request: Request) -> Response:
         principal = await self._guard(request, SCOPE)
         game_id = path_uuid(request, "game_id")
-        player_id = request.path_params["player_id"]
+        player_id = path_player(request)
         if not await self._tenancy.game_of_tenant(principal.tenant_id, game_id):
             raise ApiError(404, f"no game {game_id} in this tenant")
         player_hash = self._tombstones.player_hash(principal.tenant_id, game_id, player_id)
@@ -60,7 +60,8 @@ class ExportRoutes:
                 (player_hash, *(principal.tenant_id, game_id, player_id) * 2),
             )
             erased, has_profile, has_events = await cur.fetchone()  # type: ignore[misc]
-            if erased or not (has_profile or has_events):
+            if erased or not (has_profile or has_events or await dead_letters_of(
+                    conn, principal.tenant_id, game_id, player_id)):
                 raise ApiError(404, "the platform holds nothing about this player")
             await self._audit.append(conn, AuditEntry(
                 actor_of(principal), "player.exported", principal.tenant_id, player_hash.hex(),

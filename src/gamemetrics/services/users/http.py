@@ -109,6 +109,14 @@ def path_uuid(request: Request, name: str) -> uuid.UUID:
         raise ApiError(404, f"no such {name.removesuffix('_id')}: {value!r} is not a UUID") from None
 
 
+def path_player(request: Request) -> str:
+    """The player id of the path: 1-256 characters without NUL, as the event contract has it."""
+    player_id = request.path_params["player_id"]
+    if not 1 <= len(player_id) <= 256 or "\x00" in player_id:
+        raise ApiError(400, "a player id has 1-256 characters and no NUL")
+    return player_id
+
+
 def actor_of(principal: Principal) -> str:
     """How the audit log names a token's holder."""
     return f"client:{principal.subject}" if not principal.subject.startswith(("operator:", "tenant:")) \

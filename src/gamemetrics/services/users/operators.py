@@ -121,6 +121,10 @@ class OperatorRoutes:
                 f"address:{address}", "operator.login_failed", subject=email.strip().lower()[:320]))
             raise ApiError(401, "wrong email or password")
         tenant_id = operator.tenant_id or _tenant_of_request(body)
+        async with self._pool.connection() as conn:
+            cur = await conn.execute("SELECT 1 FROM tenants WHERE tenant_id = %s", (tenant_id,))
+            if await cur.fetchone() is None:
+                raise ApiError(400, f"tenant {tenant_id} does not exist")
         await self._audit.record(self._pool, AuditEntry(
             f"operator:{operator.operator_id}", "operator.login", tenant_id, operator.email,
             {"role": operator.role, "address": address}))

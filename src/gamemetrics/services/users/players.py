@@ -16,7 +16,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from gamemetrics.gdpr.tombstones import Tombstones
-from gamemetrics.services.users.http import ApiError, Guard, guarded, json_body, json_response, path_uuid
+from gamemetrics.services.users.http import ApiError, Guard, guarded, json_body, json_response, path_player, path_uuid
 from gamemetrics.settings import Settings
 from gamemetrics.tenancy.store import TenancyStore
 
@@ -86,7 +86,7 @@ class PlayerRoutes:
     async def get(self, request: Request) -> Response:
         tenant_id, game_id = await self._game(request, READ)
         async with self._pool.connection() as conn:
-            row = await _profile_row(conn, tenant_id, game_id, request.path_params["player_id"])
+            row = await _profile_row(conn, tenant_id, game_id, path_player(request))
         if row is None:
             raise ApiError(404, "no such player in this game")
         return json_response(profile(game_id, row))
@@ -95,7 +95,7 @@ class PlayerRoutes:
         tenant_id, game_id = await self._game(request, WRITE)
         body = await json_body(request)
         traits = check_traits(body.get("traits") if isinstance(body, dict) else None, **self._limits())
-        return await self._write(tenant_id, game_id, request.path_params["player_id"], lambda _: traits)
+        return await self._write(tenant_id, game_id, path_player(request), lambda _: traits)
 
     async def patch(self, request: Request) -> Response:
         tenant_id, game_id = await self._game(request, WRITE)
@@ -103,15 +103,13 @@ class PlayerRoutes:
         if not isinstance(body, dict) or set(body) - {"traits"}:
             raise ApiError(400, 'only traits can be changed: {"traits": {"key": "value", "removed": null}}')
         patch = body.get("traits", {})
-        return await self._write(tenant_id, game_id, request.path_params["player_id"],
+        return await self._write(tenant_id, game_id, path_player(request),
                                  lambda old: check_traits(merge_patch(old, patch), **self._limits()))
 
     def _limits(self) -> dict[str, int]:
         return {"max_bytes": self._settings.max_properties_bytes, "max_depth": self._settings.max_properties_depth}
 
     async def _write(self, tenant_id: uuid.UUID, game_id: uuid.UUID, player_id: str, traits_from: Any) -> Response:
-        if not 1 <= len(player_id) <= 256 or "\x00" in player_id:
-            raise ApiError(400, "a player id has 1-256 characters and no NUL")
         async with self._pool.connection() as conn, conn.transaction():
             cur = await conn.execute("SELECT 1 FROM erased_players WHERE player_hash = %s",
                                      (self._tombstones.player_hash(tenant_id, game_id, player_id),))
