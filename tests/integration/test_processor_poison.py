@@ -44,7 +44,8 @@ async def test_a_refused_event_is_isolated_and_dead_lettered(
     async with platform.pool.connection() as conn:
         stored = await (await conn.execute("SELECT player_id FROM events ORDER BY player_id")).fetchall()
         letters = await (await conn.execute("SELECT reason, tenant_id FROM dead_letters")).fetchall()
-        counters = await (await conn.execute("SELECT events_stored, events_dead_lettered FROM game_counters")).fetchone()
+        cur = await conn.execute("SELECT events_stored, events_dead_lettered FROM game_counters")
+        counters = await cur.fetchone()
     assert sorted(p for (p,) in stored) == sorted(p for p in players if p != "poison")
     assert len(letters) == 1
     assert "no_poison" in letters[0][0] and letters[0][1] == write_key.tenant_id
