@@ -357,6 +357,15 @@ async def assert_stored_exactly_once(url: str, key: CreatedKey, acknowledged: se
                 " FROM events WHERE tenant_id = %(tenant)s GROUP BY 1",
                 "SELECT player_id, first_day, best_score FROM players WHERE tenant_id = %(tenant)s",
             ),
+            "game_days": (
+                "SELECT (event_time AT TIME ZONE 'UTC')::date, count(DISTINCT player_id),"
+                " count(DISTINCT player_id) FILTER (WHERE event_type = 'purchase' AND revenue_usd > 0),"
+                " count(*) FILTER (WHERE event_type = 'purchase'),"
+                " coalesce(sum(revenue_usd) FILTER (WHERE event_type = 'purchase'), 0)"
+                " FROM events WHERE tenant_id = %(tenant)s AND event_type <> 'identify' GROUP BY 1",
+                "SELECT day, active_players, payers, purchases, revenue_usd FROM game_days"
+                " WHERE tenant_id = %(tenant)s",
+            ),
             "event_days": (
                 "SELECT (event_time AT TIME ZONE 'UTC')::date, event_type, coalesce(event_name, ''), count(*),"
                 " coalesce(sum(revenue_usd), 0) FROM events WHERE tenant_id = %(tenant)s GROUP BY 1, 2, 3",

@@ -20,7 +20,7 @@ from gamemetrics.adapters.postgres.embedded import EmbeddedPostgres
 APP_ROLE = "gamemetrics_app"
 TENANT_TABLES = (
     "tenants", "games", "write_keys", "events", "event_ids", "players", "player_days", "minute_stats",
-    "sessions", "dead_letters", "game_counters", "event_days",
+    "sessions", "dead_letters", "game_counters", "event_days", "game_days",
 )
 
 
@@ -73,6 +73,8 @@ def _fill(conn: psycopg.Connection, studio: Studio, rows: int) -> None:
             "INSERT INTO event_days (tenant_id, game_id, day, event_type) VALUES (%s, %s, %s, %s)",
             (t, g, at.date(), f"type{i}"),
         )
+        conn.execute("INSERT INTO game_days (tenant_id, game_id, day) VALUES (%s, %s, %s::date - %s)",
+                     (t, g, at.date(), i))
     conn.execute("INSERT INTO game_counters (tenant_id, game_id, events_stored) VALUES (%s, %s, %s)", (t, g, rows))
 
 

@@ -72,7 +72,7 @@ async def live_stats(conn: Conn, tenant: uuid.UUID, game_id: uuid.UUID) -> LiveS
         "   AND minute >= date_trunc('minute', now()) - interval '1 minute'),"
         " (SELECT count(*) FROM player_days WHERE tenant_id = %(t)s AND game_id = %(g)s"
         "   AND day >= (now() AT TIME ZONE 'UTC')::date - 1 AND last_event_at >= now() - interval '5 minutes'),"
-        " (SELECT coalesce(sum(revenue_usd), 0) FROM player_days WHERE tenant_id = %(t)s AND game_id = %(g)s"
+        " (SELECT coalesce(sum(revenue_usd), 0) FROM game_days WHERE tenant_id = %(t)s AND game_id = %(g)s"
         "   AND day = (now() AT TIME ZONE 'UTC')::date),"
         " (SELECT events_dead_lettered FROM game_counters WHERE tenant_id = %(t)s AND game_id = %(g)s),"
         " (SELECT events_stored FROM game_counters WHERE tenant_id = %(t)s AND game_id = %(g)s)",
@@ -115,7 +115,8 @@ async def game_stats(conn: Conn, tenant: uuid.UUID, game_id: uuid.UUID, today: A
     rows = await _rows(
         conn,
         "SELECT (SELECT count(*) FROM players WHERE tenant_id = %(t)s AND game_id = %(g)s),"
-        " (SELECT count(*) FROM player_days WHERE tenant_id = %(t)s AND game_id = %(g)s AND day = %(today)s),"
+        " (SELECT coalesce(sum(active_players), 0) FROM game_days WHERE tenant_id = %(t)s AND game_id = %(g)s"
+        "   AND day = %(today)s),"
         " (SELECT count(*) FROM sessions WHERE tenant_id = %(t)s AND game_id = %(g)s),"
         " (SELECT avg(extract(epoch FROM ended_at - started_at)) FROM sessions"
         "   WHERE tenant_id = %(t)s AND game_id = %(g)s),"

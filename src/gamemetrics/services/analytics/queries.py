@@ -40,11 +40,10 @@ async def _rows(conn: Conn, query: str | sql.Composable, params: Any) -> list[tu
 
 
 async def daily_active(conn: Conn, tenant: uuid.UUID, game: uuid.UUID, days: Sequence[date]) -> dict[date, int]:
-    """Players with a row in player_days, per day."""
+    """Players with a row in player_days, per day (kept as a daily total by the processor)."""
     rows = await _rows(
         conn,
-        "SELECT day, count(*) FROM player_days WHERE tenant_id = %s AND game_id = %s AND day BETWEEN %s AND %s"
-        " GROUP BY day",
+        "SELECT day, active_players FROM game_days WHERE tenant_id = %s AND game_id = %s AND day BETWEEN %s AND %s",
         (tenant, game, days[0], days[-1]),
     )
     return dict(rows)
@@ -84,11 +83,13 @@ async def new_players(conn: Conn, tenant: uuid.UUID, game: uuid.UUID, days: Sequ
 async def retention(conn: Conn, tenant: uuid.UUID, game: uuid.UUID, cohorts: Sequence[date], offsets: Sequence[int],
                     today: date) -> list[RetentionCohort]:
     sizes = await new_players(conn, tenant, game, cohorts)
+    # One primary-key probe of player_days per cohort member and day asked.
     rows = await _rows(
         conn,
-        "SELECT p.first_day, n, count(pd.player_id) FROM players p CROSS JOIN unnest(%(n)s::int[]) AS n"
-        " LEFT JOIN player_days pd ON pd.tenant_id = p.tenant_id AND pd.game_id = p.game_id"
-        "  AND pd.day = p.first_day + n AND pd.player_id = p.player_id"
+        "SELECT p.first_day, n, count(*) FILTER (WHERE EXISTS (SELECT 1 FROM player_days pd"
+        "  WHERE pd.tenant_id = p.tenant_id AND pd.game_id = p.game_id AND pd.day = p.first_day + n"
+        "  AND pd.player_id = p.player_id))"
+        " FROM players p CROSS JOIN unnest(%(n)s::int[]) AS n"
         " WHERE p.tenant_id = %(t)s AND p.game_id = %(g)s AND p.first_day BETWEEN %(lo)s AND %(hi)s"
         " GROUP BY 1, 2",
         {"t": tenant, "g": game, "lo": cohorts[0], "hi": cohorts[-1], "n": list(offsets)},
@@ -108,8 +109,8 @@ async def retention(conn: Conn, tenant: uuid.UUID, game: uuid.UUID, cohorts: Seq
 async def revenue(conn: Conn, tenant: uuid.UUID, game: uuid.UUID, days: Sequence[date]) -> list[RevenueDay]:
     rows = await _rows(
         conn,
-        "SELECT day, count(*), count(*) FILTER (WHERE revenue_usd > 0), sum(revenue_usd), sum(purchases)"
-        " FROM player_days WHERE tenant_id = %s AND game_id = %s AND day BETWEEN %s AND %s GROUP BY day",
+        "SELECT day, active_players, payers, revenue_usd, purchases FROM game_days"
+        " WHERE tenant_id = %s AND game_id = %s AND day BETWEEN %s AND %s",
         (tenant, game, days[0], days[-1]),
     )
     ads = dict(await _rows(

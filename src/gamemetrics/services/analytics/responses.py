@@ -4,7 +4,7 @@ A dashboard asks the same documents with the same variables on every refresh. An
 under the tenant, the exact request body, the current UTC minute (answers about "today" or "the
 current minute" move on with the clock) and the tenant's data version: its games and, per game,
 the stored and dead-lettered event counters the processor bumps in the transactions that change
-the rollups. New data changes the version, so a kept answer is given again only while nothing
+the rollups, and the deleted-player counter an erasure bumps. New data changes the version, so a kept answer is given again only while nothing
 has landed since. The version is read under row-level security at most once per
 GAMEMETRICS_ANALYTICS_VERSION_TTL_MS (default 100 ms; 0 reads it on every request), so a hit
 costs no GraphQL execution and usually no query, and an answer is at most that much older than
@@ -34,6 +34,7 @@ async def tenant_version(store: AnalyticsStore, tenant_id: uuid.UUID) -> Hashabl
             "SELECT (SELECT count(*) FROM games WHERE tenant_id = %(t)s),"
             " (SELECT coalesce(sum(events_stored), 0)::bigint FROM game_counters WHERE tenant_id = %(t)s),"
             " (SELECT coalesce(sum(events_dead_lettered), 0)::bigint FROM game_counters WHERE tenant_id = %(t)s),"
+            " (SELECT coalesce(sum(players_deleted), 0)::bigint FROM game_counters WHERE tenant_id = %(t)s),"
             " (SELECT count(*) FROM game_counters WHERE tenant_id = %(t)s)",
             {"t": tenant_id},
         )
