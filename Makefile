@@ -53,6 +53,7 @@ test-fast: test-deps
 bench: install kafka-libs
 	$(VENV)/bin/python bench/ingest.py
 	$(VENV)/bin/python bench/ingest.py --kafka
+	$(VENV)/bin/python bench/analytics.py --sizes 1000000,10000000
 
 lint: install
 	$(VENV)/bin/ruff check src tests bench

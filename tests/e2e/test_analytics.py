@@ -660,3 +660,54 @@ def test_status_json_still_lists_both_games(stack: Stack) -> None:
     """The admin side (trusted role) still sees every tenant after row-level security."""
     games = {g["game_id"] for g in stack.platform.cli("status", "--json")["games"]}
     assert {s.game_id for s in stack.studios.values()} <= games
+
+
+# ---------------------------------------------------------------- erasure (last: it changes tenant A's data)
+
+
+async def test_an_erasure_shows_in_every_answer_at_once(stack: Stack, client_a: Any) -> None:
+    """Answers kept before a GDPR erasure are not given again: the erased player's figures are gone
+    from the player, daily and per-player queries, which equal the events left, day by day."""
+    a = stack.studios["A"]
+    player = stack.sql("SELECT player_id FROM events WHERE tenant_id = %(t)s AND event_type = 'purchase'"
+                       " GROUP BY 1 ORDER BY count(*) DESC, 1 LIMIT 1", t=a.tenant_id)[0]["player_id"]
+    query = gql("query($g: ID!, $p: String!, $from: Date!, $to: Date!) {"
+                " player(gameId: $g, playerId: $p) { playerId }"
+                " revenue(gameId: $g, from: $from, to: $to) { date gross payers dau }"
+                " dau: activeUsers(gameId: $g, from: $from, to: $to) { date value }"
+                " mau: activeUsers(gameId: $g, from: $from, to: $to, window: MONTH) { date value }"
+                " gameStats(gameId: $g) { totalPlayers totalRevenue } }")
+    variables = {"g": a.game_id, "p": player, **_span(stack)}
+    before = await client_a.execute(query, variable_values=variables)  # now kept at both cache levels
+    assert before["player"] == {"playerId": player}
+
+    client = stack.platform.cli("admin", "create-client", "--tenant", a.tenant_id, "--scopes", "gdpr:erase")
+    token = httpx.post(f"{stack.platform.base_url}/oauth/token", data={"grant_type": "client_credentials"},
+                       auth=(client["client_id"], client["client_secret"]), timeout=30).json()["access_token"]
+    auth = {"Authorization": f"Bearer {token}"}
+    erasure = httpx.delete(f"{stack.platform.base_url}/v1/games/{a.game_id}/players/{player}", headers=auth,
+                           timeout=30)
+    assert erasure.status_code == 202, erasure.text
+    deadline = time.monotonic() + PATIENCE_S
+    while httpx.get(stack.platform.base_url + erasure.json()["status_url"], headers=auth,
+                    timeout=30).json()["state"] != "completed":
+        assert time.monotonic() < deadline, "the erasure did not complete"
+        await asyncio.sleep(0.05)
+
+    with pytest.raises(TransportQueryError) as refused:
+        while True:  # kept answers are trusted for the version TTL (100 ms), then read again
+            await client_a.execute(query, variable_values=variables)
+            assert time.monotonic() < deadline, "answers kept before the erasure were still given"
+            await asyncio.sleep(0.05)
+    after = refused.value.data
+    assert after["player"] is None and refused.value.errors[0]["extensions"]["code"] == "NOT_FOUND"
+    assert {d["date"]: d["value"] for d in after["dau"]} == expected_active(stack, 1)
+    assert {d["date"]: d["value"] for d in after["mau"]} == expected_active(stack, 30)
+    revenue = expected_revenue(stack)
+    for day in after["revenue"]:
+        want = revenue.get(day["date"], {})
+        assert (Decimal(day["gross"]), day["payers"], day["dau"]) == \
+            (want.get("gross", Decimal(0)), want.get("payers", 0), want.get("dau", 0)), day
+    assert after["gameStats"]["totalPlayers"] == before["gameStats"]["totalPlayers"] - 1
+    assert Decimal(after["gameStats"]["totalRevenue"]) < Decimal(before["gameStats"]["totalRevenue"])
+    assert sum(d["value"] for d in after["dau"]) < sum(d["value"] for d in before["dau"])

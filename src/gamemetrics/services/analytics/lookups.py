@@ -120,8 +120,7 @@ async def game_stats(conn: Conn, tenant: uuid.UUID, game_id: uuid.UUID, today: A
         " (SELECT count(*) FROM sessions WHERE tenant_id = %(t)s AND game_id = %(g)s),"
         " (SELECT avg(extract(epoch FROM ended_at - started_at)) FROM sessions"
         "   WHERE tenant_id = %(t)s AND game_id = %(g)s),"
-        " (SELECT coalesce(sum(revenue_usd), 0) FROM event_days WHERE tenant_id = %(t)s AND game_id = %(g)s"
-        "   AND event_type = 'purchase')",
+        " (SELECT coalesce(sum(revenue_usd), 0) FROM game_days WHERE tenant_id = %(t)s AND game_id = %(g)s)",
         {"t": tenant, "g": game_id, "today": today},
     )
     players, active, session_count, average, revenue = rows[0]
