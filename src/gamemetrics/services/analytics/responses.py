@@ -4,11 +4,11 @@ A dashboard asks the same documents with the same variables on every refresh. An
 under the tenant, the exact request body, the current UTC minute (answers about "today" or "the
 current minute" move on with the clock) and the tenant's data version: its games and, per game,
 the stored and dead-lettered event counters the processor bumps in the transactions that change
-the rollups, and the deleted-player counter an erasure bumps. New data changes the version, so a kept answer is given again only while nothing
-has landed since. The version is read under row-level security at most once per
-GAMEMETRICS_ANALYTICS_VERSION_TTL_MS (default 100 ms; 0 reads it on every request), so a hit
-costs no GraphQL execution and usually no query, and an answer is at most that much older than
-the data.
+the rollups, and the deleted-player counter an erasure bumps. New data changes the version, so a
+kept answer is given again only while nothing has landed since. The version is read under
+row-level security at most once per GAMEMETRICS_ANALYTICS_VERSION_TTL_MS (default 100 ms; 0 reads
+it on every request), so a hit costs no GraphQL execution and usually no query, and an answer is
+at most that much older than the data.
 """
 
 from __future__ import annotations
