@@ -56,10 +56,11 @@ async def active_users(conn: Conn, tenant: uuid.UUID, game: uuid.UUID, days: Seq
         return [DayCount(date=d, value=v) for d, v in metrics.fill(days, dau, 0)]
     # Each active player-day covers [day, day + N), cut short where the player's next active day
     # starts; the covers of one player never overlap, so +1/-1 at their ends count players exactly.
+    # Grouping by player needs no collation order: bytewise ("C") sorts twice as fast.
     rows = await _rows(
         conn,
         "WITH pd AS ("
-        " SELECT day, lead(day) OVER (PARTITION BY player_id ORDER BY day) AS next_day FROM player_days"
+        " SELECT day, lead(day) OVER (PARTITION BY player_id COLLATE \"C\" ORDER BY day) AS next_day FROM player_days"
         " WHERE tenant_id = %(t)s AND game_id = %(g)s AND day BETWEEN %(lo)s AND %(hi)s)"
         " SELECT d, sum(v)::bigint FROM ("
         "  SELECT day AS d, 1 AS v FROM pd"
