@@ -204,6 +204,7 @@ class Client:
     accepted_total: int = 0
     requests_ok: int = 0
     transport_errors: int = 0
+    unavailable: int = 0  # 503 answers: the bus could not take a batch
 
     async def send_all(
         self, requests: Iterable[list[dict[str, Any]]], *, pause: float = 0.0,
@@ -211,7 +212,7 @@ class Client:
     ) -> None:
         """Send every request, or stop `then` requests after `until` is set, whichever comes first."""
         headers = {"Authorization": f"Bearer {self.write_key}"}
-        async with httpx.AsyncClient(timeout=20.0, headers=headers) as http:
+        async with httpx.AsyncClient(timeout=30.0, headers=headers) as http:
             for events in requests:
                 if until is not None and until.is_set():
                     if then <= 0:
@@ -239,6 +240,7 @@ class Client:
                 return
             if response is not None:
                 assert response.status_code == 503, (response.status_code, response.text)
+                self.unavailable += 1
             assert asyncio.get_running_loop().time() < deadline, "a request could not be delivered in time"
             await asyncio.sleep(0.1)
 

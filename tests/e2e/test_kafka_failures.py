@@ -11,10 +11,9 @@ import os
 import random
 import subprocess
 import sys
-from collections.abc import Awaitable, Callable, Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -29,7 +28,7 @@ from gamemetrics.services.processor.worker import GROUP_ID
 from gamemetrics.settings import Settings
 from gamemetrics.tenancy.store import CreatedKey
 from tests.conftest import free_port
-from tests.e2e.test_crash_recovery import Service, assert_stored_exactly_once, make_requests, stored_count
+from tests.e2e.test_crash_recovery import Client, Service, assert_stored_exactly_once, make_requests, stored_count
 from tests.kafka_broker import SCRAM_PASSWORD, SCRAM_USER, kafka_settings, kcat, start_broker
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
@@ -144,54 +143,6 @@ def on_kafka(settings: Settings, kafka_broker: LocalBroker, tmp_path: Path) -> I
         deployed.stop()
 
 
-@dataclass
-class RetryingClient:
-    """Sends each request until it gets a 200, retrying 503s and transport errors with the same body."""
-
-    base_url: str
-    write_key: str
-    acknowledged: set[str] = field(default_factory=set)
-    accepted_total: int = 0
-    requests_ok: int = 0
-    unavailable: int = 0  # 503 answers: the bus could not take a batch
-
-    async def send_all(
-        self, requests: Iterable[list[dict[str, Any]]], *, pause: float = 0.0,
-        until: asyncio.Event | None = None, then: int = 0,
-    ) -> None:
-        """Send every request, or stop `then` requests after `until` is set, whichever comes first."""
-        headers = {"Authorization": f"Bearer {self.write_key}"}
-        async with httpx.AsyncClient(timeout=30.0, headers=headers) as http:
-            for events in requests:
-                if until is not None and until.is_set():
-                    if then <= 0:
-                        return
-                    then -= 1
-                await self._send(http, events)
-                if pause:
-                    await asyncio.sleep(pause)
-
-    async def _send(self, http: httpx.AsyncClient, events: list[dict[str, Any]]) -> None:
-        deadline = asyncio.get_running_loop().time() + PATIENCE_S
-        while True:
-            try:
-                response: httpx.Response | None = await http.post(f"{self.base_url}/v1/events", json={"events": events})
-            except httpx.TransportError:
-                response = None
-            if response is not None and response.status_code == 200:
-                answer = response.json()
-                assert answer["rejected"] == [] and answer["accepted"] == len(events), answer
-                self.acknowledged.update(e["event_id"] for e in events)
-                self.accepted_total += answer["accepted"]
-                self.requests_ok += 1
-                return
-            if response is not None:
-                assert response.status_code == 503, (response.status_code, response.text)
-                self.unavailable += 1
-            assert asyncio.get_running_loop().time() < deadline, "a request could not be delivered in time"
-            await asyncio.sleep(0.2)
-
-
 async def wait_for(check: Callable[[], Awaitable[bool]], what: str, *watched: Service) -> None:
     """Poll `check()` until true, bounded; the failure names what was awaited and shows the services' logs."""
     deadline = asyncio.get_running_loop().time() + PATIENCE_S
@@ -226,7 +177,7 @@ async def test_processor_killed_mid_stream_on_kafka_loses_and_doubles_nothing(
     on_kafka.ingest.start()
     processor.start()
     await on_kafka.wait_ready()
-    client = RetryingClient(on_kafka.base_url, write_key.write_key)
+    client = Client(on_kafka.base_url, write_key.write_key)
     # The stream keeps arriving while the processor is killed and restarted, and ends a few requests
     # after the last restart (or at its bound on a slow machine).
     chaos_over = asyncio.Event()
@@ -282,7 +233,7 @@ async def test_two_processors_share_the_partitions_and_one_takes_over_when_the_o
     first.start()
     second.start()
     await on_kafka.wait_ready()
-    client = RetryingClient(on_kafka.base_url, write_key.write_key)
+    client = Client(on_kafka.base_url, write_key.write_key)
     chaos_over = asyncio.Event()
     stream = asyncio.create_task(
         client.send_all(make_requests(seed=23, batches=100), pause=0.1, until=chaos_over, then=8)
@@ -336,7 +287,7 @@ async def test_broker_killed_mid_stream_ingest_answers_503_and_retrying_clients_
         deployed.ingest.start()
         processor.start()
         await deployed.wait_ready()
-        clients = [RetryingClient(deployed.base_url, write_key.write_key) for _ in range(2)]
+        clients = [Client(deployed.base_url, write_key.write_key) for _ in range(2)]
         requests = list(make_requests(seed=29, batches=40))
         streams = [asyncio.create_task(c.send_all(requests[i::2], pause=0.1)) for i, c in enumerate(clients)]
 
@@ -395,7 +346,7 @@ async def test_the_pipeline_runs_with_sasl_scram_and_a_wrong_password_gets_a_cle
         deployed.ingest.start()
         processor.start()
         await deployed.wait_ready()
-        client = RetryingClient(deployed.base_url, write_key.write_key)
+        client = Client(deployed.base_url, write_key.write_key)
         await client.send_all(make_requests(seed=31, batches=4))
         # A request in a caller's trace: its raw messages carry a child span of that trace.
         traced = list(make_requests(seed=37, batches=1))[0][:3]
