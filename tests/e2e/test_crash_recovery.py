@@ -96,18 +96,7 @@ class Deployment:
     database_url: str
 
     async def wait_ready(self) -> None:
-        """Until ingest answers /readyz (bounded); fail at once if it exited."""
-        deadline = asyncio.get_running_loop().time() + PATIENCE_S
-        async with httpx.AsyncClient(timeout=2.0) as client:
-            while asyncio.get_running_loop().time() < deadline:
-                assert self.ingest.alive(), self.ingest.describe("exited while starting")
-                try:
-                    if (await client.get(f"{self.base_url}/readyz")).status_code == 200:
-                        return
-                except httpx.TransportError:
-                    pass
-                await asyncio.sleep(0.1)
-        raise AssertionError(self.ingest.describe(f"was not ready within {PATIENCE_S:.0f}s"))
+        await wait_until_ready(self.ingest, self.base_url)
 
 
 @pytest.fixture
@@ -192,6 +181,21 @@ def make_requests(seed: int, batches: int) -> Iterator[list[dict[str, Any]]]:
             yield rng.sample(recent[-2], BATCH // 2) + [
                 make_event(rng, now, rng.randrange(PLAYERS)) for _ in range(BATCH // 2)
             ]
+
+
+async def wait_until_ready(ingest: Service, base_url: str) -> None:
+    """Until ingest answers /readyz (bounded); fail at once if it exited."""
+    deadline = asyncio.get_running_loop().time() + PATIENCE_S
+    async with httpx.AsyncClient(timeout=3.0) as client:
+        while asyncio.get_running_loop().time() < deadline:
+            assert ingest.alive(), ingest.describe("exited while starting")
+            try:
+                if (await client.get(f"{base_url}/readyz")).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            await asyncio.sleep(0.1)
+    raise AssertionError(ingest.describe(f"was not ready within {PATIENCE_S:.0f}s"))
 
 
 @dataclass

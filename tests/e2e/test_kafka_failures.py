@@ -28,7 +28,14 @@ from gamemetrics.services.processor.worker import GROUP_ID
 from gamemetrics.settings import Settings
 from gamemetrics.tenancy.store import CreatedKey
 from tests.conftest import free_port
-from tests.e2e.test_crash_recovery import Client, Service, assert_stored_exactly_once, make_requests, stored_count
+from tests.e2e.test_crash_recovery import (
+    Client,
+    Service,
+    assert_stored_exactly_once,
+    make_requests,
+    stored_count,
+    wait_until_ready,
+)
 from tests.kafka_broker import SCRAM_PASSWORD, SCRAM_USER, kafka_settings, kcat, start_broker
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
@@ -89,17 +96,7 @@ class KafkaDeployment:
         return service
 
     async def wait_ready(self) -> None:
-        deadline = asyncio.get_running_loop().time() + PATIENCE_S
-        async with httpx.AsyncClient(timeout=3.0) as client:
-            while asyncio.get_running_loop().time() < deadline:
-                assert self.ingest.alive(), self.ingest.describe("exited while starting")
-                try:
-                    if (await client.get(f"{self.base_url}/readyz")).status_code == 200:
-                        return
-                except httpx.TransportError:
-                    pass
-                await asyncio.sleep(0.1)
-        raise AssertionError(self.ingest.describe(f"was not ready within {PATIENCE_S:.0f}s"))
+        await wait_until_ready(self.ingest, self.base_url)
 
     async def raw_topic(self) -> tuple[int, int] | None:
         """(messages in the raw topic, of which the processor group has not committed); None before its first commit."""
