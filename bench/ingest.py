@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -75,7 +76,7 @@ def make_events(count: int, players: int) -> list[dict[str, Any]]:
 
 
 class RssSampler(threading.Thread):
-    """Samples the resident memory of the services and PostgreSQL until stopped."""
+    """Samples the resident memory and CPU time of the services and PostgreSQL until stopped."""
 
     def __init__(self, processes: dict[str, int], postgres_pid: int | None) -> None:
         super().__init__(daemon=True)
@@ -83,19 +84,37 @@ class RssSampler(threading.Thread):
         self._processes = processes
         self._postgres = postgres_pid
         self._stop = threading.Event()
+        # CPU seconds by pid, and by pid at the start: PostgreSQL's backends come and go.
+        self._cpu: dict[str, dict[int, float]] = {name: {} for name in self.peaks}
+        self._cpu_start: dict[int, float] = {}
+
+    def cpu_seconds(self) -> dict[str, float]:
+        """CPU time (user + system) each process used while sampled."""
+        return {name: sum(t - self._cpu_start.get(pid, 0.0) for pid, t in by_pid.items())
+                for name, by_pid in self._cpu.items()}
+
+    def _sample(self, name: str, processes: list[psutil.Process], first: bool) -> None:
+        total = 0
+        for process in processes:
+            with contextlib.suppress(psutil.Error), process.oneshot():
+                total += process.memory_info().rss
+                times = process.cpu_times()
+                self._cpu[name][process.pid] = times.user + times.system
+                if first:
+                    self._cpu_start[process.pid] = times.user + times.system
+        self.peaks[name] = max(self.peaks[name], total)
 
     def run(self) -> None:
+        first = True
         while not self._stop.is_set():
             for name, pid in self._processes.items():
                 with contextlib.suppress(psutil.Error):
-                    self.peaks[name] = max(self.peaks[name], psutil.Process(pid).memory_info().rss)
+                    self._sample(name, [psutil.Process(pid)], first)
             if self._postgres:
-                try:
+                with contextlib.suppress(psutil.Error):
                     root = psutil.Process(self._postgres)
-                    total = sum(p.memory_info().rss for p in [root, *root.children()])
-                    self.peaks["postgres (all)"] = max(self.peaks["postgres (all)"], total)
-                except psutil.Error:
-                    pass
+                    self._sample("postgres (all)", [root, *root.children()], first)
+            first = False
             self._stop.wait(0.25)
 
     def stop(self) -> None:
@@ -296,8 +315,12 @@ def main() -> None:
                     await asyncio.sleep(0.5)
                 return await sending
 
+            client_started = resource.getrusage(resource.RUSAGE_SELF)
             latencies = asyncio.run(run())
             elapsed = time.perf_counter() - started
+            client_usage = resource.getrusage(resource.RUSAGE_SELF)
+            client_cpu = (client_usage.ru_utime - client_started.ru_utime
+                          + client_usage.ru_stime - client_started.ru_stime)
         sampler.stop()
         with console.status("measuring raw COPY rate"):
             copy_rows_s = copy_rate(url, events, tenant, game)
@@ -325,6 +348,8 @@ def main() -> None:
     table.add_row("request latency p99", f"{percentile(latencies, 0.99) * 1000:.1f} ms")
     for name, peak in sampler.peaks.items():
         table.add_row(f"peak RSS {name}", f"{peak / 2**20:,.0f} MiB")
+    for name, seconds in {**sampler.cpu_seconds(), "load generator (this script)": client_cpu}.items():
+        table.add_row(f"CPU {name}", f"{seconds:,.1f} s ({seconds * 1e6 / args.events:,.0f} µs/event)")
     table.add_row("raw PostgreSQL COPY rows/s (same rows, same server)", f"{copy_rows_s:,.0f}")
     table.add_row("end-to-end / raw COPY", f"{e2e / copy_rows_s:.2f}")
     if produce_rate is not None:

@@ -9,6 +9,7 @@ from collections.abc import Mapping, Sequence
 import psycopg
 from psycopg.rows import tuple_row
 
+from gamemetrics.adapters.postgres.pool import CONNECTION_OPTIONS
 from gamemetrics.ports.bus import BusError, Record
 
 # How often a member looks for partitions nobody owns (a member that died released its locks).
@@ -40,7 +41,8 @@ class PgLogConsumer:
         if self._conn is None or self._conn.closed:
             self._positions.clear()
             self._conn = await psycopg.AsyncConnection.connect(
-                self._url, autocommit=True, row_factory=tuple_row, application_name=f"consumer:{self._group}"
+                self._url, autocommit=True, row_factory=tuple_row, application_name=f"consumer:{self._group}",
+                options=CONNECTION_OPTIONS,
             )
             self._last_claim = 0.0
         return self._conn

@@ -267,11 +267,18 @@ def _first_of_each_id(rows: Sequence[EventRow]) -> list[EventRow]:
 
 
 async def _player_states(conn: AsyncConnection, rows: Sequence[EventRow]) -> dict[PlayerKey, PlayerState]:
-    keys = {(r.tenant_id, r.game_id, r.player_id) for r in rows}
-    cur = await conn.execute(
-        "SELECT p.tenant_id, p.game_id, p.player_id, p.last_seen, p.current_session_id"
-        " FROM unnest(%s::uuid[], %s::uuid[], %s::text[]) AS k(tenant_id, game_id, player_id)"
-        " JOIN players p USING (tenant_id, game_id, player_id)",
-        ([k[0] for k in keys], [k[1] for k in keys], [k[2] for k in keys]),
-    )
-    return {(t, g, p): PlayerState(seen, session) for t, g, p, seen, session in await cur.fetchall()}
+    # One primary-key lookup per game with `player_id = ANY(...)`: a join against unnest() leaves the
+    # planner guessing the batch's size, and once it guesses small it loops over every player.
+    by_game: dict[tuple[uuid.UUID, uuid.UUID], set[str]] = {}
+    for r in rows:
+        by_game.setdefault((r.tenant_id, r.game_id), set()).add(r.player_id)
+    states: dict[PlayerKey, PlayerState] = {}
+    for (tenant_id, game_id), players in by_game.items():
+        cur = await conn.execute(
+            "SELECT player_id, last_seen, current_session_id FROM players"
+            " WHERE tenant_id = %s AND game_id = %s AND player_id = ANY(%s)",
+            (tenant_id, game_id, list(players)),
+        )
+        for player_id, seen, session in await cur.fetchall():
+            states[(tenant_id, game_id, player_id)] = PlayerState(seen, session)
+    return states
