@@ -216,7 +216,7 @@ async def test_the_processor_routes_bad_events_to_the_dlq_with_a_reason(
             "timestamp": (datetime.now(UTC) - timedelta(seconds=5)).isoformat()}
     envelope = RawEnvelope(tenant, game, datetime.now(UTC), msgspec.Raw(json.dumps(good).encode()))
     await bus_platform.bus.producer().send(RAW_EVENTS, [
-        Message(partition_key(tenant, "p1"), msgspec.json.encode(envelope)),
+        Message(partition_key(tenant, "p1"), msgspec.json.encode(envelope), {"traceparent": TRACE}),
         Message(partition_key(tenant, "p2"), b"{not an envelope", {"traceparent": TRACE}),
     ])
     processor = Processor(
@@ -242,10 +242,12 @@ async def test_the_processor_routes_bad_events_to_the_dlq_with_a_reason(
     processed = json.loads(by_topic[PROCESSED_EVENTS].value)
     assert processed["event_id"] == str(event_id) and processed["tenant_id"] == str(tenant)
     assert by_topic[PROCESSED_EVENTS].headers.get("schema_version") == "1"
+    trace, span = TRACE.split("-")[1:3]
+    assert by_topic[PROCESSED_EVENTS].headers["traceparent"].split("-")[1] == trace  # consumers join the sender's trace
+    assert by_topic[PROCESSED_EVENTS].headers["traceparent"].split("-")[2] != span
     letter = by_topic[EVENTS_DLQ]
     assert letter.value == b"{not an envelope"  # the original bytes, to replay once fixed
     assert "unreadable raw envelope" in letter.headers["error.reason"]
     assert letter.headers["source.topic"] == RAW_EVENTS
-    trace, span = TRACE.split("-")[1:3]
     assert letter.headers["traceparent"].split("-")[1] == trace  # the letter stays in the sender's trace
     assert letter.headers["traceparent"].split("-")[2] != span

@@ -198,7 +198,10 @@ def _processed(row: EventRow) -> Message:
         row.received_at, row.source, row.is_new_player, msgspec.Raw(row.properties), msgspec.Raw(row.context),
         row.event_name, row.session_id, row.platform, row.os, row.app_version, row.country, row.revenue_usd,
     )
-    return Message(partition_key(row.tenant_id, row.player_id), _json.encode(body), _PROCESSED_HEADERS)
+    headers = _PROCESSED_HEADERS
+    if row.record is not None and TRACEPARENT in row.record.headers:  # downstream spans join the sender's trace
+        headers = {**_PROCESSED_HEADERS, TRACEPARENT: child_of(row.record.headers[TRACEPARENT])}
+    return Message(partition_key(row.tenant_id, row.player_id), _json.encode(body), headers)
 
 
 def _dead_letter(letter: DeadLetter) -> Message:
