@@ -20,7 +20,7 @@ from gamemetrics.migrations import upgrade
 from gamemetrics.runtime import Platform, connect
 from gamemetrics.settings import Settings
 from gamemetrics.tenancy.store import CreatedKey, TenancyStore
-from tests.kafka_broker import kafka_broker  # noqa: F401  (the session's Kafka broker, started on first use)
+from tests.kafka_broker import kafka_broker, kafka_tls_broker  # noqa: F401  (Kafka brokers, started when a test asks)
 
 TEMPLATE = "gm_template"
 _counter = itertools.count()

@@ -1,18 +1,26 @@
 """The test Kafka broker: a real Apache Kafka 4.x node (KRaft) from the jars `make kafka-libs` fetched,
-started once per test session on free loopback ports and stopped at the end.
+started once per test session on free loopback ports and stopped at the end; and a broker of a
+test's own with an SSL listener, for the TLS test.
 
 Missing jars, Java or kcat fail the tests that need them, loudly: `make test` installs all three.
 """
 
 from __future__ import annotations
 
+import datetime
+import ipaddress
 import secrets
 import shutil
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from gamemetrics.adapters.kafka.local import LocalBroker, LocalBrokerError
 from gamemetrics.settings import Settings
@@ -44,6 +52,79 @@ def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalBrok
     broker = start_broker(tmp_path_factory.mktemp("kafka"), scram_users={SCRAM_USER: SCRAM_PASSWORD})
     yield broker
     broker.stop()
+
+
+@dataclass(frozen=True)
+class TlsBroker:
+    """A broker with an SSL listener whose certificate a throw-away CA signed."""
+
+    broker: LocalBroker
+    ca: Path  # the CA that signed the broker's certificate, for clients to trust
+    other_ca: Path  # a CA that signed nothing of the broker's: a client trusting only it must refuse the broker
+
+    @property
+    def bootstrap(self) -> str:
+        return self.broker.listener_bootstrap("SSL")
+
+
+def _certificate(
+    subject: str, key: ec.EllipticCurvePrivateKey, issuer: x509.Name | None, issuer_key: ec.EllipticCurvePrivateKey,
+    extensions: list[tuple[x509.ExtensionType, bool]],
+) -> x509.Certificate:
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)])
+    now = datetime.datetime.now(datetime.UTC)
+    builder = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(issuer or name).public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=1))
+    )
+    for extension, critical in extensions:
+        builder = builder.add_extension(extension, critical)
+    return builder.sign(issuer_key, hashes.SHA256())
+
+
+def _new_ca(name: str) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    return _certificate(name, key, None, key, [
+        (x509.BasicConstraints(ca=True, path_length=0), True),
+        (x509.KeyUsage(digital_signature=False, content_commitment=False, key_encipherment=False,
+                       data_encipherment=False, key_agreement=False, key_cert_sign=True, crl_sign=True,
+                       encipher_only=False, decipher_only=False), True),
+    ]), key
+
+
+def _pem(certificate: x509.Certificate) -> str:
+    return certificate.public_bytes(serialization.Encoding.PEM).decode()
+
+
+@pytest.fixture
+def kafka_tls_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TlsBroker]:
+    """A broker of the test's own with a PLAINTEXT listener (for the fixtures' readiness check) and an SSL one.
+
+    Its certificate names 127.0.0.1 and localhost, so clients verify the host name as well as the chain.
+    """
+    directory = tmp_path_factory.mktemp("kafka-tls")
+    ca, ca_key = _new_ca("gamemetrics test CA")
+    other_ca, _ = _new_ca("gamemetrics other test CA")
+    key = ec.generate_private_key(ec.SECP256R1())
+    server = _certificate("127.0.0.1", key, ca.subject, ca_key, [
+        (x509.SubjectAlternativeName([x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+         False),
+        (x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), False),
+    ])
+    (directory / "ca.pem").write_text(_pem(ca))
+    (directory / "other-ca.pem").write_text(_pem(other_ca))
+    private_key = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                    serialization.NoEncryption()).decode()
+    broker = start_broker(directory / "broker", listeners=["SSL"], config={
+        "listener.name.ssl.ssl.keystore.type": "PEM",
+        "listener.name.ssl.ssl.keystore.certificate.chain": _pem(server) + _pem(ca),
+        "listener.name.ssl.ssl.keystore.key": private_key,
+    })
+    try:
+        yield TlsBroker(broker, directory / "ca.pem", directory / "other-ca.pem")
+    finally:
+        broker.stop()
 
 
 def kafka_settings(settings: Settings, broker: LocalBroker, **overrides: object) -> Settings:

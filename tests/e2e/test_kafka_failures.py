@@ -36,7 +36,7 @@ from tests.e2e.test_crash_recovery import (
     stored_count,
     wait_until_ready,
 )
-from tests.kafka_broker import SCRAM_PASSWORD, SCRAM_USER, kafka_settings, kcat, start_broker
+from tests.kafka_broker import SCRAM_PASSWORD, SCRAM_USER, TlsBroker, kafka_settings, kcat, start_broker
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 
@@ -69,6 +69,8 @@ def settings_env(settings: Settings) -> dict[str, str]:
     if settings.kafka_sasl_username and settings.kafka_sasl_password is not None:
         env["GAMEMETRICS_KAFKA_SASL_USERNAME"] = settings.kafka_sasl_username
         env["GAMEMETRICS_KAFKA_SASL_PASSWORD"] = settings.kafka_sasl_password.get_secret_value()
+    if settings.kafka_ssl_ca_location is not None:
+        env["GAMEMETRICS_KAFKA_SSL_CA_LOCATION"] = str(settings.kafka_ssl_ca_location)
     return env
 
 
@@ -373,3 +375,33 @@ async def test_the_pipeline_runs_with_sasl_scram_and_a_wrong_password_gets_a_cle
     finally:
         deployed.stop()
 
+
+async def test_the_pipeline_runs_over_tls_and_a_client_that_does_not_trust_the_ca_gets_a_clear_error(
+    settings: Settings, kafka_tls_broker: TlsBroker, tmp_path: Path, write_key: CreatedKey
+) -> None:
+    secure = kafka_settings(
+        settings, kafka_tls_broker.broker, bus_partitions=BUS_PARTITIONS, kafka_bootstrap=kafka_tls_broker.bootstrap,
+        kafka_security_protocol="SSL", kafka_ssl_ca_location=kafka_tls_broker.ca,
+    )
+    # A client that trusts another CA refuses the broker's certificate, at once and saying so.
+    distrusting = secure.model_copy(update={"kafka_ssl_ca_location": kafka_tls_broker.other_ca})
+    refused = kafka_init(settings_env(distrusting))
+    assert refused.returncode == 1, refused
+    assert "certificate verify failed" in refused.stderr, refused.stderr
+    bad_bus = KafkaBus(distrusting, topic_partitions(distrusting))
+    with pytest.raises(BusError, match="certificate verify failed"):
+        await bad_bus.ping()
+    del bad_bus  # its client would keep retrying the handshake
+
+    deployed = deploy(secure, tmp_path)
+    try:
+        processor = deployed.processor()
+        deployed.ingest.start()
+        processor.start()
+        await deployed.wait_ready()
+        client = Client(deployed.base_url, write_key.write_key)
+        await client.send_all(make_requests(seed=41, batches=4))
+        await wait_until_drained(deployed, client.accepted_total, deployed.ingest, processor)
+        await assert_stored_exactly_once(secure.database_url or "", write_key, client.acknowledged)
+    finally:
+        deployed.stop()

@@ -14,7 +14,7 @@ import socket
 import subprocess
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 
@@ -58,16 +58,24 @@ def _cluster_id() -> str:
     return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
 
 
+def _property_value(value: str) -> str:
+    """`value` escaped for a Java properties file, where a PEM certificate or key must fit on one line."""
+    return value.replace("\\", "\\\\").replace("\n", "\\n")
+
+
 class LocalBroker:
     """One KRaft node (broker and controller) on loopback ports, its data and log in `directory`.
 
     SCRAM users given here are written at format time, and a SASL_PLAINTEXT listener takes them
-    beside the PLAINTEXT one. The ports stay the same across restarts, so clients reconnect.
+    beside the PLAINTEXT one. Further `listeners` (each named after its security protocol, e.g.
+    SSL) get ports of their own and `config` adds broker properties, such as their keystores.
+    The ports stay the same across restarts, so clients reconnect.
     """
 
     def __init__(
         self, directory: Path, libs: Path = DEFAULT_LIBS, *, port: int = 0,
-        scram_users: Mapping[str, str] | None = None, heap_mb: int = 512,
+        scram_users: Mapping[str, str] | None = None, listeners: Sequence[str] = (),
+        config: Mapping[str, str] | None = None, heap_mb: int = 512,
     ) -> None:
         self.directory = directory.resolve()
         self.libs = libs.resolve()
@@ -75,6 +83,8 @@ class LocalBroker:
         self.controller_port = free_port()
         self.scram_users = dict(scram_users or {})
         self.sasl_port = free_port() if self.scram_users else None
+        self.listener_ports = {name: free_port() for name in listeners}
+        self.config = dict(config or {})
         self.heap_mb = heap_mb
         self.log_path = self.directory / "broker.log"
         self.process: subprocess.Popen[bytes] | None = None
@@ -88,6 +98,11 @@ class LocalBroker:
         if self.sasl_port is None:
             raise LocalBrokerError("this broker has no SCRAM users, so no SASL listener")
         return f"127.0.0.1:{self.sasl_port}"
+
+    def listener_bootstrap(self, name: str) -> str:
+        if name not in self.listener_ports:
+            raise LocalBrokerError(f"this broker has no {name} listener")
+        return f"127.0.0.1:{self.listener_ports[name]}"
 
     def _java(self) -> str:
         home = os.environ.get("JAVA_HOME")
@@ -134,10 +149,15 @@ class LocalBroker:
                     f"listener.name.sasl_plaintext.{mechanism.lower()}.sasl.jaas.config="
                     "org.apache.kafka.common.security.scram.ScramLoginModule required;"
                 )
+        for name, port in self.listener_ports.items():
+            listeners.append(f"{name}://127.0.0.1:{port}")
+            advertised.append(f"{name}://127.0.0.1:{port}")
+            protocols.append(f"{name}:{name}")
         lines += [
             f"listeners={','.join(listeners)}",
             f"advertised.listeners={','.join(advertised)}",
             f"listener.security.protocol.map={','.join(protocols)}",
+            *(f"{key}={_property_value(value)}" for key, value in self.config.items()),
         ]
         return "\n".join(lines) + "\n"
 
