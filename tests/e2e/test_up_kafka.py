@@ -1,0 +1,72 @@
+"""`gamemetrics up --kafka` (what `make up KAFKA=1` runs) as an operator uses it: the platform with its
+bus on a local broker in the data dir, a key made with the CLI, events stored, and a clean Ctrl-C."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import free_port
+from tests.e2e.conftest import PATIENCE_S, RunningPlatform, _platform_env, _stop_cleanly, _wait_ready, new_event
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
+
+REPOSITORY = Path(__file__).resolve().parents[2]
+
+
+def test_up_with_kafka_stores_events_through_the_local_broker_and_stops_cleanly() -> None:
+    # Not under pytest's temp root, as in the shared platform fixture: PostgreSQL runs as its own user.
+    data_dir = Path(tempfile.mkdtemp(prefix="gamemetrics-up-kafka-"))
+    port = free_port()
+    env = _platform_env(data_dir, port)
+    log_path = data_dir / "platform.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "gamemetrics.cli", "up", "--kafka"], env=env, stdout=log,
+            stderr=subprocess.STDOUT, start_new_session=True,
+            cwd=REPOSITORY,  # where `make up KAFKA=1` runs it, beside the jars in .kafka/libs
+        )
+    platform = RunningPlatform(f"http://127.0.0.1:{port}", data_dir, env, process, log_path)
+    try:
+        _wait_ready(platform)
+        found = re.search(r"Kafka ready at (\S+);", log_path.read_text(errors="replace"))
+        assert found, f"no Kafka broker was started:\n{platform.log_tail()}"
+        bootstrap = found.group(1)
+
+        tenant = platform.cli("admin", "create-tenant", "Kafka Studio")["tenant_id"]
+        platform.game_id = platform.cli("admin", "create-game", "--tenant", tenant, "Kafka Game")["game_id"]
+        key = platform.cli("admin", "create-write-key", "--game", platform.game_id)["write_key"]
+        events = [new_event(player=f"player-{i % 3}") for i in range(12)]
+        for batch in (events[:5], events[5:]):
+            assert platform.send(batch, key=key)["accepted"] == len(batch)
+
+        # `status` beside the platform reads the lag from the local broker when pointed at it.
+        platform.env = {**env, "GAMEMETRICS_KAFKA_BOOTSTRAP": bootstrap}
+        deadline = time.monotonic() + PATIENCE_S
+        while True:
+            report = platform.cli("status", "--json")
+            game = next(g for g in report["games"] if g["game_id"] == platform.game_id)
+            processor = [g for g in report["consumer_groups"] if g["group_id"] == "processor"]
+            raw = [p for g in processor for p in g["partitions"] if p["topic"] == "player.events.raw"]
+            if game["events_stored"] == len(events) and raw and sum(p["lag"] for p in raw) == 0:
+                break
+            assert process.poll() is None, f"gamemetrics up exited ({process.returncode}):\n{platform.log_tail()}"
+            assert time.monotonic() < deadline, f"events not stored through Kafka: {report}\n{platform.log_tail()}"
+            time.sleep(0.5)
+        assert game["events_dead_lettered"] == 0
+        assert sum(p["end"] for p in raw) == len(events)  # every event went through the broker, once
+    except BaseException:
+        if process.poll() is None:
+            process.send_signal(signal.SIGINT)
+            process.wait(timeout=60)
+        raise
+    _stop_cleanly(platform)
+    shutil.rmtree(data_dir, ignore_errors=True)  # kept when the platform did not stop cleanly, to look into
