@@ -258,6 +258,7 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--players", type=int, default=20_000)
     parser.add_argument("--port", type=int, default=8765)
+    parser.add_argument("--processors", type=int, default=1, help="Processor processes sharing the partitions.")
     parser.add_argument("--kafka", action="store_true", help="Run the bus on a local Kafka broker.")
     args = parser.parse_args()
 
@@ -281,8 +282,10 @@ def main() -> None:
     if args.kafka:
         broker, kafka_env = start_kafka(data_dir)
         env.update(kafka_env)
-    services = {name: subprocess.Popen([sys.executable, "-m", "gamemetrics.cli", "serve", name], env=env)
-                for name in ("ingest", "processor")}
+    names = {"ingest": "ingest"} | {
+        (f"processor {i + 1}" if args.processors > 1 else "processor"): "processor" for i in range(args.processors)}
+    services = {name: subprocess.Popen([sys.executable, "-m", "gamemetrics.cli", "serve", service], env=env)
+                for name, service in names.items()}
     base_url = f"http://127.0.0.1:{args.port}"
     produce_rate = None
     try:

@@ -7,6 +7,7 @@ from collections.abc import Callable, Mapping, Sequence
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 
+from gamemetrics.adapters.pglog.batches import decode_batch, encode_entries
 from gamemetrics.adapters.pglog.consumer import PgLogConsumer
 from gamemetrics.adapters.pglog.partitioner import partition_for
 from gamemetrics.adapters.pglog.producer import PgLogProducer
@@ -14,7 +15,8 @@ from gamemetrics.ports.bus import BusError, PartitionLag
 
 
 class PgLogBus:
-    """Topics are rows of `bus_partitions`; messages are rows of `bus_log`; positions are `bus_offsets`."""
+    """Topics are rows of `bus_partitions`; messages are record batches in `bus_log`; positions are
+    `bus_offsets`."""
 
     def __init__(self, url: str, pool: AsyncConnectionPool, topics: Mapping[str, int]) -> None:
         self._url = url
@@ -61,43 +63,54 @@ class PgLogBus:
             raise BusError(f"bus unreachable: {exc}") from exc
 
     async def trim(self, retention_hours: float) -> int:
-        """Delete entries every group has passed; on topics no group reads, entries past retention."""
+        """Delete the batches every group has passed; on topics no group reads, batches past retention.
+        Returns how many messages went."""
         async with self._pool.connection() as conn, conn.transaction():
             cur = await conn.execute(
                 "WITH floor AS ("
                 "  SELECT b.topic, b.partition, min(o.next_offset) AS upto FROM bus_partitions b"
-                "  JOIN bus_offsets o USING (topic, partition) GROUP BY b.topic, b.partition)"
-                " DELETE FROM bus_log l USING floor f"
-                " WHERE l.topic = f.topic AND l.partition = f.partition AND l.\"offset\" < f.upto"
-            )
-            passed = cur.rowcount
-            cur = await conn.execute(
-                "DELETE FROM bus_log l WHERE l.appended_at < now() - make_interval(secs => %s)"
-                " AND NOT EXISTS (SELECT 1 FROM bus_offsets o WHERE o.topic = l.topic)",
+                "  JOIN bus_offsets o USING (topic, partition) GROUP BY b.topic, b.partition),"
+                " passed AS (DELETE FROM bus_log l USING floor f"
+                "  WHERE l.topic = f.topic AND l.partition = f.partition AND l.last_offset < f.upto"
+                "  RETURNING l.last_offset - l.base_offset + 1 AS n),"
+                " expired AS (DELETE FROM bus_log l WHERE l.appended_at < now() - make_interval(secs => %s)"
+                "  AND NOT EXISTS (SELECT 1 FROM bus_offsets o WHERE o.topic = l.topic)"
+                "  RETURNING l.last_offset - l.base_offset + 1 AS n)"
+                " SELECT (SELECT coalesce(sum(n), 0) FROM passed) + (SELECT coalesce(sum(n), 0) FROM expired)",
                 (retention_hours * 3600,),
             )
-            return passed + cur.rowcount
+            row = await cur.fetchone()
+            return int(row[0]) if row else 0
 
     async def erase(self, topic: str, key: bytes, match: Callable[[bytes], bool] | None = None) -> int:
-        """Delete `topic`'s messages with `key` (whose value `match`es, when given): one partition is read."""
+        """Remove `topic`'s messages with `key` (whose value `match`es, when given) from the batches
+        of the one partition the key lives in; the other entries keep their offsets."""
         partition = partition_for(key, self._topics[topic])
+        removed = 0
         async with self._pool.connection() as conn, conn.transaction():
-            if match is None:
-                cur = await conn.execute(
-                    "DELETE FROM bus_log WHERE topic = %s AND partition = %s AND key = %s", (topic, partition, key)
-                )
-                return cur.rowcount
+            # Keys are stored as raw bytes, so PostgreSQL can skip the batches that cannot hold one.
             cur = await conn.execute(
-                "SELECT \"offset\", value FROM bus_log WHERE topic = %s AND partition = %s AND key = %s",
+                "SELECT last_offset, records FROM bus_log"
+                " WHERE topic = %s AND partition = %s AND position(%s IN records) > 0 FOR UPDATE",
                 (topic, partition, key),
             )
-            offsets = [offset for offset, value in await cur.fetchall() if match(bytes(value))]
-            if offsets:
-                await conn.execute(
-                    "DELETE FROM bus_log WHERE topic = %s AND partition = %s AND \"offset\" = ANY(%s)",
-                    (topic, partition, offsets),
-                )
-            return len(offsets)
+            for last, data in await cur.fetchall():
+                entries = decode_batch(bytes(data))
+                kept = [e for e in entries if e.key != key or (match is not None and not match(e.value))]
+                if len(kept) == len(entries):
+                    continue
+                removed += len(entries) - len(kept)
+                if kept:
+                    await conn.execute(
+                        "UPDATE bus_log SET records = %s WHERE topic = %s AND partition = %s AND last_offset = %s",
+                        (encode_entries(kept), topic, partition, last),
+                    )
+                else:
+                    await conn.execute(
+                        "DELETE FROM bus_log WHERE topic = %s AND partition = %s AND last_offset = %s",
+                        (topic, partition, last),
+                    )
+        return removed
 
     async def close(self) -> None:
         if self._producer is not None:

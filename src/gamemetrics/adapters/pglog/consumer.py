@@ -9,6 +9,7 @@ from collections.abc import Mapping, Sequence
 import psycopg
 from psycopg.rows import tuple_row
 
+from gamemetrics.adapters.pglog.batches import decode_batch
 from gamemetrics.adapters.postgres.pool import CONNECTION_OPTIONS
 from gamemetrics.ports.bus import BusError, Record
 
@@ -86,26 +87,34 @@ class PgLogConsumer:
         if not self._positions:
             return []
         slots = sorted(self._positions)
+        per_partition = max(1, max_records // len(slots))
+        # The batches holding offsets from each position on, as many as hold `per_partition`
+        # entries: a batch is never more than that many rows away, so the LIMIT bounds the scan.
         cur = await conn.execute(
-            "SELECT l.topic, l.partition, l.\"offset\", l.key, l.value, l.headers"
+            "SELECT l.topic, l.partition, l.base_offset, l.records"
             " FROM unnest(%s::text[], %s::int[], %s::bigint[]) AS p(topic, partition, pos)"
             " CROSS JOIN LATERAL ("
-            "   SELECT * FROM bus_log b WHERE b.topic = p.topic AND b.partition = p.partition"
-            "   AND b.\"offset\" >= p.pos ORDER BY b.\"offset\" LIMIT %s) AS l",
-            (
-                [t for t, _ in slots],
-                [p for _, p in slots],
-                [self._positions[s] for s in slots],
-                max(1, max_records // len(slots)),
-            ),
+            "   SELECT b.*, sum(b.last_offset - greatest(b.base_offset, p.pos) + 1)"
+            "     OVER (ORDER BY b.last_offset) AS upto"
+            "   FROM (SELECT * FROM bus_log WHERE topic = p.topic AND partition = p.partition"
+            "         AND last_offset >= p.pos ORDER BY last_offset LIMIT %s) AS b) AS l"
+            " WHERE l.upto - (l.last_offset - greatest(l.base_offset, p.pos) + 1) < %s"
+            " ORDER BY l.topic, l.partition, l.last_offset",
+            ([t for t, _ in slots], [p for _, p in slots], [self._positions[s] for s in slots],
+             per_partition, per_partition),
         )
-        rows = await cur.fetchall()
-        records = [
-            Record(topic, partition, offset, bytes(key) if key is not None else b"", bytes(value), headers or {})
-            for topic, partition, offset, key, value, headers in rows
-        ]
-        for record in records:
-            self._positions[(record.topic, record.partition)] = record.offset + 1
+        records: list[Record] = []
+        taken: dict[tuple[str, int], int] = {}
+        for topic, partition, base, data in await cur.fetchall():
+            slot = (topic, partition)
+            start = self._positions[slot]
+            for entry in decode_batch(data):
+                offset = base + entry.delta
+                if offset < start or taken.get(slot, 0) >= per_partition:
+                    continue
+                records.append(Record(topic, partition, offset, entry.key, entry.value, entry.headers or {}))
+                taken[slot] = taken.get(slot, 0) + 1
+                self._positions[slot] = offset + 1
         return records
 
     async def commit(self, records: Sequence[Record]) -> None:

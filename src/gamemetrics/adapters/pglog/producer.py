@@ -8,14 +8,12 @@ from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-import msgspec
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 
+from gamemetrics.adapters.pglog.batches import encode_batch
 from gamemetrics.adapters.pglog.partitioner import partition_for
 from gamemetrics.ports.bus import BusError, Message
-
-_json = msgspec.json.Encoder()
 
 
 @dataclass(slots=True)
@@ -26,7 +24,8 @@ class _Pending:
 
 
 class PgLogProducer:
-    """Appends to `bus_log`; a send returns once the transaction holding it has committed.
+    """Appends to `bus_log`, one record batch per partition per transaction; a send returns once
+    the transaction holding it has committed.
 
     Offsets are handed out under a row lock on each partition's `bus_partitions` row, held until
     commit, so a reader never sees offset n+1 committed before offset n.
@@ -115,15 +114,12 @@ class PgLogProducer:
             )
             starts = {(t, p): o for t, p, o in await cur.fetchall()}
             async with cur.copy(
-                'COPY bus_log (topic, partition, "offset", key, value, headers) FROM STDIN'
+                'COPY bus_log (topic, partition, base_offset, last_offset, records) FROM STDIN'
             ) as copy:
                 for slot in slots:
-                    topic, partition = slot
-                    offset = starts[slot]
-                    for message in by_partition[slot]:
-                        headers = _json.encode(dict(message.headers)).decode() if message.headers else None
-                        await copy.write_row((topic, partition, offset, message.key, message.value, headers))
-                        offset += 1
+                    messages = by_partition[slot]
+                    records = encode_batch((delta, m.key, m.value, m.headers) for delta, m in enumerate(messages))
+                    await copy.write_row((*slot, starts[slot], starts[slot] + len(messages) - 1, records))
             await cur.execute(
                 "UPDATE bus_partitions AS b SET next_offset = b.next_offset + n.count"
                 " FROM unnest(%s::text[], %s::int[], %s::bigint[]) AS n(topic, partition, count)"
