@@ -45,8 +45,9 @@ def run_platform(settings: Settings, *, demo: bool, kafka: bool = False) -> int:
             broker = LocalBroker(data_dir / "kafka")
             env.update(_start_local_kafka(broker, settings))
         # The HTTP services share one process and port: one base URL, each path owned by one service.
-        for service in ("ingest,analytics,users", "processor"):
-            children[service] = subprocess.Popen([sys.executable, "-m", "gamemetrics.cli", "serve", service], env=env)
+        children["ingest,analytics,users"] = _serve("ingest,analytics,users", env)
+        for n in range(1, settings.processor_processes + 1):
+            children[f"processor {n}"] = _serve("processor", _member_env(env, settings, n))
         base_url = f"http://{settings.host}:{settings.port}"
         _wait_ready(base_url, children)
         console.print(f"[green]ready[/] at {base_url}  (POST /v1/events, /v1/batch, /graphql, GET /readyz, /metrics;"
@@ -70,6 +71,17 @@ def run_platform(settings: Settings, *, demo: bool, kafka: bool = False) -> int:
         if server is not None:
             server.stop()
         console.print("stopped")
+
+
+def _serve(service: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([sys.executable, "-m", "gamemetrics.cli", "serve", service], env=env)
+
+
+def _member_env(env: dict[str, str], settings: Settings, n: int) -> dict[str, str]:
+    """A processor's environment: static Kafka membership needs one instance id per member."""
+    if settings.kafka_group_instance_id is None:
+        return env
+    return {**env, "GAMEMETRICS_KAFKA_GROUP_INSTANCE_ID": f"{settings.kafka_group_instance_id}-{n}"}
 
 
 def _stop_on_sigterm() -> None:

@@ -88,6 +88,11 @@ class Settings(BaseSettings):
 
     # Processor
     processor_batch_events: int = 5000
+    processor_processes: int = Field(
+        default=2, ge=1,
+        description="Processor processes `gamemetrics up` runs; they share the raw topic's partitions, so Python"
+                    " work and the database's overlap on separate cores.",
+    )
     processor_poll_interval_ms: float = 50.0
     session_gap_seconds: int = 30 * 60
 

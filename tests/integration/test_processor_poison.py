@@ -51,3 +51,17 @@ async def test_a_refused_event_is_isolated_and_dead_lettered(
     assert "no_poison" in letters[0][0] and letters[0][1] == write_key.tenant_id
     assert counters == (19, 1)
     assert sum(lag.lag for lag in await platform.bus.lag() if lag.group_id == "processor") == 0
+
+
+async def test_the_batch_table_is_typed_as_events(platform: Platform) -> None:
+    # The processor's temporary table is spelled out (see sink._NEW_EVENTS); it must not drift from `events`.
+    from gamemetrics.services.processor.sink import _NEW_EVENTS, EVENT_COLUMNS
+
+    query = ("SELECT a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull FROM pg_attribute a"
+             " WHERE a.attrelid = %s::regclass AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum")
+    async with platform.pool.connection() as conn, conn.transaction():
+        await conn.execute(_NEW_EVENTS)
+        batch = await (await conn.execute(query, ("new_events",))).fetchall()
+        events = await (await conn.execute(query, ("events",))).fetchall()
+    assert [row[0] for row in batch] == list(EVENT_COLUMNS)
+    assert batch == [row for row in events if row[0] in EVENT_COLUMNS]

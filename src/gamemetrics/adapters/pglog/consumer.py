@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections.abc import Mapping, Sequence
 
@@ -13,7 +14,8 @@ from gamemetrics.adapters.pglog.batches import decode_batch
 from gamemetrics.adapters.postgres.pool import CONNECTION_OPTIONS
 from gamemetrics.ports.bus import BusError, Record
 
-# How often a member looks for partitions nobody owns (a member that died released its locks).
+# How often a member looks at the group's size and the partitions nobody owns (a member that
+# died released its locks).
 _CLAIM_INTERVAL_S = 2.0
 
 
@@ -22,6 +24,7 @@ class PgLogConsumer:
 
     A member's locks live as long as its database session, so a killed member's partitions become
     free at once and another member (or its restart) claims them from the last committed offset.
+    Members share the partitions evenly (see `_rebalance`), so a second processor takes half.
     """
 
     def __init__(self, url: str, group_id: str, topics: Sequence[str], partitions: Mapping[str, int]) -> None:
@@ -32,6 +35,7 @@ class PgLogConsumer:
         self._conn: psycopg.AsyncConnection | None = None
         self._positions: dict[tuple[str, int], int] = {}
         self._last_claim = 0.0
+        self._application_name = f"consumer:{group_id}"[:63]  # the server keeps 63 bytes of it
 
     @property
     def assignment(self) -> list[tuple[str, int]]:
@@ -42,30 +46,46 @@ class PgLogConsumer:
         if self._conn is None or self._conn.closed:
             self._positions.clear()
             self._conn = await psycopg.AsyncConnection.connect(
-                self._url, autocommit=True, row_factory=tuple_row, application_name=f"consumer:{self._group}",
+                self._url, autocommit=True, row_factory=tuple_row, application_name=self._application_name,
                 options=CONNECTION_OPTIONS,
             )
             self._last_claim = 0.0
         return self._conn
 
-    async def _claim(self, conn: psycopg.AsyncConnection) -> None:
-        wanted = [
-            (topic, p)
-            for topic in self._topics
-            for p in range(self._partitions[topic])
-            if (topic, p) not in self._positions
-        ]
-        if not wanted:
-            return
+    async def _rebalance(self, conn: psycopg.AsyncConnection) -> None:
+        """Hold a fair share of the group's partitions: claim free ones up to it, release the rest.
+
+        The members are the group's live consumer sessions, so a member that joins or dies changes
+        everyone's share at their next round. A released partition may still have records this
+        member read and has not committed; its next owner reads them again from the committed
+        offset, which the sinks' idempotence makes harmless (the same as a crashed owner).
+        """
         cur = await conn.execute(
-            "SELECT w.topic, w.partition, COALESCE(o.next_offset, 0)"
-            " FROM unnest(%s::text[], %s::int[]) AS w(topic, partition)"
-            " LEFT JOIN bus_offsets o ON o.group_id = %s AND o.topic = w.topic AND o.partition = w.partition"
-            " WHERE pg_try_advisory_lock(hashtext(%s || '/' || w.topic), w.partition)",
-            ([t for t, _ in wanted], [p for _, p in wanted], self._group, self._group),
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s", (self._application_name,)
         )
-        for topic, partition, offset in await cur.fetchall():
-            self._positions[(topic, partition)] = offset
+        row = await cur.fetchone()
+        slots = [(topic, p) for topic in self._topics for p in range(self._partitions[topic])]
+        share = math.ceil(len(slots) / max(1, int(row[0]) if row else 1))
+        held = sorted(self._positions)
+        for topic, partition in held[share:]:
+            await conn.execute("SELECT pg_advisory_unlock(hashtext(%s || '/' || %s), %s)",
+                               (self._group, topic, partition))
+            del self._positions[(topic, partition)]
+        for topic, partition in slots:
+            if len(self._positions) >= share:
+                break
+            if (topic, partition) in self._positions:
+                continue
+            cur = await conn.execute(
+                "SELECT COALESCE((SELECT next_offset FROM bus_offsets"
+                "  WHERE group_id = %(g)s AND topic = %(t)s AND partition = %(p)s), 0)"
+                " FROM (SELECT pg_try_advisory_lock(hashtext(%(g)s || '/' || %(t)s), %(p)s) AS locked) AS l"
+                " WHERE l.locked",
+                {"g": self._group, "t": topic, "p": partition},
+            )
+            claimed = await cur.fetchone()
+            if claimed is not None:
+                self._positions[(topic, partition)] = claimed[0]
 
     async def poll(self, max_records: int, timeout: float) -> list[Record]:
         deadline = time.monotonic() + timeout
@@ -82,7 +102,7 @@ class PgLogConsumer:
     async def _read(self, max_records: int) -> list[Record]:
         conn = await self._connection()
         if time.monotonic() - self._last_claim > _CLAIM_INTERVAL_S:
-            await self._claim(conn)
+            await self._rebalance(conn)
             self._last_claim = time.monotonic()
         if not self._positions:
             return []

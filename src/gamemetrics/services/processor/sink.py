@@ -9,7 +9,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, date, timedelta
 
 import msgspec
 from psycopg import AsyncConnection
@@ -26,45 +26,24 @@ EVENT_COLUMNS = (
 )
 _COLUMN_LIST = ", ".join(EVENT_COLUMNS)
 
+# The batch's rows, typed as in `events`. Spelled out rather than `LIKE events`: LIKE would lock
+# `events` from the start of the batch, and a batch that holds that lock while another processor
+# creates a day's partition (which locks `events` exclusively) deadlocks with it.
+_NEW_EVENTS = """
+CREATE TEMP TABLE new_events (
+    tenant_id uuid NOT NULL, game_id uuid NOT NULL, event_id uuid NOT NULL, event_type text NOT NULL,
+    event_name text, player_id text NOT NULL, session_id text, event_time timestamptz NOT NULL,
+    received_at timestamptz NOT NULL, source text NOT NULL, platform text, os text, app_version text,
+    country text, is_new_player boolean NOT NULL, revenue_usd numeric(18, 6), properties jsonb NOT NULL,
+    context jsonb NOT NULL
+) ON COMMIT DROP
+"""
+
 _ROLLUPS = """
--- Player-days, and from what the upsert returns the game's daily totals: a returned row whose
--- events equal the batch's is new (an existing row had at least one event), and one whose revenue
--- equals the batch's, above zero, had none before: a new payer. Revenue is never negative.
-WITH batch AS (
-    SELECT tenant_id, game_id, (event_time AT TIME ZONE 'UTC')::date AS day, player_id, count(*) AS events,
-           count(*) FILTER (WHERE event_type = 'session_start') AS sessions,
-           coalesce(sum((properties->>'duration_seconds')::numeric) FILTER (WHERE event_type = 'session_end'), 0)
-               AS playtime,
-           count(*) FILTER (WHERE event_type = 'purchase') AS purchases,
-           coalesce(sum(revenue_usd) FILTER (WHERE event_type = 'purchase'), 0) AS revenue,
-           min(event_time) AS first_at, max(event_time) AS last_at
-    FROM new_events WHERE event_type <> 'identify' GROUP BY 1, 2, 3, 4
-), days AS (
-    INSERT INTO player_days AS d (tenant_id, game_id, day, player_id, events, sessions, playtime_seconds,
-                                  purchases, revenue_usd, first_event_at, last_event_at)
-    SELECT * FROM batch
-    ON CONFLICT (tenant_id, game_id, day, player_id) DO UPDATE SET
-        events = d.events + excluded.events, sessions = d.sessions + excluded.sessions,
-        playtime_seconds = d.playtime_seconds + excluded.playtime_seconds,
-        purchases = d.purchases + excluded.purchases, revenue_usd = d.revenue_usd + excluded.revenue_usd,
-        first_event_at = least(d.first_event_at, excluded.first_event_at),
-        last_event_at = greatest(d.last_event_at, excluded.last_event_at)
-    RETURNING d.tenant_id, d.game_id, d.day, d.player_id, d.events, d.revenue_usd
-)
-INSERT INTO game_days AS g (tenant_id, game_id, day, active_players, payers, purchases, revenue_usd)
-SELECT b.tenant_id, b.game_id, b.day, count(*) FILTER (WHERE d.events = b.events),
-       count(*) FILTER (WHERE d.revenue_usd > 0 AND d.revenue_usd = b.revenue), sum(b.purchases), sum(b.revenue)
-FROM batch b JOIN days d USING (tenant_id, game_id, day, player_id) GROUP BY 1, 2, 3
-ON CONFLICT (tenant_id, game_id, day) DO UPDATE SET
-    active_players = g.active_players + excluded.active_players, payers = g.payers + excluded.payers,
-    purchases = g.purchases + excluded.purchases, revenue_usd = g.revenue_usd + excluded.revenue_usd;
-
-INSERT INTO minute_stats AS m (tenant_id, game_id, minute, event_type, events, revenue_usd)
-SELECT tenant_id, game_id, date_trunc('minute', event_time), event_type, count(*), coalesce(sum(revenue_usd), 0)
-FROM new_events GROUP BY 1, 2, 3, 4
-ON CONFLICT (tenant_id, game_id, minute, event_type) DO UPDATE SET
-    events = m.events + excluded.events, revenue_usd = m.revenue_usd + excluded.revenue_usd;
-
+-- Rows of one player (sessions, players, player-days) first; rows every processor shares (a game's
+-- days, minutes, event types and counters) last, each statement in key order: concurrent
+-- processors then wait for each other only at the end of a batch, and always in the same order,
+-- so they never deadlock.
 INSERT INTO sessions AS s (tenant_id, game_id, session_id, player_id, started_at, ended_at, events)
 SELECT tenant_id, game_id, session_id, min(player_id), min(event_time), max(event_time), count(*)
 FROM new_events WHERE session_id IS NOT NULL AND event_type <> 'identify' GROUP BY 1, 2, 3
@@ -112,15 +91,53 @@ FROM (SELECT tenant_id, game_id, player_id, jsonb_object_agg(t.key, t.value ORDE
       WHERE event_type = 'identify' GROUP BY 1, 2, 3) AS i
 WHERE p.tenant_id = i.tenant_id AND p.game_id = i.game_id AND p.player_id = i.player_id;
 
+-- Player-days, and from what the upsert returns the game's daily totals: a returned row whose
+-- events equal the batch's is new (an existing row had at least one event), and one whose revenue
+-- equals the batch's, above zero, had none before: a new payer. Revenue is never negative.
+WITH batch AS (
+    SELECT tenant_id, game_id, (event_time AT TIME ZONE 'UTC')::date AS day, player_id, count(*) AS events,
+           count(*) FILTER (WHERE event_type = 'session_start') AS sessions,
+           coalesce(sum((properties->>'duration_seconds')::numeric) FILTER (WHERE event_type = 'session_end'), 0)
+               AS playtime,
+           count(*) FILTER (WHERE event_type = 'purchase') AS purchases,
+           coalesce(sum(revenue_usd) FILTER (WHERE event_type = 'purchase'), 0) AS revenue,
+           min(event_time) AS first_at, max(event_time) AS last_at
+    FROM new_events WHERE event_type <> 'identify' GROUP BY 1, 2, 3, 4
+), days AS (
+    INSERT INTO player_days AS d (tenant_id, game_id, day, player_id, events, sessions, playtime_seconds,
+                                  purchases, revenue_usd, first_event_at, last_event_at)
+    SELECT * FROM batch
+    ON CONFLICT (tenant_id, game_id, day, player_id) DO UPDATE SET
+        events = d.events + excluded.events, sessions = d.sessions + excluded.sessions,
+        playtime_seconds = d.playtime_seconds + excluded.playtime_seconds,
+        purchases = d.purchases + excluded.purchases, revenue_usd = d.revenue_usd + excluded.revenue_usd,
+        first_event_at = least(d.first_event_at, excluded.first_event_at),
+        last_event_at = greatest(d.last_event_at, excluded.last_event_at)
+    RETURNING d.tenant_id, d.game_id, d.day, d.player_id, d.events, d.revenue_usd
+)
+INSERT INTO game_days AS g (tenant_id, game_id, day, active_players, payers, purchases, revenue_usd)
+SELECT b.tenant_id, b.game_id, b.day, count(*) FILTER (WHERE d.events = b.events),
+       count(*) FILTER (WHERE d.revenue_usd > 0 AND d.revenue_usd = b.revenue), sum(b.purchases), sum(b.revenue)
+FROM batch b JOIN days d USING (tenant_id, game_id, day, player_id) GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
+ON CONFLICT (tenant_id, game_id, day) DO UPDATE SET
+    active_players = g.active_players + excluded.active_players, payers = g.payers + excluded.payers,
+    purchases = g.purchases + excluded.purchases, revenue_usd = g.revenue_usd + excluded.revenue_usd;
+
+INSERT INTO minute_stats AS m (tenant_id, game_id, minute, event_type, events, revenue_usd)
+SELECT tenant_id, game_id, date_trunc('minute', event_time), event_type, count(*), coalesce(sum(revenue_usd), 0)
+FROM new_events GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4
+ON CONFLICT (tenant_id, game_id, minute, event_type) DO UPDATE SET
+    events = m.events + excluded.events, revenue_usd = m.revenue_usd + excluded.revenue_usd;
+
 INSERT INTO event_days AS e (tenant_id, game_id, day, event_type, event_name, events, revenue_usd)
 SELECT tenant_id, game_id, (event_time AT TIME ZONE 'UTC')::date, event_type, coalesce(event_name, ''), count(*),
        coalesce(sum(revenue_usd), 0)
-FROM new_events GROUP BY 1, 2, 3, 4, 5
+FROM new_events GROUP BY 1, 2, 3, 4, 5 ORDER BY 1, 2, 3, 4, 5
 ON CONFLICT (tenant_id, game_id, day, event_type, event_name) DO UPDATE SET
     events = e.events + excluded.events, revenue_usd = e.revenue_usd + excluded.revenue_usd;
 
 INSERT INTO game_counters AS c (tenant_id, game_id, events_stored)
-SELECT tenant_id, game_id, count(*) FROM new_events GROUP BY 1, 2
+SELECT tenant_id, game_id, count(*) FROM new_events GROUP BY 1, 2 ORDER BY 1, 2
 ON CONFLICT (tenant_id, game_id) DO UPDATE SET events_stored = c.events_stored + excluded.events_stored;
 """
 
@@ -150,6 +167,8 @@ class EventSink:
         rows = _first_of_each_id(rows)
         erased: list[DeadLetter] = []
         gone: frozenset[PlayerKey] = frozenset()
+        if rows:
+            await self._ensure_partitions({r.event_time.astimezone(UTC).date() for r in rows})
         async with self._pool.connection() as conn, conn.transaction():
             if rows and self._tombstones is not None:
                 # Shared: an erasure (exclusive) waits for this batch, or this batch for the erasure.
@@ -159,6 +178,13 @@ class EventSink:
             dead_lettered = await self._write_dead_letters(conn, dead) if dead else 0
         return SinkResult(stored=stored, duplicates=len(rows) - stored - len(erased), dead_lettered=dead_lettered,
                           erased=tuple(erased), erased_players=gone)
+
+    async def _ensure_partitions(self, days: set[date]) -> None:
+        # In a transaction of its own: creating a partition locks `events` exclusively, and every
+        # batch being written holds a lock on `events` until it commits, so creating one inside a
+        # batch could deadlock with another processor's batch.
+        async with self._pool.connection() as conn:
+            await conn.execute("SELECT gm_ensure_event_partition(day) FROM unnest(%s::date[]) AS day", (sorted(days),))
 
     async def _drop_erased(self, conn: AsyncConnection, fresh: list[EventRow],
                            erased: list[DeadLetter]) -> tuple[list[EventRow], frozenset[PlayerKey]]:
@@ -196,7 +222,7 @@ class EventSink:
         if not fresh:
             return 0, gone
         stitch(fresh, await _player_states(conn, fresh), self._gap)
-        await conn.execute("CREATE TEMP TABLE new_events (LIKE events) ON COMMIT DROP")
+        await conn.execute(_NEW_EVENTS)
         cur = conn.cursor()
         async with cur.copy(f"COPY new_events ({_COLUMN_LIST}) FROM STDIN") as copy:
             for r in fresh:
@@ -205,10 +231,6 @@ class EventSink:
                     r.event_time, r.received_at, r.source, r.platform, r.os, r.app_version, r.country,
                     r.is_new_player, r.revenue_usd, r.properties.decode(), r.context.decode(),
                 ))
-        await cur.execute(
-            "SELECT gm_ensure_event_partition(day) FROM"
-            " (SELECT DISTINCT (event_time AT TIME ZONE 'UTC')::date AS day FROM new_events) AS days"
-        )
         await cur.execute(f"INSERT INTO events ({_COLUMN_LIST}) SELECT {_COLUMN_LIST} FROM new_events")
         await cur.execute(_ROLLUPS)
         return len(fresh), gone
