@@ -1,11 +1,11 @@
 """Ingest benchmark: events through the HTTP API until stored, beside PostgreSQL's raw COPY rate.
 
-    python bench/ingest.py [--events 1000000] [--batch 500] [--concurrency 8] [--kafka]
+    python bench/ingest.py [--events 1000000] [--batch 500] [--concurrency 8] [--processors 2] [--kafka]
 
-Starts the embedded PostgreSQL (or uses GAMEMETRICS_DATABASE_URL), `serve ingest` and
-`serve processor` as subprocesses, sends pre-built batches with concurrent HTTP clients, and
-prints: end-to-end events/s (first request sent → last event stored), request p50/p99, peak RSS
-of each process, and the COPY rate of the same rows into a table shaped like `events` on the same
+Starts the embedded PostgreSQL (or uses GAMEMETRICS_DATABASE_URL), `serve ingest` and as many
+`serve processor` processes as `gamemetrics up` runs as subprocesses, sends pre-built batches with
+concurrent HTTP clients, and prints: end-to-end events/s (first request sent → last event stored),
+request p50/p99, peak RSS and CPU time of each process, and the COPY rate of the same rows into a table shaped like `events` on the same
 server in the same run, with the ratio of the two. It prints figures; it never passes or fails.
 
 With --kafka the bus is a local Kafka broker (jars from `make kafka-libs`) started for the run,
@@ -42,6 +42,7 @@ from rich.table import Table
 from gamemetrics.adapters.kafka.local import LocalBroker
 from gamemetrics.adapters.postgres.embedded import EmbeddedPostgres
 from gamemetrics.migrations import upgrade
+from gamemetrics.settings import Settings
 from gamemetrics.tenancy.store import TenancyStore
 
 console = Console()
@@ -258,7 +259,8 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--players", type=int, default=20_000)
     parser.add_argument("--port", type=int, default=8765)
-    parser.add_argument("--processors", type=int, default=1, help="Processor processes sharing the partitions.")
+    parser.add_argument("--processors", type=int, default=Settings().processor_processes,
+                        help="Processor processes sharing the partitions (default: as many as `gamemetrics up` runs).")
     parser.add_argument("--kafka", action="store_true", help="Run the bus on a local Kafka broker.")
     args = parser.parse_args()
 
