@@ -7,6 +7,7 @@ follows an event from the HTTP request through the raw topic to the processor an
 
 from __future__ import annotations
 
+import random
 import re
 import secrets
 from contextvars import ContextVar
@@ -16,13 +17,16 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 TRACEPARENT = "traceparent"
 _FORMAT = re.compile(r"^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$")
 _current: ContextVar[str | None] = ContextVar("traceparent", default=None)
+_random = random.Random()
 
 
 def child_of(parent: str | None) -> str:
     """A new span in `parent`'s trace (sampling flag kept), or the root of a new trace if `parent` is unusable."""
     found = _FORMAT.match(parent.strip().lower()) if parent else None
     if found and found.group(1) != "0" * 32 and found.group(2) != "0" * 16:
-        return f"00-{found.group(1)}-{secrets.token_hex(8)}-{found.group(3)}"
+        # A span id needs to be unique, not secret: the fast generator keeps this off the hot
+        # path's profile (it runs once per message), and `or 1` keeps it from being all zeros.
+        return f"00-{found.group(1)}-{_random.getrandbits(64) or 1:016x}-{found.group(3)}"
     return f"00-{secrets.token_hex(16)}-{secrets.token_hex(8)}-01"
 
 

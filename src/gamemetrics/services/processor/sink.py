@@ -210,12 +210,14 @@ class EventSink:
         # Claim the ids first: a concurrent writer of the same ids (an old owner of the partition
         # finishing late) holds their index entries until it commits, so each id is claimed by
         # exactly one transaction, and player state is read only after the claim, never stale.
-        cur = await conn.execute(
-            "INSERT INTO event_ids (tenant_id, event_id) SELECT * FROM unnest(%s::uuid[], %s::uuid[])"
-            " ON CONFLICT DO NOTHING RETURNING tenant_id, event_id",
-            ([r.tenant_id for r in rows], [r.event_id for r in rows]),
-        )
-        claimed = set(await cur.fetchall())
+        claimed: set[tuple[uuid.UUID, uuid.UUID]] = set()
+        for tenant_id, event_ids in _ids_by_tenant(rows).items():  # a batch is nearly always one tenant's
+            cur = await conn.execute(
+                "INSERT INTO event_ids (tenant_id, event_id) SELECT %s, unnest(%s::uuid[])"
+                " ON CONFLICT DO NOTHING RETURNING event_id",
+                (tenant_id, event_ids),
+            )
+            claimed.update((tenant_id, event_id) for (event_id,) in await cur.fetchall())
         fresh = [r for r in rows if (r.tenant_id, r.event_id) in claimed]
         # After the claim: the tombstones are read once this batch holds the erasure lock.
         fresh, gone = await self._drop_erased(conn, fresh, erased)
@@ -274,6 +276,13 @@ def erased_letter(row: EventRow) -> DeadLetter:
     return DeadLetter(row.record, "the player was erased (GDPR): an event that arrives after the erasure is"
                       " dropped, and only this redacted copy is kept", row.tenant_id, row.game_id,
                       str(row.event_id), redacted)
+
+
+def _ids_by_tenant(rows: Sequence[EventRow]) -> dict[uuid.UUID, list[uuid.UUID]]:
+    ids: dict[uuid.UUID, list[uuid.UUID]] = {}
+    for row in rows:
+        ids.setdefault(row.tenant_id, []).append(row.event_id)
+    return ids
 
 
 def _first_of_each_id(rows: Sequence[EventRow]) -> list[EventRow]:
