@@ -1,7 +1,7 @@
 """Analytics benchmark: the dashboard's query mix at 1, 10 and 50 concurrent clients, and the
 latency of uncached 90-day queries, at 1M and (with --sizes) 10M stored events.
 
-    python bench/analytics.py [--sizes 1000000,10000000] [--players 2000] [--days 400]
+    python bench/analytics.py [--sizes 1000000,10000000] [--players 2000] [--days 400] [--cold-only] [--keep DIR]
 
 For each size it makes a database (embedded PostgreSQL in a temporary directory, or a new
 database on GAMEMETRICS_DATABASE_URL's server), loads a game's history straight into the
@@ -15,6 +15,11 @@ HTTP path would take hours for 10M events here; bench/ingest.py measures that pa
   each concurrency;
 - cold latency: p50/p99 of 90-day activeUsers, revenue and retention (90 cohorts × days 1, 7,
   30) queries whose ranges all differ, so none is answered from the cache.
+
+--cold-only skips the throughput phase. --keep DIR keeps each size's database (in DIR for the
+embedded server, on the server otherwise) with what was loaded, and a later run with the same
+DIR, --players and --days measures it again without loading: loading 10M events takes minutes.
+Migrations still run, so a new revision is measured on the data already loaded.
 
 Players arrive evenly over the days and play on about 30% of the days after they arrive; the
 events per player-day grow with the size, so both sizes have the same rollup rows per day and
@@ -79,27 +84,36 @@ WHERE p::bigint * %(days)s / %(players)s <= %(i)s AND abs(hashtext(p || ':' || %
 
 
 @contextmanager
-def database(size: int) -> Iterator[tuple[str, Path]]:
-    """A fresh database for one size, and a data dir for the service's keys."""
-    data_dir = Path(tempfile.mkdtemp(prefix="gm-bench-analytics-"))
+def database(size: int, keep: Path | None, shape: dict[str, int]) -> Iterator[tuple[str, Path, dict[str, Any] | None]]:
+    """A database for one size, a data dir for the service's keys, and what a previous run with
+    `keep` loaded into it with the same `shape` (None: the database is new and empty)."""
+    data_dir = keep or Path(tempfile.mkdtemp(prefix="gm-bench-analytics-"))
+    data_dir.mkdir(parents=True, exist_ok=True)
     name = f"gm_bench_analytics_{size}"
+    record = data_dir / f"loaded-{size}.json"
     server = None
     try:
         if os.environ.get("GAMEMETRICS_DATABASE_URL"):
             base = os.environ["GAMEMETRICS_DATABASE_URL"]
-            with psycopg.connect(base, autocommit=True) as conn:
-                conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
-                conn.execute(f'CREATE DATABASE "{name}"')
             url = psycopg.conninfo.make_conninfo(base, dbname=name)
         else:
             server = EmbeddedPostgres(data_dir)
-            url = server.ensure_database(name)
+            base, url = server.url(), server.url(name)
+        kept = json.loads(record.read_text()) if keep and record.exists() else None
+        with psycopg.connect(base, autocommit=True) as conn:
+            exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone() is not None
+            loaded = kept["loaded"] if exists and kept and kept["shape"] == shape else None
+            if loaded is None:
+                record.unlink(missing_ok=True)  # until the new load completes
+                conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
+                conn.execute(f'CREATE DATABASE "{name}"')
         upgrade(url)
-        yield url, data_dir
+        yield url, data_dir, loaded
     finally:
         if server is not None:
             server.stop()
-        shutil.rmtree(data_dir, ignore_errors=True)
+        if keep is None:
+            shutil.rmtree(data_dir, ignore_errors=True)
 
 
 def load(url: str, events: int, players: int, days: int) -> dict[str, Any]:
@@ -264,9 +278,16 @@ async def run_load(port: int, bearer: str, bodies: list[dict[str, Any]], concurr
 
 
 def measure(size: int, args: argparse.Namespace) -> dict[str, Any]:
-    with database(size) as (url, data_dir):
-        console.print(f"[bold]{size:,} events[/]: loading {args.days} days of {args.players} players")
-        loaded = load(url, size, args.players, args.days)
+    shape = {"players": args.players, "days": args.days}
+    with database(size, args.keep, shape) as (url, data_dir, loaded):
+        if loaded is not None:
+            console.print(f"[bold]{size:,} events[/]: reusing the database loaded from {loaded['first_day']}")
+        else:
+            console.print(f"[bold]{size:,} events[/]: loading {args.days} days of {args.players} players")
+            loaded = load(url, size, args.players, args.days)
+            if args.keep:
+                (data_dir / f"loaded-{size}.json").write_text(json.dumps({"shape": shape, "loaded": loaded},
+                                                                         default=str))
         console.print(f"  stored {loaded['events']:,} events, {loaded['player_days']:,} player-days"
                       f" in {loaded['load_s']}s")
         port = _free_port()
@@ -279,8 +300,9 @@ def measure(size: int, args: argparse.Namespace) -> dict[str, Any]:
             results: dict[str, Any] = {"size": size, **{k: v for k, v in loaded.items() if k != "first_day"},
                                        "throughput": {}, "cold": {}}
             mix = dashboard_mix(loaded["game_id"], today)
-            uvloop.run(run_load(port, bearer, mix, 4, 2.0))  # warm the cache and the connections
-            for concurrency in args.concurrency:
+            if not args.cold_only:
+                uvloop.run(run_load(port, bearer, mix, 4, 2.0))  # warm the cache and the connections
+            for concurrency in [] if args.cold_only else args.concurrency:
                 server_cpu, client_cpu = sum(server.cpu_times()[:2]), sum(me.cpu_times()[:2])
                 figures = uvloop.run(run_load(port, bearer, mix, concurrency, args.duration))
                 figures["server_cpu_s"] = round(sum(server.cpu_times()[:2]) - server_cpu, 1)
@@ -314,7 +336,8 @@ def report(all_results: list[dict[str, Any]], args: argparse.Namespace) -> None:
         for concurrency, f in r["throughput"].items():
             table.add_row(f"{r['events']:,}", str(concurrency), str(f["rps"]), str(f["p50_ms"]), str(f["p99_ms"]),
                           str(f["errors"]), str(f["server_cpu_s"]), str(f["client_cpu_s"]))
-    console.print(table)
+    if table.row_count:
+        console.print(table)
     cold = Table(title=f"Uncached 90-day queries, one client, {args.cold_requests} different ranges each")
     for column in ("stored events", "player-days", "query", "p50 ms", "p99 ms", "errors"):
         cold.add_column(column, justify="right")
@@ -334,6 +357,9 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=8.0, help="seconds per concurrency level")
     parser.add_argument("--concurrency", default="1,10,50")
     parser.add_argument("--cold-requests", type=int, default=200)
+    parser.add_argument("--cold-only", action="store_true", help="skip the throughput phase")
+    parser.add_argument("--keep", type=Path, metavar="DIR",
+                        help="keep the databases in DIR and reuse them when run again with the same DIR")
     args = parser.parse_args()
     args.concurrency = [int(c) for c in args.concurrency.split(",")]
     results = [measure(int(size), args) for size in args.sizes.split(",")]

@@ -23,25 +23,25 @@ DAY0 = date(2026, 1, 1)
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
 
-def _deltas(activity: dict[str, set[int]], window: int) -> list[tuple[date, int]]:
-    """What the activeUsers SQL emits: +1 at each active day, -1 where its cover ends."""
-    out = []
-    for days in activity.values():
-        ordered = sorted(days)
-        for i, day in enumerate(ordered):
-            next_day = ordered[i + 1] if i + 1 < len(ordered) else None
-            end = day + window if next_day is None else min(day + window, next_day)
-            out += [(DAY0 + timedelta(days=day), 1), (DAY0 + timedelta(days=end), -1)]
-    return out
+def _words(activity: dict[str, set[int]], start: int) -> list[tuple[str, int, int]]:
+    """What the activeUsers SQL returns: each player's active days from `start` on as 63-bit words."""
+    words: dict[tuple[str, int], int] = {}
+    for player, days in activity.items():
+        for day in days:
+            if day >= start:
+                k, bit = divmod(day - start, 63)
+                words[player, k] = words.get((player, k), 0) | 1 << bit
+    return [(player, k, bits) for (player, k), bits in words.items()]
 
 
 @given(
-    activity=st.dictionaries(st.text(min_size=1, max_size=3), st.sets(st.integers(0, 60), min_size=1), max_size=12),
+    activity=st.dictionaries(st.text(min_size=1, max_size=3), st.sets(st.integers(0, 200), min_size=1), max_size=12),
     window=st.sampled_from([1, 7, 30]),
 )
 def test_rolling_active_counts_players_active_in_each_window(activity: dict[str, set[int]], window: int) -> None:
-    days = [DAY0 + timedelta(days=i) for i in range(20, 70)]
-    result = rolling_active(_deltas(activity, window), days)
+    days = [DAY0 + timedelta(days=i) for i in range(40, 190)]
+    start = 40 - (window - 1)
+    result = rolling_active(_words(activity, start), DAY0 + timedelta(days=start), days, window)
     for day, value in result:
         offset = (day - DAY0).days
         expected = sum(1 for active in activity.values() if any(offset - window < a <= offset for a in active))

@@ -6,6 +6,7 @@ docs/metrics.md defines every metric; the functions here are those definitions i
 from __future__ import annotations
 
 import enum
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
@@ -16,6 +17,7 @@ from gamemetrics.services.analytics.errors import BadUserInput
 
 T = TypeVar("T")
 MICRO_USD = Decimal("0.000001")
+WORD_BITS = 63  # active days per bigint word of the activeUsers query: bit 63 is the sign
 
 
 class Window(enum.Enum):
@@ -41,19 +43,36 @@ def fill(days: Sequence[date], values: Mapping[date, T], default: T) -> list[tup
     return [(day, values.get(day, default)) for day in days]
 
 
-def rolling_active(deltas: Iterable[tuple[date, int]], days: Sequence[date]) -> list[tuple[date, int]]:
-    """Players active in each day's window, from +1/-1 changes of the number of covered players.
+def rolling_active(words: Iterable[tuple[str, int, int]], start: date, days: Sequence[date],
+                   window: int) -> list[tuple[date, int]]:
+    """Players active in each day's window, from each player's active days as bits.
 
-    A player active on day a covers the days a .. a+N-1; the query emits +1 where a player's
-    coverage starts and -1 where it ends, so the running sum on a day is the players covering it.
+    `words` are (player, k, bits): bit i of bits is day start + WORD_BITS·k + i. A player active
+    on day a counts on the days a .. a+window-1: widening the bits by the window gives the days
+    the player counts on, and the count changes by +1 where a run of such days begins and -1 after
+    it ends.
     """
-    changes = sorted(deltas)
+    masks: dict[str, int] = {}
+    for player, k, bits in words:
+        masks[player] = masks.get(player, 0) | bits << (WORD_BITS * k)
+    changes: Counter[int] = Counter()
+    for mask in masks.values():
+        covered, width = mask, 1
+        while width * 2 <= window:  # doubling: each bit covers `width` days
+            covered |= covered << width
+            width *= 2
+        covered |= covered << (window - width)
+        for edges, step in ((covered & ~(covered << 1), 1), ((covered << 1) & ~covered, -1)):
+            while edges:
+                low = edges & -edges
+                changes[low.bit_length() - 1] += step
+                edges ^= low
     result: list[tuple[date, int]] = []
-    running, i = 0, 0
+    running, offset = 0, 0
     for day in days:
-        while i < len(changes) and changes[i][0] <= day:
-            running += changes[i][1]
-            i += 1
+        while offset <= (day - start).days:
+            running += changes[offset]
+            offset += 1
         result.append((day, running))
     return result
 

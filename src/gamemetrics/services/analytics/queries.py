@@ -54,21 +54,18 @@ async def active_users(conn: Conn, tenant: uuid.UUID, game: uuid.UUID, days: Seq
     if window is Window.DAY:
         dau = await daily_active(conn, tenant, game, days)
         return [DayCount(date=d, value=v) for d, v in metrics.fill(days, dau, 0)]
-    # Each active player-day covers [day, day + N), cut short where the player's next active day
-    # starts; the covers of one player never overlap, so +1/-1 at their ends count players exactly.
-    # Grouping by player needs no collation order: bytewise ("C") sorts twice as fast.
+    # Each player's active days as bits (bit i: day start + i) in bigint words of 63 bits, so no
+    # word is negative. Grouped by hash: sorting player-days by player id, as a window function
+    # needs, cost three times the rest of the query. metrics.rolling_active counts from the bits.
+    start = days[0] - timedelta(days=window.value - 1)
     rows = await _rows(
         conn,
-        "WITH pd AS ("
-        " SELECT day, lead(day) OVER (PARTITION BY player_id COLLATE \"C\" ORDER BY day) AS next_day FROM player_days"
-        " WHERE tenant_id = %(t)s AND game_id = %(g)s AND day BETWEEN %(lo)s AND %(hi)s)"
-        " SELECT d, sum(v)::bigint FROM ("
-        "  SELECT day AS d, 1 AS v FROM pd"
-        "  UNION ALL SELECT least(day + %(n)s, coalesce(next_day, day + %(n)s)), -1 FROM pd) AS c GROUP BY d",
-        {"t": tenant, "g": game, "lo": days[0] - timedelta(days=window.value - 1), "hi": days[-1],
-         "n": window.value},
+        "SELECT player_id, (day - %(start)s) / %(w)s, bit_or(1::bigint << ((day - %(start)s) %% %(w)s))"
+        " FROM player_days WHERE tenant_id = %(t)s AND game_id = %(g)s AND day BETWEEN %(start)s AND %(hi)s"
+        " GROUP BY 1, 2",
+        {"t": tenant, "g": game, "start": start, "hi": days[-1], "w": metrics.WORD_BITS},
     )
-    return [DayCount(date=d, value=v) for d, v in metrics.rolling_active(rows, days)]
+    return [DayCount(date=d, value=v) for d, v in metrics.rolling_active(rows, start, days, window.value)]
 
 
 async def new_players(conn: Conn, tenant: uuid.UUID, game: uuid.UUID, days: Sequence[date]) -> dict[date, int]:
