@@ -40,6 +40,9 @@ CREATE TABLE bus_log (
     appended_at timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (topic, partition, last_offset)
 )""")
+    # A batch is megabytes of small JSON messages: compressing it with pglz on every append cost
+    # more than the append itself, and the log is short-lived. Out of line, uncompressed.
+    op.execute("ALTER TABLE bus_log ALTER COLUMN records SET STORAGE EXTERNAL")
     bind = op.get_bind()
     rows = bind.execute(sa.text(
         'SELECT topic, partition, "offset", key, value, headers, appended_at FROM bus_log_messages'
