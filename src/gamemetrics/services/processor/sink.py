@@ -12,7 +12,9 @@ from dataclasses import dataclass
 from datetime import UTC, date, timedelta
 
 import msgspec
-from psycopg import AsyncConnection
+from psycopg import AsyncConnection, postgres
+from psycopg.adapt import Dumper
+from psycopg.pq import Format
 from psycopg_pool import AsyncConnectionPool
 
 from gamemetrics.gdpr.tombstones import ERASURE_LOCK, Tombstones
@@ -29,6 +31,23 @@ _COLUMN_LIST = ", ".join(EVENT_COLUMNS)
 # The batch's rows, typed as in `events`. Spelled out rather than `LIKE events`: LIKE would lock
 # `events` from the start of the batch, and a batch that holds that lock while another processor
 # creates a day's partition (which locks `events` exclusively) deadlocks with it.
+_COLUMN_TYPES = (
+    "uuid", "uuid", "uuid", "text", "text", "text", "text", "timestamptz", "timestamptz", "text", "text", "text",
+    "text", "text", "bool", "numeric", "jsonb", "jsonb",
+)
+
+
+class _JsonbBytesDumper(Dumper):
+    """JSON text already encoded (properties, context) as jsonb's binary form: a version byte, then
+    the text. psycopg's own jsonb dumper would encode the bytes again, as a JSON string."""
+
+    format = Format.BINARY
+    oid = postgres.types["jsonb"].oid
+
+    def dump(self, obj: bytes) -> bytes:
+        return b"\x01" + obj
+
+
 _NEW_EVENTS = """
 CREATE TEMP TABLE new_events (
     tenant_id uuid NOT NULL, game_id uuid NOT NULL, event_id uuid NOT NULL, event_type text NOT NULL,
@@ -226,12 +245,15 @@ class EventSink:
         stitch(fresh, await _player_states(conn, fresh), self._gap)
         await conn.execute(_NEW_EVENTS)
         cur = conn.cursor()
-        async with cur.copy(f"COPY new_events ({_COLUMN_LIST}) FROM STDIN") as copy:
+        # Binary COPY: half the client's time of text COPY, and the server parses no uuids or times.
+        cur.adapters.register_dumper(bytes, _JsonbBytesDumper)
+        async with cur.copy(f"COPY new_events ({_COLUMN_LIST}) FROM STDIN (FORMAT BINARY)") as copy:
+            copy.set_types(_COLUMN_TYPES)
             for r in fresh:
                 await copy.write_row((
                     r.tenant_id, r.game_id, r.event_id, r.event_type, r.event_name, r.player_id, r.session_id,
                     r.event_time, r.received_at, r.source, r.platform, r.os, r.app_version, r.country,
-                    r.is_new_player, r.revenue_usd, r.properties.decode(), r.context.decode(),
+                    r.is_new_player, r.revenue_usd, r.properties, r.context,
                 ))
         await cur.execute(f"INSERT INTO events ({_COLUMN_LIST}) SELECT {_COLUMN_LIST} FROM new_events")
         await cur.execute(_ROLLUPS)
