@@ -5,8 +5,9 @@
 Starts the embedded PostgreSQL (or uses GAMEMETRICS_DATABASE_URL), `serve ingest` and as many
 `serve processor` processes as `gamemetrics up` runs as subprocesses, sends pre-built batches with
 concurrent HTTP clients, and prints: end-to-end events/s (first request sent → last event stored),
-request p50/p99, peak RSS and CPU time of each process, and the COPY rate of the same rows into a table shaped like `events` on the same
-server in the same run, with the ratio of the two. It prints figures; it never passes or fails.
+request p50/p99, peak RSS and CPU time of each process, and the COPY rate of the same rows into
+a table shaped like `events` on the same server in the same run, with the ratio of the two. It
+prints figures; it never passes or fails.
 
 With --kafka the bus is a local Kafka broker (jars from `make kafka-libs`) started for the run,
 and the figures add the broker's raw producer rate: the same raw messages produced in a tight
@@ -301,7 +302,10 @@ def main() -> None:
         if server is not None:
             pid_file = server.pgdata / "postmaster.pid"
             pg_pid = int(pid_file.read_text().split()[0])
-        sampler = RssSampler({n: p.pid for n, p in services.items()}, pg_pid)
+        sampled = {n: p.pid for n, p in services.items()}
+        if broker is not None and broker.process is not None:
+            sampled["kafka broker"] = broker.process.pid
+        sampler = RssSampler(sampled, pg_pid)
         sampler.start()
         with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed:,}/{task.total:,}"),
                       TimeElapsedColumn(), console=console) as progress:
