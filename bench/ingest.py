@@ -5,7 +5,7 @@
 Starts the embedded PostgreSQL (or uses GAMEMETRICS_DATABASE_URL), `serve ingest` and as many
 `serve processor` processes as `gamemetrics up` runs as subprocesses, sends pre-built batches with
 concurrent HTTP clients, and prints: end-to-end events/s (first request sent → last event stored),
-request p50/p99, peak RSS and CPU time of each process, and the COPY rate of the same rows into
+request p50/p99, peak memory (PostgreSQL: PSS) and CPU time of each process, and the COPY rate of the same rows into
 a table shaped like `events` on the same server in the same run, with the ratio of the two. It
 prints figures; it never passes or fails.
 
@@ -99,7 +99,9 @@ class RssSampler(threading.Thread):
         total = 0
         for process in processes:
             with contextlib.suppress(psutil.Error), process.oneshot():
-                total += process.memory_info().rss
+                # PostgreSQL's processes share its buffer cache: their proportional share (PSS)
+                # adds up to what the server holds, where RSS would count the cache once per process.
+                total += process.memory_full_info().pss if len(processes) > 1 else process.memory_info().rss
                 times = process.cpu_times()
                 self._cpu[name][process.pid] = times.user + times.system
                 if first:
@@ -356,7 +358,7 @@ def main() -> None:
     table.add_row("request latency p50", f"{percentile(latencies, 0.50) * 1000:.1f} ms")
     table.add_row("request latency p99", f"{percentile(latencies, 0.99) * 1000:.1f} ms")
     for name, peak in sampler.peaks.items():
-        table.add_row(f"peak RSS {name}", f"{peak / 2**20:,.0f} MiB")
+        table.add_row(f"peak {'PSS' if name == 'postgres (all)' else 'RSS'} {name}", f"{peak / 2**20:,.0f} MiB")
     for name, seconds in {**sampler.cpu_seconds(), "load generator (this script)": client_cpu}.items():
         table.add_row(f"CPU {name}", f"{seconds:,.1f} s ({seconds * 1e6 / args.events:,.0f} µs/event)")
     table.add_row("raw PostgreSQL COPY rows/s (same rows, same server)", f"{copy_rows_s:,.0f}")
