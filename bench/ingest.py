@@ -5,9 +5,9 @@
 Starts the embedded PostgreSQL (or uses GAMEMETRICS_DATABASE_URL), `serve ingest` and as many
 `serve processor` processes as `gamemetrics up` runs as subprocesses, sends pre-built batches with
 concurrent HTTP clients, and prints: end-to-end events/s (first request sent → last event stored),
-request p50/p99, peak memory (PostgreSQL: PSS) and CPU time of each process, and the COPY rate of the same rows into
-a table shaped like `events` on the same server in the same run, with the ratio of the two. It
-prints figures; it never passes or fails.
+request p50/p99, peak memory (PostgreSQL: PSS) and CPU time of each process, and the COPY rate of
+the same rows into a table shaped like `events` on the same server in the same run, with the
+ratio of the two. It prints figures; it never passes or fails.
 
 With --kafka the bus is a local Kafka broker (jars from `make kafka-libs`) started for the run,
 and the figures add the broker's raw producer rate: the same raw messages produced in a tight
