@@ -7,6 +7,7 @@ were, and without the secret neither can anyone reading the database.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import uuid
@@ -27,9 +28,14 @@ class Tombstones:
 
     def __init__(self, secret: bytes) -> None:
         self._key = derive(secret, TOMBSTONES)
+        # The processor hashes every player of every batch; active players come back batch after batch.
+        self._cached_hash = functools.lru_cache(maxsize=200_000)(self._player_hash)
 
     def player_hash(self, tenant_id: uuid.UUID, game_id: uuid.UUID, player_id: str) -> bytes:
         """The tombstone of one player of one game (UUIDs are fixed-length, so the input is unambiguous)."""
+        return self._cached_hash(tenant_id, game_id, player_id)
+
+    def _player_hash(self, tenant_id: uuid.UUID, game_id: uuid.UUID, player_id: str) -> bytes:
         message = tenant_id.bytes + game_id.bytes + player_id.encode("utf-8", "surrogatepass")
         return hmac.new(self._key, message, hashlib.sha256).digest()
 

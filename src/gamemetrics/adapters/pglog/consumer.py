@@ -122,6 +122,7 @@ class PgLogConsumer:
             " ORDER BY l.topic, l.partition, l.last_offset",
             ([t for t, _ in slots], [p for _, p in slots], [self._positions[s] for s in slots],
              per_partition, per_partition),
+            binary=True,  # batches are megabytes: raw bytes, not hex text to decode
         )
         records: list[Record] = []
         taken: dict[tuple[str, int], int] = {}

@@ -114,8 +114,9 @@ class PgLogProducer:
             )
             starts = {(t, p): o for t, p, o in await cur.fetchall()}
             async with cur.copy(
-                'COPY bus_log (topic, partition, base_offset, last_offset, records) FROM STDIN'
+                "COPY bus_log (topic, partition, base_offset, last_offset, records) FROM STDIN (FORMAT BINARY)"
             ) as copy:
+                copy.set_types(("text", "int4", "int8", "int8", "bytea"))  # binary: batches go as is, not as hex
                 for slot in slots:
                     messages = by_partition[slot]
                     records = encode_batch((delta, m.key, m.value, m.headers) for delta, m in enumerate(messages))
