@@ -158,6 +158,11 @@ def test_erasure_end_to_end(running: RunningPlatform) -> None:
     assert running.http.get(f"{path}/export", headers=auth).status_code == 404
     assert running.http.get(path, headers=auth).status_code == 404
     assert running.http.put(path, json={"traits": {}}, headers=auth).status_code == 410
+    # `gamemetrics status` counts what the game still holds: the erased rows are out of its counters too.
+    status = running.game_status()
+    rows = running.query("SELECT (SELECT count(*) FROM events WHERE game_id = %(g)s) AS stored,"
+                         " (SELECT count(*) FROM dead_letters WHERE game_id = %(g)s) AS dead", {"g": running.game_id})
+    assert (status["events_stored"], status["events_dead_lettered"]) == (rows[0]["stored"], rows[0]["dead"])
     verified = subprocess.run([sys.executable, "-m", "gamemetrics.cli", "audit", "verify", "--json"],
                               env=running.env, capture_output=True, text=True, timeout=60)
     assert verified.returncode == 0, verified.stderr

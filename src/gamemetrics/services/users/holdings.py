@@ -73,4 +73,10 @@ async def delete_player(conn: AsyncConnection, tenant_id: uuid.UUID, game_id: uu
     letters = [row[0] for row in await dead_letters_of(conn, *key)]
     if letters:
         await conn.execute("DELETE FROM dead_letters WHERE id = ANY(%s)", (letters,))
+    if event_ids or letters:  # the game's counters keep agreeing with the rows it holds
+        await conn.execute(
+            "UPDATE game_counters SET events_stored = events_stored - %s,"
+            " events_dead_lettered = events_dead_lettered - %s WHERE tenant_id = %s AND game_id = %s",
+            (len(event_ids), len(letters), tenant_id, game_id),
+        )
     return {"events": len(event_ids), "rollups": rollups, "profile": profile, "dead_letters": len(letters)}
