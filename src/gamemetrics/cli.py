@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import uuid
 from collections.abc import Awaitable, Callable
@@ -69,8 +70,14 @@ def serve(service: Annotated[str, typer.Argument(
 
             from gamemetrics.gateway import combined_app
 
+            served = combined_app(settings, url, names)
+            # The modules, schema and routes just built live as long as the process: out of the
+            # collector's sight, a full collection scans only what serving made (at start it held
+            # about 90,000 objects, a 20 ms pause in the middle of some request each time).
+            gc.collect()
+            gc.freeze()
             uvicorn.run(
-                combined_app(settings, url, names), host=settings.host, port=settings.port, log_config=None,
+                served, host=settings.host, port=settings.port, log_config=None,
                 access_log=False, loop="uvloop", http="httptools", timeout_graceful_shutdown=10,
             )
         else:
