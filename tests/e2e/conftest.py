@@ -285,23 +285,30 @@ def _alive(pid: int) -> bool:
         return False
 
 
-@pytest.fixture(scope="session")
-def running() -> Iterator[RunningPlatform]:
-    """The platform, up and ready, with its tenant, game and keys; stopped with SIGINT at the end.
+def start_platform(prefix: str, *options: str, cwd: Path | None = None) -> RunningPlatform:
+    """`gamemetrics up [options]` on a new data dir and a free port, its output in the data dir's log.
 
     The data dir is not under pytest's temporary root: every pytest session that starts resets that
     root to mode 0700, which would lock out the PostgreSQL server (it runs as its own user under root).
     """
-    data_dir = Path(tempfile.mkdtemp(prefix="gamemetrics-e2e-"))
+    data_dir = Path(tempfile.mkdtemp(prefix=prefix))
     port = free_port()
     env = _platform_env(data_dir, port)
     log_path = data_dir / "platform.log"
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "gamemetrics.cli", "up"], env=env, stdout=log, stderr=subprocess.STDOUT,
+            [sys.executable, "-m", "gamemetrics.cli", "up", *options], env=env, stdout=log, stderr=subprocess.STDOUT,
             start_new_session=True,  # a Ctrl-C at the terminal reaches pytest, not the platform twice
+            cwd=cwd,
         )
-    platform = RunningPlatform(f"http://127.0.0.1:{port}", data_dir, env, process, log_path)
+    return RunningPlatform(f"http://127.0.0.1:{port}", data_dir, env, process, log_path)
+
+
+@pytest.fixture(scope="session")
+def running() -> Iterator[RunningPlatform]:
+    """The platform, up and ready, with its tenant, game and keys; stopped with SIGINT at the end."""
+    platform = start_platform("gamemetrics-e2e-")
+    data_dir, process = platform.data_dir, platform.process
     try:
         _wait_ready(platform)
         postmaster = PostmasterInfo.read_from_pgdata(data_dir / "postgres")

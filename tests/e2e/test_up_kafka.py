@@ -6,16 +6,12 @@ from __future__ import annotations
 import re
 import shutil
 import signal
-import subprocess
-import sys
-import tempfile
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import free_port
-from tests.e2e.conftest import PATIENCE_S, RunningPlatform, _platform_env, _stop_cleanly, _wait_ready, new_event
+from tests.e2e.conftest import PATIENCE_S, _stop_cleanly, _wait_ready, new_event, start_platform
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
@@ -23,18 +19,9 @@ REPOSITORY = Path(__file__).resolve().parents[2]
 
 
 def test_up_with_kafka_stores_events_through_the_local_broker_and_stops_cleanly() -> None:
-    # Not under pytest's temp root, as in the shared platform fixture: PostgreSQL runs as its own user.
-    data_dir = Path(tempfile.mkdtemp(prefix="gamemetrics-up-kafka-"))
-    port = free_port()
-    env = _platform_env(data_dir, port)
-    log_path = data_dir / "platform.log"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "gamemetrics.cli", "up", "--kafka"], env=env, stdout=log,
-            stderr=subprocess.STDOUT, start_new_session=True,
-            cwd=REPOSITORY,  # where `make up KAFKA=1` runs it, beside the jars in .kafka/libs
-        )
-    platform = RunningPlatform(f"http://127.0.0.1:{port}", data_dir, env, process, log_path)
+    # From the repository, where `make up KAFKA=1` runs it, beside the jars in .kafka/libs.
+    platform = start_platform("gamemetrics-up-kafka-", "--kafka", cwd=REPOSITORY)
+    data_dir, env, process, log_path = platform.data_dir, platform.env, platform.process, platform.log_path
     try:
         _wait_ready(platform)
         found = re.search(r"Kafka ready at (\S+);", log_path.read_text(errors="replace"))
