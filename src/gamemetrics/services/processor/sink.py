@@ -209,10 +209,19 @@ class EventSink:
     async def _drop_erased(self, conn: AsyncConnection, fresh: list[EventRow],
                            erased: list[DeadLetter]) -> tuple[list[EventRow], frozenset[PlayerKey]]:
         """The rows whose player has no tombstone; the others become redacted dead letters in `erased`
-        and give their ids back (one query per batch, whatever its size)."""
+        and give their ids back (two queries per batch, whatever its size)."""
         if self._tombstones is None:
             return fresh, frozenset()
-        hashes = self._tombstones.hashes((r.tenant_id, r.game_id, r.player_id) for r in fresh)
+        games = {(r.tenant_id, r.game_id) for r in fresh}
+        cur = await conn.execute(
+            "SELECT DISTINCT tenant_id, game_id FROM erased_players WHERE tenant_id = ANY(%s) AND game_id = ANY(%s)",
+            (list({t for t, _ in games}), list({g for _, g in games})),
+        )
+        with_tombstones = {(t, g) for t, g in await cur.fetchall()} & games
+        if not with_tombstones:  # the common case: no player of these games was ever erased
+            return fresh, frozenset()
+        hashes = self._tombstones.hashes(
+            (r.tenant_id, r.game_id, r.player_id) for r in fresh if (r.tenant_id, r.game_id) in with_tombstones)
         cur = await conn.execute("SELECT player_hash FROM erased_players WHERE player_hash = ANY(%s)", (list(hashes),))
         gone = frozenset(hashes[bytes(h)] for (h,) in await cur.fetchall())
         if not gone:
