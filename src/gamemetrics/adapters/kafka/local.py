@@ -177,7 +177,8 @@ class LocalBroker:
             return
         command = [
             *self._jvm(256), "kafka.tools.StorageTool", "format", "--ignore-formatted",
-            "-t", _cluster_id(), "-c", str(self.directory / "server.properties"),
+            f"--cluster-id={_cluster_id()}",  # one "=" word: an id may begin with "-"
+            "-c", str(self.directory / "server.properties"),
         ]
         for name, password in self.scram_users.items():
             for mechanism in SCRAM_MECHANISMS:
