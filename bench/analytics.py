@@ -34,7 +34,6 @@ import argparse
 import asyncio
 import json
 import os
-import re
 import shutil
 import statistics
 import subprocess
@@ -51,6 +50,7 @@ import httpx
 import psutil
 import psycopg
 import uvloop
+from raw_http import connection, exchange, post_request  # bench/ is the script's directory
 from rich.console import Console
 from rich.table import Table
 
@@ -214,30 +214,9 @@ def cold_queries(game: str, today: date, count: int) -> dict[str, list[dict[str,
     return {name: [{"query": q, "variables": span(j)} for j in range(count)] for name, q in shapes.items()}
 
 
-async def _connection(port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-    return await asyncio.open_connection("127.0.0.1", port)
-
-
-async def _post(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes) -> tuple[int, bytes]:
-    """One HTTP/1.1 request on a kept-alive connection; the status and the body."""
-    writer.write(request)
-    head = await reader.readuntil(b"\r\n\r\n")
-    match = _LENGTH.search(head)
-    body = await reader.readexactly(int(match.group(1))) if match else b""
-    return int(head[9:12]), body
-
-
-_LENGTH = re.compile(rb"(?i)\r\ncontent-length: *(\d+)")
-
-
 def _requests(bearer: str, bodies: list[dict[str, Any]]) -> list[bytes]:
     """Each body as the bytes of a complete request, made once: the client should cost little."""
-    out = []
-    for body in bodies:
-        content = json.dumps(body).encode()
-        out.append(f"POST /graphql HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {bearer}\r\n"
-                   f"Content-Type: application/json\r\nContent-Length: {len(content)}\r\n\r\n".encode() + content)
-    return out
+    return [post_request("/graphql", bearer, json.dumps(body).encode()) for body in bodies]
 
 
 async def run_load(port: int, bearer: str, bodies: list[dict[str, Any]], concurrency: int,
@@ -252,14 +231,14 @@ async def run_load(port: int, bearer: str, bodies: list[dict[str, Any]], concurr
 
     async def client() -> None:
         nonlocal errors
-        reader, writer = await _connection(port)
+        reader, writer = await connection(port)
         try:
             while True:
                 i = next(counter)
                 if (deadline is None and i >= len(requests)) or (deadline and time.perf_counter() >= deadline):
                     return
                 started = time.perf_counter()
-                status, body = await _post(reader, writer, requests[i % len(requests)])
+                status, _, body = await exchange(reader, writer, requests[i % len(requests)])
                 latencies.append(time.perf_counter() - started)
                 if status != 200 or b'"errors"' in body:
                     errors += 1

@@ -36,6 +36,7 @@ import httpx
 import msgspec
 import psutil
 import psycopg
+from raw_http import connection, exchange, post_request, retry_after  # bench/ is the script's directory
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -125,31 +126,35 @@ class RssSampler(threading.Thread):
         self._stop.set()
 
 
-async def send_all(base_url: str, key: str, bodies: list[bytes], concurrency: int,
+async def send_all(port: int, key: str, bodies: list[bytes], concurrency: int,
                    progress: Progress, task: Any) -> list[float]:
+    """Every body once, `concurrency` connections at a time, honouring 429/503 with Retry-After."""
     latencies: list[float] = []
+    requests = [post_request("/v1/events", key, body) for body in bodies]
     queue: asyncio.Queue[bytes] = asyncio.Queue()
-    for body in bodies:
-        queue.put_nowait(body)
-    headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
+    for request in requests:
+        queue.put_nowait(request)
 
-    async def worker(client: httpx.AsyncClient) -> None:
-        while not queue.empty():
-            body = queue.get_nowait()
-            while True:
-                started = time.perf_counter()
-                response = await client.post("/v1/events", content=body, headers=headers)
-                if response.status_code in (429, 503):
-                    await asyncio.sleep(float(response.headers.get("retry-after", "1")))
-                    continue
-                response.raise_for_status()
-                latencies.append(time.perf_counter() - started)
-                progress.advance(task, response.json()["accepted"])
-                break
+    async def worker() -> None:
+        reader, writer = await connection(port)
+        try:
+            while not queue.empty():
+                request = queue.get_nowait()
+                while True:
+                    started = time.perf_counter()
+                    status, head, answer = await exchange(reader, writer, request)
+                    if status in (429, 503):
+                        await asyncio.sleep(retry_after(head))
+                        continue
+                    if status != 200:
+                        raise RuntimeError(f"ingest answered {status}: {answer[:500]!r}")
+                    latencies.append(time.perf_counter() - started)
+                    progress.advance(task, msgspec.json.decode(answer)["accepted"])
+                    break
+        finally:
+            writer.close()
 
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(base_url=base_url, timeout=60.0, limits=limits) as client:
-        await asyncio.gather(*(worker(client) for _ in range(concurrency)))
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
     return latencies
 
 
@@ -317,7 +322,7 @@ def main() -> None:
 
             async def run() -> list[float]:
                 sending = asyncio.create_task(
-                    send_all(base_url, key, bodies, args.concurrency, progress, accepted_task))
+                    send_all(args.port, key, bodies, args.concurrency, progress, accepted_task))
                 while True:
                     stored = await asyncio.to_thread(stored_count, url, game)
                     progress.update(stored_task, completed=stored)
