@@ -22,6 +22,7 @@ import contextlib
 import json
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -352,6 +353,7 @@ def main() -> None:
             broker.stop()
         if server is not None:
             server.stop()
+        shutil.rmtree(data_dir, ignore_errors=True)  # a million events leave gigabytes of database and WAL
 
     e2e = args.events / elapsed
     table = Table(title=f"ingest benchmark — {args.events:,} events, batches of {args.batch}, "
