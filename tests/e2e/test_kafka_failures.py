@@ -97,7 +97,11 @@ class KafkaDeployment:
         self.processors.append(service)
         return service
 
-    async def wait_ready(self) -> None:
+    async def start(self, *processors: Service) -> None:
+        """Ingest and `processors` started; returns once ingest answers ready."""
+        self.ingest.start()
+        for processor in processors:
+            processor.start()
         await wait_until_ready(self.ingest, self.base_url)
 
     async def raw_topic(self) -> tuple[int, int] | None:
@@ -173,9 +177,7 @@ async def test_processor_killed_mid_stream_on_kafka_loses_and_doubles_nothing(
 ) -> None:
     # Static membership, as a StatefulSet gives each pod: the restart takes its partitions back at once.
     processor = on_kafka.processor(GAMEMETRICS_KAFKA_GROUP_INSTANCE_ID="processor-0")
-    on_kafka.ingest.start()
-    processor.start()
-    await on_kafka.wait_ready()
+    await on_kafka.start(processor)
     client = Client(on_kafka.base_url, write_key.write_key)
     # The stream keeps arriving while the processor is killed and restarted, and ends a few requests
     # after the last restart (or at its bound on a slow machine).
@@ -228,10 +230,7 @@ async def test_two_processors_share_the_partitions_and_one_takes_over_when_the_o
     # Dynamic membership with a short session: the dead member is evicted two seconds after its last heartbeat.
     first = on_kafka.processor(GAMEMETRICS_KAFKA_SESSION_TIMEOUT_MS="2000")
     second = on_kafka.processor(GAMEMETRICS_KAFKA_SESSION_TIMEOUT_MS="2000")
-    on_kafka.ingest.start()
-    first.start()
-    second.start()
-    await on_kafka.wait_ready()
+    await on_kafka.start(first, second)
     client = Client(on_kafka.base_url, write_key.write_key)
     chaos_over = asyncio.Event()
     stream = asyncio.create_task(
@@ -283,9 +282,7 @@ async def test_broker_killed_mid_stream_ingest_answers_503_and_retrying_clients_
                                      kafka_delivery_timeout_ms=3000), tmp_path)
     try:
         processor = deployed.processor()
-        deployed.ingest.start()
-        processor.start()
-        await deployed.wait_ready()
+        await deployed.start(processor)
         clients = [Client(deployed.base_url, write_key.write_key) for _ in range(2)]
         requests = list(make_requests(seed=29, batches=40))
         streams = [asyncio.create_task(c.send_all(requests[i::2], pause=0.1)) for i, c in enumerate(clients)]
@@ -342,9 +339,7 @@ async def test_the_pipeline_runs_with_sasl_scram_and_a_wrong_password_gets_a_cle
     deployed = deploy(secure, tmp_path)
     try:
         processor = deployed.processor()
-        deployed.ingest.start()
-        processor.start()
-        await deployed.wait_ready()
+        await deployed.start(processor)
         client = Client(deployed.base_url, write_key.write_key)
         await client.send_all(make_requests(seed=31, batches=4))
         # A request in a caller's trace: its raw messages carry a child span of that trace.
@@ -396,9 +391,7 @@ async def test_the_pipeline_runs_over_tls_and_a_client_that_does_not_trust_the_c
     deployed = deploy(secure, tmp_path)
     try:
         processor = deployed.processor()
-        deployed.ingest.start()
-        processor.start()
-        await deployed.wait_ready()
+        await deployed.start(processor)
         client = Client(deployed.base_url, write_key.write_key)
         await client.send_all(make_requests(seed=41, batches=4))
         await wait_until_drained(deployed, client.accepted_total, deployed.ingest, processor)
