@@ -6,38 +6,26 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime, timedelta
 
-import msgspec
-
-from gamemetrics.events.envelope import RawEnvelope, partition_key
-from gamemetrics.events.validation import Limits
 from gamemetrics.ports.bus import RAW_EVENTS, Message
 from gamemetrics.runtime import Platform
-from gamemetrics.services.processor.sink import EventSink
-from gamemetrics.services.processor.worker import Processor
 from gamemetrics.settings import Settings
 from gamemetrics.tenancy.store import CreatedKey
+from tests.integration.processing import make_processor, raw_message
 
 
 def _messages(key: CreatedKey, event_ids: list[str]) -> list[Message]:
-    encoder = msgspec.json.Encoder()
     now = datetime.now(UTC)
-    messages = []
-    for i, event_id in enumerate(event_ids):
-        player = f"p{i % 3}"
-        event = {"event_id": event_id, "event_type": "level_start", "player_id": player,
-                 "timestamp": (now - timedelta(seconds=30 - i)).isoformat(), "properties": {"level": i}}
-        envelope = RawEnvelope(key.tenant_id, key.game_id, now, msgspec.Raw(encoder.encode(event)))
-        messages.append(Message(partition_key(key.tenant_id, player), encoder.encode(envelope)))
-    return messages
+    return [
+        raw_message(key, {"event_id": event_id, "event_type": "level_start", "player_id": f"p{i % 3}",
+                          "timestamp": (now - timedelta(seconds=30 - i)).isoformat(), "properties": {"level": i}})
+        for i, event_id in enumerate(event_ids)
+    ]
 
 
 async def test_replayed_and_mixed_batches_store_only_new_events(
     platform: Platform, settings: Settings, write_key: CreatedKey
 ) -> None:
-    processor = Processor(
-        platform.bus, EventSink(platform.pool, session_gap=timedelta(minutes=30)),
-        limits=Limits.from_settings(settings), rates=settings.fx_rates_usd, batch_size=1000, poll_timeout=0.2,
-    )
+    processor = make_processor(platform, settings)
     first = [str(uuid.uuid4()) for _ in range(6)]
     later = [str(uuid.uuid4()) for _ in range(2)]
 

@@ -5,16 +5,11 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime, timedelta
 
-import msgspec
-
-from gamemetrics.events.envelope import RawEnvelope, partition_key
-from gamemetrics.events.validation import Limits
-from gamemetrics.ports.bus import RAW_EVENTS, Message
+from gamemetrics.ports.bus import RAW_EVENTS
 from gamemetrics.runtime import Platform
-from gamemetrics.services.processor.sink import EventSink
-from gamemetrics.services.processor.worker import Processor
 from gamemetrics.settings import Settings
 from gamemetrics.tenancy.store import CreatedKey
+from tests.integration.processing import make_processor, raw_message
 
 
 async def test_a_refused_event_is_isolated_and_dead_lettered(
@@ -23,22 +18,17 @@ async def test_a_refused_event_is_isolated_and_dead_lettered(
     # A constraint the validator knows nothing about stands in for any value the store refuses.
     async with platform.pool.connection() as conn:
         await conn.execute("ALTER TABLE events ADD CONSTRAINT no_poison CHECK (player_id <> 'poison')")
-    encoder = msgspec.json.Encoder()
     now = datetime.now(UTC)
     players = [f"p{i}" for i in range(20)]
     players[13] = "poison"
-    messages = []
-    for player in players:
-        event = {"event_id": str(uuid.uuid4()), "event_type": "session_start", "player_id": player,
-                 "timestamp": (now - timedelta(seconds=5)).isoformat()}
-        envelope = RawEnvelope(write_key.tenant_id, write_key.game_id, now, msgspec.Raw(encoder.encode(event)))
-        messages.append(Message(partition_key(write_key.tenant_id, player), encoder.encode(envelope)))
+    messages = [
+        raw_message(write_key, {"event_id": str(uuid.uuid4()), "event_type": "session_start", "player_id": player,
+                                "timestamp": (now - timedelta(seconds=5)).isoformat()})
+        for player in players
+    ]
     await platform.bus.producer().send(RAW_EVENTS, messages)
 
-    processor = Processor(
-        platform.bus, EventSink(platform.pool, session_gap=timedelta(minutes=30)),
-        limits=Limits.from_settings(settings), rates=settings.fx_rates_usd, batch_size=1000, poll_timeout=0.2,
-    )
+    processor = make_processor(platform, settings)
     for _ in range(20):
         await processor.process_once()
     async with platform.pool.connection() as conn:

@@ -7,18 +7,15 @@ import asyncio
 import uuid
 from datetime import UTC, datetime, timedelta
 
-import msgspec
 import pytest
 
 from gamemetrics.adapters.pglog import consumer
-from gamemetrics.events.envelope import RawEnvelope, partition_key
-from gamemetrics.events.validation import Limits
-from gamemetrics.ports.bus import RAW_EVENTS, Message
+from gamemetrics.ports.bus import RAW_EVENTS
 from gamemetrics.runtime import Platform
-from gamemetrics.services.processor.sink import EventSink
 from gamemetrics.services.processor.worker import Processor
 from gamemetrics.settings import Settings
 from gamemetrics.tenancy.store import CreatedKey
+from tests.integration.processing import make_processor, raw_message
 from tests.integration.test_bus_contract import PATIENCE_S
 
 EVENTS = 20_000
@@ -26,10 +23,7 @@ EVENTS = 20_000
 
 def _processor(platform: Platform, settings: Settings) -> Processor:
     # Small batches, so the first processor is mid-stream, with a batch read ahead, when the second joins.
-    return Processor(
-        platform.bus, EventSink(platform.pool, session_gap=timedelta(minutes=30)),
-        limits=Limits.from_settings(settings), rates=settings.fx_rates_usd, batch_size=200, poll_timeout=0.1,
-    )
+    return make_processor(platform, settings, batch_size=200, poll_timeout=0.1)
 
 
 async def _stored(platform: Platform) -> tuple[int, int, int]:
@@ -45,15 +39,13 @@ async def test_a_processor_joining_mid_stream_changes_nothing_of_what_is_stored(
     platform: Platform, settings: Settings, write_key: CreatedKey, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(consumer, "_CLAIM_INTERVAL_S", 0.2)  # rebalance within the stream, not after it
-    encoder = msgspec.json.Encoder()
     now = datetime.now(UTC)
-    messages = []
-    for i in range(EVENTS):
-        player = f"p{i % 500}"
-        event = {"event_id": str(uuid.uuid4()), "event_type": "level_start", "player_id": player,
-                 "timestamp": (now - timedelta(seconds=EVENTS - i)).isoformat(), "properties": {"level": i % 9}}
-        envelope = RawEnvelope(write_key.tenant_id, write_key.game_id, now, msgspec.Raw(encoder.encode(event)))
-        messages.append(Message(partition_key(write_key.tenant_id, player), encoder.encode(envelope)))
+    messages = [
+        raw_message(write_key, {"event_id": str(uuid.uuid4()), "event_type": "level_start", "player_id": f"p{i % 500}",
+                                "timestamp": (now - timedelta(seconds=EVENTS - i)).isoformat(),
+                                "properties": {"level": i % 9}})
+        for i in range(EVENTS)
+    ]
     await platform.bus.producer().send(RAW_EVENTS, messages)
 
     first, second = _processor(platform, settings), _processor(platform, settings)

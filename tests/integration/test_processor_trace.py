@@ -7,14 +7,11 @@ from datetime import UTC, datetime, timedelta
 
 import msgspec
 
-from gamemetrics.events.envelope import RawEnvelope, partition_key
-from gamemetrics.events.validation import Limits
-from gamemetrics.ports.bus import PROCESSED_EVENTS, RAW_EVENTS, Message, Record
+from gamemetrics.ports.bus import PROCESSED_EVENTS, RAW_EVENTS, Record
 from gamemetrics.runtime import Platform
-from gamemetrics.services.processor.sink import EventSink
-from gamemetrics.services.processor.worker import Processor
 from gamemetrics.settings import Settings
 from gamemetrics.tenancy.store import CreatedKey
+from tests.integration.processing import make_processor, raw_message
 
 TRACE_ID = "0af7651916cd43dd8448eb211c80319c"
 SENDER = f"00-{TRACE_ID}-b7ad6b7169203331-01"
@@ -23,21 +20,16 @@ SENDER = f"00-{TRACE_ID}-b7ad6b7169203331-01"
 async def test_a_processed_event_carries_a_child_span_of_its_raw_records_trace(
     platform: Platform, settings: Settings, write_key: CreatedKey
 ) -> None:
-    encoder = msgspec.json.Encoder()
     now = datetime.now(UTC)
-    messages = []
-    for player, headers in (("traced", {"traceparent": SENDER, "schema_version": "1"}),
-                            ("untraced", {"schema_version": "1"})):
-        event = {"event_id": str(uuid.uuid4()), "event_type": "session_start", "player_id": player,
-                 "timestamp": (now - timedelta(seconds=5)).isoformat()}
-        envelope = RawEnvelope(write_key.tenant_id, write_key.game_id, now, msgspec.Raw(encoder.encode(event)))
-        messages.append(Message(partition_key(write_key.tenant_id, player), encoder.encode(envelope), headers))
+    messages = [
+        raw_message(write_key, {"event_id": str(uuid.uuid4()), "event_type": "session_start", "player_id": player,
+                                "timestamp": (now - timedelta(seconds=5)).isoformat()}, headers)
+        for player, headers in (("traced", {"traceparent": SENDER, "schema_version": "1"}),
+                                ("untraced", {"schema_version": "1"}))
+    ]
     await platform.bus.producer().send(RAW_EVENTS, messages)
 
-    processor = Processor(
-        platform.bus, EventSink(platform.pool, session_gap=timedelta(minutes=30)),
-        limits=Limits.from_settings(settings), rates=settings.fx_rates_usd, batch_size=1000, poll_timeout=0.2,
-    )
+    processor = make_processor(platform, settings)
     stored = 0
     for _ in range(20):
         result = await processor.process_once()
