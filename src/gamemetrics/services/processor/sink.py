@@ -308,8 +308,8 @@ async def _claim_ids(conn: AsyncConnection, rows: Sequence[EventRow]) -> set[tup
 
     Nearly every batch is all new, and a plain binary COPY of its ids costs half of an
     `INSERT ... ON CONFLICT`; a batch holding an id already stored (a replay after a crash, a
-    client's retry) fails that COPY on the unique key, and only then are its ids inserted one by
-    one, skipping the stored ones."""
+    client's retry) fails that COPY on the unique key, and only then is it claimed with
+    `ON CONFLICT DO NOTHING`, which returns the ids that were new."""
     copy_ids = "COPY event_ids (tenant_id, event_id) FROM STDIN (FORMAT BINARY)"
     try:
         # In a savepoint: a failed COPY leaves the batch's transaction usable.
