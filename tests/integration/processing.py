@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -27,10 +27,10 @@ def raw_message(key: CreatedKey, event: dict[str, Any], headers: Mapping[str, st
 
 
 def make_processor(platform: Platform, settings: Settings, *, batch_size: int = 1000,
-                   poll_timeout: float = 0.2) -> Processor:
+                   poll_timeout: float = 0.2, after_batch: Callable[[], object] | None = None) -> Processor:
     """A member of the processor group with the settings' limits and rates."""
     return Processor(
         platform.bus, EventSink(platform.pool, session_gap=timedelta(minutes=30)),
         limits=Limits.from_settings(settings), rates=settings.fx_rates_usd, batch_size=batch_size,
-        poll_timeout=poll_timeout,
+        poll_timeout=poll_timeout, after_batch=after_batch,
     )

@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -54,6 +54,7 @@ class Processor:
         rates: Mapping[str, Decimal],
         batch_size: int,
         poll_timeout: float = 0.5,
+        after_batch: Callable[[], object] | None = None,
     ) -> None:
         self._bus = bus
         self._sink = sink
@@ -61,6 +62,7 @@ class Processor:
         self._rates = rates
         self._batch_size = batch_size
         self._poll_timeout = poll_timeout
+        self._after_batch = after_batch
         self._consumer: Consumer = bus.consumer(GROUP_ID, [RAW_EVENTS])
         self._producer = bus.producer()
         self._stopping = asyncio.Event()
@@ -76,12 +78,7 @@ class Processor:
         ahead: asyncio.Task[Batch | None] | None = None
         while not self._stopping.is_set():
             try:
-                batch = await (ahead or self._read())
-                ahead = None
-                if batch is None:
-                    continue
-                ahead = asyncio.create_task(self._read())
-                await self._store(batch)
+                ahead = await self._step(ahead)
                 backoff = 0.1
             except Exception as exc:  # the store or bus is down: read again from the committed offsets
                 log.warning("batch failed; retrying from committed offsets", error=str(exc), backoff_s=backoff)
@@ -90,8 +87,23 @@ class Processor:
                 await self._consumer.close()
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
+            if self._after_batch is not None:  # the batch is out of scope here, so freed already
+                self._after_batch()
         await _discard(ahead)  # read ahead but never stored: the next owner reads it again
         await self._consumer.close()
+
+    async def _step(self, ahead: asyncio.Task[Batch | None] | None) -> asyncio.Task[Batch | None] | None:
+        """Store the batch read ahead (or read one now) while the next is read; the next's task."""
+        batch = await (ahead or self._read())
+        if batch is None:
+            return None
+        following = asyncio.create_task(self._read())
+        try:
+            await self._store(batch)
+        except BaseException:
+            await _discard(following)
+            raise
+        return following
 
     async def process_once(self) -> SinkResult | None:
         """Read, store and commit one batch; None when there was nothing to read."""
