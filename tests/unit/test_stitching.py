@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gamemetrics.services.processor.decode import EventRow
-from gamemetrics.services.processor.stitching import PlayerKey, PlayerState, stitch
+from gamemetrics.services.processor.stitching import GameKey, PlayerKey, PlayerState, session_id, stitch
 
 TENANT = uuid.UUID("00000000-0000-4000-8000-000000000001")
 GAME = uuid.UUID("00000000-0000-4000-8000-000000000002")
@@ -29,6 +29,14 @@ def row(player: str, at: datetime, session: str | None = None) -> EventRow:
 
 def key(player: str) -> PlayerKey:
     return (TENANT, GAME, player)
+
+
+def nested(known: dict[PlayerKey, PlayerState]) -> dict[GameKey, dict[str, PlayerState]]:
+    """Players' states as `stitch` takes them: per (tenant, game), by player id."""
+    games: dict[GameKey, dict[str, PlayerState]] = {}
+    for (tenant, game, player), state in known.items():
+        games.setdefault((tenant, game), {})[player] = state
+    return games
 
 
 def derived(player: str, at: datetime) -> str:
@@ -52,7 +60,7 @@ def test_a_new_session_starts_after_the_gap() -> None:
 def test_a_known_player_continues_their_stored_session_within_the_gap() -> None:
     known = {key("p"): PlayerState(T0, "stored-session")}
     rows = [row("p", T0 + timedelta(minutes=20))]
-    stitch(rows, known, GAP)
+    stitch(rows, nested(known), GAP)
     assert rows[0].session_id == "stored-session"
     assert not rows[0].is_new_player
 
@@ -61,14 +69,14 @@ def test_a_known_player_back_after_the_gap_opens_a_session_and_is_not_new() -> N
     known = {key("p"): PlayerState(T0, "stored-session")}
     later = T0 + GAP + timedelta(seconds=1)
     rows = [row("p", later)]
-    stitch(rows, known, GAP)
+    stitch(rows, nested(known), GAP)
     assert rows[0].session_id == derived("p", later)
     assert not rows[0].is_new_player
 
 
 def test_a_known_player_without_a_session_opens_one() -> None:
     rows = [row("p", T0 + timedelta(seconds=5))]
-    stitch(rows, {key("p"): PlayerState(T0, None)}, GAP)
+    stitch(rows, nested({key("p"): PlayerState(T0, None)}), GAP)
     assert rows[0].session_id == derived("p", rows[0].event_time)
 
 
@@ -91,7 +99,7 @@ def test_players_of_other_games_and_tenants_are_other_players() -> None:
     known = {key("p"): PlayerState(T0, "s")}
     other_game = row("p", T0 + timedelta(minutes=1))
     other_game.game_id = uuid.uuid4()
-    stitch([other_game], known, GAP)
+    stitch([other_game], nested(known), GAP)
     assert other_game.is_new_player and other_game.session_id != "s"
 
 
@@ -101,9 +109,15 @@ def test_a_late_event_does_not_move_the_players_current_session() -> None:
     known = {key("p"): PlayerState(T0, "current")}
     late = row("p", T0 - timedelta(hours=2), "old-session")
     fresh = row("p", T0 + timedelta(minutes=1))
-    stitch([late, fresh], known, GAP)
+    stitch([late, fresh], nested(known), GAP)
     assert late.session_id == "old-session"
     assert fresh.session_id == "current"
+
+
+def test_derived_session_ids_are_the_uuid5_of_the_player_and_time() -> None:
+    # Sessions stored before the fast derivation keep their ids: a replay must derive the same ones.
+    for name in ("p@2026-11-25T12:00:00+00:00", "", "ünïcödé@x", "x" * 500):
+        assert session_id(TENANT.bytes, name) == str(uuid.uuid5(TENANT, name))
 
 
 def test_replaying_the_same_batch_gives_the_same_ids() -> None:
@@ -152,7 +166,7 @@ def test_every_event_gets_a_session_and_each_unknown_player_one_first_event(
     spec: list[tuple[str, int, str | None]], known_spec: dict[str, tuple[int, str | None]]
 ) -> None:
     rows, known = build(spec), as_known(known_spec)
-    stitch(rows, known, GAP)
+    stitch(rows, nested(known), GAP)
     assert all(r.session_id for r in rows)
     for player in {r.player_id for r in rows}:
         flagged = [r for r in rows if r.player_id == player and r.is_new_player]
@@ -169,10 +183,10 @@ def test_one_batch_or_two_in_time_order_stitch_alike(
 ) -> None:
     # A restart can cut the same records into different batches; the stored result must not change.
     whole, known = build(spec), as_known(known_spec)
-    stitch(whole, known, GAP)
+    stitch(whole, nested(known), GAP)
     parts = build(spec)
     first = [r for r in parts if r.event_time <= T0 + timedelta(minutes=split)]
     second = [r for r in parts if r.event_time > T0 + timedelta(minutes=split)]
-    stitch(first, known, GAP)
-    stitch(second, stored_state(known, sorted(first, key=lambda r: r.event_time)), GAP)
+    stitch(first, nested(known), GAP)
+    stitch(second, nested(stored_state(known, sorted(first, key=lambda r: r.event_time))), GAP)
     assert [(r.session_id, r.is_new_player) for r in whole] == [(r.session_id, r.is_new_player) for r in parts]

@@ -7,6 +7,7 @@ follows an event from the HTTP request through the raw topic to the processor an
 
 from __future__ import annotations
 
+import functools
 import random
 import re
 import secrets
@@ -22,12 +23,23 @@ _random = random.Random()
 
 def child_of(parent: str | None) -> str:
     """A new span in `parent`'s trace (sampling flag kept), or the root of a new trace if `parent` is unusable."""
-    found = _FORMAT.match(parent.strip().lower()) if parent else None
-    if found and found.group(1) != "0" * 32 and found.group(2) != "0" * 16:
+    trace = _trace_of(parent) if parent else None
+    if trace is not None:
         # A span id needs to be unique, not secret: the fast generator keeps this off the hot
         # path's profile (it runs once per message), and `or 1` keeps it from being all zeros.
-        return f"00-{found.group(1)}-{_random.getrandbits(64) or 1:016x}-{found.group(3)}"
+        trace_id, flags = trace
+        return f"00-{trace_id}-{_random.getrandbits(64) or 1:016x}-{flags}"
     return f"00-{secrets.token_hex(16)}-{secrets.token_hex(8)}-01"
+
+
+@functools.lru_cache(maxsize=1024)
+def _trace_of(parent: str) -> tuple[str, str] | None:
+    """The trace id and flags of a valid `traceparent`. Cached: the processor asks once per message,
+    and all the messages of one ingest request carry the same parent."""
+    found = _FORMAT.match(parent.strip().lower())
+    if found and found.group(1) != "0" * 32 and found.group(2) != "0" * 16:
+        return found.group(1), found.group(3)
+    return None
 
 
 def current_traceparent() -> str | None:

@@ -7,7 +7,7 @@ and go on to the events table and the rollups, so a batch replayed after a crash
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, timedelta
 
@@ -20,7 +20,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from gamemetrics.gdpr.tombstones import ERASURE_LOCK, Tombstones
 from gamemetrics.services.processor.decode import DeadLetter, EventRow
-from gamemetrics.services.processor.stitching import PlayerKey, PlayerState, stitch
+from gamemetrics.services.processor.stitching import GameKey, PlayerKey, PlayerState, by_game, stitch
 
 EVENT_COLUMNS = (
     "tenant_id", "game_id", "event_id", "event_type", "event_name", "player_id", "session_id", "event_time",
@@ -212,7 +212,7 @@ class EventSink:
         and give their ids back (two queries per batch, whatever its size)."""
         if self._tombstones is None:
             return fresh, frozenset()
-        games = {(r.tenant_id, r.game_id) for r in fresh}
+        games = set(by_game(fresh))
         cur = await conn.execute(
             "SELECT DISTINCT tenant_id, game_id FROM erased_players WHERE tenant_id = ANY(%s) AND game_id = ANY(%s)",
             (list({t for t, _ in games}), list({g for _, g in games})),
@@ -239,13 +239,12 @@ class EventSink:
         # Claim the ids first: a concurrent writer of the same ids (an old owner of the partition
         # finishing late) holds their index entries until it commits, so each id is claimed by
         # exactly one transaction, and player state is read only after the claim, never stale.
-        claimed = await _claim_ids(conn, rows)
-        fresh = [r for r in rows if (r.tenant_id, r.event_id) in claimed]
+        fresh = await _claim_ids(conn, rows)
         # After the claim: the tombstones are read once this batch holds the erasure lock.
         fresh, gone = await self._drop_erased(conn, fresh, erased)
         if not fresh:
             return 0, gone
-        stitch(fresh, await _player_states(conn, fresh), self._gap)
+        stitch(fresh, await _player_states(conn, by_game(fresh)), self._gap)
         await conn.execute(_NEW_EVENTS)
         cur = conn.cursor()
         # Binary COPY: half the client's time of text COPY, and the server parses no uuids or times.
@@ -303,8 +302,8 @@ def erased_letter(row: EventRow) -> DeadLetter:
                       str(row.event_id), redacted)
 
 
-async def _claim_ids(conn: AsyncConnection, rows: Sequence[EventRow]) -> set[tuple[uuid.UUID, uuid.UUID]]:
-    """The (tenant, event id) pairs of `rows` that no transaction had stored before this one.
+async def _claim_ids(conn: AsyncConnection, rows: Sequence[EventRow]) -> list[EventRow]:
+    """The rows of `rows` whose (tenant, event id) no transaction had stored before this one.
 
     Nearly every batch is all new, and a plain binary COPY of its ids costs half of an
     `INSERT ... ON CONFLICT`; a batch holding an id already stored (a replay after a crash, a
@@ -317,18 +316,18 @@ async def _claim_ids(conn: AsyncConnection, rows: Sequence[EventRow]) -> set[tup
             copy.set_types(("uuid", "uuid"))
             for r in rows:
                 await copy.write_row((r.tenant_id, r.event_id))
-        return {(r.tenant_id, r.event_id) for r in rows}
+        return list(rows)
     except UniqueViolation:
         pass
-    claimed: set[tuple[uuid.UUID, uuid.UUID]] = set()
+    claimed: set[tuple[int, int]] = set()
     for tenant_id, event_ids in _ids_by_tenant(rows).items():  # a batch is nearly always one tenant's
         cur = await conn.execute(
             "INSERT INTO event_ids (tenant_id, event_id) SELECT %s, unnest(%s::uuid[])"
             " ON CONFLICT DO NOTHING RETURNING event_id",
             (tenant_id, event_ids),
         )
-        claimed.update((tenant_id, event_id) for (event_id,) in await cur.fetchall())
-    return claimed
+        claimed.update((tenant_id.int, event_id.int) for (event_id,) in await cur.fetchall())
+    return [r for r in rows if _id_key(r) in claimed]
 
 
 def _ids_by_tenant(rows: Sequence[EventRow]) -> dict[uuid.UUID, list[uuid.UUID]]:
@@ -338,31 +337,34 @@ def _ids_by_tenant(rows: Sequence[EventRow]) -> dict[uuid.UUID, list[uuid.UUID]]
     return ids
 
 
+def _id_key(row: EventRow) -> tuple[int, int]:
+    """The de-duplication key as integers: they hash in C, a UUID's hash is a Python method."""
+    return row.tenant_id.int, row.event_id.int
+
+
 def _first_of_each_id(rows: Sequence[EventRow]) -> list[EventRow]:
     """Drop repeats of an event id within one batch (the first one wins, as across batches)."""
-    seen: set[tuple[uuid.UUID, uuid.UUID]] = set()
+    seen: set[tuple[int, int]] = set()
     unique: list[EventRow] = []
     for row in rows:
-        key = (row.tenant_id, row.event_id)
+        key = _id_key(row)
         if key not in seen:
             seen.add(key)
             unique.append(row)
     return unique
 
 
-async def _player_states(conn: AsyncConnection, rows: Sequence[EventRow]) -> dict[PlayerKey, PlayerState]:
+async def _player_states(conn: AsyncConnection,
+                         games: Mapping[GameKey, Sequence[EventRow]]) -> dict[GameKey, dict[str, PlayerState]]:
     # One primary-key lookup per game with `player_id = ANY(...)`: a join against unnest() leaves the
     # planner guessing the batch's size, and once it guesses small it loops over every player.
-    by_game: dict[tuple[uuid.UUID, uuid.UUID], set[str]] = {}
-    for r in rows:
-        by_game.setdefault((r.tenant_id, r.game_id), set()).add(r.player_id)
-    states: dict[PlayerKey, PlayerState] = {}
-    for (tenant_id, game_id), players in by_game.items():
+    states: dict[GameKey, dict[str, PlayerState]] = {}
+    for (tenant_id, game_id), rows in games.items():
         cur = await conn.execute(
             "SELECT player_id, last_seen, current_session_id FROM players"
             " WHERE tenant_id = %s AND game_id = %s AND player_id = ANY(%s)",
-            (tenant_id, game_id, list(players)),
+            (tenant_id, game_id, list({r.player_id for r in rows})),
         )
-        for player_id, seen, session in await cur.fetchall():
-            states[(tenant_id, game_id, player_id)] = PlayerState(seen, session)
+        states[(tenant_id, game_id)] = {player_id: PlayerState(seen, session)
+                                        for player_id, seen, session in await cur.fetchall()}
     return states

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -10,6 +11,7 @@ from datetime import datetime, timedelta
 from gamemetrics.services.processor.decode import EventRow
 
 PlayerKey = tuple[uuid.UUID, uuid.UUID, str]
+GameKey = tuple[uuid.UUID, uuid.UUID]
 
 
 @dataclass(slots=True)
@@ -20,25 +22,54 @@ class PlayerState:
     session_id: str | None
 
 
-def stitch(rows: Sequence[EventRow], known: Mapping[PlayerKey, PlayerState], gap: timedelta) -> None:
+def stitch(rows: Sequence[EventRow], known: Mapping[GameKey, Mapping[str, PlayerState]], gap: timedelta) -> None:
     """Fill missing session ids and mark each new player's first event, in event-time order.
 
-    An event without a session id joins the player's current session when it comes within `gap`
-    of their previous event, otherwise it opens a session whose id is derived from the player and
-    time, so replaying the same events always gives the same ids.
+    `known` holds, per (tenant, game), the players seen before the batch. An event without a
+    session id joins the player's current session when it comes within `gap` of their previous
+    event, otherwise it opens a session whose id is derived from the player and time, so replaying
+    the same events always gives the same ids.
     """
-    state: dict[PlayerKey, PlayerState] = {}
-    for row in sorted(rows, key=lambda r: r.event_time):
-        key = (row.tenant_id, row.game_id, row.player_id)
-        current = state.get(key) or known.get(key)
-        if current is None:
-            row.is_new_player = True
-        if row.session_id is None:
-            if current is not None and current.session_id and row.event_time - current.last_seen <= gap:
-                row.session_id = current.session_id
-            else:
-                row.session_id = str(uuid.uuid5(row.tenant_id, f"{row.player_id}@{row.event_time.isoformat()}"))
-        # Like the players row the sink writes, the state follows the player's latest event: a late
-        # event must not steer the events after it, or cutting a batch in two would change the result.
-        if current is None or row.event_time >= current.last_seen:
-            state[key] = PlayerState(row.event_time, row.session_id)
+    for (tenant_id, game_id), game_rows in by_game(rows).items():
+        seen = known.get((tenant_id, game_id), {})
+        namespace = tenant_id.bytes
+        # Within one game a player is their id: one string hash per lookup, where a key holding
+        # the game's UUIDs would call their Python-level __hash__ on every lookup.
+        state: dict[str, PlayerState] = {}
+        for row in sorted(game_rows, key=_event_time):
+            current = state.get(row.player_id) or seen.get(row.player_id)
+            if current is None:
+                row.is_new_player = True
+            if row.session_id is None:
+                if current is not None and current.session_id and row.event_time - current.last_seen <= gap:
+                    row.session_id = current.session_id
+                else:
+                    row.session_id = session_id(namespace, f"{row.player_id}@{row.event_time.isoformat()}")
+            # Like the players row the sink writes, the state follows the player's latest event: a late
+            # event must not steer the events after it, or cutting a batch in two would change the result.
+            if current is None or row.event_time >= current.last_seen:
+                state[row.player_id] = PlayerState(row.event_time, row.session_id)
+
+
+def by_game(rows: Sequence[EventRow]) -> dict[GameKey, list[EventRow]]:
+    """`rows` grouped by (tenant, game), in their order. Grouped on the ids' integers, which hash in C."""
+    groups: dict[tuple[int, int], list[EventRow]] = {}
+    for row in rows:
+        group = groups.get((row.tenant_id.int, row.game_id.int))
+        if group is None:
+            group = groups[(row.tenant_id.int, row.game_id.int)] = []
+        group.append(row)
+    return {(group[0].tenant_id, group[0].game_id): group for group in groups.values()}
+
+
+def session_id(namespace: bytes, name: str) -> str:
+    """`str(uuid.uuid5(UUID(bytes=namespace), name))`, without building two UUID objects per call."""
+    digest = bytearray(hashlib.sha1(namespace + name.encode()).digest()[:16])
+    digest[6] = (digest[6] & 0x0F) | 0x50  # version 5
+    digest[8] = (digest[8] & 0x3F) | 0x80  # RFC 4122 variant
+    h = digest.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+def _event_time(row: EventRow) -> datetime:
+    return row.event_time
