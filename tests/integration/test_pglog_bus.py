@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import uuid
 
 from gamemetrics.adapters.pglog import PgLogBus
-from gamemetrics.ports.bus import RAW_EVENTS, Message
-from gamemetrics.runtime import Platform
+from gamemetrics.adapters.pglog.batches import decode_batch
+from gamemetrics.adapters.pglog.partitioner import partition_for
+from gamemetrics.ports.bus import RAW_EVENTS, Message, Record
+from gamemetrics.runtime import Platform, topic_partitions
+from gamemetrics.settings import Settings
 from tests.integration.test_bus_contract import drain
 
 
@@ -56,3 +61,55 @@ async def test_trim_deletes_the_batches_every_group_has_passed(platform: Platfor
     await consumer.close()
     assert sorted((r.partition, r.offset) for r in rest) == sorted((r.partition, r.offset) for r in second[1:])
     assert await platform.bus.trim(retention_hours=24) == 20
+
+
+async def test_erase_removes_only_that_keys_entries_from_compressed_batches(platform: Platform,
+                                                                           settings: Settings) -> None:
+    bus = platform.bus
+    assert isinstance(bus, PgLogBus)
+    erased = b"player-7"
+    # player-70..79 hold the erased key's bytes: batches with them match the search, and must keep them.
+    keys = [f"player-{i}".encode() for i in range(100)]
+    partitions = topic_partitions(settings)[RAW_EVENTS]
+    assert any(partition_for(k, partitions) == partition_for(erased, partitions) for k in keys if k != erased)
+    producer = bus.producer()
+    await producer.send(RAW_EVENTS, [Message(keys[i % 100], f"v{i}".encode(), {"n": str(i)}) for i in range(1000)])
+    await producer.send(RAW_EVENTS, [Message(erased, b"alone")])  # a batch of the erased key's only
+    before = await drain(bus.consumer("before", [RAW_EVENTS]), 1001)
+    assert len(before) == 1001
+
+    async with platform.pool.connection() as conn:
+        cur = await conn.execute("SELECT count(*) FROM bus_log WHERE topic = %s", (RAW_EVENTS,))
+        rows = (await cur.fetchone())[0]
+    # With a match, only the entries of the key whose value matches go; an emptied batch goes whole.
+    assert await bus.erase(RAW_EVENTS, erased, lambda value: value == b"alone") == 1
+    assert await bus.erase(RAW_EVENTS, erased) == 10
+    assert await bus.erase(RAW_EVENTS, erased) == 0
+
+    consumer = bus.consumer("after", [RAW_EVENTS])
+    after = await drain(consumer, 990)
+    assert await consumer.poll(1000, 0.2) == []
+    await consumer.close()
+
+    def seen(records: list[Record]) -> list[tuple[int, int, bytes, bytes, dict[str, str]]]:
+        return sorted((r.partition, r.offset, r.key, r.value, dict(r.headers)) for r in records)
+
+    assert seen(after) == seen([r for r in before if r.key != erased])
+    async with platform.pool.connection() as conn:
+        cur = await conn.execute("SELECT keys, records FROM bus_log WHERE topic = %s", (RAW_EVENTS,))
+        stored = await cur.fetchall()
+    assert len(stored) == rows - 1
+    # Each rewritten batch's keys name exactly the entries it kept, so the erased key is gone from them too.
+    for keys_column, records in stored:
+        assert bytes(keys_column) == b"".join(dict.fromkeys(e.key for e in decode_batch(bytes(records))))
+
+
+async def test_batches_are_stored_compressed(platform: Platform) -> None:
+    values = [json.dumps({"event_id": str(uuid.uuid4()), "event_type": "session_start", "player_id": f"p{i % 20}",
+                          "context": {"platform": "android", "country": "FR", "app_version": "2.0.1"}}).encode()
+              for i in range(1000)]
+    await platform.bus.producer().send(RAW_EVENTS, [Message(f"p{i % 20}".encode(), v) for i, v in enumerate(values)])
+    async with platform.pool.connection() as conn:
+        cur = await conn.execute("SELECT sum(pg_column_size(records)) FROM bus_log WHERE topic = %s", (RAW_EVENTS,))
+        stored = (await cur.fetchone())[0]
+    assert stored * 4 < sum(map(len, values)), stored

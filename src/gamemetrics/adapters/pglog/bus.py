@@ -7,7 +7,7 @@ from collections.abc import Callable, Mapping, Sequence
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 
-from gamemetrics.adapters.pglog.batches import decode_batch, encode_entries
+from gamemetrics.adapters.pglog.batches import decode_batch, encode_batch
 from gamemetrics.adapters.pglog.consumer import PgLogConsumer
 from gamemetrics.adapters.pglog.partitioner import partition_for
 from gamemetrics.adapters.pglog.producer import PgLogProducer
@@ -88,10 +88,11 @@ class PgLogBus:
         partition = partition_for(key, self._topics[topic])
         removed = 0
         async with self._pool.connection() as conn, conn.transaction():
-            # Keys are stored as raw bytes, so PostgreSQL can skip the batches that cannot hold one.
+            # `keys` holds each batch's keys uncompressed, so PostgreSQL skips the batches that
+            # cannot hold this one without decompressing any.
             cur = await conn.execute(
                 "SELECT last_offset, records FROM bus_log"
-                " WHERE topic = %s AND partition = %s AND position(%s IN records) > 0 FOR UPDATE",
+                " WHERE topic = %s AND partition = %s AND position(%s IN keys) > 0 FOR UPDATE",
                 (topic, partition, key),
             )
             for last, data in await cur.fetchall():
@@ -100,10 +101,11 @@ class PgLogBus:
                 if len(kept) == len(entries):
                     continue
                 removed += len(entries) - len(kept)
-                if kept:
+                if kept:  # `keys` is rewritten too: it must not name the erased key either
                     await conn.execute(
-                        "UPDATE bus_log SET records = %s WHERE topic = %s AND partition = %s AND last_offset = %s",
-                        (encode_entries(kept), topic, partition, last),
+                        "UPDATE bus_log SET keys = %s, records = %s"
+                        " WHERE topic = %s AND partition = %s AND last_offset = %s",
+                        (*encode_batch(kept), topic, partition, last),
                     )
                 else:
                     await conn.execute(

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 
-from gamemetrics.adapters.pglog.batches import encode_batch
+from gamemetrics.adapters.pglog.batches import Entry, encode_batch
 from gamemetrics.adapters.pglog.partitioner import partition_for
 from gamemetrics.ports.bus import BusError, Message
 
@@ -114,13 +114,17 @@ class PgLogProducer:
             )
             starts = {(t, p): o for t, p, o in await cur.fetchall()}
             async with cur.copy(
-                "COPY bus_log (topic, partition, base_offset, last_offset, records) FROM STDIN (FORMAT BINARY)"
+                "COPY bus_log (topic, partition, base_offset, last_offset, keys, records) FROM STDIN (FORMAT BINARY)"
             ) as copy:
-                copy.set_types(("text", "int4", "int8", "int8", "bytea"))  # binary: batches go as is, not as hex
+                # binary: batches go as is, not as hex
+                copy.set_types(("text", "int4", "int8", "int8", "bytea", "bytea"))
                 for slot in slots:
                     messages = by_partition[slot]
-                    records = encode_batch((delta, m.key, m.value, m.headers) for delta, m in enumerate(messages))
-                    await copy.write_row((*slot, starts[slot], starts[slot] + len(messages) - 1, records))
+                    keys, records = encode_batch([
+                        Entry(delta, m.key, m.value, dict(m.headers) if m.headers else None)
+                        for delta, m in enumerate(messages)
+                    ])
+                    await copy.write_row((*slot, starts[slot], starts[slot] + len(messages) - 1, keys, records))
             await cur.execute(
                 "UPDATE bus_partitions AS b SET next_offset = b.next_offset + n.count"
                 " FROM unnest(%s::text[], %s::int[], %s::bigint[]) AS n(topic, partition, count)"
