@@ -166,6 +166,16 @@ def stored_count(url: str, game_id: uuid.UUID) -> int:
         return int(row[0]) if row else 0
 
 
+def wal_counters(url: str) -> tuple[int, int, int]:
+    """WAL bytes and full-page images written so far, and checkpoints begun, server-wide."""
+    with psycopg.connect(url) as conn:
+        row = conn.execute(
+            "SELECT wal_bytes::bigint, wal_fpi, (SELECT num_timed + num_requested FROM pg_stat_checkpointer)"
+            " FROM pg_stat_wal").fetchone()
+        assert row is not None
+        return int(row[0]), int(row[1]), int(row[2])
+
+
 def copy_rate(url: str, events: list[dict[str, Any]], tenant: uuid.UUID, game: uuid.UUID) -> float:
     """Rows/s of COPY of the same events into an unpartitioned table shaped like `events` (its columns and indexes)."""
     encoder = msgspec.json.Encoder()
@@ -337,11 +347,13 @@ def main() -> None:
                 return await sending
 
             client_started = resource.getrusage(resource.RUSAGE_SELF)
+            wal_started = wal_counters(url)
             latencies = asyncio.run(run())
             elapsed = time.perf_counter() - started
             client_usage = resource.getrusage(resource.RUSAGE_SELF)
             client_cpu = (client_usage.ru_utime - client_started.ru_utime
                           + client_usage.ru_stime - client_started.ru_stime)
+            wal_bytes, wal_fpi, checkpoints = (b - a for a, b in zip(wal_started, wal_counters(url), strict=True))
         sampler.stop()
         with console.status("measuring raw COPY rate"):
             copy_rows_s = copy_rate(url, events, tenant, game)
@@ -372,6 +384,10 @@ def main() -> None:
         table.add_row(f"peak {'PSS' if name == 'postgres (all)' else 'RSS'} {name}", f"{peak / 2**20:,.0f} MiB")
     for name, seconds in {**sampler.cpu_seconds(), "load generator (this script)": client_cpu}.items():
         table.add_row(f"CPU {name}", f"{seconds:,.1f} s ({seconds * 1e6 / args.events:,.0f} µs/event)")
+    # Random keys (event ids, players) dirty index pages all over: after each checkpoint the first
+    # change to a page writes the whole page to the WAL, which is where much of the WAL goes.
+    table.add_row("WAL written (full-page images, checkpoints)",
+                  f"{wal_bytes / args.events:,.0f} B/event ({wal_fpi / args.events:.2f}/event, {checkpoints})")
     table.add_row("raw PostgreSQL COPY rows/s (same rows, same server)", f"{copy_rows_s:,.0f}")
     table.add_row("end-to-end / raw COPY", f"{e2e / copy_rows_s:.2f}")
     if produce_rate is not None:
@@ -384,6 +400,8 @@ def main() -> None:
         "p99_ms": percentile(latencies, 0.99) * 1000,
         "peak_rss_mib": {n: round(p / 2**20) for n, p in sampler.peaks.items()},
         "copy_rows_per_s": round(copy_rows_s), "ratio": e2e / copy_rows_s, "elapsed_s": elapsed,
+        "wal_bytes_per_event": round(wal_bytes / args.events), "wal_fpi_per_event": wal_fpi / args.events,
+        "checkpoints": checkpoints,
         "bus": "kafka" if args.kafka else "embedded",
     }
     if produce_rate is not None:
