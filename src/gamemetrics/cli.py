@@ -42,11 +42,15 @@ def _with_database(work: Callable[[Settings, str], Awaitable[T]]) -> T:
 @app.command()
 def migrate() -> None:
     """Apply the schema migrations to the configured database."""
-    from gamemetrics.migrations import upgrade
+    from gamemetrics.migrations import UnsupportedServer, upgrade
     from gamemetrics.runtime import database_url
 
     with database_url(get_settings()) as url:
-        upgrade(url)
+        try:
+            upgrade(url)
+        except UnsupportedServer as exc:
+            typer.echo(str(exc), err=True)
+            raise typer.Exit(1) from None
     typer.echo("database is at the latest schema")
 
 

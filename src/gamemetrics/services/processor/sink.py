@@ -111,34 +111,33 @@ FROM (SELECT tenant_id, game_id, player_id, jsonb_object_agg(t.key, t.value ORDE
       WHERE event_type = 'identify' GROUP BY 1, 2, 3) AS i
 WHERE p.tenant_id = i.tenant_id AND p.game_id = i.game_id AND p.player_id = i.player_id;
 
--- Player-days, and from what the upsert returns the game's daily totals: a returned row whose
--- events equal the batch's is new (an existing row had at least one event), and one whose revenue
--- equals the batch's, above zero, had none before: a new payer. Revenue is never negative.
-WITH batch AS (
-    SELECT tenant_id, game_id, (event_time AT TIME ZONE 'UTC')::date AS day, player_id, count(*) AS events,
-           count(*) FILTER (WHERE event_type = 'session_start') AS sessions,
-           coalesce(sum((properties->>'duration_seconds')::numeric) FILTER (WHERE event_type = 'session_end'), 0)
-               AS playtime,
-           count(*) FILTER (WHERE event_type = 'purchase') AS purchases,
-           coalesce(sum(revenue_usd) FILTER (WHERE event_type = 'purchase'), 0) AS revenue,
-           min(event_time) AS first_at, max(event_time) AS last_at
-    FROM new_events WHERE event_type <> 'identify' GROUP BY 1, 2, 3, 4
-), days AS (
+-- Player-days, and from what the upsert returns the game's daily totals: a row without an old
+-- version is a new player-day, one whose old revenue was zero and new is above zero a new payer.
+-- (Joining the returned rows back to the batch instead sorted both sides: a third of the batch's time.)
+WITH days AS (
     INSERT INTO player_days AS d (tenant_id, game_id, day, player_id, events, sessions, playtime_seconds,
                                   purchases, revenue_usd, first_event_at, last_event_at)
-    SELECT * FROM batch
+    SELECT tenant_id, game_id, (event_time AT TIME ZONE 'UTC')::date, player_id, count(*),
+           count(*) FILTER (WHERE event_type = 'session_start'),
+           coalesce(sum((properties->>'duration_seconds')::numeric) FILTER (WHERE event_type = 'session_end'), 0),
+           count(*) FILTER (WHERE event_type = 'purchase'),
+           coalesce(sum(revenue_usd) FILTER (WHERE event_type = 'purchase'), 0), min(event_time), max(event_time)
+    FROM new_events WHERE event_type <> 'identify' GROUP BY 1, 2, 3, 4
     ON CONFLICT (tenant_id, game_id, day, player_id) DO UPDATE SET
         events = d.events + excluded.events, sessions = d.sessions + excluded.sessions,
         playtime_seconds = d.playtime_seconds + excluded.playtime_seconds,
         purchases = d.purchases + excluded.purchases, revenue_usd = d.revenue_usd + excluded.revenue_usd,
         first_event_at = least(d.first_event_at, excluded.first_event_at),
         last_event_at = greatest(d.last_event_at, excluded.last_event_at)
-    RETURNING d.tenant_id, d.game_id, d.day, d.player_id, d.events, d.revenue_usd
+    RETURNING new.tenant_id, new.game_id, new.day, old.events IS NULL AS new_day,
+              new.revenue_usd > 0 AND coalesce(old.revenue_usd, 0) = 0 AS new_payer,
+              new.purchases - coalesce(old.purchases, 0) AS purchases,
+              new.revenue_usd - coalesce(old.revenue_usd, 0) AS revenue
 )
 INSERT INTO game_days AS g (tenant_id, game_id, day, active_players, payers, purchases, revenue_usd)
-SELECT b.tenant_id, b.game_id, b.day, count(*) FILTER (WHERE d.events = b.events),
-       count(*) FILTER (WHERE d.revenue_usd > 0 AND d.revenue_usd = b.revenue), sum(b.purchases), sum(b.revenue)
-FROM batch b JOIN days d USING (tenant_id, game_id, day, player_id) GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
+SELECT tenant_id, game_id, day, count(*) FILTER (WHERE new_day), count(*) FILTER (WHERE new_payer),
+       sum(purchases), sum(revenue)
+FROM days GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
 ON CONFLICT (tenant_id, game_id, day) DO UPDATE SET
     active_players = g.active_players + excluded.active_players, payers = g.payers + excluded.payers,
     purchases = g.purchases + excluded.purchases, revenue_usd = g.revenue_usd + excluded.revenue_usd;
