@@ -561,7 +561,7 @@ def test_a_bus_that_cannot_take_the_batch_gets_503_and_nothing_of_it_is_stored(r
     refused_key = partition_key(tenant, player)
     # The log refuses this player's appends, as a full disk or a failing broker would refuse all of them.
     running.query(f"ALTER TABLE bus_log ADD CONSTRAINT e2e_refuse"
-                  f" CHECK (position('\\x{refused_key.hex()}'::bytea IN records) = 0) NOT VALID")
+                  f" CHECK (position('\\x{refused_key.hex()}'::bytea IN keys) = 0) NOT VALID")
     try:
         events = [new_event(player=_player("bus-neighbour")), new_event(player=player)]
         response = running.post(NATIVE, {"events": events})
