@@ -33,9 +33,6 @@ class _Delivery:
         self._sealed = False
         self._error: BusError | None = None
 
-    def produced(self) -> None:
-        with self._lock:
-            self._produced += 1
 
     def on_delivery(self, err: KafkaError | None, msg: KafkaMessage) -> None:
         with self._lock:
@@ -46,9 +43,11 @@ class _Delivery:
                 )
             self._finish_locked()
 
-    def seal(self, error: BusError | None = None) -> None:
-        """No more messages will be produced for this send."""
+    def seal(self, produced: int, error: BusError | None = None) -> None:
+        """All `produced` messages of this send are queued; no more will be. (Counted here, once, rather
+        than under the lock per message: reports that come before this cannot finish the send anyway.)"""
         with self._lock:
+            self._produced = produced
             self._sealed = True
             if error is not None and self._error is None:
                 self._error = error
@@ -147,14 +146,23 @@ class KafkaProducer:
         physical = self._names.topic(topic)
         deadline = asyncio.get_running_loop().time() + self._delivery_timeout_s
         error: BusError | None = None
+        produce, on_delivery = client.producer.produce, delivery.on_delivery
+        produced = 0
         for message in messages:
+            headers = list(message.headers.items()) if message.headers else None
             try:
-                await self._produce(client, physical, message, delivery.on_delivery, deadline)
-            except BusError as exc:
-                error = exc
+                produce(physical, message.value, message.key, headers=headers, on_delivery=on_delivery)
+            except BufferError:  # the queue is full: the slow path waits for room
+                try:
+                    await self._produce(client, physical, message, headers, on_delivery, deadline)
+                except BusError as exc:
+                    error = exc
+                    break
+            except KafkaException as exc:
+                error = BusError(f"cannot produce to {physical}: {exc.args[0].str()}")
                 break
-            delivery.produced()
-        delivery.seal(error)
+            produced += 1
+        delivery.seal(produced, error)
         try:
             # Every produced message gets a report within message.timeout.ms; the margin covers the poll thread.
             await asyncio.wait_for(asyncio.shield(delivery.future), self._delivery_timeout_s + 5.0)
@@ -167,10 +175,9 @@ class KafkaProducer:
             raise
 
     async def _produce(
-        self, client: _Client, physical: str, message: Message,
+        self, client: _Client, physical: str, message: Message, headers: list[tuple[str, str]] | None,
         on_delivery: Callable[[KafkaError | None, KafkaMessage], None], deadline: float,
     ) -> None:
-        headers = list(message.headers.items()) if message.headers else None
         loop = asyncio.get_running_loop()
         while True:
             try:
