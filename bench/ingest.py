@@ -6,8 +6,8 @@ Starts the embedded PostgreSQL (or uses GAMEMETRICS_DATABASE_URL), `serve ingest
 `serve processor` processes as `gamemetrics up` runs as subprocesses, sends pre-built batches with
 concurrent HTTP clients, and prints: end-to-end events/s (first request sent → last event stored),
 request p50/p99, peak memory (PostgreSQL: PSS) and CPU time of each process, and the COPY rate of
-the same rows into a table shaped like `events` on the same server in the same run, with the
-ratio of the two. It prints figures; it never passes or fails.
+the same rows into a table shaped like `events` on the same server in the same run (measured first,
+while the server is idle), with the ratio of the two. It prints figures; it never passes or fails.
 
 With --kafka the bus is a local Kafka broker (jars from `make kafka-libs`) started for the run,
 and the figures add the broker's raw producer rate: the same raw messages produced in a tight
@@ -301,6 +301,11 @@ def main() -> None:
     # passes do not add their scans to the load generator's CPU.
     gc.freeze()
 
+    # Before the pipeline runs, so that the server is idle: afterwards it may still be busy with what
+    # the run left (autovacuum of the tables it filled, dirty buffers being written).
+    with console.status("measuring raw COPY rate"):
+        copy_rows_s = copy_rate(url, events, tenant, game)
+
     env = {**os.environ, "GAMEMETRICS_DATABASE_URL": url, "GAMEMETRICS_PORT": str(args.port),
            "GAMEMETRICS_DATA_DIR": str(data_dir), "GAMEMETRICS_LOG_LEVEL": "warning"}
     broker = None
@@ -355,8 +360,6 @@ def main() -> None:
                           + client_usage.ru_stime - client_started.ru_stime)
             wal_bytes, wal_fpi, checkpoints = (b - a for a, b in zip(wal_started, wal_counters(url), strict=True))
         sampler.stop()
-        with console.status("measuring raw COPY rate"):
-            copy_rows_s = copy_rate(url, events, tenant, game)
         if broker is not None:
             with console.status("measuring raw Kafka producer rate"):
                 produce_rate = kafka_produce_rate(broker.bootstrap, events, tenant, game)

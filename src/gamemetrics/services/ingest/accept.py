@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -32,7 +33,7 @@ class Outcome:
 
     accepted: int = 0
     rejected: list[Rejection] = field(default_factory=list)
-    event_ids: list[str] = field(default_factory=list)
+    event_ids: list[uuid.UUID] = field(default_factory=list)
 
 
 class Acceptor:
@@ -63,6 +64,7 @@ class Acceptor:
         outcome = Outcome(rejected=list(prior_rejections))
         messages: list[Message] = []
         headers = _headers(current_traceparent())
+        tenant = partition_key(key.tenant_id, "")  # each message's key is this + its player id
         for index, raw in items:
             try:
                 event = decode_event(raw, limits=self._limits, now=now, allow_history=source == "import")
@@ -70,8 +72,8 @@ class Acceptor:
                 outcome.rejected.append(Rejection(index, str(exc)))
                 continue
             envelope = RawEnvelope(key.tenant_id, key.game_id, now, msgspec.Raw(raw), source)
-            messages.append(Message(partition_key(key.tenant_id, event.player_id), _encoder.encode(envelope), headers))
-            outcome.event_ids.append(str(event.event_id))
+            messages.append(Message(tenant + event.player_id.encode(), _encoder.encode(envelope), headers))
+            outcome.event_ids.append(event.event_id)
         if messages:
             try:
                 await self._producer.send(RAW_EVENTS, messages)

@@ -109,7 +109,7 @@ class IngestApp:
         outcome = await self._acceptor.accept(key, [(0, event)], source="live", endpoint=request.url.path)
         if outcome.rejected:
             return json_response({"status": "error", "detail": outcome.rejected[0].error}, 400)
-        return json_response({"status": "success", "event_id": outcome.event_ids[0]})
+        return json_response({"status": "success", "event_id": str(outcome.event_ids[0])})
 
     async def metrics(self, request: Request) -> Response:
         body, content_type = metrics.render()

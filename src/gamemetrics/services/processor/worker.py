@@ -169,7 +169,7 @@ class Processor:
     async def _publish(self, rows: Sequence[EventRow], dead: Sequence[DeadLetter]) -> None:
         # At-least-once downstream: a replayed batch publishes again; consumers key on event_id.
         if rows:
-            await self._producer.send(PROCESSED_EVENTS, [_processed(r) for r in rows])
+            await self._producer.send(PROCESSED_EVENTS, _processed_messages(rows))
         if dead:
             await self._producer.send(EVENTS_DLQ, [_dead_letter(d) for d in dead])
 
@@ -204,7 +204,20 @@ class ProcessedEvent(msgspec.Struct, omit_defaults=True):
     revenue_usd: Decimal | None = None
 
 
-def _processed(row: EventRow) -> Message:
+def _processed_messages(rows: Sequence[EventRow]) -> list[Message]:
+    """The processed message of each row, keyed like the raw one (tenant + player)."""
+    tenant_keys: dict[int, bytes] = {}  # partition_key()'s tenant part, made once per tenant
+    messages: list[Message] = []
+    for row in rows:
+        tenant_key = tenant_keys.get(row.tenant_id.int)
+        if tenant_key is None:
+            tenant_key = tenant_keys[row.tenant_id.int] = partition_key(row.tenant_id, "")
+        messages.append(_processed(row, tenant_key))
+    return messages
+
+
+def _processed(row: EventRow, tenant_key: bytes) -> Message:
+    """The processed message of `row`; `tenant_key` is `partition_key(row.tenant_id, "")`."""
     body = ProcessedEvent(
         row.tenant_id, row.game_id, row.event_id, row.event_type, row.player_id, row.event_time,
         row.received_at, row.source, row.is_new_player, msgspec.Raw(row.properties), msgspec.Raw(row.context),
@@ -213,7 +226,7 @@ def _processed(row: EventRow) -> Message:
     headers = _PROCESSED_HEADERS
     if row.record is not None and TRACEPARENT in row.record.headers:  # downstream spans join the sender's trace
         headers = {**_PROCESSED_HEADERS, TRACEPARENT: child_of(row.record.headers[TRACEPARENT])}
-    return Message(partition_key(row.tenant_id, row.player_id), _json.encode(body), headers)
+    return Message(tenant_key + row.player_id.encode(), _json.encode(body), headers)
 
 
 def _dead_letter(letter: DeadLetter) -> Message:
