@@ -45,6 +45,16 @@ async def test_waiting_batches_survive_compression_and_back(pg_server: EmbeddedP
         await _compress_and_back(url, tmp_path)
 
 
+async def _waiting(url: str, tmp_path: Path, count: int) -> list[tuple[int, bytes, bytes, dict[str, str]]]:
+    """What group `g` reads from its committed offset on: (offset, key, value, headers) of `count` records."""
+    settings = Settings(data_dir=tmp_path, database_url=url)
+    async with connect(settings, url, name="test") as platform:
+        consumer = platform.bus.consumer("g", [RAW_EVENTS])
+        records = await drain(consumer, count)
+        await consumer.close()
+    return [(r.offset, r.key, r.value, dict(r.headers)) for r in records]
+
+
 async def _move_and_back(url: str, tmp_path: Path) -> None:
     upgrade(url, "0004")
     with psycopg.connect(url) as conn:
@@ -59,12 +69,7 @@ async def _move_and_back(url: str, tmp_path: Path) -> None:
                      (RAW_EVENTS,))
     upgrade(url)
 
-    settings = Settings(data_dir=tmp_path, database_url=url)
-    async with connect(settings, url, name="test") as platform:
-        consumer = platform.bus.consumer("g", [RAW_EVENTS])
-        records = await drain(consumer, 2)
-        await consumer.close()
-    assert [(r.offset, r.key, r.value, dict(r.headers)) for r in records] == [
+    assert await _waiting(url, tmp_path, 2) == [
         (1, b"k1", b"waiting", {"traceparent": "x"}), (2, b"", b"keyless", {})]
 
     # And back: the batches become one row per message again.
@@ -96,12 +101,7 @@ async def _compress_and_back(url: str, tmp_path: Path) -> None:
     assert [(b, last, bytes(k)) for b, last, k, _ in rows] == [(0, 3, b"k0k1")] + [(o, o, b"k1") for o in range(4, 44)]
     assert {bytes(r)[:4] for *_, r in rows} == {b"\x28\xb5\x2f\xfd"}  # zstd frames
     assert [decode_batch(bytes(r)) for *_, r in rows] == [entries for *_, entries in batches]
-    settings = Settings(data_dir=tmp_path, database_url=url)
-    async with connect(settings, url, name="test") as platform:
-        consumer = platform.bus.consumer("g", [RAW_EVENTS])
-        records = await drain(consumer, 42)
-        await consumer.close()
-    assert [(r.offset, r.key, r.value, dict(r.headers)) for r in records] == [
+    assert await _waiting(url, tmp_path, 42) == [
         (2, b"k1", b"waiting", {"traceparent": "x"}), (3, b"", b"keyless", {}),
         *((o, b"k1", f"next {o}".encode(), {}) for o in range(4, 44))]
 
