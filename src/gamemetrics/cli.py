@@ -28,12 +28,12 @@ def _print_json(value: Any) -> None:
     typer.echo(json.dumps(value, default=str))
 
 
-def _with_database(work: Callable[[Settings, str], Awaitable[T]]) -> T:
+def _with_database(work: Callable[[Settings, str], Awaitable[T]], settings: Settings | None = None) -> T:
     """Run `work` against the configured (or embedded) database, migrated to head."""
     from gamemetrics.migrations import upgrade
     from gamemetrics.runtime import database_url
 
-    settings = get_settings()
+    settings = settings or get_settings()
     with database_url(settings) as url:
         upgrade(url)
         return asyncio.run(work(settings, url))
@@ -167,9 +167,14 @@ def kafka_local(
 @app.command()
 def status(as_json: Annotated[bool, typer.Option("--json", help="One JSON object on stdout.")] = False) -> None:
     """Events stored and dead-lettered per game, and each consumer group's lag."""
+    from gamemetrics.platform import local_broker_of
     from gamemetrics.status import collect_status, print_status
 
-    report = _with_database(collect_status)
+    settings = get_settings()
+    bootstrap = None if settings.kafka_bootstrap else local_broker_of(settings.data_dir.resolve())
+    if bootstrap:  # beside `up --kafka`: its lag is on the broker it started, not in the embedded log
+        settings = settings.model_copy(update={"kafka_bootstrap": bootstrap})
+    report = _with_database(collect_status, settings)
     if as_json:
         _print_json(report)
     else:

@@ -26,6 +26,9 @@ from gamemetrics.settings import Settings
 console = Console(stderr=True)
 
 
+_LOCAL_BROKER = "kafka/running.json"
+
+
 def run_platform(settings: Settings, *, demo: bool, kafka: bool = False) -> int:
     """Run until Ctrl-C or a service dies; returns the exit code."""
     if kafka and settings.kafka_bootstrap:
@@ -44,6 +47,7 @@ def run_platform(settings: Settings, *, demo: bool, kafka: bool = False) -> int:
         if kafka:
             broker = LocalBroker(data_dir / "kafka")
             env.update(_start_local_kafka(broker, settings))
+            announce_local_broker(data_dir, broker.bootstrap)
         # The HTTP services share one process and port: one base URL, each path owned by one service.
         children["ingest,analytics,users"] = _serve("ingest,analytics,users", env)
         for n in range(1, settings.processor_processes + 1):
@@ -67,10 +71,31 @@ def run_platform(settings: Settings, *, demo: bool, kafka: bool = False) -> int:
     finally:
         _stop(children)
         if broker is not None:
+            withdraw_local_broker(data_dir)
             broker.stop()
         if server is not None:
             server.stop()
         console.print("stopped")
+
+
+def announce_local_broker(data_dir: Path, bootstrap: str) -> None:
+    """Tell commands run beside `up --kafka` (`gamemetrics status`) where its broker listens."""
+    (data_dir / _LOCAL_BROKER).write_text(json.dumps({"bootstrap": bootstrap, "pid": os.getpid()}))
+
+
+def withdraw_local_broker(data_dir: Path) -> None:
+    (data_dir / _LOCAL_BROKER).unlink(missing_ok=True)
+
+
+def local_broker_of(data_dir: Path) -> str | None:
+    """The bootstrap address of the broker an `up --kafka` running from `data_dir` started, if one is running."""
+    try:
+        running = json.loads((data_dir / _LOCAL_BROKER).read_text())
+        bootstrap = str(running["bootstrap"])
+        os.kill(int(running["pid"]), 0)  # an `up` that was killed left the file behind
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return bootstrap
 
 
 def _serve(service: str, env: dict[str, str]) -> subprocess.Popen[bytes]:

@@ -34,8 +34,9 @@ def test_up_with_kafka_stores_events_through_the_local_broker_and_stops_cleanly(
         for batch in (events[:5], events[5:]):
             assert platform.send(batch, key=key)["accepted"] == len(batch)
 
-        # `status` beside the platform reads the lag from the local broker when pointed at it.
-        platform.env = {**platform.env, "GAMEMETRICS_KAFKA_BOOTSTRAP": bootstrap}
+        # `status` beside the platform finds the broker `up` started in the data dir and reads the lag there.
+        assert "GAMEMETRICS_KAFKA_BOOTSTRAP" not in platform.env
+        assert bootstrap in (platform.data_dir / "kafka" / "running.json").read_text()
         deadline = time.monotonic() + PATIENCE_S
         while True:
             report = platform.cli("status", "--json")
@@ -50,4 +51,5 @@ def test_up_with_kafka_stores_events_through_the_local_broker_and_stops_cleanly(
         assert game["events_dead_lettered"] == 0
         assert sum(p["end"] for p in raw) == len(events)  # every event went through the broker, once
     _stop_cleanly(platform)
+    assert not (platform.data_dir / "kafka" / "running.json").exists()  # gone with the broker
     shutil.rmtree(platform.data_dir, ignore_errors=True)  # kept when the platform did not stop cleanly, to look into
