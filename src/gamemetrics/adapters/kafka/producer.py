@@ -33,7 +33,6 @@ class _Delivery:
         self._sealed = False
         self._error: BusError | None = None
 
-
     def on_delivery(self, err: KafkaError | None, msg: KafkaMessage) -> None:
         with self._lock:
             self._reported += 1
@@ -104,6 +103,18 @@ class _Client:
         return left
 
 
+def _queued(client: _Client, physical: str, message: Message, headers: list[tuple[str, str]] | None,
+            on_delivery: Callable[[KafkaError | None, KafkaMessage], None]) -> bool:
+    """Queue `message` in librdkafka; False when its queue is full, BusError when Kafka refuses it."""
+    try:
+        client.producer.produce(physical, message.value, message.key, headers=headers, on_delivery=on_delivery)
+    except BufferError:
+        return False
+    except KafkaException as exc:
+        raise BusError(f"cannot produce to {physical}: {exc.args[0].str()}") from exc
+    return True
+
+
 class KafkaProducer:
     """The Bus producer on Kafka: keys as given, so one key (tenant + player) stays on one partition.
 
@@ -146,20 +157,15 @@ class KafkaProducer:
         physical = self._names.topic(topic)
         deadline = asyncio.get_running_loop().time() + self._delivery_timeout_s
         error: BusError | None = None
-        produce, on_delivery = client.producer.produce, delivery.on_delivery
         produced = 0
         for message in messages:
             headers = list(message.headers.items()) if message.headers else None
             try:
-                produce(physical, message.value, message.key, headers=headers, on_delivery=on_delivery)
-            except BufferError:  # the queue is full: the slow path waits for room
-                try:
-                    await self._produce(client, physical, message, headers, on_delivery, deadline)
-                except BusError as exc:
-                    error = exc
-                    break
-            except KafkaException as exc:
-                error = BusError(f"cannot produce to {physical}: {exc.args[0].str()}")
+                # Straight from the loop: the coroutine that waits for room only when the queue is full.
+                if not _queued(client, physical, message, headers, delivery.on_delivery):
+                    await self._queue_when_room(client, physical, message, headers, delivery.on_delivery, deadline)
+            except BusError as exc:
+                error = exc
                 break
             produced += 1
         delivery.seal(produced, error)
@@ -174,22 +180,16 @@ class KafkaProducer:
                 raise BusError(f"{exc}; the client reports: {last.str()}") from None
             raise
 
-    async def _produce(
+    async def _queue_when_room(
         self, client: _Client, physical: str, message: Message, headers: list[tuple[str, str]] | None,
         on_delivery: Callable[[KafkaError | None, KafkaMessage], None], deadline: float,
     ) -> None:
+        """Wait for delivery reports to make room in librdkafka's queue, within the timeout, then queue."""
         loop = asyncio.get_running_loop()
-        while True:
-            try:
-                client.producer.produce(physical, message.value, message.key, headers=headers, on_delivery=on_delivery)
-                return
-            except BufferError:
-                # librdkafka's queue is full: wait for delivery reports to make room, within the timeout.
-                if loop.time() >= deadline:
-                    raise BusError(f"the producer queue for {physical} stayed full") from None
-                await asyncio.sleep(_QUEUE_FULL_WAIT_S)
-            except KafkaException as exc:
-                raise BusError(f"cannot produce to {physical}: {exc.args[0].str()}") from exc
+        while not _queued(client, physical, message, headers, on_delivery):
+            if loop.time() >= deadline:
+                raise BusError(f"the producer queue for {physical} stayed full")
+            await asyncio.sleep(_QUEUE_FULL_WAIT_S)
 
     async def close(self) -> None:
         """Refuse new sends, wait (bounded) for the queued ones, stop the delivery thread."""
