@@ -64,7 +64,7 @@ class Acceptor:
         outcome = Outcome(rejected=list(prior_rejections))
         messages: list[Message] = []
         headers = _headers(current_traceparent())
-        tenant = partition_key(key.tenant_id, "")  # each message's key is this + its player id
+        tenant_bytes = key.tenant_id.bytes
         for index, raw in items:
             try:
                 event = decode_event(raw, limits=self._limits, now=now, allow_history=source == "import")
@@ -72,7 +72,8 @@ class Acceptor:
                 outcome.rejected.append(Rejection(index, str(exc)))
                 continue
             envelope = RawEnvelope(key.tenant_id, key.game_id, now, msgspec.Raw(raw), source)
-            messages.append(Message(tenant + event.player_id.encode(), _encoder.encode(envelope), headers))
+            messages.append(Message(partition_key(key.tenant_id, event.player_id, tenant_bytes=tenant_bytes),
+                                    _encoder.encode(envelope), headers))
             outcome.event_ids.append(event.event_id)
         if messages:
             try:

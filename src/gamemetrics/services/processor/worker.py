@@ -206,18 +206,18 @@ class ProcessedEvent(msgspec.Struct, omit_defaults=True):
 
 def _processed_messages(rows: Sequence[EventRow]) -> list[Message]:
     """The processed message of each row, keyed like the raw one (tenant + player)."""
-    tenant_keys: dict[int, bytes] = {}  # partition_key()'s tenant part, made once per tenant
+    tenant_bytes: dict[int, bytes] = {}  # made once per tenant of the batch
     messages: list[Message] = []
     for row in rows:
-        tenant_key = tenant_keys.get(row.tenant_id.int)
-        if tenant_key is None:
-            tenant_key = tenant_keys[row.tenant_id.int] = partition_key(row.tenant_id, "")
-        messages.append(_processed(row, tenant_key))
+        tenant = tenant_bytes.get(row.tenant_id.int)
+        if tenant is None:
+            tenant = tenant_bytes[row.tenant_id.int] = row.tenant_id.bytes
+        messages.append(_processed(row, partition_key(row.tenant_id, row.player_id, tenant_bytes=tenant)))
     return messages
 
 
-def _processed(row: EventRow, tenant_key: bytes) -> Message:
-    """The processed message of `row`; `tenant_key` is `partition_key(row.tenant_id, "")`."""
+def _processed(row: EventRow, key: bytes) -> Message:
+    """The processed message of `row`, under `key` (its partition key)."""
     body = ProcessedEvent(
         row.tenant_id, row.game_id, row.event_id, row.event_type, row.player_id, row.event_time,
         row.received_at, row.source, row.is_new_player, msgspec.Raw(row.properties), msgspec.Raw(row.context),
@@ -226,7 +226,7 @@ def _processed(row: EventRow, tenant_key: bytes) -> Message:
     headers = _PROCESSED_HEADERS
     if row.record is not None and TRACEPARENT in row.record.headers:  # downstream spans join the sender's trace
         headers = {**_PROCESSED_HEADERS, TRACEPARENT: child_of(row.record.headers[TRACEPARENT])}
-    return Message(tenant_key + row.player_id.encode(), _json.encode(body), headers)
+    return Message(key, _json.encode(body), headers)
 
 
 def _dead_letter(letter: DeadLetter) -> Message:
