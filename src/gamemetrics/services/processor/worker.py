@@ -31,6 +31,7 @@ GROUP_ID = "processor"
 log = structlog.get_logger("processor")
 _json = msgspec.json.Encoder(decimal_format="string")
 _PROCESSED_HEADERS = {"schema_version": "1"}
+PUBLISH_SLICE = 10_000  # processed messages encoded and sent at a time
 
 
 @dataclass(slots=True)
@@ -168,8 +169,11 @@ class Processor:
 
     async def _publish(self, rows: Sequence[EventRow], dead: Sequence[DeadLetter]) -> None:
         # At-least-once downstream: a replayed batch publishes again; consumers key on event_id.
-        if rows:
-            await self._producer.send(PROCESSED_EVENTS, _processed_messages(rows))
+        # In slices: a batch's encoded messages would otherwise all be alive at once, beside the
+        # batch itself and the next one being read (~1 KB an event).
+        spans: dict[str, Mapping[str, str]] = {}
+        for start in range(0, len(rows), PUBLISH_SLICE):
+            await self._producer.send(PROCESSED_EVENTS, _processed_messages(rows[start:start + PUBLISH_SLICE], spans))
         if dead:
             await self._producer.send(EVENTS_DLQ, [_dead_letter(d) for d in dead])
 
@@ -204,28 +208,32 @@ class ProcessedEvent(msgspec.Struct, omit_defaults=True):
     revenue_usd: Decimal | None = None
 
 
-def _processed_messages(rows: Sequence[EventRow]) -> list[Message]:
-    """The processed message of each row, keyed like the raw one (tenant + player)."""
-    tenant_bytes: dict[int, bytes] = {}  # made once per tenant of the batch
+def _processed_messages(rows: Sequence[EventRow], spans: dict[str, Mapping[str, str]]) -> list[Message]:
+    """The processed message of each row, keyed like the raw one (tenant + player).
+
+    Downstream spans join the sender's trace: the events of one request that a batch stores are
+    one processor span, so `spans` maps a request's `traceparent` to the batch's headers for it."""
+    tenant_bytes: dict[int, bytes] = {}  # made once per tenant
     messages: list[Message] = []
     for row in rows:
         tenant = tenant_bytes.get(row.tenant_id.int)
         if tenant is None:
             tenant = tenant_bytes[row.tenant_id.int] = row.tenant_id.bytes
-        messages.append(_processed(row, partition_key(row.tenant_id, row.player_id, tenant_bytes=tenant)))
+        parent = row.record.headers.get(TRACEPARENT) if row.record is not None else None
+        headers = _PROCESSED_HEADERS if parent is None else spans.get(parent)
+        if headers is None:
+            headers = spans[parent] = {**_PROCESSED_HEADERS, TRACEPARENT: child_of(parent)}
+        messages.append(_processed(row, partition_key(row.tenant_id, row.player_id, tenant_bytes=tenant), headers))
     return messages
 
 
-def _processed(row: EventRow, key: bytes) -> Message:
+def _processed(row: EventRow, key: bytes, headers: Mapping[str, str]) -> Message:
     """The processed message of `row`, under `key` (its partition key)."""
     body = ProcessedEvent(
         row.tenant_id, row.game_id, row.event_id, row.event_type, row.player_id, row.event_time,
         row.received_at, row.source, row.is_new_player, msgspec.Raw(row.properties), msgspec.Raw(row.context),
         row.event_name, row.session_id, row.platform, row.os, row.app_version, row.country, row.revenue_usd,
     )
-    headers = _PROCESSED_HEADERS
-    if row.record is not None and TRACEPARENT in row.record.headers:  # downstream spans join the sender's trace
-        headers = {**_PROCESSED_HEADERS, TRACEPARENT: child_of(row.record.headers[TRACEPARENT])}
     return Message(key, _json.encode(body), headers)
 
 
