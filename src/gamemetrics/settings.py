@@ -87,9 +87,11 @@ class Settings(BaseSettings):
     )
 
     # Processor
-    # At most; a batch is what has arrived. Large batches touch each player's rollup rows once for
-    # many events (bench/ingest.py: 13.5k events/s at 5,000, 15.3k at 20,000; ~210 MiB per processor).
-    processor_batch_events: int = 20_000
+    # At most; a batch is what has arrived, so batches only grow this large when the processors are
+    # behind. Then each player's rollup rows are updated once for many events: on bench/ingest.py
+    # (20,000 players) the database's CPU per event fell from ~33 µs at 20,000 to ~29 at 50,000 and
+    # ~25 at 80,000, with ~175, ~305 and ~420 MiB per processor.
+    processor_batch_events: int = 50_000
     processor_processes: int = Field(
         default=2, ge=1,
         description="Processor processes `gamemetrics up` runs; they share the raw topic's partitions, so Python"

@@ -7,11 +7,13 @@ import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from operator import attrgetter
 
 from gamemetrics.services.processor.decode import EventRow
 
 PlayerKey = tuple[uuid.UUID, uuid.UUID, str]
 GameKey = tuple[uuid.UUID, uuid.UUID]
+_EVENT_TIME = attrgetter("event_time")
 
 
 @dataclass(slots=True)
@@ -34,21 +36,26 @@ def stitch(rows: Sequence[EventRow], known: Mapping[GameKey, Mapping[str, Player
         seen = known.get((tenant_id, game_id), {})
         namespace = tenant_id.bytes
         # Within one game a player is their id: one string hash per lookup, where a key holding
-        # the game's UUIDs would call their Python-level __hash__ on every lookup.
-        state: dict[str, PlayerState] = {}
-        for row in sorted(game_rows, key=_event_time):
-            current = state.get(row.player_id) or seen.get(row.player_id)
+        # the game's UUIDs would call their Python-level __hash__ on every lookup. Each player's
+        # latest (time, session) is a tuple: the loop makes one per event.
+        latest: dict[str, tuple[datetime, str | None]] = {}
+        for row in sorted(game_rows, key=_EVENT_TIME):
+            current = latest.get(row.player_id)
             if current is None:
-                row.is_new_player = True
+                before = seen.get(row.player_id)
+                if before is None:
+                    row.is_new_player = True
+                else:
+                    current = (before.last_seen, before.session_id)
             if row.session_id is None:
-                if current is not None and current.session_id and row.event_time - current.last_seen <= gap:
-                    row.session_id = current.session_id
+                if current is not None and current[1] and row.event_time - current[0] <= gap:
+                    row.session_id = current[1]
                 else:
                     row.session_id = session_id(namespace, f"{row.player_id}@{row.event_time.isoformat()}")
             # Like the players row the sink writes, the state follows the player's latest event: a late
             # event must not steer the events after it, or cutting a batch in two would change the result.
-            if current is None or row.event_time >= current.last_seen:
-                state[row.player_id] = PlayerState(row.event_time, row.session_id)
+            if current is None or row.event_time >= current[0]:
+                latest[row.player_id] = (row.event_time, row.session_id)
 
 
 def by_game(rows: Sequence[EventRow]) -> dict[GameKey, list[EventRow]]:
@@ -69,7 +76,3 @@ def session_id(namespace: bytes, name: str) -> str:
     digest[8] = (digest[8] & 0x3F) | 0x80  # RFC 4122 variant
     h = digest.hex()
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
-
-
-def _event_time(row: EventRow) -> datetime:
-    return row.event_time
