@@ -8,8 +8,10 @@ commits a position only after its sink has committed what it read.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
+
+import msgspec
 
 RAW_EVENTS = "player.events.raw"
 PROCESSED_EVENTS = "player.events.processed"
@@ -25,17 +27,18 @@ class BusError(Exception):
     """The bus could not durably take or hand out messages; producers answer 503, consumers retry."""
 
 
-@dataclass(frozen=True, slots=True)
-class Message:
+# Messages and records are msgspec Structs that the garbage collector never tracks (they hold
+# bytes, numbers and a mapping of strings, so they cannot be part of a cycle): the services make
+# one per event, and the processor's collection after each batch would otherwise walk them all.
+class Message(msgspec.Struct, frozen=True, gc=False):
     """One message to append: the key picks the partition."""
 
     key: bytes
     value: bytes
-    headers: Mapping[str, str] = field(default_factory=dict)
+    headers: Mapping[str, str] = {}
 
 
-@dataclass(frozen=True, slots=True)
-class Record:
+class Record(msgspec.Struct, frozen=True, gc=False):
     """One message as read back, with where it sits in the log."""
 
     topic: str
