@@ -26,7 +26,7 @@ STORABLE = Decimal(10) ** 12
 
 
 def event(event_type: str, **properties: Any) -> Event:
-    return Event(uuid.uuid4(), event_type, "player-1", NOW, properties=properties)
+    return Event(uuid.uuid4(), event_type, "player-1", NOW, properties=msgspec.Raw(msgspec.json.encode(properties)))
 
 
 def purchase(price: Any, currency: str, quantity: Any = None) -> Event:

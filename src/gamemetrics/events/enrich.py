@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from decimal import Decimal, InvalidOperation
 
 from gamemetrics.events.schema import Event
-from gamemetrics.events.validation import InvalidEvent
+from gamemetrics.events.validation import InvalidEvent, json_value
 
 _PLATFORMS = {
     "ios": "ios", "iphone": "ios", "ipad": "ios", "ipados": "ios",
@@ -56,17 +56,19 @@ def normalise_country(value: str | None) -> str | None:
 def revenue_usd(event: Event, rates: Mapping[str, Decimal]) -> Decimal | None:
     """A purchase's price × quantity in USD by the configured table; other events earn nothing."""
     if event.event_type == "ad_impression":
-        value = event.properties.get("revenue_usd")
+        value = json_value(event.properties).get("revenue_usd")
         return _usd(_decimal(value)) if value is not None else None
     if event.event_type != "purchase":
         return None
-    currency = str(event.properties["currency"]).upper()
+    # Read as sent, not as validated: a price sent as "4.99" stays exact, where a float would not.
+    properties = json_value(event.properties)
+    currency = str(properties["currency"]).upper()
     rate = rates.get(currency)
     if rate is None:
         raise InvalidEvent(f"purchase currency {currency!r} has no exchange rate configured")
-    price = _decimal(event.properties["price"])
+    price = _decimal(properties["price"])
     # Validation lets a quantity through as 3, 3.0, "3" or "3e0"; int() would refuse the last two.
-    quantity = _decimal(event.properties.get("quantity", 1))
+    quantity = _decimal(properties.get("quantity", 1))
     return _usd(price * quantity * rate)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated
 
 import msgspec
 
@@ -29,8 +29,16 @@ class Context(msgspec.Struct, omit_defaults=True):
     locale: ShortText | None = None
 
 
+EMPTY_OBJECT = msgspec.Raw(b"{}")
+
+
 class Event(msgspec.Struct, omit_defaults=True):
-    """One player event as games send it to `POST /v1/events`."""
+    """One player event as games send it to `POST /v1/events`.
+
+    `properties` and `context` stay the JSON text the game sent: validation reads each straight into
+    the typed struct that checks it, and the store keeps the text, so neither is built as a dict of
+    Python objects and then encoded again.
+    """
 
     event_id: uuid.UUID
     event_type: ShortText
@@ -38,8 +46,8 @@ class Event(msgspec.Struct, omit_defaults=True):
     timestamp: AwareTime
     session_id: ShortText | None = None
     name: ShortText | None = None
-    properties: dict[str, Any] = {}
-    context: dict[str, Any] = {}
+    properties: msgspec.Raw = EMPTY_OBJECT
+    context: msgspec.Raw = EMPTY_OBJECT
 
 
 class EventBatch(msgspec.Struct):

@@ -16,6 +16,9 @@ from gamemetrics.events.schema import EVENT_TYPES, PROPERTIES_BY_TYPE, Context, 
 from gamemetrics.settings import Settings
 
 _event_decoder = msgspec.json.Decoder(Event)
+_context_decoder = msgspec.json.Decoder(Context)
+# Lax, as games send numbers as strings ("price": "4.99"); enrichment reads such values exactly.
+_properties_decoders = {kind: msgspec.json.Decoder(schema, strict=False) for kind, schema in PROPERTIES_BY_TYPE.items()}
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,20 +75,19 @@ def check_event(event: Event, *, limits: Limits, now: datetime, allow_history: b
         )
     if event.event_type == "custom" and not event.name:
         raise InvalidEvent("a custom event needs a `name`")
-    depth = 0 if shallow else nesting_depth(event.properties)
+    depth = 0 if shallow else nesting_depth(json_value(event.properties))
     if depth > limits.max_depth:
         raise InvalidEvent(f"properties are nested {depth} levels deep; the limit is {limits.max_depth}")
     try:
-        msgspec.convert(event.properties, PROPERTIES_BY_TYPE[event.event_type], strict=False)
+        _properties_decoders[event.event_type].decode(event.properties)
     except msgspec.ValidationError as exc:
-        raise InvalidEvent(f"{event.event_type} properties: {exc}".replace("`$", "`$.properties")) from None
-    if event.context:
-        try:
-            msgspec.convert(event.context, Context)
-        except msgspec.ValidationError as exc:
-            raise InvalidEvent(f"context: {exc}".replace("`$", "`$.context")) from None
-        if not shallow and nesting_depth(event.context) > limits.max_depth:
-            raise InvalidEvent(f"context is nested more than {limits.max_depth} levels deep")
+        raise InvalidEvent(f"{event.event_type} properties: {_at(exc, '$.properties')}") from None
+    try:
+        context_of(event)
+    except msgspec.ValidationError as exc:
+        raise InvalidEvent(f"context: {_at(exc, '$.context')}") from None
+    if not shallow and nesting_depth(json_value(event.context)) > limits.max_depth:
+        raise InvalidEvent(f"context is nested more than {limits.max_depth} levels deep")
     try:
         event.timestamp.astimezone(UTC)
     except OverflowError:  # e.g. 0001-01-01T00:00:00+14:00 is year 0 in UTC, which cannot be read back
@@ -99,6 +101,22 @@ def check_event(event: Event, *, limits: Limits, now: datetime, allow_history: b
             f"timestamp {event.timestamp.isoformat()} is more than {_span(limits.max_late)} in the past;"
             " send history through /v1/import"
         )
+
+
+def context_of(event: Event) -> Context:
+    """The context fields the platform reads, checked (raises msgspec.ValidationError)."""
+    return _context_decoder.decode(event.context)
+
+
+def json_value(raw: msgspec.Raw) -> Any:
+    """A JSON text the event decoder already read as well-formed, as Python values."""
+    return msgspec.json.decode(raw)
+
+
+def _at(exc: msgspec.ValidationError, path: str) -> str:
+    """A nested document's validation error, its path given from the event's root."""
+    message = str(exc)
+    return message.replace("`$", f"`{path}") if "`$" in message else f"{message} - at `{path}`"
 
 
 def nesting_depth(value: Any) -> int:
@@ -118,7 +136,8 @@ def nesting_depth(value: Any) -> int:
 
 def holds_nul(event: Event) -> bool:
     """Whether any string of the event, or any key of its properties or context, contains NUL."""
-    level: list[Any] = [event.player_id, event.session_id, event.name, event.properties, event.context]
+    level: list[Any] = [event.player_id, event.session_id, event.name, json_value(event.properties),
+                        json_value(event.context)]
     while level:
         children: list[Any] = []
         for value in level:

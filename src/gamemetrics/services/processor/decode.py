@@ -13,11 +13,10 @@ import msgspec
 from gamemetrics.events.enrich import normalise_country, normalise_os, normalise_platform, revenue_usd
 from gamemetrics.events.envelope import RawEnvelope
 from gamemetrics.events.schema import Event
-from gamemetrics.events.validation import InvalidEvent, Limits, decode_event
+from gamemetrics.events.validation import InvalidEvent, Limits, context_of, decode_event
 from gamemetrics.ports.bus import Record
 
 _envelope_decoder = msgspec.json.Decoder(RawEnvelope)
-_json = msgspec.json.Encoder()
 
 
 class EventRow(msgspec.Struct, gc=False):
@@ -93,14 +92,13 @@ def decode_records(
 
 def to_row(envelope: RawEnvelope, event: Event, rates: Mapping[str, Decimal]) -> EventRow:
     """Enrich one valid event."""
-    context = event.context
+    context = context_of(event)  # checked by decode_event already
     # Positional: keyword arguments cost a name lookup each, on a call made once per event.
     return EventRow(
         envelope.tenant_id, envelope.game_id, event.event_id, event.event_type, event.name, event.player_id,
         event.session_id, event.timestamp, envelope.received_at, envelope.source,
-        normalise_platform(context.get("platform")), normalise_os(context.get("os")), context.get("app_version"),
-        normalise_country(context.get("country")), revenue_usd(event, rates), _json.encode(event.properties),
-        _json.encode(context),
+        normalise_platform(context.platform), normalise_os(context.os), context.app_version,
+        normalise_country(context.country), revenue_usd(event, rates), bytes(event.properties), bytes(event.context),
     )
 
 
