@@ -114,6 +114,28 @@ def test_a_late_event_does_not_move_the_players_current_session() -> None:
     assert fresh.session_id == "current"
 
 
+def test_each_players_latest_event_carries_their_profile_from_the_latest_event_with_each_field() -> None:
+    first, middle, last = row("p", T0), row("p", T0 + timedelta(minutes=1)), row("p", T0 + timedelta(minutes=2))
+    first.platform, first.os, first.country, first.app_version = "ios", "ios", "DE", "1.0"
+    middle.platform, middle.app_version = "android", "1.1"
+    last.country = "JP"  # the latest event carries only a country: the other fields come from before it
+    other = row("q", T0 + timedelta(minutes=1))
+    stitch([last, other, middle, first], {}, GAP)
+    assert last.profile == ("android", "ios", "JP", "1.1")
+    assert other.profile == (None, None, None, None)  # a latest event without context still marks the player
+    assert first.profile is None and middle.profile is None
+
+
+def test_stitching_a_part_of_a_batch_again_marks_only_that_parts_latest_events() -> None:
+    # The worker writes a batch the store refused in halves, and each half is stitched on its own.
+    rows = [row("p", T0 + timedelta(minutes=i)) for i in range(4)]
+    for i, r in enumerate(rows):
+        r.platform = f"v{i}"
+    stitch(rows, {}, GAP)
+    stitch(rows[:2], {}, GAP)
+    assert [r.profile for r in rows[:2]] == [None, ("v1", None, None, None)]
+
+
 def test_derived_session_ids_are_the_uuid5_of_the_player_and_time() -> None:
     # Sessions stored before the fast derivation keep their ids: a replay must derive the same ones.
     for name in ("p@2026-11-25T12:00:00+00:00", "", "ünïcödé@x", "x" * 500):

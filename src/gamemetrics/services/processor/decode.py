@@ -45,6 +45,9 @@ class EventRow(msgspec.Struct, gc=False):
     properties: bytes
     context: bytes
     is_new_player: bool = False
+    # On a player's latest event of the batch only: their (platform, os, country, app_version) as of
+    # it, each from the latest event that carried one (stitching sets it).
+    profile: tuple[str | None, str | None, str | None, str | None] | None = None
     record: Record | None = None  # where it was read, to dead-letter it if the store refuses it
 
 

@@ -25,7 +25,8 @@ class PlayerState:
 
 
 def stitch(rows: Sequence[EventRow], known: Mapping[GameKey, Mapping[str, PlayerState]], gap: timedelta) -> None:
-    """Fill missing session ids and mark each new player's first event, in event-time order.
+    """Fill missing session ids, mark each new player's first event, and give each player's latest
+    event of the batch the profile it leaves them with; all in event-time order.
 
     `known` holds, per (tenant, game), the players seen before the batch. An event without a
     session id joins the player's current session when it comes within `gap` of their previous
@@ -39,6 +40,7 @@ def stitch(rows: Sequence[EventRow], known: Mapping[GameKey, Mapping[str, Player
         # the game's UUIDs would call their Python-level __hash__ on every lookup. Each player's
         # latest (time, session) is a tuple: the loop makes one per event.
         latest: dict[str, tuple[datetime, str | None]] = {}
+        profiles: dict[str, _Profile] = {}
         for row in sorted(game_rows, key=_EVENT_TIME):
             current = latest.get(row.player_id)
             if current is None:
@@ -56,6 +58,41 @@ def stitch(rows: Sequence[EventRow], known: Mapping[GameKey, Mapping[str, Player
             # event must not steer the events after it, or cutting a batch in two would change the result.
             if current is None or row.event_time >= current[0]:
                 latest[row.player_id] = (row.event_time, row.session_id)
+            row.profile = None  # set again below on the player's latest event (a batch may be stitched twice)
+            profile = profiles.get(row.player_id)
+            if profile is None:
+                profile = profiles[row.player_id] = _Profile(row)
+            else:
+                profile.follow(row)
+        for profile in profiles.values():
+            profile.mark()
+
+
+class _Profile:
+    """A player's context as of their latest event in the batch: each field from the latest event
+    that carried it. Kept on that event (`EventRow.profile`), so the players upsert reads one row
+    per player instead of sorting all their events for each field."""
+
+    __slots__ = ("app_version", "country", "os", "platform", "row")
+
+    def __init__(self, row: EventRow) -> None:
+        self.row = row
+        self.platform, self.os, self.country, self.app_version = row.platform, row.os, row.country, row.app_version
+
+    def follow(self, row: EventRow) -> None:
+        """`row` comes at or after every event followed so far."""
+        self.row = row
+        if row.platform is not None:
+            self.platform = row.platform
+        if row.os is not None:
+            self.os = row.os
+        if row.country is not None:
+            self.country = row.country
+        if row.app_version is not None:
+            self.app_version = row.app_version
+
+    def mark(self) -> None:
+        self.row.profile = (self.platform, self.os, self.country, self.app_version)
 
 
 def by_game(rows: Sequence[EventRow]) -> dict[GameKey, list[EventRow]]:
