@@ -5,7 +5,10 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime, timedelta
 
-from gamemetrics.ports.bus import RAW_EVENTS
+import msgspec
+
+from gamemetrics.events.envelope import RawEnvelope, partition_key
+from gamemetrics.ports.bus import RAW_EVENTS, Message
 from gamemetrics.runtime import Platform
 from gamemetrics.settings import Settings
 from gamemetrics.tenancy.store import CreatedKey
@@ -59,3 +62,31 @@ async def test_the_batch_table_is_typed_as_events(platform: Platform) -> None:
     assert [row[0] for row in batch] == [*EVENT_COLUMNS, *PROFILE_COLUMNS]
     assert batch[:len(EVENT_COLUMNS)] == [row for row in events if row[0] in EVENT_COLUMNS]
     assert [t for (t,) in copied] == [row[1].split("(")[0] for row in batch]
+
+
+async def test_numbers_are_stored_as_sent_and_one_beyond_the_stores_range_is_dead_lettered(
+    platform: Platform, settings: Settings, write_key: CreatedKey
+) -> None:
+    # Properties reach jsonb as the game wrote them: 1e400 (beyond a double) is kept exactly, and a
+    # number beyond PostgreSQL's numeric range is refused by the store alone, with its reason.
+    now = datetime.now(UTC)
+    bodies = {player: b'{"event_id": "%s", "event_type": "custom", "name": "n", "player_id": "%s",'
+                      b' "timestamp": "%s", "properties": {"x": %s}}'
+              % (str(uuid.uuid4()).encode(), player.encode(), (now - timedelta(seconds=5)).isoformat().encode(), x)
+              for player, x in (("big", b"1e400"), ("huge", b"1e999999"), ("plain", b"2"))}
+    messages = [
+        Message(partition_key(write_key.tenant_id, player), msgspec.json.encode(
+            RawEnvelope(write_key.tenant_id, write_key.game_id, now, msgspec.Raw(body))))
+        for player, body in bodies.items()
+    ]
+    await platform.bus.producer().send(RAW_EVENTS, messages)
+
+    processor = make_processor(platform, settings)
+    for _ in range(20):
+        await processor.process_once()
+    async with platform.pool.connection() as conn:
+        cur = await conn.execute("SELECT player_id, properties->'x' = '1e400'::jsonb FROM events ORDER BY 1")
+        stored = await cur.fetchall()
+        letters = await (await conn.execute("SELECT reason FROM dead_letters")).fetchall()
+    assert stored == [("big", True), ("plain", False)]
+    assert len(letters) == 1 and "numeric" in letters[0][0], letters
