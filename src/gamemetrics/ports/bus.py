@@ -29,7 +29,7 @@ class BusError(Exception):
 
 # Messages and records are msgspec Structs that the garbage collector never tracks (they hold
 # bytes, numbers and a mapping of strings, so they cannot be part of a cycle): the services make
-# one per event, and the processor's collection after each batch would otherwise walk them all.
+# one per event, and each of the processor's collections between batches would walk them all.
 class Message(msgspec.Struct, frozen=True, gc=False):
     """One message to append: the key picks the partition."""
 

@@ -23,8 +23,9 @@ class EventRow(msgspec.Struct, gc=False):
     """An event ready for the `events` table; session and new-player fields are filled by stitching.
 
     Never tracked by the garbage collector (it holds no container that could lead back to it): a
-    batch holds tens of thousands, and the processor's collection after each batch walks every
-    tracked object still alive, the batch read ahead included. A msgspec Struct is also made in C.
+    batch holds tens of thousands, and each of the processor's collections between batches walks
+    every tracked object still alive, the batch read ahead included. A msgspec Struct is also made
+    in C.
     """
 
     tenant_id: uuid.UUID
