@@ -56,7 +56,7 @@ from rich.table import Table
 
 from gamemetrics.adapters.postgres.embedded import EmbeddedPostgres
 from gamemetrics.migrations import upgrade
-from gamemetrics.services.processor.sink import _ROLLUPS
+from gamemetrics.services.processor.sink import _ROLLUPS, EVENT_COLUMNS, PROFILE_COLUMNS
 
 console = Console()
 RESULTS = Path(__file__).parent / "results" / "analytics.json"
@@ -64,13 +64,17 @@ RESULTS = Path(__file__).parent / "results" / "analytics.json"
 # One active player-day: a session of `k` events from a start time fixed per player.
 DAY_OF_EVENTS = """
 INSERT INTO new_events (tenant_id, game_id, event_id, event_type, player_id, session_id, event_time, received_at,
-                        source, platform, os, country, revenue_usd, properties)
+                        source, platform, os, country, revenue_usd, properties, player_latest, latest_platform,
+                        latest_os, latest_country)
 SELECT %(t)s, %(g)s, gen_random_uuid(), e.kind, 'player-' || p, 'player-' || p || '-' || %(i)s, e.at, e.at,
        'bench', 'ios', 'ios', 'US', CASE WHEN e.kind = 'purchase' THEN 4.99 END,
        CASE e.kind WHEN 'level_complete' THEN jsonb_build_object('level', n, 'score', n * 100 + p %% 97)
                    WHEN 'session_end' THEN jsonb_build_object('duration_seconds', %(k)s * 20)
                    WHEN 'purchase' THEN '{"item_id": "gems", "price": 4.99, "currency": "USD"}'::jsonb
-                   ELSE '{}'::jsonb END
+                   ELSE '{}'::jsonb END,
+       -- The day's last event is the player's latest: it carries their profile, as stitching marks it.
+       n = %(k)s, CASE WHEN n = %(k)s THEN 'ios' END, CASE WHEN n = %(k)s THEN 'ios' END,
+       CASE WHEN n = %(k)s THEN 'US' END
 FROM generate_series(0, %(players)s - 1) AS p
 CROSS JOIN generate_series(1, %(k)s) AS n
 CROSS JOIN LATERAL (SELECT
@@ -131,12 +135,16 @@ def load(url: str, events: int, players: int, days: int) -> dict[str, Any]:
             " RETURNING tenant_id, game_id"
         ).fetchone()
         conn.execute("CREATE TEMP TABLE new_events (LIKE events INCLUDING DEFAULTS)")
+        # The columns the processor's batch table adds for the players rollup.
+        conn.execute("ALTER TABLE new_events ADD COLUMN player_latest boolean NOT NULL DEFAULT false, "
+                     + ", ".join(f"ADD COLUMN {column} text" for column in PROFILE_COLUMNS[1:]))
+        columns = ", ".join(EVENT_COLUMNS)
         for i in range(days):
             day = first + timedelta(days=i)
             conn.execute("SELECT gm_ensure_event_partition(%s)", (day,))
             conn.execute(DAY_OF_EVENTS, {"t": tenant, "g": game, "i": i, "k": per_day, "players": players,
                                          "days": days, "midnight": datetime.combine(day, datetime.min.time(), UTC)})
-            conn.execute("INSERT INTO events SELECT * FROM new_events")
+            conn.execute(f"INSERT INTO events ({columns}) SELECT {columns} FROM new_events")
             conn.execute(_ROLLUPS)
             conn.execute("TRUNCATE new_events")
             conn.commit()
