@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gamemetrics.services.processor.decode import EventRow
-from gamemetrics.services.processor.stitching import GameKey, PlayerKey, PlayerState, session_id, stitch
+from gamemetrics.services.processor.stitching import GameKey, PlayerKey, PlayerState, by_game, session_id, stitch
 
 TENANT = uuid.UUID("00000000-0000-4000-8000-000000000001")
 GAME = uuid.UUID("00000000-0000-4000-8000-000000000002")
@@ -45,14 +45,14 @@ def derived(player: str, at: datetime) -> str:
 
 def test_an_unknown_players_events_within_the_gap_share_one_session() -> None:
     rows = [row("p", T0), row("p", T0 + timedelta(minutes=10)), row("p", T0 + timedelta(minutes=35))]
-    stitch(rows, {}, GAP)
+    stitch(by_game(rows), {}, GAP)
     assert {r.session_id for r in rows} == {derived("p", T0)}
     assert [r.is_new_player for r in rows] == [True, False, False]
 
 
 def test_a_new_session_starts_after_the_gap() -> None:
     rows = [row("p", T0), row("p", T0 + GAP), row("p", T0 + 2 * GAP + timedelta(microseconds=1))]
-    stitch(rows, {}, GAP)
+    stitch(by_game(rows), {}, GAP)
     assert rows[0].session_id == rows[1].session_id == derived("p", T0)  # exactly the gap still joins
     assert rows[2].session_id == derived("p", rows[2].event_time)
 
@@ -60,7 +60,7 @@ def test_a_new_session_starts_after_the_gap() -> None:
 def test_a_known_player_continues_their_stored_session_within_the_gap() -> None:
     known = {key("p"): PlayerState(T0, "stored-session")}
     rows = [row("p", T0 + timedelta(minutes=20))]
-    stitch(rows, nested(known), GAP)
+    stitch(by_game(rows), nested(known), GAP)
     assert rows[0].session_id == "stored-session"
     assert not rows[0].is_new_player
 
@@ -69,27 +69,27 @@ def test_a_known_player_back_after_the_gap_opens_a_session_and_is_not_new() -> N
     known = {key("p"): PlayerState(T0, "stored-session")}
     later = T0 + GAP + timedelta(seconds=1)
     rows = [row("p", later)]
-    stitch(rows, nested(known), GAP)
+    stitch(by_game(rows), nested(known), GAP)
     assert rows[0].session_id == derived("p", later)
     assert not rows[0].is_new_player
 
 
 def test_a_known_player_without_a_session_opens_one() -> None:
     rows = [row("p", T0 + timedelta(seconds=5))]
-    stitch(rows, nested({key("p"): PlayerState(T0, None)}), GAP)
+    stitch(by_game(rows), nested({key("p"): PlayerState(T0, None)}), GAP)
     assert rows[0].session_id == derived("p", rows[0].event_time)
 
 
 def test_events_are_stitched_in_time_order_whatever_order_they_arrive_in() -> None:
     late, early = row("p", T0 + timedelta(minutes=5)), row("p", T0)
-    stitch([late, early], {}, GAP)
+    stitch(by_game([late, early]), {}, GAP)
     assert early.is_new_player and not late.is_new_player
     assert late.session_id == early.session_id == derived("p", T0)
 
 
 def test_sent_session_ids_are_kept_and_followed() -> None:
     rows = [row("p", T0, "game-session"), row("p", T0 + timedelta(minutes=1)), row("q", T0 + timedelta(minutes=2))]
-    stitch(rows, {}, GAP)
+    stitch(by_game(rows), {}, GAP)
     assert rows[0].session_id == rows[1].session_id == "game-session"
     assert rows[2].session_id == derived("q", rows[2].event_time)  # players do not share sessions
     assert rows[0].is_new_player and rows[2].is_new_player and not rows[1].is_new_player
@@ -99,7 +99,7 @@ def test_players_of_other_games_and_tenants_are_other_players() -> None:
     known = {key("p"): PlayerState(T0, "s")}
     other_game = row("p", T0 + timedelta(minutes=1))
     other_game.game_id = uuid.uuid4()
-    stitch([other_game], nested(known), GAP)
+    stitch(by_game([other_game]), nested(known), GAP)
     assert other_game.is_new_player and other_game.session_id != "s"
 
 
@@ -109,7 +109,7 @@ def test_a_late_event_does_not_move_the_players_current_session() -> None:
     known = {key("p"): PlayerState(T0, "current")}
     late = row("p", T0 - timedelta(hours=2), "old-session")
     fresh = row("p", T0 + timedelta(minutes=1))
-    stitch([late, fresh], nested(known), GAP)
+    stitch(by_game([late, fresh]), nested(known), GAP)
     assert late.session_id == "old-session"
     assert fresh.session_id == "current"
 
@@ -120,7 +120,7 @@ def test_each_players_latest_event_carries_their_profile_from_the_latest_event_w
     middle.platform, middle.app_version = "android", "1.1"
     last.country = "JP"  # the latest event carries only a country: the other fields come from before it
     other = row("q", T0 + timedelta(minutes=1))
-    stitch([last, other, middle, first], {}, GAP)
+    stitch(by_game([last, other, middle, first]), {}, GAP)
     assert last.profile == ("android", "ios", "JP", "1.1")
     assert other.profile == (None, None, None, None)  # a latest event without context still marks the player
     assert first.profile is None and middle.profile is None
@@ -131,8 +131,8 @@ def test_stitching_a_part_of_a_batch_again_marks_only_that_parts_latest_events()
     rows = [row("p", T0 + timedelta(minutes=i)) for i in range(4)]
     for i, r in enumerate(rows):
         r.platform = f"v{i}"
-    stitch(rows, {}, GAP)
-    stitch(rows[:2], {}, GAP)
+    stitch(by_game(rows), {}, GAP)
+    stitch(by_game(rows[:2]), {}, GAP)
     assert [r.profile for r in rows[:2]] == [None, ("v1", None, None, None)]
 
 
@@ -145,8 +145,8 @@ def test_derived_session_ids_are_the_uuid5_of_the_player_and_time() -> None:
 def test_replaying_the_same_batch_gives_the_same_ids() -> None:
     rows = [row(f"p{i % 3}", T0 + timedelta(minutes=7 * i)) for i in range(30)]
     again = copy.deepcopy(rows)
-    stitch(rows, {}, GAP)
-    stitch(again, {}, GAP)
+    stitch(by_game(rows), {}, GAP)
+    stitch(by_game(again), {}, GAP)
     assert [(r.session_id, r.is_new_player) for r in rows] == [(r.session_id, r.is_new_player) for r in again]
 
 
@@ -188,7 +188,7 @@ def test_every_event_gets_a_session_and_each_unknown_player_one_first_event(
     spec: list[tuple[str, int, str | None]], known_spec: dict[str, tuple[int, str | None]]
 ) -> None:
     rows, known = build(spec), as_known(known_spec)
-    stitch(rows, nested(known), GAP)
+    stitch(by_game(rows), nested(known), GAP)
     assert all(r.session_id for r in rows)
     for player in {r.player_id for r in rows}:
         flagged = [r for r in rows if r.player_id == player and r.is_new_player]
@@ -205,10 +205,10 @@ def test_one_batch_or_two_in_time_order_stitch_alike(
 ) -> None:
     # A restart can cut the same records into different batches; the stored result must not change.
     whole, known = build(spec), as_known(known_spec)
-    stitch(whole, nested(known), GAP)
+    stitch(by_game(whole), nested(known), GAP)
     parts = build(spec)
     first = [r for r in parts if r.event_time <= T0 + timedelta(minutes=split)]
     second = [r for r in parts if r.event_time > T0 + timedelta(minutes=split)]
-    stitch(first, nested(known), GAP)
-    stitch(second, nested(stored_state(known, sorted(first, key=lambda r: r.event_time))), GAP)
+    stitch(by_game(first), nested(known), GAP)
+    stitch(by_game(second), nested(stored_state(known, sorted(first, key=lambda r: r.event_time))), GAP)
     assert [(r.session_id, r.is_new_player) for r in whole] == [(r.session_id, r.is_new_player) for r in parts]

@@ -248,7 +248,8 @@ class EventSink:
         fresh, gone = await self._drop_erased(conn, fresh, erased)
         if not fresh:
             return 0, gone
-        stitch(fresh, await _player_states(conn, by_game(fresh)), self._gap)
+        games = by_game(fresh)
+        stitch(games, await _player_states(conn, games), self._gap)
         await conn.execute(_NEW_EVENTS)
         cur = conn.cursor()
         # Binary COPY: half the client's time of text COPY, and the server parses no uuids or times.

@@ -24,16 +24,18 @@ class PlayerState:
     session_id: str | None
 
 
-def stitch(rows: Sequence[EventRow], known: Mapping[GameKey, Mapping[str, PlayerState]], gap: timedelta) -> None:
+def stitch(games: Mapping[GameKey, Sequence[EventRow]], known: Mapping[GameKey, Mapping[str, PlayerState]],
+           gap: timedelta) -> None:
     """Fill missing session ids, mark each new player's first event, and give each player's latest
     event of the batch the profile it leaves them with; all in event-time order.
 
-    `known` holds, per (tenant, game), the players seen before the batch. An event without a
+    `games` holds the batch's rows grouped by (tenant, game) (`by_game`), and `known`, per (tenant,
+    game), the players seen before the batch. An event without a
     session id joins the player's current session when it comes within `gap` of their previous
     event, otherwise it opens a session whose id is derived from the player and time, so replaying
     the same events always gives the same ids.
     """
-    for (tenant_id, game_id), game_rows in by_game(rows).items():
+    for (tenant_id, game_id), game_rows in games.items():
         seen = known.get((tenant_id, game_id), {})
         namespace = tenant_id.bytes
         # Within one game a player is their id: one string hash per lookup, where a key holding
