@@ -55,8 +55,10 @@ bench: install kafka-libs
 	$(VENV)/bin/python bench/ingest.py --kafka
 	$(VENV)/bin/python bench/analytics.py --sizes 1000000,10000000
 
+## ruff, then mypy --strict over src/ (configured in pyproject.toml).
 lint: install
 	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/mypy
 
 clean:
 	rm -rf $(VENV) $(TOOLS) .pytest_cache
