@@ -56,7 +56,8 @@ from rich.table import Table
 
 from gamemetrics.adapters.postgres.embedded import EmbeddedPostgres
 from gamemetrics.migrations import upgrade
-from gamemetrics.services.processor.sink import _ROLLUPS, EVENT_COLUMNS, PROFILE_COLUMNS
+from gamemetrics.services.processor.columns import EVENT_COLUMNS, PROFILE_COLUMNS
+from gamemetrics.services.processor.sink import _ROLLUPS
 
 console = Console()
 RESULTS = Path(__file__).parent / "results" / "analytics.json"
@@ -137,8 +138,8 @@ def load(url: str, events: int, players: int, days: int) -> dict[str, Any]:
         conn.execute("CREATE TEMP TABLE new_events (LIKE events INCLUDING DEFAULTS)")
         # The columns the processor's batch table adds for the players rollup.
         conn.execute("ALTER TABLE new_events ADD COLUMN player_latest boolean NOT NULL DEFAULT false, "
-                     + ", ".join(f"ADD COLUMN {column} text" for column in PROFILE_COLUMNS[1:]))
-        columns = ", ".join(EVENT_COLUMNS)
+                     + ", ".join(f"ADD COLUMN {column} text" for column in PROFILE_COLUMNS.names[1:]))
+        columns = EVENT_COLUMNS.sql_list
         for i in range(days):
             day = first + timedelta(days=i)
             conn.execute("SELECT gm_ensure_event_partition(%s)", (day,))

@@ -88,9 +88,8 @@ class Settings(BaseSettings):
 
     # Processor
     # At most; a batch is what has arrived, so batches only grow this large when the processors are
-    # behind. Then each player's rollup rows are updated once for many events: on bench/ingest.py
-    # (20,000 players) the database's CPU per event fell from ~33 µs at 20,000 to ~29 at 50,000 and
-    # ~25 at 80,000, with ~175, ~305 and ~420 MiB per processor.
+    # behind. Then each player's rollup rows are updated once for many events, so a larger batch
+    # costs the database less per event and each processor more memory.
     processor_batch_events: int = 50_000
     processor_processes: int = Field(
         default=2, ge=1,

@@ -47,8 +47,10 @@ async def test_a_refused_event_is_isolated_and_dead_lettered(
 
 
 async def test_the_batch_table_is_typed_as_events(platform: Platform) -> None:
-    # The processor's temporary table is spelled out (see sink._NEW_EVENTS); it must not drift from `events`.
-    from gamemetrics.services.processor.sink import _COLUMN_TYPES, _NEW_EVENTS, EVENT_COLUMNS, PROFILE_COLUMNS
+    # The processor's temporary table is declared from the column spec (see processor.columns), not
+    # `LIKE events`; it must not drift from `events`.
+    from gamemetrics.services.processor.columns import BATCH_COLUMNS, EVENT_COLUMNS
+    from gamemetrics.services.processor.sink import _NEW_EVENTS
 
     query = ("SELECT a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull FROM pg_attribute a"
              " WHERE a.attrelid = %s::regclass AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum")
@@ -58,9 +60,10 @@ async def test_the_batch_table_is_typed_as_events(platform: Platform) -> None:
         events = await (await conn.execute(query, ("events",))).fetchall()
         # ...and the binary COPY into it names the same types, column by column.
         copied = await (await conn.execute(
-            "SELECT format_type(t::regtype, NULL) FROM unnest(%s::text[]) AS t", (list(_COLUMN_TYPES),))).fetchall()
-    assert [row[0] for row in batch] == [*EVENT_COLUMNS, *PROFILE_COLUMNS]
-    assert batch[:len(EVENT_COLUMNS)] == [row for row in events if row[0] in EVENT_COLUMNS]
+            "SELECT format_type(t::regtype, NULL) FROM unnest(%s::text[]) AS t",
+            (list(BATCH_COLUMNS.copy_types),))).fetchall()
+    assert [row[0] for row in batch] == list(BATCH_COLUMNS.names)
+    assert batch[:len(EVENT_COLUMNS)] == [row for row in events if row[0] in EVENT_COLUMNS.names]
     assert [t for (t,) in copied] == [row[1].split("(")[0] for row in batch]
 
 

@@ -166,8 +166,7 @@ class LocalBroker:
             self._java(), f"-Xms{min(heap_mb, 256)}m", f"-Xmx{heap_mb}m", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20",
             # The quick compiler only: on a small machine the optimising one (C2) spends more CPU
             # compiling the broker, for minutes after start, than the broker spends on the
-            # messages themselves (measured: ~8 s of compiling beside ~4 s of request handling
-            # over half a million events), and takes it from the services on the same cores.
+            # messages themselves, and takes it from the services on the same cores.
             "-XX:TieredStopAtLevel=1",
             "-Djava.awt.headless=true", f"-Dlog4j2.configurationFile={self.directory / 'log4j2.properties'}",
             f"-Dkafka.logs.dir={self.directory / 'logs'}", "-cp", self._classpath(),

@@ -159,10 +159,6 @@ class PgLogConsumer:
             await self._drop_connection()
             raise BusError(f"group {self._group}: commit failed: {exc}") from exc
 
-    async def rewind(self) -> None:
-        """Forget read-ahead positions: the next poll starts again from the committed offsets."""
-        await self._drop_connection()
-
     async def _drop_connection(self) -> None:
         self._positions.clear()
         if self._conn is not None:

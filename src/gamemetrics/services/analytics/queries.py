@@ -56,7 +56,7 @@ async def active_users(conn: Conn, tenant: uuid.UUID, game: uuid.UUID, days: Seq
         return [DayCount(date=d, value=v) for d, v in metrics.fill(days, dau, 0)]
     # Each player's active days as bits (bit i: day start + i) in bigint words of 63 bits, so no
     # word is negative. Grouped by hash: sorting player-days by player id, as a window function
-    # needs, cost three times the rest of the query. metrics.rolling_active counts from the bits.
+    # needs, costs more than the rest of the query. metrics.rolling_active counts from the bits.
     start = days[0] - timedelta(days=window.value - 1)
     rows = await _rows(
         conn,

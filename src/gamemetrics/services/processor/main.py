@@ -23,8 +23,8 @@ from gamemetrics.settings import Settings
 
 log = structlog.get_logger("processor")
 _TRIM_EVERY_S = 30.0
-# A collection walks every tracked object still alive, the batch read ahead included (~15-40 ms at
-# 50,000 events), while the cycles it finds are the few a batch's tasks and errors leave behind.
+# A collection walks every tracked object still alive, the batch read ahead included, while the
+# cycles it finds are the few a batch's tasks and errors leave behind.
 _COLLECT_EVERY_BATCHES = 8
 
 
@@ -69,8 +69,8 @@ async def run_processor(settings: Settings, url: str) -> None:
         # Kafka deletes old segments by the topics' retention.ms; the embedded log is trimmed here.
         trimmer = asyncio.create_task(trim_forever(platform.bus)) if isinstance(platform.bus, Trimmable) else None
         # Reference counting frees a batch's objects; the collector is only needed for cycles, and
-        # its automatic passes re-scanned each batch's hundred thousand live objects again and
-        # again while it was decoded and written (30% of the processor's CPU on bench/ingest.py).
+        # its automatic passes re-scanned each batch's live objects again and again while it was
+        # decoded and written.
         # Start-up objects are frozen out of its sight, and a full pass runs between batches.
         gc.collect()
         gc.freeze()

@@ -19,28 +19,12 @@ from psycopg.pq import Format
 from psycopg_pool import AsyncConnectionPool
 
 from gamemetrics.gdpr.tombstones import ERASURE_LOCK, Tombstones
+from gamemetrics.services.processor.columns import BATCH_COLUMNS, EVENT_COLUMNS, batch_row
 from gamemetrics.services.processor.decode import DeadLetter, EventRow
 from gamemetrics.services.processor.stitching import GameKey, PlayerKey, PlayerState, by_game, stitch
 
-EVENT_COLUMNS = (
-    "tenant_id", "game_id", "event_id", "event_type", "event_name", "player_id", "session_id", "event_time",
-    "received_at", "source", "platform", "os", "app_version", "country", "is_new_player", "revenue_usd",
-    "properties", "context",
-)
-_COLUMN_LIST = ", ".join(EVENT_COLUMNS)
-# The batch's table adds, on each player's latest event only, the profile stitching worked out.
-PROFILE_COLUMNS = ("player_latest", "latest_platform", "latest_os", "latest_country", "latest_app_version")
-_BATCH_COLUMN_LIST = ", ".join((*EVENT_COLUMNS, *PROFILE_COLUMNS))
-
-# The batch's rows, typed as in `events`, then its profile columns. Spelled out rather than
-# `LIKE events`: LIKE would lock `events` from the start of the batch, and a batch that holds that
-# lock while another processor creates a day's partition (which locks `events` exclusively)
-# deadlocks with it.
-_COLUMN_TYPES = (
-    "uuid", "uuid", "uuid", "text", "text", "text", "text", "timestamptz", "timestamptz", "text", "text", "text",
-    "text", "text", "bool", "numeric", "jsonb", "jsonb", "bool", "text", "text", "text", "text",
-)
-_NO_PROFILE = (False, None, None, None, None)
+_COLUMN_LIST = EVENT_COLUMNS.sql_list
+_BATCH_COLUMN_LIST = BATCH_COLUMNS.sql_list
 
 
 class _JsonbBytesDumper(Dumper):
@@ -54,16 +38,11 @@ class _JsonbBytesDumper(Dumper):
         return b"\x01" + obj
 
 
-_NEW_EVENTS = """
-CREATE TEMP TABLE new_events (
-    tenant_id uuid NOT NULL, game_id uuid NOT NULL, event_id uuid NOT NULL, event_type text NOT NULL,
-    event_name text, player_id text NOT NULL, session_id text, event_time timestamptz NOT NULL,
-    received_at timestamptz NOT NULL, source text NOT NULL, platform text, os text, app_version text,
-    country text, is_new_player boolean NOT NULL, revenue_usd numeric(18, 6), properties jsonb NOT NULL,
-    context jsonb NOT NULL, player_latest boolean NOT NULL, latest_platform text, latest_os text,
-    latest_country text, latest_app_version text
-) ON COMMIT DROP
-"""
+# The batch's rows, typed as in `events`, then its profile columns. Declared from the column spec
+# rather than `LIKE events`: LIKE would lock `events` from the start of the batch, and a batch that
+# holds that lock while another processor creates a day's partition (which locks `events`
+# exclusively) deadlocks with it.
+_NEW_EVENTS = f"CREATE TEMP TABLE new_events ({BATCH_COLUMNS.ddl}) ON COMMIT DROP"
 
 _ROLLUPS = """
 -- Rows of one player (sessions, players, player-days) first; rows every processor shares (a game's
@@ -80,8 +59,8 @@ ON CONFLICT (tenant_id, game_id, session_id) DO UPDATE SET
 INSERT INTO players AS p (tenant_id, game_id, player_id, first_seen, last_seen, platform, os, country,
                           app_version, events, sessions, lifetime_revenue_usd, current_session_id, first_day,
                           best_score)
--- The latest context and session come from the one row stitching marked per player (sorting each
--- player's events for them, five times over, was half of this statement's time).
+-- The latest context and session come from the one row stitching marked per player, rather than
+-- from sorting each player's events once for each of the five.
 SELECT tenant_id, game_id, player_id, min(event_time), max(event_time),
        max(latest_platform), max(latest_os), max(latest_country), max(latest_app_version),
        count(*), count(*) FILTER (WHERE event_type = 'session_start'),
@@ -118,7 +97,7 @@ WHERE p.tenant_id = i.tenant_id AND p.game_id = i.game_id AND p.player_id = i.pl
 
 -- Player-days, and from what the upsert returns the game's daily totals: a row without an old
 -- version is a new player-day, one whose old revenue was zero and new is above zero a new payer.
--- (Joining the returned rows back to the batch instead sorted both sides: a third of the batch's time.)
+-- (Joining the returned rows back to the batch instead would sort both sides.)
 WITH days AS (
     INSERT INTO player_days AS d (tenant_id, game_id, day, player_id, events, sessions, playtime_seconds,
                                   purchases, revenue_usd, first_event_at, last_event_at)
@@ -252,17 +231,12 @@ class EventSink:
         stitch(games, await _player_states(conn, games), self._gap)
         await conn.execute(_NEW_EVENTS)
         cur = conn.cursor()
-        # Binary COPY: half the client's time of text COPY, and the server parses no uuids or times.
+        # Binary COPY: the client formats no text, and the server parses no uuids or times.
         cur.adapters.register_dumper(bytes, _JsonbBytesDumper)
         async with cur.copy(f"COPY new_events ({_BATCH_COLUMN_LIST}) FROM STDIN (FORMAT BINARY)") as copy:
-            copy.set_types(_COLUMN_TYPES)
+            copy.set_types(BATCH_COLUMNS.copy_types)
             for r in fresh:
-                await copy.write_row((
-                    r.tenant_id, r.game_id, r.event_id, r.event_type, r.event_name, r.player_id, r.session_id,
-                    r.event_time, r.received_at, r.source, r.platform, r.os, r.app_version, r.country,
-                    r.is_new_player, r.revenue_usd, r.properties, r.context,
-                    *(_NO_PROFILE if r.profile is None else (True, *r.profile)),
-                ))
+                await copy.write_row(batch_row(r))
         await cur.execute(f"INSERT INTO events ({_COLUMN_LIST}) SELECT {_COLUMN_LIST} FROM new_events")
         await cur.execute(_ROLLUPS)
         return len(fresh), gone
@@ -311,7 +285,7 @@ def erased_letter(row: EventRow) -> DeadLetter:
 async def _claim_ids(conn: AsyncConnection, rows: Sequence[EventRow]) -> list[EventRow]:
     """The rows of `rows` whose (tenant, event id) no transaction had stored before this one.
 
-    Nearly every batch is all new, and a plain binary COPY of its ids costs half of an
+    Nearly every batch is all new, and a plain binary COPY of its ids costs less than an
     `INSERT ... ON CONFLICT`; a batch holding an id already stored (a replay after a crash, a
     client's retry) fails that COPY on the unique key, and only then is it claimed with
     `ON CONFLICT DO NOTHING`, which returns the ids that were new."""
@@ -366,8 +340,8 @@ async def _player_states(conn: AsyncConnection,
     # planner guessing the batch's size, and once it guesses small it loops over every player.
     states: dict[GameKey, dict[str, PlayerState]] = {}
     for (tenant_id, game_id), rows in games.items():
-        # Both ways in binary: a text array makes psycopg check every id for quoting in Python
-        # (a microsecond a player), and binary results skip parsing the timestamps from text.
+        # Both ways in binary: a text array makes psycopg check every id for quoting in Python, and
+        # binary results skip parsing the timestamps from text.
         cur = await conn.execute(
             "SELECT player_id, last_seen, current_session_id FROM players"
             " WHERE tenant_id = %s AND game_id = %s AND player_id = ANY(%b)",
