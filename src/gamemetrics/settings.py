@@ -59,7 +59,6 @@ class Settings(BaseSettings):
     # Bus
     bus_partitions: int = 8
     bus_retention_hours: float = 24.0
-    bus_append_linger_ms: float = 2.0
 
     # Kafka: a bootstrap switches every service from the embedded log to Apache Kafka.
     kafka_bootstrap: str | None = Field(
@@ -101,13 +100,14 @@ class Settings(BaseSettings):
 
     fx_rates_usd: dict[str, Decimal] = Field(default_factory=lambda: dict(DEFAULT_FX_RATES_USD))
 
-    # Access tokens (JWT). Unset JWKS URL: the local key set in data_dir/keys signs and verifies.
+    # Access tokens (JWT). Unset JWKS URL: the users service signs them with the platform's keys,
+    # kept sealed in its database and published at /.well-known/jwks.json, and every service
+    # verifies them with those keys.
     auth_issuer: str = "gamemetrics"
     auth_audience: str = "gamemetrics"
     auth_jwks_url: str | None = Field(
-        default=None, description="An OIDC provider's JWKS; unset verifies with the local key set."
-    )
-    auth_keys_dir: Path | None = Field(default=None, description="Local signing keys; unset is data_dir/keys.")
+        default=None, description="An external OIDC provider's JWKS: tokens come from that issuer and are verified"
+                                  " with its keys. Unset: the platform's own signing keys, kept in its database.")
     auth_token_ttl_seconds: int = 3600
     auth_leeway_seconds: float = 30.0
 
@@ -136,10 +136,6 @@ class Settings(BaseSettings):
     token_rate_address_burst: float = 50.0
     users_pool_size: int = 4
     players_page_max: int = 200
-
-    def keys_dir(self) -> Path:
-        """Where the local signing keys live."""
-        return self.auth_keys_dir or self.data_dir / "keys"
 
     def secret_path(self) -> Path:
         """Where the platform secret is kept when `secret_key` is unset."""

@@ -1,5 +1,5 @@
-"""Access tokens: what the local issuer mints verifies; everything a forger or a misconfigured
-client could send is refused with a reason."""
+"""Access tokens: what the platform's issuer mints with its signing keys (kept in the database)
+verifies; everything a forger or a misconfigured client could send is refused with a reason."""
 
 from __future__ import annotations
 
@@ -7,36 +7,68 @@ import base64
 import hashlib
 import hmac
 import json
+import os
 import time
 import uuid
-from pathlib import Path
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import jwt
+import msgspec
 import pytest
+import pytest_asyncio
+from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from psycopg_pool import AsyncConnectionPool
 
-from gamemetrics.auth.keys import LocalKeySet, public_jwk
+from gamemetrics.adapters.postgres.pool import open_pool
+from gamemetrics.auth.keys import PrivateKey, public_jwk
+from gamemetrics.auth.secret import SIGNING_KEYS, derive, seal, unseal
+from gamemetrics.auth.signing import DatabaseKeySet, SigningKeyStore
 from gamemetrics.auth.tokens import InsufficientScope, InvalidToken, TokenIssuer, TokenVerifier
 
 ISSUER, AUDIENCE = "gamemetrics-test", "gamemetrics-api"
 TENANT = uuid.uuid4()
+SECRET = os.urandom(32)
+
+
+@pytest_asyncio.fixture
+async def pool(database_url: str) -> AsyncIterator[AsyncConnectionPool]:
+    pool = await open_pool(database_url, max_size=2, name="test-tokens")
+    yield pool
+    await pool.close()
+
+
+@pytest_asyncio.fixture
+async def keys(pool: AsyncConnectionPool) -> SigningKeyStore:
+    store = SigningKeyStore(pool, SECRET, rotate_after=timedelta(days=30), retire_after=timedelta(days=1),
+                            refresh_s=0.0)
+    await store.current()  # makes the first key, as the users service does before it signs
+    return store
 
 
 @pytest.fixture
-def keys(tmp_path: Path) -> LocalKeySet:
-    return LocalKeySet(tmp_path / "keys", reload_every_s=0.0)
-
-
-@pytest.fixture
-def issuer(keys: LocalKeySet) -> TokenIssuer:
+def issuer(keys: SigningKeyStore) -> TokenIssuer:
     return TokenIssuer(keys, issuer=ISSUER, audience=AUDIENCE, ttl_s=600)
 
 
 @pytest.fixture
-def verifier(keys: LocalKeySet) -> TokenVerifier:
-    return TokenVerifier(keys, issuer=ISSUER, audience=AUDIENCE, leeway_s=0)
+def verifier(pool: AsyncConnectionPool) -> TokenVerifier:
+    return TokenVerifier(DatabaseKeySet(pool, refetch_after_s=0.0), issuer=ISSUER, audience=AUDIENCE, leeway_s=0)
+
+
+@dataclass(frozen=True)
+class _FixedKey:
+    """Signs with one given key (the store itself only makes P-256 keys)."""
+
+    kid: str
+    key: PrivateKey
+
+    def signing_key(self) -> tuple[str, PrivateKey]:
+        return self.kid, self.key
 
 
 def _claims(**override: Any) -> dict[str, Any]:
@@ -47,13 +79,13 @@ def _claims(**override: Any) -> dict[str, Any]:
     return {k: v for k, v in claims.items() if v is not None}
 
 
-def _signed(keys: LocalKeySet, **override: Any) -> str:
+def _signed(keys: SigningKeyStore, **override: Any) -> str:
     kid, key = keys.signing_key()
     return jwt.encode(_claims(**override), key, algorithm="ES256", headers={"kid": kid})
 
 
 async def test_a_minted_token_verifies_with_its_tenant_and_scopes(issuer: TokenIssuer, verifier: TokenVerifier,
-                                                                 keys: LocalKeySet) -> None:
+                                                                 pool: AsyncConnectionPool) -> None:
     token = issuer.issue(TENANT, ["analytics:read"])
     principal = await verifier.verify(token)
     assert principal.tenant_id == TENANT
@@ -62,10 +94,20 @@ async def test_a_minted_token_verifies_with_its_tenant_and_scopes(issuer: TokenI
     with pytest.raises(InsufficientScope, match="gdpr:erase"):
         principal.require("gdpr:erase")
     assert jwt.get_unverified_header(token)["typ"] == "at+jwt"
-    assert (keys.directory / f"{jwt.get_unverified_header(token)['kid']}.pem").stat().st_mode & 0o077 == 0
+    # The private key is kept sealed under the platform secret: the stored bytes are no key, and
+    # another secret cannot open them.
+    kid = jwt.get_unverified_header(token)["kid"]
+    async with pool.connection() as conn:
+        row = await (await conn.execute("SELECT sealed_key FROM signing_keys WHERE kid = %s", (kid,))).fetchone()
+    assert row is not None
+    sealed = bytes(row[0])
+    assert b"PRIVATE KEY" not in sealed
+    assert b"PRIVATE KEY" in unseal(derive(SECRET, SIGNING_KEYS), sealed, context=kid.encode())
+    with pytest.raises(InvalidTag):
+        unseal(derive(os.urandom(32), SIGNING_KEYS), sealed, context=kid.encode())
 
 
-async def test_scp_list_is_read_as_scopes(keys: LocalKeySet, verifier: TokenVerifier) -> None:
+async def test_scp_list_is_read_as_scopes(keys: SigningKeyStore, verifier: TokenVerifier) -> None:
     principal = await verifier.verify(_signed(keys, scope=None, scp=["analytics:read"]))
     assert principal.scopes == {"analytics:read"}
 
@@ -83,13 +125,13 @@ async def test_scp_list_is_read_as_scopes(keys: LocalKeySet, verifier: TokenVeri
         ({"tenant_id": "acme"}, "tenant"),
     ],
 )
-async def test_bad_claims_are_refused(keys: LocalKeySet, verifier: TokenVerifier, override: dict[str, Any],
+async def test_bad_claims_are_refused(keys: SigningKeyStore, verifier: TokenVerifier, override: dict[str, Any],
                                       reason: str) -> None:
     with pytest.raises(InvalidToken, match=reason):
         await verifier.verify(_signed(keys, **override))
 
 
-async def test_alg_none_is_refused(keys: LocalKeySet, verifier: TokenVerifier) -> None:
+async def test_alg_none_is_refused(keys: SigningKeyStore, verifier: TokenVerifier) -> None:
     kid, _ = keys.signing_key()
     header = base64.urlsafe_b64encode(json.dumps({"alg": "none", "kid": kid}).encode()).rstrip(b"=")
     body = base64.urlsafe_b64encode(json.dumps(_claims()).encode()).rstrip(b"=")
@@ -97,7 +139,7 @@ async def test_alg_none_is_refused(keys: LocalKeySet, verifier: TokenVerifier) -
         await verifier.verify(f"{header.decode()}.{body.decode()}.")
 
 
-async def test_hmac_with_the_public_key_as_secret_is_refused(keys: LocalKeySet, verifier: TokenVerifier) -> None:
+async def test_hmac_with_the_public_key_as_secret_is_refused(keys: SigningKeyStore, verifier: TokenVerifier) -> None:
     """The classic algorithm confusion: HS256 signed with the (public) verification key."""
     kid, key = keys.signing_key()
     public_pem = key.public_key().public_bytes(
@@ -117,7 +159,7 @@ def _hs256(payload: bytes, secret: bytes, kid: str) -> str:
     return (signing_input + b"." + b64(hmac.new(secret, signing_input, hashlib.sha256).digest())).decode()
 
 
-async def test_unknown_kid_and_foreign_keys_are_refused(keys: LocalKeySet, verifier: TokenVerifier) -> None:
+async def test_unknown_kid_and_foreign_keys_are_refused(keys: SigningKeyStore, verifier: TokenVerifier) -> None:
     stranger = ec.generate_private_key(ec.SECP256R1())
     kid = public_jwk(stranger.public_key())["kid"]
     with pytest.raises(InvalidToken, match="unknown key id"):
@@ -131,7 +173,7 @@ async def test_unknown_kid_and_foreign_keys_are_refused(keys: LocalKeySet, verif
         await verifier.verify(no_kid)
 
 
-async def test_tampered_and_garbage_tokens_are_refused(keys: LocalKeySet, verifier: TokenVerifier) -> None:
+async def test_tampered_and_garbage_tokens_are_refused(keys: SigningKeyStore, verifier: TokenVerifier) -> None:
     token = _signed(keys)
     header, body, signature = token.split(".")
     claims = json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
@@ -145,17 +187,28 @@ async def test_tampered_and_garbage_tokens_are_refused(keys: LocalKeySet, verifi
 
 
 async def test_rs256_keys_sign_and_verify_and_rotation_keeps_old_tokens(
-    keys: LocalKeySet, issuer: TokenIssuer, verifier: TokenVerifier
+    keys: SigningKeyStore, issuer: TokenIssuer, verifier: TokenVerifier, pool: AsyncConnectionPool
 ) -> None:
     old_token = issuer.issue(TENANT, ["analytics:read"])
-    time.sleep(0.01)  # the newer file signs: order is by modification time
+    rotated = await keys.rotate()
+    assert (await keys.current())[0] == rotated
+    rotated_token = issuer.issue(TENANT, ["analytics:read"])
+    assert jwt.get_unverified_header(rotated_token)["kid"] == rotated != jwt.get_unverified_header(old_token)["kid"]
+    # An RSA key published beside them (superseded, so the store keeps signing with its own).
     rsa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    kid = public_jwk(rsa_key.public_key())["kid"]
-    (keys.directory / f"{kid}.pem").write_bytes(rsa_key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
-    new_token = issuer.issue(TENANT, ["analytics:read"])
+    jwk = public_jwk(rsa_key.public_key())
+    kid = jwk["kid"]
+    pem = rsa_key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption())
+    async with pool.connection() as conn:
+        await conn.execute(
+            "INSERT INTO signing_keys (kid, algorithm, public_jwk, sealed_key, superseded_at)"
+            " VALUES (%s, 'RS256', %s, %s, now())",
+            (kid, msgspec.json.encode(jwk).decode(), seal(derive(SECRET, SIGNING_KEYS), pem, context=kid.encode())))
+    new_token = TokenIssuer(_FixedKey(kid, rsa_key), issuer=ISSUER, audience=AUDIENCE, ttl_s=600).issue(
+        TENANT, ["analytics:read"])
     assert jwt.get_unverified_header(new_token) == {"alg": "RS256", "kid": kid, "typ": "at+jwt"}
-    for token in (old_token, new_token):
+    for token in (old_token, rotated_token, new_token):
         assert (await verifier.verify(token)).tenant_id == TENANT
     # ES256 claimed for an RSA key is refused, not coerced.
     forged = jwt.encode(_claims(), rsa_key, algorithm="RS256", headers={"kid": kid})
@@ -165,4 +218,5 @@ async def test_rs256_keys_sign_and_verify_and_rotation_keeps_old_tokens(
     h2 = base64.urlsafe_b64encode(json.dumps(header).encode()).rstrip(b"=").decode()
     with pytest.raises(InvalidToken, match="cannot verify ES256"):
         await verifier.verify(f"{h2}.{b}.{s}")
-    assert {k["kid"] for k in keys.jwks()["keys"]} == {kid, jwt.get_unverified_header(old_token)["kid"]}
+    assert {k["kid"] for k in (await keys.jwks())["keys"]} == {kid, rotated,
+                                                              jwt.get_unverified_header(old_token)["kid"]}

@@ -15,24 +15,13 @@ from typing import Any
 import msgspec
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from jwt.algorithms import ECAlgorithm, RSAAlgorithm
+from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
-from gamemetrics.auth.keys import PrivateKey, PublicKey, public_jwk
+from gamemetrics.auth.keys import PrivateKey, PublicKey, key_from_jwk, public_jwk
 from gamemetrics.auth.secret import SIGNING_KEYS, derive, seal, unseal
 
 _ROTATION_LOCK = 0x676D5F6B657973  # "gm_keys": one rotation at a time across processes
-
-
-def key_from_jwk(jwk: dict[str, Any]) -> PublicKey | None:
-    """The public key of a signing JWK (EC P-256 or RSA); None for anything else."""
-    if jwk.get("use", "sig") != "sig":
-        return None
-    if jwk.get("kty") == "EC" and jwk.get("crv") == "P-256":
-        return ECAlgorithm.from_jwk(jwk)  # type: ignore[return-value]
-    if jwk.get("kty") == "RSA":
-        return RSAAlgorithm.from_jwk(jwk)  # type: ignore[return-value]
-    return None
 
 
 class SigningKeyStore:
@@ -103,12 +92,12 @@ class SigningKeyStore:
             )
         assert row is not None
         kid, sealed, _ = row
-        pem = unseal(self._seal_key, bytes(sealed), context=kid.encode())
+        pem = unseal(self._seal_key, sealed, context=kid.encode())
         private = serialization.load_pem_private_key(pem, password=None)
         assert isinstance(private, ec.EllipticCurvePrivateKey)
         return kid, private
 
-    async def _create(self, conn: Any) -> str:
+    async def _create(self, conn: AsyncConnection) -> str:
         private = ec.generate_private_key(ec.SECP256R1())
         jwk = public_jwk(private.public_key())
         pem = private.private_bytes(
@@ -125,12 +114,17 @@ class SigningKeyStore:
         return str(jwk["kid"])
 
 
-async def _newest(conn: Any) -> tuple[str, bytes, float] | None:
+async def _newest(conn: AsyncConnection) -> tuple[str, bytes, float] | None:
+    """The signing key's kid, sealed private key and age in seconds; None before the first key."""
     cur = await conn.execute(
         "SELECT kid, sealed_key, extract(epoch FROM now() - created_at)::float8 FROM signing_keys"
         " WHERE superseded_at IS NULL AND retired_at IS NULL ORDER BY created_at DESC LIMIT 1"
     )
-    return await cur.fetchone()
+    row = await cur.fetchone()
+    if row is None:
+        return None
+    kid, sealed, age = row
+    return str(kid), bytes(sealed), float(age)
 
 
 class DatabaseKeySet:
