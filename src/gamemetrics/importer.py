@@ -13,8 +13,9 @@ import heapq
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from io import BufferedIOBase, BufferedReader
 from pathlib import Path
-from typing import Any, BinaryIO, Literal
+from typing import Any, Literal
 
 import msgspec
 from rich.console import Console
@@ -96,7 +97,7 @@ def import_file(path: Path, *, url: str, write_key: str, fmt: Format = "auto",
     return report
 
 
-def read_items(stream: BinaryIO, kind: str) -> Iterator[Item]:
+def read_items(stream: BufferedIOBase, kind: str) -> Iterator[Item]:
     """The file's records as native event JSON, each with its line number (or batch index)."""
     if kind == "segment-batch":
         try:
@@ -201,12 +202,12 @@ def _accepted_locally(items: Iterator[Item], report: ImportReport) -> Iterator[t
 
 
 @contextmanager
-def _open(path: Path) -> Iterator[tuple[BinaryIO, BinaryIO]]:
+def _open(path: Path) -> Iterator[tuple[BufferedReader, BufferedIOBase]]:
     """The file, and a reader over it (through gzip for `.gz`); `raw.tell()` is progress in file bytes."""
     with open(path, "rb") as raw:
         if path.suffix == ".gz":
             with gzip.GzipFile(fileobj=raw) as inflated:
-                yield raw, inflated  # type: ignore[misc]
+                yield raw, inflated
         else:
             yield raw, raw
 

@@ -9,9 +9,10 @@ see a lively game, while properties such as `duration_seconds` keep their simula
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import partial
 
 import msgspec
 from rich.console import Console
@@ -117,7 +118,7 @@ def _deliver(sender: EventSender, events: Iterable[Event], pacer: Pacer, after_b
             chunk = [as_live(e, at + gap * i, salt) for i, e in enumerate(chunk)]
         for batch in batched((_encode(e), e) for e in chunk):
             answer = sender.post(batch.bodies)
-            sender.tally.add(len(batch.bodies), answer, lambda i, b=batch: _describe(b.sources[i]))
+            sender.tally.add(len(batch.bodies), answer, partial(_describe, batch.sources))
         after_batch()
 
 
@@ -127,7 +128,9 @@ def _chunks(events: Iterable[Event], size: int) -> Iterator[list[Event]]:
         yield chunk
 
 
-def _describe(event: Event) -> str:
+def _describe(events: Sequence[Event], index: int) -> str:
+    """The event at `index` of a request, as a refusal names it."""
+    event = events[index]
     return f"event {event.get('event_id')} ({event.get('event_type')}, {event.get('timestamp')})"
 
 

@@ -88,7 +88,8 @@ class TenancyStore:
             row = await cur.fetchone()
             if row is None:
                 raise NotFound(f"write key {key_id} does not exist or is already revoked")
-            return row[0]
+            tenant: uuid.UUID = row[0]
+            return tenant
 
     async def games(self, tenant_id: uuid.UUID) -> list[dict[str, Any]]:
         """The tenant's games, oldest first."""

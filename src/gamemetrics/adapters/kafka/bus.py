@@ -61,9 +61,10 @@ class KafkaBus:
 
     def _admin(self) -> AdminClient:
         if self._admin_client is None:
-            self._admin_client = AdminClient(
-                {**common_config(self._settings, f"{self._client_id}-admin"), "error_cb": self._on_error}
-            )
+            # librdkafka's configuration takes callbacks beside its strings and numbers.
+            config: dict[str, Any] = {**common_config(self._settings, f"{self._client_id}-admin"),
+                                      "error_cb": self._on_error}
+            self._admin_client = AdminClient(config)
         return self._admin_client
 
     def _on_error(self, err: KafkaError) -> None:

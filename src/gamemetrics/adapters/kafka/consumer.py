@@ -92,11 +92,11 @@ class _Membership:
             topic = self.names.logical_topic(message.topic() or "")
             if topic is None:
                 continue
-            headers = message.headers()
+            headers = message.headers() or []
             records.append(Record(
                 topic, message.partition() or 0, message.offset() or 0, message.key() or b"", message.value() or b"",
-                {k: v.decode(errors="replace") if isinstance(v, bytes) else (v or "") for k, v in headers}
-                if headers else {},
+                {k: v.decode(errors="replace") if isinstance(v, bytes) else (v or "")
+                 for k, v in (headers.items() if isinstance(headers, dict) else headers)},
             ))
         if self.fatal is not None:
             raise BusError(f"group {self.group}: {self.fatal.str()}")
@@ -120,10 +120,10 @@ class _Membership:
     def write(self, positions: dict[Slot, int]) -> None:
         offsets = [TopicPartition(self.names.topic(t), p, pos) for (t, p), pos in positions.items()]
         answered = self.consumer.commit(offsets=offsets, asynchronous=False) or []
-        failed = [tp for tp in answered if tp.error is not None]
+        failed = [(tp, tp.error) for tp in answered if tp.error is not None]
         if failed:
-            raise BusError(f"group {self.group}: commit refused for {failed[0].topic}[{failed[0].partition}]:"
-                           f" {failed[0].error.str()}")
+            tp, error = failed[0]
+            raise BusError(f"group {self.group}: commit refused for {tp.topic}[{tp.partition}]: {error.str()}")
         for slot, position in positions.items():
             self.committed[slot] = position
             if self.pending.get(slot) == position:

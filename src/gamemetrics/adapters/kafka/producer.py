@@ -103,7 +103,11 @@ class _Client:
         return left
 
 
-def _queued(client: _Client, physical: str, message: Message, headers: list[tuple[str, str]] | None,
+# What librdkafka takes as a message's headers.
+_Headers = list[tuple[str, str | bytes | None]]
+
+
+def _queued(client: _Client, physical: str, message: Message, headers: _Headers | None,
             on_delivery: Callable[[KafkaError | None, KafkaMessage], None]) -> bool:
     """Queue `message` in librdkafka; False when its queue is full, BusError when Kafka refuses it."""
     try:
@@ -159,7 +163,7 @@ class KafkaProducer:
         error: BusError | None = None
         produced = 0
         for message in messages:
-            headers = list(message.headers.items()) if message.headers else None
+            headers: _Headers | None = list(message.headers.items()) if message.headers else None
             try:
                 # Straight from the loop: the coroutine that waits for room only when the queue is full.
                 if not _queued(client, physical, message, headers, delivery.on_delivery):
@@ -181,7 +185,7 @@ class KafkaProducer:
             raise
 
     async def _queue_when_room(
-        self, client: _Client, physical: str, message: Message, headers: list[tuple[str, str]] | None,
+        self, client: _Client, physical: str, message: Message, headers: _Headers | None,
         on_delivery: Callable[[KafkaError | None, KafkaMessage], None], deadline: float,
     ) -> None:
         """Wait for delivery reports to make room in librdkafka's queue, within the timeout, then queue."""

