@@ -8,6 +8,9 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+import strawberry
+from strawberry.scalars import JSON
+
 from gamemetrics.services.analytics.errors import NotFound
 from gamemetrics.services.analytics.queries import Conn, _rows
 from gamemetrics.services.analytics.types import (
@@ -20,6 +23,12 @@ from gamemetrics.services.analytics.types import (
     PlayerStats,
 )
 
+
+def _id(value: object) -> strawberry.ID:
+    """A GraphQL ID from a database id (a UUID, or text)."""
+    return strawberry.ID(str(value))
+
+
 _GAMES = (
     "SELECT g.game_id, g.name, g.created_at, coalesce(c.events_stored, 0), coalesce(c.events_dead_lettered, 0)"
     " FROM games g LEFT JOIN game_counters c ON c.tenant_id = g.tenant_id AND c.game_id = g.game_id"
@@ -29,7 +38,7 @@ _GAMES = (
 
 async def games(conn: Conn, tenant: uuid.UUID) -> list[Game]:
     rows = await _rows(conn, _GAMES + " ORDER BY g.created_at, g.game_id", (tenant,))
-    return [Game(id=str(g), name=n, created_at=c, events_stored=s, events_dead_lettered=d) for g, n, c, s, d in rows]
+    return [Game(id=_id(g), name=n, created_at=c, events_stored=s, events_dead_lettered=d) for g, n, c, s, d in rows]
 
 
 async def game(conn: Conn, tenant: uuid.UUID, game_id: uuid.UUID) -> Game:
@@ -38,7 +47,7 @@ async def game(conn: Conn, tenant: uuid.UUID, game_id: uuid.UUID) -> Game:
     if not rows:
         raise NotFound(f"game {game_id} not found")
     g, n, c, s, d = rows[0]
-    return Game(id=str(g), name=n, created_at=c, events_stored=s, events_dead_lettered=d)
+    return Game(id=_id(g), name=n, created_at=c, events_stored=s, events_dead_lettered=d)
 
 
 _PLAYER_COLUMNS = (
@@ -56,7 +65,7 @@ async def player(conn: Conn, tenant: uuid.UUID, game_id: uuid.UUID, player_id: s
         raise NotFound(f"player {player_id!r} not found in game {game_id}")
     p = rows[0]
     return Player(
-        player_id=p[0], game_id=str(p[1]), first_seen=p[2], last_seen=p[3], first_active_day=p[4], sessions=p[5],
+        player_id=p[0], game_id=_id(p[1]), first_seen=p[2], last_seen=p[3], first_active_day=p[4], sessions=p[5],
         events=p[6], lifetime_revenue=p[7], platform=p[8], os=p[9], country=p[10], app_version=p[11],
         best_score=float(p[12]) if p[12] is not None else None, traits=p[13],
     )
@@ -80,7 +89,7 @@ async def live_stats(conn: Conn, tenant: uuid.UUID, game_id: uuid.UUID) -> LiveS
     )
     at, recent, active, revenue, dead, stored = rows[0]
     elapsed = 60 + at.second + at.microsecond / 1e6
-    return LiveStats(game_id=str(game_id), at=at, events_per_second=recent / elapsed, active_players=active,
+    return LiveStats(game_id=_id(game_id), at=at, events_per_second=recent / elapsed, active_players=active,
                      revenue_today=revenue, dead_letters=dead or 0, events_stored=stored or 0)
 
 
@@ -103,10 +112,10 @@ async def player_stats(conn: Conn, tenant: uuid.UUID, player_id: str, game_ids: 
         (tenant, games_of_player, player_id),
     )
     return PlayerStats(
-        player_id=player_id, total_events=sum(r[1] for r in rows), event_breakdown=dict(breakdown),
+        player_id=player_id, total_events=sum(r[1] for r in rows), event_breakdown=JSON(dict(breakdown)),
         first_seen=min(r[4] for r in rows), last_active=max(r[5] for r in rows),
         total_sessions=sum(r[2] for r in rows), total_revenue=sum((r[3] for r in rows), Decimal(0)),
-        games=[str(g) for g in games_of_player],
+        games=[_id(g) for g in games_of_player],
     )
 
 
@@ -134,7 +143,7 @@ async def game_stats(conn: Conn, tenant: uuid.UUID, game_id: uuid.UUID, today: A
         game_id=found.id, name=found.name, total_players=players, total_events=found.events_stored,
         active_players=active, total_sessions=session_count,
         average_session_duration=float(average) if average is not None else None, total_revenue=revenue,
-        event_breakdown=dict(breakdown),
+        event_breakdown=JSON(dict(breakdown)),
     )
 
 
@@ -172,7 +181,7 @@ async def latest_events(conn: Conn, tenant: uuid.UUID, game_ids: Sequence[uuid.U
         if len(rows) >= limit:
             break
     return [
-        Event(event_id=str(r[0]), event_type=r[1], name=r[2], player_id=r[3], game_id=str(r[4]), session_id=r[5],
+        Event(event_id=_id(r[0]), event_type=r[1], name=r[2], player_id=r[3], game_id=_id(r[4]), session_id=r[5],
               timestamp=r[6], received_at=r[7], data=r[8], context=r[9], platform=r[10], country=r[11],
               revenue_usd=r[12])
         for r in rows

@@ -122,14 +122,16 @@ class FunnelCounter:
 
     def player(self, events: Iterable[tuple[datetime, Sequence[bool]]]) -> int:
         """Feed one player's events (time, which steps the event matches); returns steps reached."""
-        stage, first, previous = 0, None, None
-        for at, matches in events:
-            if first is None:
-                if matches[0]:
-                    first = previous = at
-                    stage = 1
-                continue
-            if stage == self.steps or at > first + self.window:
+        remaining = iter(events)
+        for at, matches in remaining:  # the funnel starts at the player's first event matching step one
+            if matches[0]:
+                deadline, previous = at + self.window, at
+                break
+        else:
+            return 0
+        stage = 1
+        for at, matches in remaining:
+            if stage == self.steps or at > deadline:
                 break
             if matches[stage] and at > previous:
                 previous = at

@@ -13,6 +13,7 @@ from decimal import Decimal
 from typing import Any
 
 from psycopg import AsyncConnection, sql
+from psycopg.abc import QueryNoTemplate
 
 from gamemetrics.services.analytics import metrics
 from gamemetrics.services.analytics.metrics import FunnelCounter, FunnelStepSpec, Window
@@ -34,7 +35,7 @@ def midnight(day: date) -> datetime:
     return datetime.combine(day, time(), tzinfo=UTC)
 
 
-async def _rows(conn: Conn, query: str | sql.Composable, params: Any) -> list[tuple[Any, ...]]:
+async def _rows(conn: Conn, query: QueryNoTemplate, params: Any) -> list[tuple[Any, ...]]:
     cur = await conn.execute(query, params)
     return await cur.fetchall()
 
@@ -156,7 +157,7 @@ async def funnel(conn: Conn, tenant: uuid.UUID, game: uuid.UUID, days: Sequence[
     matches = []
     params: list[Any] = []
     for step in steps:
-        condition = sql.SQL("(event_type = %s OR (event_type = 'custom' AND event_name = %s))")
+        condition: sql.Composable = sql.SQL("(event_type = %s OR (event_type = 'custom' AND event_name = %s))")
         params += [step.event, step.event]
         if step.property is not None:
             condition = sql.SQL("({} AND properties->>%s = %s)").format(condition)

@@ -34,7 +34,6 @@ from gamemetrics.services.analytics.types import (
     RetentionCohort,
     RevenueDay,
     SessionDay,
-    WindowEnum,
 )
 
 log = structlog.get_logger("analytics")
@@ -108,7 +107,7 @@ class Query:
 
     @strawberry.field(description="Players active in each day's window (DAU, WAU = 7 days, MAU = 30 days).")
     async def active_users(self, info: Ctx, game_id: strawberry.ID, from_: From,
-                           to: date, window: WindowEnum = Window.DAY) -> list[DayCount] | None:
+                           to: date, window: Window = Window.DAY) -> list[DayCount] | None:
         tenant, game, days = _tenant(info), _uuid(game_id, "gameId"), _days(info, from_, to)
         return await info.context.store.per_game(
             tenant, game, ("activeUsers", from_, to, window),

@@ -10,7 +10,8 @@ from strawberry.scalars import JSON
 
 from gamemetrics.services.analytics.metrics import Window
 
-WindowEnum = strawberry.enum(Window, name="Window", description="Days that count a player as active.")
+# Registered in place: `Window` itself is the GraphQL enum wherever an argument or field names it.
+strawberry.enum(Window, name="Window", description="Days that count a player as active.")
 
 
 @strawberry.type(description="One of the caller's games.")

@@ -83,7 +83,7 @@ def to_native(message: Any, batch_sent_at: datetime | None = None) -> dict[str, 
     if not isinstance(message_id, str) or not message_id:
         raise SegmentMessageError("a message needs a messageId")
     timestamp = _corrected_time(message, batch_sent_at)
-    context = message.get("context") if isinstance(message.get("context"), dict) else {}
+    context = _object(message, "context")
     event: dict[str, Any] = {
         "event_id": str(_event_id(message_id)),
         "player_id": str(player),
@@ -94,7 +94,7 @@ def to_native(message: Any, batch_sent_at: datetime | None = None) -> dict[str, 
         name = message.get("event")
         if not isinstance(name, str) or not name:
             raise SegmentMessageError("a track message needs an `event` name")
-        properties = message.get("properties") if isinstance(message.get("properties"), dict) else {}
+        properties = _object(message, "properties")
         event_type = _track_type(name)
         event["event_type"] = event_type
         event["properties"] = _purchase(properties) if event_type == "purchase" else properties
@@ -117,6 +117,12 @@ def to_native(message: Any, batch_sent_at: datetime | None = None) -> dict[str, 
     if isinstance(session_id, str | int) and str(session_id):
         event["session_id"] = str(session_id)
     return event
+
+
+def _object(parent: dict[str, Any], key: str) -> dict[str, Any]:
+    """`parent[key]` when it is a JSON object, else an empty one."""
+    value = parent.get(key)
+    return value if isinstance(value, dict) else {}
 
 
 def _track_type(name: str) -> str:
@@ -148,10 +154,10 @@ def _purchase(properties: dict[str, Any]) -> dict[str, Any]:
 
 
 def _context(context: dict[str, Any]) -> dict[str, Any]:
-    os_info = context.get("os") if isinstance(context.get("os"), dict) else {}
-    device = context.get("device") if isinstance(context.get("device"), dict) else {}
-    app = context.get("app") if isinstance(context.get("app"), dict) else {}
-    location = context.get("location") if isinstance(context.get("location"), dict) else {}
+    os_info = _object(context, "os")
+    device = _object(context, "device")
+    app = _object(context, "app")
+    location = _object(context, "location")
     native = {
         "platform": device.get("type") or os_info.get("name"),
         "os": " ".join(str(v) for v in (os_info.get("name"), os_info.get("version")) if v) or None,
