@@ -13,7 +13,15 @@ from psycopg import postgres
 from psycopg.adapt import AdaptersMap, PyFormat, Transformer
 from psycopg.pq import Format
 
-from gamemetrics.services.processor.columns import BATCH_COLUMNS, EVENT_COLUMNS, PROFILE_COLUMNS, batch_row
+from gamemetrics.services.processor.columns import (
+    BATCH_COLUMNS,
+    EVENT_COLUMNS,
+    PROFILE_COLUMNS,
+    Column,
+    ColumnSet,
+    _compile_rows,
+    batch_rows,
+)
 from gamemetrics.services.processor.decode import EventRow
 from gamemetrics.services.processor.sink import _NEW_EVENTS, _JsonbBytesDumper
 
@@ -33,6 +41,11 @@ def _row(**override: object) -> EventRow:
     )
     fields.update(override)
     return EventRow(**fields)
+
+
+def _one(row: EventRow) -> tuple[object, ...]:
+    (values,) = batch_rows([row])
+    return values
 
 
 def _dumped(values: tuple[object, ...]) -> list[bytes | None]:
@@ -56,7 +69,7 @@ def test_the_batch_table_declares_every_column_in_copy_order() -> None:
 def test_a_row_has_one_value_per_column_of_its_declared_type(
         profile: tuple[str | None, str | None, str | None, str | None] | None) -> None:
     row = _row(profile=profile)
-    values = batch_row(row)
+    values = _one(row)
     assert len(values) == len(BATCH_COLUMNS)
     for column, value in zip(BATCH_COLUMNS, values, strict=True):
         if value is None:
@@ -73,7 +86,7 @@ def test_a_row_has_one_value_per_column_of_its_declared_type(
 
 
 def test_a_value_of_another_type_does_not_dump() -> None:
-    values = list(batch_row(_row()))
+    values = list(_one(_row()))
     # Two columns swapped (a uuid where text goes, text where a uuid goes) must not pass unnoticed.
     i, j = BATCH_COLUMNS.names.index("tenant_id"), BATCH_COLUMNS.names.index("player_id")
     values[i], values[j] = values[j], values[i]
@@ -84,5 +97,10 @@ def test_a_value_of_another_type_does_not_dump() -> None:
 def test_nulls_only_where_a_column_allows_them() -> None:
     row = _row(event_name=None, session_id=None, platform=None, os=None, app_version=None, country=None,
                revenue_usd=None)
-    for column, value in zip(BATCH_COLUMNS, batch_row(row), strict=True):
+    for column, value in zip(BATCH_COLUMNS, _one(row), strict=True):
         assert value is not None or column.nullable, column.name
+
+
+def test_a_column_without_an_event_row_field_is_refused_when_the_rows_are_compiled() -> None:
+    with pytest.raises(TypeError, match="player_level"):
+        _compile_rows(EVENT_COLUMNS + ColumnSet(Column("player_level", "int")))

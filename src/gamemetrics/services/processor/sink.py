@@ -19,7 +19,7 @@ from psycopg.pq import Format
 from psycopg_pool import AsyncConnectionPool
 
 from gamemetrics.gdpr.tombstones import ERASURE_LOCK, Tombstones
-from gamemetrics.services.processor.columns import BATCH_COLUMNS, EVENT_COLUMNS, batch_row
+from gamemetrics.services.processor.columns import BATCH_COLUMNS, EVENT_COLUMNS, batch_rows
 from gamemetrics.services.processor.decode import DeadLetter, EventRow
 from gamemetrics.services.processor.stitching import GameKey, PlayerKey, PlayerState, by_game, stitch
 
@@ -235,8 +235,8 @@ class EventSink:
         cur.adapters.register_dumper(bytes, _JsonbBytesDumper)
         async with cur.copy(f"COPY new_events ({_BATCH_COLUMN_LIST}) FROM STDIN (FORMAT BINARY)") as copy:
             copy.set_types(BATCH_COLUMNS.copy_types)
-            for r in fresh:
-                await copy.write_row(batch_row(r))
+            for row in batch_rows(fresh):
+                await copy.write_row(row)
         await cur.execute(f"INSERT INTO events ({_COLUMN_LIST}) SELECT {_COLUMN_LIST} FROM new_events")
         await cur.execute(_ROLLUPS)
         return len(fresh), gone
