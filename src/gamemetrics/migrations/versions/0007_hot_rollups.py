@@ -4,9 +4,8 @@ Each batch updates a row of `players`, `player_days` and `sessions` for most of 
 free space in the page and no indexed column changed, PostgreSQL rewrites the row beside the old
 one without touching any index (a HOT update); full pages, or a changed indexed column, mean a
 new entry in every index. So those tables keep 30% of each page free, and `sessions_started`
-no longer carries `ended_at` (which changes on nearly every update). On `bench/ingest.py` this
-cut the rollup statements' time by about a quarter. Existing pages get the room when rewritten
-(VACUUM FULL or pg_repack); new ones at once.
+no longer carries `ended_at` (which changes on nearly every update). Existing pages get the room
+when rewritten (VACUUM FULL or pg_repack); new ones at once.
 
 Revision ID: 0007
 Revises: 0006
