@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import getpass
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from gamemetrics.cli.output import fail
 from gamemetrics.settings import Settings, get_settings
@@ -22,7 +22,7 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 
-def with_database(work: Callable[[Settings, str], Awaitable[T]], settings: Settings | None = None) -> T:
+def with_database(work: Callable[[Settings, str], Coroutine[Any, Any, T]], settings: Settings | None = None) -> T:
     """Run `work` against the configured (or embedded) database, migrated to head."""
     from gamemetrics.migrations import upgrade
     from gamemetrics.runtime import database_url

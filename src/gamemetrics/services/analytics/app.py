@@ -4,13 +4,13 @@ GraphiQL for browsers) behind bearer tokens with the analytics:read scope."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 import strawberry
 import structlog
+from graphql import ASTValidationRule, GraphQLError, get_operation_ast, value_from_ast_untyped
 from graphql import ExecutionResult as GraphQLExecutionResult
-from graphql import GraphQLError, get_operation_ast, value_from_ast_untyped
 from graphql.language import FieldNode, FragmentDefinitionNode, FragmentSpreadNode, InlineFragmentNode, SelectionNode
 from starlette.requests import Request
 from starlette.responses import Response
@@ -69,9 +69,9 @@ def operation_cost(context: ExecutionContext) -> int:
     return total
 
 
-def _root_fields(selections: Any, fragments: dict[str, FragmentDefinitionNode], seen: set[str]) -> Iterator[FieldNode]:
+def _root_fields(selections: Iterable[SelectionNode], fragments: dict[str, FragmentDefinitionNode],
+                 seen: set[str]) -> Iterator[FieldNode]:
     for node in selections:
-        node: SelectionNode
         if isinstance(node, FieldNode):
             yield node
         elif isinstance(node, InlineFragmentNode):
@@ -130,7 +130,7 @@ def _with_code(error: GraphQLError) -> GraphQLError:
 
 def build_schema(*, max_depth: int, max_aliases: int, max_cost: int) -> AnalyticsSchema:
     """The schema with its guards; the rule classes are made once so validation results cache."""
-    rules = [max_depth_rule(max_depth, None, None), max_aliases_rule(max_aliases)]
+    rules: list[type[ASTValidationRule]] = [max_depth_rule(max_depth, None, None), max_aliases_rule(max_aliases)]
     return AnalyticsSchema(
         query=Query,
         subscription=Subscription,

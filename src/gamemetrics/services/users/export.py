@@ -109,7 +109,8 @@ class ExportRoutes:
         return [Route("/v1/games/{game_id}/players/{player_id}/export", self.export, methods=["GET"])]
 
 
-async def _rows(conn: Any, table: str, columns: tuple[str, ...], key: tuple[Any, ...], order: str) -> list[dict]:
+async def _rows(conn: Any, table: str, columns: tuple[str, ...], key: tuple[Any, ...],
+                order: str) -> list[dict[str, Any]]:
     cur = await conn.execute(
         f"SELECT {', '.join(columns)} FROM {table} WHERE tenant_id = %s AND game_id = %s AND player_id = %s"  # noqa: S608
         f" ORDER BY {order}", key,

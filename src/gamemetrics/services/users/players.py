@@ -133,7 +133,7 @@ class PlayerRoutes:
         assert row is not None
         return json_response(profile(game_id, row), 201 if old is None else 200)
 
-    async def list(self, request: Request) -> Response:
+    async def listing(self, request: Request) -> Response:
         """Players ordered by id, `limit` at a time after `after`; `q` matches an id prefix or a trait value."""
         tenant_id, game_id = await self._game(request, READ)
         params = request.query_params
@@ -161,7 +161,7 @@ class PlayerRoutes:
     def routes(self) -> list[Route]:
         one = "/v1/games/{game_id}/players/{player_id}"
         return [
-            Route("/v1/games/{game_id}/players", self.list, methods=["GET"]),
+            Route("/v1/games/{game_id}/players", self.listing, methods=["GET"]),
             Route(one, self.get, methods=["GET"]),
             Route(one, self.put, methods=["PUT"]),
             Route(one, self.patch, methods=["PATCH"]),
