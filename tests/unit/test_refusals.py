@@ -14,9 +14,10 @@ from psycopg_pool import PoolTimeout
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import Route, WebSocketRoute
 from starlette.testclient import TestClient
 from starlette.types import HTTPExceptionHandler
+from starlette.websockets import WebSocket
 
 from gamemetrics.auth.tokens import InsufficientScope, InvalidToken
 from gamemetrics.ports.bus import BusError
@@ -126,3 +127,13 @@ def test_every_challenge_is_one_valid_header_value(description: str, scope: str)
     assert CHALLENGE.fullmatch(challenge), challenge
     sent = re.search(r'error_description="([^"]*)"', challenge)
     assert sent is not None and len(sent.group(1)) == min(len(description), 200)  # a long one is cut
+
+
+def test_a_websocket_closes_as_before_instead_of_getting_an_http_answer() -> None:
+    async def socket(websocket: WebSocket) -> None:
+        await websocket.accept()
+        raise psycopg.OperationalError("connection refused")
+
+    app = Starlette(routes=[WebSocketRoute("/ws", socket)], exception_handlers=users_refusals())
+    with pytest.raises(psycopg.OperationalError), TestClient(app).websocket_connect("/ws") as ws:
+        ws.receive_text()

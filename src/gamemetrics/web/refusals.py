@@ -66,6 +66,8 @@ def exception_handlers(
         return ApiError(503, unavailable, headers=retry_after(1))
 
     async def handle(request: Request, exc: Exception) -> Response:
+        if request.scope["type"] != "http":  # a WebSocket has no status to answer with: it closes as before
+            raise exc
         error = refusal(request, exc)
         if refused is not None:
             refused(error)
