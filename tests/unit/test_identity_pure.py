@@ -15,9 +15,9 @@ from hypothesis import strategies as st
 from gamemetrics.audit.chain import AuditEntry, canonical
 from gamemetrics.gdpr.messages import ErasureRequest, RequestCodec
 from gamemetrics.gdpr.tombstones import Tombstones
-from gamemetrics.services.users.http import ApiError
 from gamemetrics.services.users.oauth import client_credentials
 from gamemetrics.services.users.players import check_traits, merge_patch
+from gamemetrics.web.errors import ApiError
 
 # The examples of RFC 7396, appendix A.
 RFC_7396 = [

@@ -31,6 +31,10 @@ class InvalidToken(Exception):
 class InsufficientScope(Exception):
     """A good token without the scope the request needs: the answer is 403."""
 
+    def __init__(self, message: str, scope: str) -> None:
+        super().__init__(message)
+        self.scope = scope
+
 
 @dataclass(frozen=True, slots=True)
 class Principal:
@@ -45,7 +49,7 @@ class Principal:
     def require(self, scope: str) -> None:
         """Raise InsufficientScope unless the token grants `scope`."""
         if scope not in self.scopes:
-            raise InsufficientScope(f"this token lacks the scope {scope!r}")
+            raise InsufficientScope(f"this token lacks the scope {scope!r}", scope)
 
     @property
     def expired(self) -> bool:

@@ -4,18 +4,17 @@ GraphiQL for browsers) behind bearer tokens with the analytics:read scope."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
-import msgspec
 import strawberry
 import structlog
+from graphql import ASTValidationRule, GraphQLError, get_operation_ast, value_from_ast_untyped
 from graphql import ExecutionResult as GraphQLExecutionResult
-from graphql import GraphQLError, get_operation_ast, value_from_ast_untyped
 from graphql.language import FieldNode, FragmentDefinitionNode, FragmentSpreadNode, InlineFragmentNode, SelectionNode
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, HTTPExceptionHandler, Receive, Scope, Send
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
 from strawberry.extensions import AddValidationRules, ParserCache, SchemaExtension, ValidationCache
@@ -29,9 +28,11 @@ from gamemetrics.services.analytics.metrics import field_cost
 from gamemetrics.services.analytics.responses import ResponseCache
 from gamemetrics.services.analytics.schema import SCOPE, AnalyticsContext, Limits, Query, Subscription
 from gamemetrics.services.analytics.store import AnalyticsStore
+from gamemetrics.web.errors import ApiError
+from gamemetrics.web.refusals import exception_handlers
+from gamemetrics.web.responses import json_response
 
 log = structlog.get_logger("analytics")
-_json = msgspec.json.Encoder()
 
 
 class CostLimit(SchemaExtension):
@@ -68,9 +69,9 @@ def operation_cost(context: ExecutionContext) -> int:
     return total
 
 
-def _root_fields(selections: Any, fragments: dict[str, FragmentDefinitionNode], seen: set[str]) -> Iterator[FieldNode]:
+def _root_fields(selections: Iterable[SelectionNode], fragments: dict[str, FragmentDefinitionNode],
+                 seen: set[str]) -> Iterator[FieldNode]:
     for node in selections:
-        node: SelectionNode
         if isinstance(node, FieldNode):
             yield node
         elif isinstance(node, InlineFragmentNode):
@@ -129,7 +130,7 @@ def _with_code(error: GraphQLError) -> GraphQLError:
 
 def build_schema(*, max_depth: int, max_aliases: int, max_cost: int) -> AnalyticsSchema:
     """The schema with its guards; the rule classes are made once so validation results cache."""
-    rules = [max_depth_rule(max_depth, None, None), max_aliases_rule(max_aliases)]
+    rules: list[type[ASTValidationRule]] = [max_depth_rule(max_depth, None, None), max_aliases_rule(max_aliases)]
     return AnalyticsSchema(
         query=Query,
         subscription=Subscription,
@@ -189,8 +190,8 @@ async def _authenticate(verifier: TokenVerifier, token: str | None) -> Principal
 
 class BearerAuth:
     """Checks the bearer token of every HTTP request before GraphQL sees it (GraphiQL's page, which
-    asks for nothing, is served to browsers without one): 401 without a valid token, 403 without
-    the scope, each as a GraphQL error body."""
+    asks for nothing, is served to browsers without one): InvalidToken or InsufficientScope
+    otherwise, which the app's exception handlers answer (`refusals`)."""
 
     def __init__(self, app: ASGIApp, verifier: TokenVerifier, *, remember: int = 10_000) -> None:
         self._app = app
@@ -218,28 +219,24 @@ class BearerAuth:
             wants_page = request.method == "GET" and "query" not in request.query_params \
                 and "text/html" in request.headers.get("accept", "")
             if not wants_page:
-                try:
-                    principal = await self._principal(_bearer(request.headers.get("authorization")))
-                except InvalidToken as exc:
-                    await _refusal(401, "UNAUTHENTICATED", str(exc), f'Bearer error="invalid_token", '
-                                   f'error_description="{_quoted(str(exc))}"')(scope, receive, send)
-                    return
-                except InsufficientScope as exc:
-                    await _refusal(403, "FORBIDDEN", str(exc),
-                                   f'Bearer error="insufficient_scope", scope="{SCOPE}"')(scope, receive, send)
-                    return
+                principal = await self._principal(_bearer(request.headers.get("authorization")))
                 scope.setdefault("state", {})["principal"] = principal
         await self._app(scope, receive, send)
 
 
-def _quoted(text: str) -> str:
-    return text.replace("\\", "\\\\").replace('"', "'")
+_CODES = {401: "UNAUTHENTICATED", 403: "FORBIDDEN", 503: "SERVICE_UNAVAILABLE"}
 
 
-def _refusal(status: int, code: str, message: str, challenge: str) -> Response:
-    body = {"data": None, "errors": [{"message": message, "extensions": {"code": code}}]}
-    return Response(_json.encode(body), status_code=status, media_type="application/json",
-                    headers={"WWW-Authenticate": challenge})
+def graphql_refusal(error: ApiError) -> Response:
+    """A refusal as a GraphQL error body, its code in `extensions`."""
+    code = error.code or _CODES.get(error.status, "BAD_REQUEST")
+    body = {"data": None, "errors": [{"message": error.message, "extensions": {"code": code}}]}
+    return json_response(body, error.status, error.headers)
+
+
+def refusals() -> Mapping[type[Exception], HTTPExceptionHandler]:
+    """The analytics app's exception handlers: every refusal as a GraphQL error body."""
+    return exception_handlers(render=graphql_refusal, unavailable="storage is unavailable; retry later")
 
 
 def graphql_app(store: AnalyticsStore, verifier: TokenVerifier, *, limits: Limits, max_depth: int, max_aliases: int,

@@ -7,19 +7,17 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import Response
 from starlette.routing import Route, WebSocketRoute
 
 from gamemetrics.adapters.postgres.pool import open_pool
 from gamemetrics.auth.tokens import TokenVerifier
 from gamemetrics.auth.verifier import token_verifier as platform_token_verifier
-from gamemetrics.observability import metrics
-from gamemetrics.services.analytics.app import graphql_app
+from gamemetrics.services.analytics.app import graphql_app, refusals
 from gamemetrics.services.analytics.schema import Limits
 from gamemetrics.services.analytics.store import AnalyticsStore
-from gamemetrics.services.shared.health import HealthCheck, health_routes
 from gamemetrics.settings import Settings
+from gamemetrics.web.health import HealthCheck, database_probe, health_routes
+from gamemetrics.web.metrics import metrics_route
 
 GRAPHQL_PATH = "/graphql"
 
@@ -52,12 +50,7 @@ async def analytics_resources(settings: Settings, url: str) -> AsyncIterator[tup
             statement_timeout_ms=settings.analytics_statement_timeout_ms,
             live_interval_s=settings.analytics_live_interval_seconds,
         )
-
-        async def database() -> None:
-            async with pool.connection(timeout=2.0) as conn:
-                await conn.execute("SELECT 1")
-
-        yield store, HealthCheck({"database": database})
+        yield store, HealthCheck({"database": database_probe(pool)})
     finally:
         await pool.close()
 
@@ -67,14 +60,7 @@ def create_app(settings: Settings, url: str) -> Starlette:
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with analytics_resources(settings, url) as (store, health):
-            async def prometheus(request: Request) -> Response:
-                body, content_type = metrics.render()
-                return Response(body, media_type=content_type)
-
-            app.router.routes.extend(
-                [*graphql_routes(settings, store), Route("/metrics", prometheus, methods=["GET"]),
-                 *health_routes(health)]
-            )
+            app.router.routes.extend([*graphql_routes(settings, store), metrics_route(), *health_routes(health)])
             yield
 
-    return Starlette(lifespan=lifespan)
+    return Starlette(lifespan=lifespan, exception_handlers=refusals())

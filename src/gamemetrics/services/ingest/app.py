@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Mapping
 
 import msgspec
 import psycopg
-import structlog
-from psycopg_pool import PoolTimeout
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+from starlette.types import ASGIApp, HTTPExceptionHandler, Receive, Scope, Send
 
 from gamemetrics.events.schema import EventBatch
 from gamemetrics.observability import metrics
@@ -21,41 +21,39 @@ from gamemetrics.services.ingest.accept import Acceptor, Outcome
 from gamemetrics.services.ingest.auth import KeyResolver, key_from_headers
 from gamemetrics.services.ingest.body import read_json_body
 from gamemetrics.services.ingest.errors import IngestError
-from gamemetrics.services.shared.health import HealthCheck, health_routes
 from gamemetrics.settings import Settings
+from gamemetrics.web.errors import ApiError
+from gamemetrics.web.health import HealthCheck, health_routes
+from gamemetrics.web.metrics import metrics_route
+from gamemetrics.web.refusals import UNAVAILABLE, exception_handlers
+from gamemetrics.web.responses import json_response
 
-log = structlog.get_logger("ingest")
-_json = msgspec.json.Encoder()
 _batch_decoder = msgspec.json.Decoder(EventBatch)
 
-Handler = Callable[[Request], Awaitable[Response]]
 
+class Timed:
+    """Observes each request's time in the ingest latency histogram, refusals included."""
 
-def json_response(body: object, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    return Response(_json.encode(body), status_code=status, media_type="application/json", headers=headers)
+    def __init__(self, app: ASGIApp) -> None:
+        self._app = app
 
-
-def guarded(handler: Handler) -> Handler:
-    """Turn refusals into their status, and anything unexpected into a logged 500 that says so."""
-
-    async def wrapper(request: Request) -> Response:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
         try:
-            return await handler(request)
-        except IngestError as exc:
-            metrics.REQUESTS_REFUSED.labels(str(exc.status)).inc()
-            headers = {"Retry-After": str(max(1, round(exc.retry_after)))} if exc.retry_after else None
-            return json_response({"error": exc.message}, exc.status, headers)
-        except (psycopg.Error, PoolTimeout) as exc:  # key lookup while the database is away
-            metrics.REQUESTS_REFUSED.labels("503").inc()
-            log.warning("database unavailable", error=str(exc))
-            return json_response(
-                {"error": "storage is unavailable; nothing was accepted, retry later"}, 503, {"Retry-After": "1"}
-            )
+            await self._app(scope, receive, send)
         finally:
             metrics.INGEST_LATENCY.observe(time.perf_counter() - started)
 
-    return wrapper
+
+def _count(refusal: ApiError) -> None:
+    metrics.REQUESTS_REFUSED.labels(str(refusal.status)).inc()
+
+
+def refusals() -> Mapping[type[Exception], HTTPExceptionHandler]:
+    """The ingest app's exception handlers: `{"error": ...}` bodies, each refusal counted; any
+    database error while a key is looked up means nothing was accepted."""
+    return exception_handlers(unavailable="storage is unavailable; nothing was accepted, retry later",
+                              unavailable_errors=(psycopg.Error, *UNAVAILABLE), refused=_count)
 
 
 class IngestApp:
@@ -111,19 +109,14 @@ class IngestApp:
             return json_response({"status": "error", "detail": outcome.rejected[0].error}, 400)
         return json_response({"status": "success", "event_id": str(outcome.event_ids[0])})
 
-    async def metrics(self, request: Request) -> Response:
-        body, content_type = metrics.render()
-        return Response(body, media_type=content_type)
-
     def routes(self) -> list[Route]:
+        timed = [Middleware(Timed)]
         return [
-            Route("/v1/events", guarded(self.events), methods=["POST"]),
-            Route("/v1/import", guarded(self.import_), methods=["POST"]),
-            Route("/v1/batch", guarded(self.segment), methods=["POST"]),
-            Route("/v1/track", guarded(self.segment), methods=["POST"]),
-            Route("/v1/identify", guarded(self.segment), methods=["POST"]),
-            Route("/api/v1/events", guarded(self.legacy_event), methods=["POST"]),
-            Route("/metrics", self.metrics, methods=["GET"]),
+            *(Route(path, endpoint, methods=["POST"], middleware=timed) for path, endpoint in (
+                ("/v1/events", self.events), ("/v1/import", self.import_), ("/v1/batch", self.segment),
+                ("/v1/track", self.segment), ("/v1/identify", self.segment), ("/api/v1/events", self.legacy_event),
+            )),
+            metrics_route(),
             *health_routes(self._health),
         ]
 
@@ -134,4 +127,4 @@ def _answer(outcome: Outcome) -> dict[str, object]:
 
 def build_app(ingest: IngestApp) -> Starlette:
     """The ingest service as an ASGI app."""
-    return Starlette(routes=ingest.routes())
+    return Starlette(routes=ingest.routes(), exception_handlers=refusals())

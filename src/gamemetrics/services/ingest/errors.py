@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
+from gamemetrics.web import errors
 
-class IngestError(Exception):
-    """Refuse the whole request with `status`."""
+
+class IngestError(errors.ApiError):
+    """Refuse the whole request with `status` (and Retry-After when the client should wait `retry_after` s)."""
 
     def __init__(self, status: int, message: str, *, retry_after: float | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.retry_after = retry_after
+        super().__init__(status, message, headers=errors.retry_after(retry_after) if retry_after else None)

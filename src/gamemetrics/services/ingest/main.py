@@ -13,11 +13,11 @@ from gamemetrics.events.validation import Limits
 from gamemetrics.observability.tracing import TraceContextMiddleware
 from gamemetrics.runtime import connect
 from gamemetrics.services.ingest.accept import Acceptor
-from gamemetrics.services.ingest.app import IngestApp
+from gamemetrics.services.ingest.app import IngestApp, refusals
 from gamemetrics.services.ingest.auth import KeyResolver
-from gamemetrics.services.shared.health import HealthCheck
 from gamemetrics.settings import Settings
 from gamemetrics.tenancy.store import TenancyStore
+from gamemetrics.web.health import HealthCheck, database_probe
 
 
 def create_app(settings: Settings, url: str) -> Starlette:
@@ -27,10 +27,6 @@ def create_app(settings: Settings, url: str) -> Starlette:
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with connect(settings, url, name="ingest", pool_size=8) as platform:
-            async def database() -> None:
-                async with platform.pool.connection(timeout=2.0) as conn:
-                    await conn.execute("SELECT 1")
-
             ingest = IngestApp(
                 settings,
                 KeyResolver(TenancyStore(platform.pool), settings.key_cache_seconds),
@@ -40,9 +36,9 @@ def create_app(settings: Settings, url: str) -> Starlette:
                     Limits.from_settings(settings),
                     settings.max_batch_events,
                 ),
-                HealthCheck({"database": database, "bus": platform.bus.ping}),
+                HealthCheck({"database": database_probe(platform.pool), "bus": platform.bus.ping}),
             )
             app.router.routes.extend(ingest.routes())
             yield
 
-    return Starlette(lifespan=lifespan, middleware=[Middleware(TraceContextMiddleware)])
+    return Starlette(lifespan=lifespan, middleware=[Middleware(TraceContextMiddleware)], exception_handlers=refusals())

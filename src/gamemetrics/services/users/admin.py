@@ -16,8 +16,12 @@ from starlette.routing import Route
 from gamemetrics.audit import AuditEntry, AuditLog
 from gamemetrics.auth.tokens import Principal
 from gamemetrics.services.users.clients import ClientStore, InvalidScopes
-from gamemetrics.services.users.http import ApiError, Guard, actor_of, guarded, json_body, json_response, path_uuid
+from gamemetrics.services.users.http import actor_of
 from gamemetrics.tenancy.store import NotFound, TenancyStore
+from gamemetrics.web.errors import ApiError
+from gamemetrics.web.principal import Guard
+from gamemetrics.web.requests import json_body, path_uuid
+from gamemetrics.web.responses import json_response
 
 SCOPE = "admin"
 T = Any
@@ -69,10 +73,7 @@ class AdminRoutes:
         return json_response({"tenant_id": principal.tenant_id, "game_id": game_id, "name": name}, 201)
 
     async def write_keys(self, request: Request) -> Response:
-        principal = await self._guard(request, SCOPE)
-        game_id = path_uuid(request, "game_id")
-        if not await self._tenancy.game_of_tenant(principal.tenant_id, game_id):
-            raise ApiError(404, f"no game {game_id} in this tenant")
+        principal, game_id = await self._guard.tenant_game(request, SCOPE)
         if request.method == "GET":
             return json_response({"write_keys": await self._tenancy.write_keys(principal.tenant_id, game_id)})
         body = await json_body(request)
@@ -143,11 +144,11 @@ class AdminRoutes:
 
     def routes(self) -> list[Route]:
         return [
-            Route("/v1/admin/tenant", guarded(self.tenant), methods=["GET"]),
-            Route("/v1/admin/games", guarded(self.games), methods=["GET", "POST"]),
-            Route("/v1/admin/games/{game_id}/write-keys", guarded(self.write_keys), methods=["GET", "POST"]),
-            Route("/v1/admin/write-keys/{key_id}", guarded(self.revoke_write_key), methods=["DELETE"]),
-            Route("/v1/admin/clients", guarded(self.clients), methods=["GET", "POST"]),
-            Route("/v1/admin/clients/{client_id}", guarded(self.revoke_client), methods=["DELETE"]),
-            Route("/v1/admin/audit", guarded(self.audit), methods=["GET"]),
+            Route("/v1/admin/tenant", self.tenant, methods=["GET"]),
+            Route("/v1/admin/games", self.games, methods=["GET", "POST"]),
+            Route("/v1/admin/games/{game_id}/write-keys", self.write_keys, methods=["GET", "POST"]),
+            Route("/v1/admin/write-keys/{key_id}", self.revoke_write_key, methods=["DELETE"]),
+            Route("/v1/admin/clients", self.clients, methods=["GET", "POST"]),
+            Route("/v1/admin/clients/{client_id}", self.revoke_client, methods=["DELETE"]),
+            Route("/v1/admin/audit", self.audit, methods=["GET"]),
         ]

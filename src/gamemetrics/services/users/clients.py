@@ -89,7 +89,8 @@ class ClientStore:
         row = await cur.fetchone()
         if row is None:
             raise NotFound(f"client {client_id} does not exist or is already revoked")
-        return row[0]
+        tenant: uuid.UUID = row[0]
+        return tenant
 
     async def authenticate(self, client_id: str, secret: str) -> Client | None:
         """The client when the secret is its own and it is not revoked; None otherwise (same time either way)."""

@@ -30,8 +30,11 @@ from gamemetrics.gdpr.messages import ErasureRequest, RequestCodec
 from gamemetrics.gdpr.tombstones import ERASURE_LOCK, Tombstones
 from gamemetrics.ports.bus import EVENTS_DLQ, GDPR_REQUESTS, PROCESSED_EVENTS, RAW_EVENTS, Bus, Erasable, Record
 from gamemetrics.services.users.holdings import delete_player, names_player
-from gamemetrics.services.users.http import ApiError, Guard, actor_of, guarded, json_response, path_player, path_uuid
-from gamemetrics.tenancy.store import TenancyStore
+from gamemetrics.services.users.http import actor_of
+from gamemetrics.web.errors import ApiError
+from gamemetrics.web.principal import Guard
+from gamemetrics.web.requests import path_player, path_uuid
+from gamemetrics.web.responses import json_response
 
 SCOPE = "gdpr:erase"
 GROUP_ID = "gdpr-erasure"
@@ -40,22 +43,18 @@ log = structlog.get_logger("erasure")
 
 
 class ErasureRoutes:
-    def __init__(self, pool: AsyncConnectionPool, bus: Bus, guard: Guard, tenancy: TenancyStore,
-                 tombstones: Tombstones, codec: RequestCodec, audit: AuditLog) -> None:
+    def __init__(self, pool: AsyncConnectionPool, bus: Bus, guard: Guard, tombstones: Tombstones,
+                 codec: RequestCodec, audit: AuditLog) -> None:
         self._pool = pool
         self._producer = bus.producer()
         self._guard = guard
-        self._tenancy = tenancy
         self._tombstones = tombstones
         self._codec = codec
         self._audit = audit
 
     async def request(self, request: Request) -> Response:
-        principal = await self._guard(request, SCOPE)
-        game_id = path_uuid(request, "game_id")
+        principal, game_id = await self._guard.tenant_game(request, SCOPE)
         player_id = path_player(request)
-        if not await self._tenancy.game_of_tenant(principal.tenant_id, game_id):
-            raise ApiError(404, f"no game {game_id} in this tenant")
         erasure = ErasureRequest(uuid.uuid4(), principal.tenant_id, game_id, player_id, actor_of(principal),
                                  datetime.now(UTC))
         player_hash = self._tombstones.player_hash(principal.tenant_id, game_id, player_id)
@@ -89,8 +88,8 @@ class ErasureRoutes:
 
     def routes(self) -> list[Route]:
         return [
-            Route("/v1/games/{game_id}/players/{player_id}", guarded(self.request), methods=["DELETE"]),
-            Route("/v1/erasures/{erasure_id}", guarded(self.status), methods=["GET"]),
+            Route("/v1/games/{game_id}/players/{player_id}", self.request, methods=["DELETE"]),
+            Route("/v1/erasures/{erasure_id}", self.status, methods=["GET"]),
         ]
 
 

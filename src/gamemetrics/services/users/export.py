@@ -19,9 +19,11 @@ from starlette.routing import Route
 from gamemetrics.audit import AuditEntry, AuditLog
 from gamemetrics.gdpr.tombstones import Tombstones
 from gamemetrics.services.users.holdings import dead_letters_of
-from gamemetrics.services.users.http import ApiError, Guard, actor_of, guarded, path_player, path_uuid
+from gamemetrics.services.users.http import actor_of
 from gamemetrics.services.users.players import PROFILE_SELECT, profile
-from gamemetrics.tenancy.store import TenancyStore
+from gamemetrics.web.errors import ApiError
+from gamemetrics.web.principal import Guard
+from gamemetrics.web.requests import path_player
 
 SCOPE = "players:read"
 _json = msgspec.json.Encoder(decimal_format="number")
@@ -37,20 +39,15 @@ _SESSION_COLUMNS = ("session_id", "started_at", "ended_at", "events")
 
 
 class ExportRoutes:
-    def __init__(self, pool: AsyncConnectionPool, guard: Guard, tenancy: TenancyStore, tombstones: Tombstones,
-                 audit: AuditLog) -> None:
+    def __init__(self, pool: AsyncConnectionPool, guard: Guard, tombstones: Tombstones, audit: AuditLog) -> None:
         self._pool = pool
         self._guard = guard
-        self._tenancy = tenancy
         self._tombstones = tombstones
         self._audit = audit
 
     async def export(self, request: Request) -> Response:
-        principal = await self._guard(request, SCOPE)
-        game_id = path_uuid(request, "game_id")
+        principal, game_id = await self._guard.tenant_game(request, SCOPE)
         player_id = path_player(request)
-        if not await self._tenancy.game_of_tenant(principal.tenant_id, game_id):
-            raise ApiError(404, f"no game {game_id} in this tenant")
         player_hash = self._tombstones.player_hash(principal.tenant_id, game_id, player_id)
         async with self._pool.connection() as conn, conn.transaction():
             cur = await conn.execute(
@@ -109,10 +106,11 @@ class ExportRoutes:
             yield b', "dead_letters": ' + _json.encode(letters) + b"}"
 
     def routes(self) -> list[Route]:
-        return [Route("/v1/games/{game_id}/players/{player_id}/export", guarded(self.export), methods=["GET"])]
+        return [Route("/v1/games/{game_id}/players/{player_id}/export", self.export, methods=["GET"])]
 
 
-async def _rows(conn: Any, table: str, columns: tuple[str, ...], key: tuple[Any, ...], order: str) -> list[dict]:
+async def _rows(conn: Any, table: str, columns: tuple[str, ...], key: tuple[Any, ...],
+                order: str) -> list[dict[str, Any]]:
     cur = await conn.execute(
         f"SELECT {', '.join(columns)} FROM {table} WHERE tenant_id = %s AND game_id = %s AND player_id = %s"  # noqa: S608
         f" ORDER BY {order}", key,

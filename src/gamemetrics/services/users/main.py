@@ -9,9 +9,6 @@ from contextlib import asynccontextmanager
 from datetime import timedelta
 
 from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import Response
-from starlette.routing import Route
 
 from gamemetrics.adapters.memory.ratelimit import TokenBucketLimiter
 from gamemetrics.audit import AuditLog
@@ -21,19 +18,20 @@ from gamemetrics.auth.tokens import TokenIssuer
 from gamemetrics.auth.verifier import token_verifier
 from gamemetrics.gdpr.messages import RequestCodec
 from gamemetrics.gdpr.tombstones import Tombstones
-from gamemetrics.observability import metrics
 from gamemetrics.runtime import connect
-from gamemetrics.services.shared.health import HealthCheck, health_routes
 from gamemetrics.services.users.admin import AdminRoutes
 from gamemetrics.services.users.clients import ClientStore
 from gamemetrics.services.users.erasure import ErasureRoutes, ErasureWorker
 from gamemetrics.services.users.export import ExportRoutes
-from gamemetrics.services.users.http import Guard
+from gamemetrics.services.users.http import refusals
 from gamemetrics.services.users.oauth import OAuthRoutes
 from gamemetrics.services.users.operators import OperatorRoutes, OperatorStore
 from gamemetrics.services.users.players import PlayerRoutes
 from gamemetrics.settings import Settings
 from gamemetrics.tenancy.store import TenancyStore
+from gamemetrics.web.health import HealthCheck, database_probe, health_routes
+from gamemetrics.web.metrics import metrics_route
+from gamemetrics.web.principal import Guard
 
 
 def signing_keys(settings: Settings, pool: object, secret: bytes) -> SigningKeyStore:
@@ -59,17 +57,9 @@ def create_app(settings: Settings, url: str) -> Starlette:
             pool = platform.pool
             keys = signing_keys(settings, pool, secret)
             issuer = token_issuer(settings, keys)
-            guard = Guard(token_verifier(settings, pool))
             tenancy, clients, audit = TenancyStore(pool), ClientStore(pool), AuditLog(secret)
+            guard = Guard(token_verifier(settings, pool), tenancy)
             tombstones, codec = Tombstones(secret), RequestCodec(secret)
-
-            async def database() -> None:
-                async with pool.connection(timeout=2.0) as conn:
-                    await conn.execute("SELECT 1")
-
-            async def prometheus(request: Request) -> Response:
-                body, content_type = metrics.render()
-                return Response(body, media_type=content_type)
 
             app.router.routes.extend([
                 *OAuthRoutes(
@@ -84,11 +74,11 @@ def create_app(settings: Settings, url: str) -> Starlette:
                                                    settings.token_rate_client_burst),
                                 settings.auth_token_ttl_seconds).routes(),
                 *AdminRoutes(pool, guard, tenancy, clients, audit).routes(),
-                *ExportRoutes(pool, guard, tenancy, tombstones, audit).routes(),
-                *ErasureRoutes(pool, platform.bus, guard, tenancy, tombstones, codec, audit).routes(),
-                *PlayerRoutes(settings, pool, guard, tenancy, tombstones).routes(),
-                Route("/metrics", prometheus, methods=["GET"]),
-                *health_routes(HealthCheck({"database": database, "bus": platform.bus.ping})),
+                *ExportRoutes(pool, guard, tombstones, audit).routes(),
+                *ErasureRoutes(pool, platform.bus, guard, tombstones, codec, audit).routes(),
+                *PlayerRoutes(settings, pool, guard, tombstones).routes(),
+                metrics_route(),
+                *health_routes(HealthCheck({"database": database_probe(pool), "bus": platform.bus.ping})),
             ])
             worker = ErasureWorker(pool, platform.bus, tombstones, codec, audit,
                                    bus_retention=timedelta(hours=settings.kafka_retention_hours))
@@ -100,4 +90,4 @@ def create_app(settings: Settings, url: str) -> Starlette:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
 
-    return Starlette(lifespan=lifespan)
+    return Starlette(lifespan=lifespan, exception_handlers=refusals())

@@ -16,8 +16,9 @@ from gamemetrics.adapters.memory.ratelimit import TokenBucketLimiter
 from gamemetrics.auth.signing import SigningKeyStore
 from gamemetrics.auth.tokens import TokenIssuer
 from gamemetrics.services.users.clients import CLIENT_ID_PREFIX, SCOPES, ClientStore
-from gamemetrics.services.users.http import ApiError, guarded, json_response
 from gamemetrics.settings import Settings
+from gamemetrics.web.errors import ApiError, retry_after
+from gamemetrics.web.responses import json_response
 
 TOKEN_PATH = "/oauth/token"
 JWKS_PATH = "/.well-known/jwks.json"
@@ -118,7 +119,7 @@ class OAuthRoutes:
         wait = limiter.take(key, 1)
         if wait > 0:
             raise oauth_error(429, "slow_down", f"too many token requests; retry in {wait:.1f} s",
-                              {"Retry-After": str(max(1, round(wait)))})
+                              retry_after(wait))
 
     async def jwks(self, request: Request) -> Response:
         return json_response(await self._signing.jwks(), headers={"Cache-Control": "public, max-age=60"})
@@ -139,9 +140,9 @@ class OAuthRoutes:
 
     def routes(self) -> list[Route]:
         return [
-            Route(TOKEN_PATH, guarded(self.token), methods=["POST"]),
-            Route(JWKS_PATH, guarded(self.jwks), methods=["GET"]),
-            Route(METADATA_PATH, guarded(self.metadata), methods=["GET"]),
+            Route(TOKEN_PATH, self.token, methods=["POST"]),
+            Route(JWKS_PATH, self.jwks, methods=["GET"]),
+            Route(METADATA_PATH, self.metadata, methods=["GET"]),
         ]
 
 

@@ -23,8 +23,10 @@ from gamemetrics.adapters.memory.ratelimit import TokenBucketLimiter
 from gamemetrics.audit import AuditEntry, AuditLog
 from gamemetrics.auth.signing import SigningKeyStore
 from gamemetrics.auth.tokens import TokenIssuer
-from gamemetrics.services.users.http import ApiError, guarded, json_body, json_response
 from gamemetrics.tenancy.store import NotFound
+from gamemetrics.web.errors import ApiError, retry_after
+from gamemetrics.web.requests import json_body
+from gamemetrics.web.responses import json_response
 
 ROLES = {
     "platform_admin": ("admin", "analytics:read", "players:read", "players:write", "gdpr:erase"),
@@ -114,7 +116,7 @@ class OperatorRoutes:
             wait = self._limiter.take(key, 1)
             if wait > 0:
                 raise ApiError(429, f"too many login attempts; retry in {wait:.0f} s",
-                               headers={"Retry-After": str(max(1, round(wait)))})
+                               headers=retry_after(wait))
         operator = await self._store.authenticate(email, password)
         if operator is None:
             await self._audit.record(self._pool, AuditEntry(
@@ -136,7 +138,7 @@ class OperatorRoutes:
                              headers={"Cache-Control": "no-store"})
 
     def routes(self) -> list[Route]:
-        return [Route("/v1/operators/login", guarded(self.login), methods=["POST"])]
+        return [Route("/v1/operators/login", self.login, methods=["POST"])]
 
 
 def _tenant_of_request(body: dict[str, Any]) -> uuid.UUID:

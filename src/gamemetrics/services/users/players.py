@@ -16,9 +16,11 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from gamemetrics.gdpr.tombstones import Tombstones
-from gamemetrics.services.users.http import ApiError, Guard, guarded, json_body, json_response, path_player, path_uuid
 from gamemetrics.settings import Settings
-from gamemetrics.tenancy.store import TenancyStore
+from gamemetrics.web.errors import ApiError
+from gamemetrics.web.principal import Guard
+from gamemetrics.web.requests import json_body, path_player
+from gamemetrics.web.responses import json_response
 
 READ, WRITE = "players:read", "players:write"
 PROFILE_COLUMNS = (
@@ -68,19 +70,14 @@ def profile(game_id: uuid.UUID, row: tuple[Any, ...]) -> dict[str, Any]:
 
 
 class PlayerRoutes:
-    def __init__(self, settings: Settings, pool: AsyncConnectionPool, guard: Guard, tenancy: TenancyStore,
-                 tombstones: Tombstones) -> None:
+    def __init__(self, settings: Settings, pool: AsyncConnectionPool, guard: Guard, tombstones: Tombstones) -> None:
         self._settings = settings
         self._pool = pool
         self._guard = guard
-        self._tenancy = tenancy
         self._tombstones = tombstones
 
     async def _game(self, request: Request, scope: str) -> tuple[uuid.UUID, uuid.UUID]:
-        principal = await self._guard(request, scope)
-        game_id = path_uuid(request, "game_id")
-        if not await self._tenancy.game_of_tenant(principal.tenant_id, game_id):
-            raise ApiError(404, f"no game {game_id} in this tenant")
+        principal, game_id = await self._guard.tenant_game(request, scope)
         return principal.tenant_id, game_id
 
     async def get(self, request: Request) -> Response:
@@ -136,7 +133,7 @@ class PlayerRoutes:
         assert row is not None
         return json_response(profile(game_id, row), 201 if old is None else 200)
 
-    async def list(self, request: Request) -> Response:
+    async def listing(self, request: Request) -> Response:
         """Players ordered by id, `limit` at a time after `after`; `q` matches an id prefix or a trait value."""
         tenant_id, game_id = await self._game(request, READ)
         params = request.query_params
@@ -164,10 +161,10 @@ class PlayerRoutes:
     def routes(self) -> list[Route]:
         one = "/v1/games/{game_id}/players/{player_id}"
         return [
-            Route("/v1/games/{game_id}/players", guarded(self.list), methods=["GET"]),
-            Route(one, guarded(self.get), methods=["GET"]),
-            Route(one, guarded(self.put), methods=["PUT"]),
-            Route(one, guarded(self.patch), methods=["PATCH"]),
+            Route("/v1/games/{game_id}/players", self.listing, methods=["GET"]),
+            Route(one, self.get, methods=["GET"]),
+            Route(one, self.put, methods=["PUT"]),
+            Route(one, self.patch, methods=["PATCH"]),
         ]
 
 

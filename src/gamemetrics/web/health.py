@@ -1,4 +1,4 @@
-"""`/healthz` (alive) and `/readyz` (database and bus reachable), plus the original `/health/*` paths."""
+"""`/healthz` (alive) and `/readyz` (dependencies reachable), plus the original `/health/*` paths."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import msgspec
+from psycopg_pool import AsyncConnectionPool
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -30,7 +31,17 @@ class HealthCheck:
         return results
 
 
+def database_probe(pool: AsyncConnectionPool, *, timeout_s: float = 2.0) -> Probe:
+    """A probe that runs `SELECT 1` on a connection of `pool`, waiting at most `timeout_s` for one."""
+    async def database() -> None:
+        async with pool.connection(timeout=timeout_s) as conn:
+            await conn.execute("SELECT 1")
+
+    return database
+
+
 def health_routes(health: HealthCheck) -> list[Route]:
+    """The liveness and readiness routes of an app."""
     async def alive(request: Request) -> Response:
         return Response(b'{"status":"ok"}', media_type="application/json")
 

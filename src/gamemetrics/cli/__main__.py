@@ -1,0 +1,5 @@
+"""`python -m gamemetrics.cli`."""
+
+from gamemetrics.cli import app
+
+app()

@@ -1,1 +1,0 @@
-"""Building blocks every HTTP service uses the same way (health routes)."""

@@ -1,0 +1,1 @@
+"""HTTP plumbing every service shares: refusals, bearer challenges, health, metrics and the caller."""
