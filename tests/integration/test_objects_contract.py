@@ -51,7 +51,8 @@ async def test_list_by_prefix_sorted_with_sizes(objects: ObjectStore) -> None:
     assert [(o.key, o.size) for o in listed] == [
         ("tenant-b/events/2026-11-01.parquet", 1), ("tenant-b/events/2026-11-02.parquet", 2)]
     assert [o.key for o in await objects.list("tenant-b")] == [
-        "tenant-b/events/2026-11-01.parquet", "tenant-b/events/2026-11-02.parquet", "tenant-bb/events/2026-11-01.parquet"]
+        "tenant-b/events/2026-11-01.parquet", "tenant-b/events/2026-11-02.parquet",
+        "tenant-bb/events/2026-11-01.parquet"]
     assert [o.key for o in await objects.list("tenant-b/events/2026-11-0")] == [
         "tenant-b/events/2026-11-01.parquet", "tenant-b/events/2026-11-02.parquet"]
     assert len(await objects.list()) == 4
