@@ -22,7 +22,9 @@ class Caching:
 
     def __init__(self, settings: CacheSettings) -> None:
         self._settings = settings
-        self._redis = Redis.from_url(settings.redis_url) if settings.redis_url else None
+        timeout = settings.redis_timeout_seconds
+        self._redis = (Redis.from_url(settings.redis_url, socket_timeout=timeout, socket_connect_timeout=timeout)
+                       if settings.redis_url else None)
         self._caches: dict[str, Cache] = {}
 
     @property

@@ -43,7 +43,8 @@ def create_app(settings: Settings, url: str) -> Starlette:
                     Limits.from_settings(settings),
                     settings.max_batch_events,
                 ),
-                HealthCheck({"database": database, "bus": platform.bus.ping}),
+                HealthCheck({"database": database, "bus": platform.bus.ping,
+                             **({"cache": caching.ping} if caching.shared else {})}),
             )
             app.router.routes.extend(ingest.routes())
             yield

@@ -89,7 +89,8 @@ def create_app(settings: Settings, url: str) -> Starlette:
                 *ErasureRoutes(pool, platform.bus, guard, tenancy, tombstones, codec, audit).routes(),
                 *PlayerRoutes(settings, pool, guard, tenancy, tombstones).routes(),
                 Route("/metrics", prometheus, methods=["GET"]),
-                *health_routes(HealthCheck({"database": database, "bus": platform.bus.ping})),
+                *health_routes(HealthCheck({"database": database, "bus": platform.bus.ping,
+                                            **({"cache": caching.ping} if caching.shared else {})})),
             ])
             worker = ErasureWorker(pool, platform.bus, tombstones, codec, audit,
                                    bus_retention=timedelta(hours=settings.kafka_retention_hours))
