@@ -49,7 +49,8 @@ class CacheSettings(BaseSettings):
                                                                     " share one Redis.")
     # A limiter that cannot answer within this time refuses with 503, rather than hold the request.
     redis_timeout_seconds: float = 2.0
-    cache_max_bytes: int = Field(default=64 * 1024 * 1024, description="In-process cache: values kept at most.")
+    cache_max_bytes: int = Field(default=64 * 1024 * 1024, description="In-process cache: bytes of values kept at most,"
+                                                                      " per namespace.")
     rate_limit_max_keys: int = Field(default=100_000, description="In-process rate limits: buckets kept at most"
                                                                   " per limiter.")
 
