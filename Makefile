@@ -8,8 +8,11 @@ SYNCED := $(VENV)/.synced
 # The local Kafka broker's jars (deploy/kafka/pom.xml), fetched by Maven, cached in ~/.m2.
 KAFKA_LIBS := .kafka/libs
 KAFKA_FETCHED := $(KAFKA_LIBS)/.fetched
+# S3Proxy's jars (deploy/s3proxy/pom.xml), the S3-compatible server of the object storage tests.
+S3PROXY_LIBS := .s3proxy/libs
+S3PROXY_FETCHED := $(S3PROXY_LIBS)/.fetched
 
-.PHONY: install up test test-fast bench lint clean kafka kafka-libs kafka-tools test-deps
+.PHONY: install up test test-fast bench lint clean kafka kafka-libs kafka-tools redis-tools s3proxy-libs test-deps
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -30,8 +33,17 @@ $(KAFKA_FETCHED): deploy/kafka/pom.xml | kafka-tools
 
 kafka-libs: $(KAFKA_FETCHED)
 
-# What the tests need beside Python: a Kafka broker's jars, Java and kcat.
-test-deps: install kafka-tools kafka-libs
+# Redis's server, which the cache tests start on a loopback port.
+redis-tools:
+	@deploy/redis/install-tools.sh
+
+$(S3PROXY_FETCHED): deploy/s3proxy/pom.xml | kafka-tools
+	deploy/s3proxy/fetch-libs.sh $(S3PROXY_LIBS)
+
+s3proxy-libs: $(S3PROXY_FETCHED)
+
+# What the tests need beside Python: a Kafka broker's jars, Java and kcat; redis-server; S3Proxy's jars.
+test-deps: install kafka-tools kafka-libs redis-tools s3proxy-libs
 
 ## Start the whole platform on embedded defaults (DEMO=1 adds a demo game with simulated traffic;
 ## KAFKA=1 runs the bus on a local Kafka broker instead of the embedded log).

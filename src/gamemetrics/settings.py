@@ -31,6 +31,71 @@ DEFAULT_FX_RATES_USD: dict[str, Decimal] = {
 }
 
 
+# Sub-settings of the Cache, Objects, Vectors and Mail ports. Each reads its own flat
+# `GAMEMETRICS_*` variables when a Settings is made (the field's default_factory), so the names stay
+# GAMEMETRICS_REDIS_URL and so on; unset URLs mean the embedded adapter.
+_ENV = SettingsConfigDict(env_prefix="GAMEMETRICS_", env_file=None, extra="ignore")
+
+
+class CacheSettings(BaseSettings):
+    """Shared cache and rate limits: Redis when a URL is set, else kept in each process."""
+
+    model_config = _ENV
+
+    redis_url: str | None = Field(
+        default=None, description="redis://[user:password@]host:port/db (rediss:// for TLS); unset keeps caches"
+                                  " and rate limits in each process.")
+    redis_namespace: str = Field(default="gamemetrics", description="Prepended to every key, so platforms can"
+                                                                    " share one Redis.")
+    # A limiter that cannot answer within this time refuses with 503, rather than hold the request.
+    redis_timeout_seconds: float = 2.0
+    cache_max_bytes: int = Field(default=64 * 1024 * 1024, description="In-process cache: bytes of values kept at most,"
+                                                                      " per namespace.")
+    rate_limit_max_keys: int = Field(default=100_000, description="In-process rate limits: buckets kept at most"
+                                                                  " per limiter.")
+
+
+class ObjectSettings(BaseSettings):
+    """Object storage for archives and exports: S3 when a URL is set, else a directory under data_dir."""
+
+    model_config = _ENV
+
+    archive_url: str | None = Field(
+        default=None, description="s3://bucket[/prefix]; unset keeps objects in data_dir/objects.")
+    s3_endpoint_url: str | None = Field(default=None, description="An S3-compatible server (MinIO, ...);"
+                                                                  " unset is AWS.")
+    s3_region: str = "us-east-1"
+    s3_access_key_id: str | None = Field(default=None, description="Unset: the AWS_* environment or instance role.")
+    s3_secret_access_key: SecretStr | None = None
+
+
+class VectorSettings(BaseSettings):
+    """Vector search: a Qdrant server when a URL is set, else Qdrant's local mode in data_dir/qdrant."""
+
+    model_config = _ENV
+
+    qdrant_url: str | None = Field(default=None, description="http(s)://host:6333; unset runs Qdrant's local"
+                                                             " mode in data_dir/qdrant.")
+    qdrant_api_key: SecretStr | None = None
+
+
+class MailSettings(BaseSettings):
+    """Outgoing messages: an SMTP server when a host is set, else the outbox table."""
+
+    model_config = _ENV
+
+    smtp_host: str | None = Field(default=None, description="Unset keeps every message in the outbox table.")
+    smtp_port: int = 587
+    smtp_starttls: bool = Field(default=True, description="Upgrade the connection with STARTTLS (port 587).")
+    smtp_tls: bool = Field(default=False, description="TLS from the first byte (port 465), instead of STARTTLS.")
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_ca_file: Path | None = Field(default=None, description="CA bundle for the server; unset uses the"
+                                                                " system's.")
+    smtp_timeout_seconds: float = 10.0
+    mail_from: str = "GameMetrics <noreply@localhost>"
+
+
 class Settings(BaseSettings):
     """Platform settings; unset infrastructure URLs mean the embedded defaults."""
 
@@ -136,6 +201,12 @@ class Settings(BaseSettings):
     token_rate_address_burst: float = 50.0
     users_pool_size: int = 4
     players_page_max: int = 200
+
+    # The ports' sub-settings (see above).
+    cache: CacheSettings = Field(default_factory=CacheSettings)
+    objects: ObjectSettings = Field(default_factory=ObjectSettings)
+    vectors: VectorSettings = Field(default_factory=VectorSettings)
+    mail: MailSettings = Field(default_factory=MailSettings)
 
     def secret_path(self) -> Path:
         """Where the platform secret is kept when `secret_key` is unset."""

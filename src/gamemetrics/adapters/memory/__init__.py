@@ -1,1 +1,1 @@
-"""In-process adapters for the Cache port: the embedded default."""
+"""In-process adapters of the Cache port: the embedded default."""

@@ -5,6 +5,8 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
+from cachetools import TTLCache
+
 
 @dataclass(slots=True)
 class _Bucket:
@@ -13,20 +15,28 @@ class _Bucket:
 
 
 class TokenBucketLimiter:
-    """`rate` tokens a second per key, up to `burst` saved up."""
+    """`rate` tokens a second per key, up to `burst` saved up, for at most `max_keys` keys at once.
 
-    def __init__(self, rate: float, burst: float) -> None:
+    A bucket left alone for `burst / rate` seconds has filled up again, which is what a new bucket
+    is: it is dropped then, so keys that stop coming (a typed e-mail address, a client id) cost
+    nothing after that. Past `max_keys` keys seen within that time, the least recently used
+    bucket goes first.
+    """
+
+    def __init__(self, rate: float, burst: float, *, max_keys: int = 100_000) -> None:
         self._rate = rate
         self._burst = burst
-        self._buckets: dict[str, _Bucket] = {}
+        self._buckets: TTLCache[str, _Bucket] = TTLCache(max_keys, burst / rate)
 
-    def take(self, key: str, amount: float) -> float:
+    async def take(self, key: str, amount: float) -> float:
         now = time.monotonic()
         bucket = self._buckets.get(key)
         if bucket is None:
-            bucket = self._buckets[key] = _Bucket(self._burst, now)
+            bucket = _Bucket(self._burst, now)
         bucket.tokens = min(self._burst, bucket.tokens + (now - bucket.updated) * self._rate)
         bucket.updated = now
+        # Put back on every take: the bucket's time to live counts from its last use.
+        self._buckets[key] = bucket
         if amount > self._burst:
             return max((amount - bucket.tokens) / self._rate, 1.0)
         if bucket.tokens >= amount:

@@ -3,7 +3,6 @@ GraphiQL for browsers) behind bearer tokens with the analytics:read scope."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
@@ -23,9 +22,10 @@ from strawberry.extensions.query_depth_limiter import create_validator as max_de
 from strawberry.types import ExecutionContext
 
 from gamemetrics.auth.tokens import InsufficientScope, InvalidToken, Principal, TokenVerifier
+from gamemetrics.ports.cache import MISS, Memo
 from gamemetrics.services.analytics.errors import AnalyticsError
 from gamemetrics.services.analytics.metrics import field_cost
-from gamemetrics.services.analytics.responses import ResponseCache
+from gamemetrics.services.analytics.responses import Answer, AnswerKey, ResponseCache, TenantVersions
 from gamemetrics.services.analytics.schema import SCOPE, AnalyticsContext, Limits, Query, Subscription
 from gamemetrics.services.analytics.store import AnalyticsStore
 from gamemetrics.web.errors import ApiError
@@ -193,24 +193,22 @@ class BearerAuth:
     asks for nothing, is served to browsers without one): InvalidToken or InsufficientScope
     otherwise, which the app's exception handlers answer (`refusals`)."""
 
-    def __init__(self, app: ASGIApp, verifier: TokenVerifier, *, remember: int = 10_000) -> None:
+    def __init__(self, app: ASGIApp, verifier: TokenVerifier, verified: Memo[str, Principal]) -> None:
         self._app = app
         self._verifier = verifier
-        # Verified tokens, for at most a minute each: a dashboard sends the same token on every
-        # request, and a signature check costs more than the cached answer it unlocks.
-        self._verified: dict[str, tuple[float, Principal]] = {}
-        self._remember = remember
+        # Verified tokens, for as long as `verified` keeps them (and never past their expiry): a
+        # dashboard sends the same token on every request, and a signature check costs more than
+        # the cached answer it unlocks.
+        self._verified = verified
 
     async def _principal(self, token: str | None) -> Principal:
-        now = time.monotonic()
         if token is not None:
             seen = self._verified.get(token)
-            if seen is not None and now - seen[0] < 60 and not seen[1].expired:
-                return seen[1]
+            if seen is not MISS and not seen.expired:
+                return seen
         principal = await _authenticate(self._verifier, token)
-        if len(self._verified) >= self._remember:
-            self._verified.clear()
-        self._verified[token] = (now, principal)  # type: ignore[index]
+        if token is not None:
+            self._verified.put(token, principal)
         return principal
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -240,8 +238,9 @@ def refusals() -> Mapping[type[Exception], HTTPExceptionHandler]:
 
 
 def graphql_app(store: AnalyticsStore, verifier: TokenVerifier, *, limits: Limits, max_depth: int, max_aliases: int,
-                max_cost: int, cache_entries: int = 4096, version_ttl_s: float = 0.1) -> Callable[..., Any]:
+                max_cost: int, versions: TenantVersions, answers: Memo[AnswerKey, Answer],
+                verified: Memo[str, Principal]) -> Callable[..., Any]:
     """`/graphql` as one ASGI app: token check, then kept answers, then Strawberry's view."""
     schema = build_schema(max_depth=max_depth, max_aliases=max_aliases, max_cost=max_cost)
     view = AnalyticsGraphQL(schema, store, limits, verifier)
-    return BearerAuth(ResponseCache(view, store, cache_entries, version_ttl_s=version_ttl_s), verifier)
+    return BearerAuth(ResponseCache(view, versions, answers), verifier, verified)

@@ -21,10 +21,16 @@ from datetime import UTC, datetime
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from gamemetrics.services.analytics.store import AnalyticsStore, AnswerCache
+from gamemetrics.ports.cache import MISS, Memo
+from gamemetrics.services.analytics.store import AnalyticsStore
 
 MAX_BODY = 64 * 1024
 MAX_ANSWER = 1024 * 1024
+
+# A kept answer: the response's headers and body.
+Answer = tuple[list[tuple[bytes, bytes]], bytes]
+# The tenant, the request body, the UTC minute and the tenant's data version.
+AnswerKey = tuple[uuid.UUID, bytes, datetime, Hashable]
 
 
 async def tenant_version(store: AnalyticsStore, tenant_id: uuid.UUID) -> Hashable:
@@ -43,19 +49,20 @@ async def tenant_version(store: AnalyticsStore, tenant_id: uuid.UUID) -> Hashabl
 
 class TenantVersions:
     """Each tenant's data version, read at most once per `ttl_s` (0: on every request); callers
-    that arrive while a read is under way share it."""
+    that arrive while a read is under way share it. `known` keeps each version with the time its
+    read started, from which its age counts."""
 
-    def __init__(self, store: AnalyticsStore, ttl_s: float) -> None:
+    def __init__(self, store: AnalyticsStore, ttl_s: float, known: Memo[uuid.UUID, tuple[float, Hashable]]) -> None:
         self._store = store
         self._ttl_s = ttl_s
-        self._known: dict[uuid.UUID, tuple[float, Hashable]] = {}
+        self._known = known
         self._reading: dict[uuid.UUID, asyncio.Future[Hashable]] = {}
 
     async def get(self, tenant_id: uuid.UUID) -> Hashable:
         if self._ttl_s <= 0:
             return await tenant_version(self._store, tenant_id)
         known = self._known.get(tenant_id)
-        if known is not None and time.monotonic() - known[0] < self._ttl_s:
+        if known is not MISS and time.monotonic() - known[0] < self._ttl_s:
             return known[1]
         reading = self._reading.get(tenant_id)
         if reading is None:
@@ -69,9 +76,7 @@ class TenantVersions:
             version = await tenant_version(self._store, tenant_id)
         finally:
             self._reading.pop(tenant_id, None)
-        if len(self._known) > 100_000:
-            self._known.clear()
-        self._known[tenant_id] = (started, version)
+        self._known.put(tenant_id, (started, version))
         return version
 
 
@@ -79,10 +84,10 @@ class ResponseCache:
     """ASGI middleware before the GraphQL view: replays a kept answer, or keeps a new one that has
     no errors. Only POSTed JSON of an authenticated caller is considered."""
 
-    def __init__(self, app: ASGIApp, store: AnalyticsStore, max_entries: int, *, version_ttl_s: float) -> None:
+    def __init__(self, app: ASGIApp, versions: TenantVersions, answers: Memo[AnswerKey, Answer]) -> None:
         self._app = app
-        self._versions = TenantVersions(store, version_ttl_s)
-        self.answers = AnswerCache(max_entries)
+        self._versions = versions
+        self._answers = answers
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         principal = scope.get("state", {}).get("principal")
@@ -95,8 +100,8 @@ class ResponseCache:
             return
         minute = datetime.now(UTC).replace(second=0, microsecond=0)
         key = (principal.tenant_id, body, minute, await self._versions.get(principal.tenant_id))
-        kept = self.answers.get(key)
-        if isinstance(kept, tuple):
+        kept = self._answers.get(key)
+        if kept is not MISS:
             await _send_answer(send, *kept)
             return
         captured: list[Message] = []
@@ -108,7 +113,7 @@ class ResponseCache:
         await self._app(scope, _replay(body, receive), capture)
         answer = _answer_of(captured)
         if answer is not None:
-            self.answers.put(key, answer)
+            self._answers.put(key, answer)
 
 
 async def _read_body(receive: Receive) -> tuple[bytes, bool]:
@@ -142,7 +147,7 @@ def _replay(body: bytes, receive: Receive, *, more: bool = False) -> Receive:
     return replayed
 
 
-def _answer_of(messages: list[Message]) -> tuple[list[tuple[bytes, bytes]], bytes] | None:
+def _answer_of(messages: list[Message]) -> Answer | None:
     """Status 200 without GraphQL errors, small enough to keep; None otherwise."""
     if not messages or messages[0]["type"] != "http.response.start" or messages[0]["status"] != 200:
         return None

@@ -1,4 +1,4 @@
-"""Tenant transactions and the per-process answer cache.
+"""Tenant transactions and the per-process answer memo.
 
 Every read runs in a transaction that first switches to the analytics role and names the
 caller's tenant, so row-level security filters every table even if a query forgets to:
@@ -16,57 +16,36 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
 from contextlib import AsyncExitStack, asynccontextmanager
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from psycopg_pool import AsyncConnectionPool
 
+from gamemetrics.ports.cache import MISS, Memo
 from gamemetrics.services.analytics import lookups
 from gamemetrics.services.analytics.errors import NotFound
 from gamemetrics.services.analytics.queries import Conn
 from gamemetrics.services.analytics.types import LiveStats
 
 T = TypeVar("T")
-_MISSING = object()
-
-
-class AnswerCache:
-    """A bounded LRU of answers; keys carry the data version, so entries never need invalidating."""
-
-    def __init__(self, max_entries: int) -> None:
-        self._entries: OrderedDict[Hashable, Any] = OrderedDict()
-        self._max = max_entries
-        self.hits = 0
-        self.misses = 0
-
-    def get(self, key: Hashable) -> Any:
-        value = self._entries.get(key, _MISSING)
-        if value is _MISSING:
-            self.misses += 1
-        else:
-            self.hits += 1
-            self._entries.move_to_end(key)
-        return value
-
-    def put(self, key: Hashable, value: Any) -> None:
-        self._entries[key] = value
-        self._entries.move_to_end(key)
-        while len(self._entries) > self._max:
-            self._entries.popitem(last=False)
+GameKey = tuple[uuid.UUID, uuid.UUID]
 
 
 class AnalyticsStore:
-    """Runs the metric queries of one tenant at a time under row-level security."""
+    """Runs the metric queries of one tenant at a time under row-level security.
 
-    def __init__(self, pool: AsyncConnectionPool, *, role: str, cache_entries: int, statement_timeout_ms: int,
+    `answers` keeps answers under keys that carry the data version, so entries never need
+    invalidating; `live` keeps each game's live figures with the time their query started."""
+
+    def __init__(self, pool: AsyncConnectionPool, *, role: str, answers: Memo[Hashable, Any],
+                 live: Memo[GameKey, tuple[float, LiveStats]], statement_timeout_ms: int,
                  live_interval_s: float) -> None:
         self._pool = pool
         self._role = role
         self._timeout = str(statement_timeout_ms)
-        self.cache = AnswerCache(cache_entries)
-        self._live: dict[tuple[uuid.UUID, uuid.UUID], tuple[float, LiveStats]] = {}
+        self._answers = answers
+        self._live = live
         self._live_ttl = live_interval_s / 2
 
     @property
@@ -106,11 +85,11 @@ class AnalyticsStore:
             if row is None:
                 raise NotFound(f"game {game_id} not found")
             full_key = (tenant_id, game_id, row[1], row[2], key)
-            cached = self.cache.get(full_key)
-            if cached is not _MISSING:
-                return cached  # type: ignore[no-any-return]
+            cached = self._answers.get(full_key)
+            if cached is not MISS:
+                return cast(T, cached)
             answer = await compute(conn)
-        self.cache.put(full_key, answer)
+        self._answers.put(full_key, answer)
         return answer
 
     async def per_tenant(self, tenant_id: uuid.UUID, key: Hashable, compute: Callable[[Conn], Awaitable[T]]) -> T:
@@ -123,11 +102,11 @@ class AnalyticsStore:
             )
             version = await cur.fetchone()
             full_key = (tenant_id, None, version, key)
-            cached = self.cache.get(full_key)
-            if cached is not _MISSING:
-                return cached  # type: ignore[no-any-return]
+            cached = self._answers.get(full_key)
+            if cached is not MISS:
+                return cast(T, cached)
             answer = await compute(conn)
-        self.cache.put(full_key, answer)
+        self._answers.put(full_key, answer)
         return answer
 
     async def uncached(self, tenant_id: uuid.UUID, compute: Callable[[Conn], Awaitable[T]]) -> T:
@@ -139,12 +118,10 @@ class AnalyticsStore:
         key = (tenant_id, game_id)
         now = time.monotonic()
         seen = self._live.get(key)
-        if seen is not None and now - seen[0] < self._live_ttl:
+        if seen is not MISS and now - seen[0] < self._live_ttl:
             return seen[1]
         async with self.tenant(tenant_id) as conn:
             await lookups.game(conn, tenant_id, game_id)
             stats = await lookups.live_stats(conn, tenant_id, game_id)
-        self._live[key] = (now, stats)
-        if len(self._live) > 10_000:  # games nobody watches any more
-            self._live = {k: v for k, v in self._live.items() if now - v[0] < 60}
+        self._live.put(key, (now, stats))
         return stats

@@ -14,7 +14,7 @@ from gamemetrics.events.validation import InvalidEvent, Limits, decode_event
 from gamemetrics.observability import metrics
 from gamemetrics.observability.tracing import TRACEPARENT, current_traceparent
 from gamemetrics.ports.bus import RAW_EVENTS, BusError, Message, Producer
-from gamemetrics.ports.ratelimit import RateLimiter
+from gamemetrics.ports.cache import CacheError, RateLimiter
 from gamemetrics.services.ingest.errors import IngestError
 from gamemetrics.tenancy.keys import WriteKey
 
@@ -57,7 +57,11 @@ class Acceptor:
         total = len(items) + len(prior_rejections)
         if total > self._max_batch:
             raise IngestError(413, f"batch has {total} events; the limit is {self._max_batch}")
-        wait = self._limiter.take(str(key.key_id), max(total, 1))
+        try:
+            wait = await self._limiter.take(str(key.key_id), max(total, 1))
+        except CacheError as exc:
+            raise IngestError(503, f"the rate limiter cannot be reached; nothing was stored ({exc})",
+                              retry_after=1.0) from exc
         if wait > 0:
             raise IngestError(429, "write key is over its event rate; retry later", retry_after=wait)
         now = datetime.now(UTC)

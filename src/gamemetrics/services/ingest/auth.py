@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import base64
 import binascii
-import time
 
 from starlette.datastructures import Headers
 
+from gamemetrics.ports.cache import MISS, Memo
 from gamemetrics.services.ingest.errors import IngestError
 from gamemetrics.tenancy.keys import WriteKey
 from gamemetrics.tenancy.store import TenancyStore
@@ -35,23 +35,18 @@ def key_from_headers(headers: Headers) -> str:
 
 
 class KeyResolver:
-    """Resolves keys through the store, remembering answers for a few seconds (revocation lag)."""
+    """Resolves keys through the store, remembering answers (unknown keys too) for as long as `grants`
+    keeps them: its time to live is how long a revoked key still works."""
 
-    def __init__(self, store: TenancyStore, ttl_seconds: float) -> None:
+    def __init__(self, store: TenancyStore, grants: Memo[str, WriteKey | None]) -> None:
         self._store = store
-        self._ttl = ttl_seconds
-        self._cache: dict[str, tuple[float, WriteKey | None]] = {}
+        self._grants = grants
 
     async def resolve(self, secret: str) -> WriteKey:
-        now = time.monotonic()
-        hit = self._cache.get(secret)
-        if hit is not None and now - hit[0] < self._ttl:
-            grant = hit[1]
-        else:
+        grant = self._grants.get(secret)
+        if grant is MISS:
             grant = await self._store.resolve(secret)
-            if len(self._cache) > 10_000:
-                self._cache.clear()
-            self._cache[secret] = (now, grant)
+            self._grants.put(secret, grant)
         if grant is None:
             raise IngestError(401, "unknown or revoked write key")
         return grant

@@ -8,7 +8,8 @@ from contextlib import asynccontextmanager
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 
-from gamemetrics.adapters.memory.ratelimit import TokenBucketLimiter
+from gamemetrics.adapters.caching import open_caching
+from gamemetrics.adapters.memory.memo import LocalMemo
 from gamemetrics.events.validation import Limits
 from gamemetrics.observability.tracing import TraceContextMiddleware
 from gamemetrics.runtime import connect
@@ -26,17 +27,20 @@ def create_app(settings: Settings, url: str) -> Starlette:
     # are added once the lifespan has opened them, before the first request is served.
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        async with connect(settings, url, name="ingest", pool_size=8) as platform:
+        async with connect(settings, url, name="ingest", pool_size=8) as platform, \
+                open_caching(settings.cache) as caching:
             ingest = IngestApp(
                 settings,
-                KeyResolver(TenancyStore(platform.pool), settings.key_cache_seconds),
+                KeyResolver(TenancyStore(platform.pool), LocalMemo(10_000, ttl_seconds=settings.key_cache_seconds)),
                 Acceptor(
                     platform.bus.producer(),
-                    TokenBucketLimiter(settings.key_rate_events_per_second, settings.key_rate_burst_events),
+                    caching.limiter("ingest.write_key", settings.key_rate_events_per_second,
+                                    settings.key_rate_burst_events),
                     Limits.from_settings(settings),
                     settings.max_batch_events,
                 ),
-                HealthCheck({"database": database_probe(platform.pool), "bus": platform.bus.ping}),
+                HealthCheck({"database": database_probe(platform.pool), "bus": platform.bus.ping,
+                             **({"cache": caching.ping} if caching.shared else {})}),
             )
             app.router.routes.extend(ingest.routes())
             yield

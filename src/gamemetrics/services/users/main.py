@@ -10,7 +10,7 @@ from datetime import timedelta
 
 from starlette.applications import Starlette
 
-from gamemetrics.adapters.memory.ratelimit import TokenBucketLimiter
+from gamemetrics.adapters.caching import open_caching
 from gamemetrics.audit import AuditLog
 from gamemetrics.auth.secret import platform_secret
 from gamemetrics.auth.signing import SigningKeyStore
@@ -53,7 +53,8 @@ def create_app(settings: Settings, url: str) -> Starlette:
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         secret = platform_secret(settings)
-        async with connect(settings, url, name="users", pool_size=settings.users_pool_size) as platform:
+        async with connect(settings, url, name="users", pool_size=settings.users_pool_size) as platform, \
+                open_caching(settings.cache) as caching:
             pool = platform.pool
             keys = signing_keys(settings, pool, secret)
             issuer = token_issuer(settings, keys)
@@ -64,21 +65,22 @@ def create_app(settings: Settings, url: str) -> Starlette:
             app.router.routes.extend([
                 *OAuthRoutes(
                     settings, clients, keys, issuer,
-                    per_client=TokenBucketLimiter(settings.token_rate_per_client_per_second,
-                                                  settings.token_rate_client_burst),
-                    per_address=TokenBucketLimiter(settings.token_rate_per_address_per_second,
-                                                   settings.token_rate_address_burst),
+                    per_client=caching.limiter("token.client", settings.token_rate_per_client_per_second,
+                                               settings.token_rate_client_burst),
+                    per_address=caching.limiter("token.address", settings.token_rate_per_address_per_second,
+                                                settings.token_rate_address_burst),
                 ).routes(),
                 *OperatorRoutes(OperatorStore(pool), pool, audit, keys, issuer,
-                                TokenBucketLimiter(settings.token_rate_per_client_per_second,
-                                                   settings.token_rate_client_burst),
+                                caching.limiter("operator.login", settings.token_rate_per_client_per_second,
+                                                settings.token_rate_client_burst),
                                 settings.auth_token_ttl_seconds).routes(),
                 *AdminRoutes(pool, guard, tenancy, clients, audit).routes(),
                 *ExportRoutes(pool, guard, tombstones, audit).routes(),
                 *ErasureRoutes(pool, platform.bus, guard, tombstones, codec, audit).routes(),
                 *PlayerRoutes(settings, pool, guard, tombstones).routes(),
                 metrics_route(),
-                *health_routes(HealthCheck({"database": database_probe(pool), "bus": platform.bus.ping})),
+                *health_routes(HealthCheck({"database": database_probe(pool), "bus": platform.bus.ping,
+                                            **({"cache": caching.ping} if caching.shared else {})})),
             ])
             worker = ErasureWorker(pool, platform.bus, tombstones, codec, audit,
                                    bus_retention=timedelta(hours=settings.kafka_retention_hours))

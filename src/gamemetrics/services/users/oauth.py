@@ -12,9 +12,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from gamemetrics.adapters.memory.ratelimit import TokenBucketLimiter
 from gamemetrics.auth.signing import SigningKeyStore
 from gamemetrics.auth.tokens import TokenIssuer
+from gamemetrics.ports.cache import CacheError, RateLimiter
 from gamemetrics.services.users.clients import CLIENT_ID_PREFIX, SCOPES, ClientStore
 from gamemetrics.settings import Settings
 from gamemetrics.web.errors import ApiError, retry_after
@@ -66,7 +66,7 @@ class OAuthRoutes:
     """The token endpoint and discovery documents of the built-in issuer."""
 
     def __init__(self, settings: Settings, clients: ClientStore, signing: SigningKeyStore, issuer: TokenIssuer,
-                 *, per_client: TokenBucketLimiter, per_address: TokenBucketLimiter) -> None:
+                 *, per_client: RateLimiter, per_address: RateLimiter) -> None:
         self._settings = settings
         self._clients = clients
         self._signing = signing
@@ -76,7 +76,7 @@ class OAuthRoutes:
 
     async def token(self, request: Request) -> Response:
         address = request.client.host if request.client else "unknown"
-        self._limit(self._per_address, f"address:{address}")
+        await self._limit(self._per_address, f"address:{address}")
         if request.headers.get("content-type", "").split(";")[0].strip() != "application/x-www-form-urlencoded":
             raise oauth_error(400, "invalid_request", "send the token request as application/x-www-form-urlencoded")
         body = await _bounded_body(request)
@@ -90,7 +90,7 @@ class OAuthRoutes:
         credentials = client_credentials(request.headers.get("authorization", ""), form)
         # Made-up ids share one bucket: they cannot grow the limiter's table without bound.
         known_shape = credentials.client_id.startswith(CLIENT_ID_PREFIX) and len(credentials.client_id) <= 40
-        self._limit(self._per_client, f"client:{credentials.client_id if known_shape else '?'}")
+        await self._limit(self._per_client, f"client:{credentials.client_id if known_shape else '?'}")
         grant = form.get("grant_type", [""])[0]
         if not grant:
             raise oauth_error(400, "invalid_request", "grant_type is required")
@@ -115,8 +115,12 @@ class OAuthRoutes:
         return json_response({"access_token": token, "token_type": "Bearer", "expires_in": ttl,
                               "scope": " ".join(granted)}, headers=_NO_STORE)
 
-    def _limit(self, limiter: TokenBucketLimiter, key: str) -> None:
-        wait = limiter.take(key, 1)
+    async def _limit(self, limiter: RateLimiter, key: str) -> None:
+        try:
+            wait = await limiter.take(key, 1)
+        except CacheError as exc:
+            raise oauth_error(503, "temporarily_unavailable", f"the rate limiter cannot be reached ({exc})",
+                              {"Retry-After": "1"}) from exc
         if wait > 0:
             raise oauth_error(429, "slow_down", f"too many token requests; retry in {wait:.1f} s",
                               retry_after(wait))

@@ -19,10 +19,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from gamemetrics.adapters.memory.ratelimit import TokenBucketLimiter
 from gamemetrics.audit import AuditEntry, AuditLog
 from gamemetrics.auth.signing import SigningKeyStore
 from gamemetrics.auth.tokens import TokenIssuer
+from gamemetrics.ports.cache import CacheError, RateLimiter
 from gamemetrics.tenancy.store import NotFound
 from gamemetrics.web.errors import ApiError, retry_after
 from gamemetrics.web.requests import json_body
@@ -97,7 +97,7 @@ class OperatorStore:
 
 class OperatorRoutes:
     def __init__(self, store: OperatorStore, pool: AsyncConnectionPool, audit: AuditLog, signing: SigningKeyStore,
-                 issuer: TokenIssuer, limiter: TokenBucketLimiter, ttl_s: int) -> None:
+                 issuer: TokenIssuer, limiter: RateLimiter, ttl_s: int) -> None:
         self._store = store
         self._pool = pool
         self._audit = audit
@@ -113,7 +113,11 @@ class OperatorRoutes:
             raise ApiError(400, 'send {"email": "...", "password": "..."} (and "tenant_id" for a platform admin)')
         address = request.client.host if request.client else "unknown"
         for key in (f"address:{address}", f"email:{email.strip().lower()[:320]}"):
-            wait = self._limiter.take(key, 1)
+            try:
+                wait = await self._limiter.take(key, 1)
+            except CacheError as exc:
+                raise ApiError(503, f"the rate limiter cannot be reached; retry later ({exc})",
+                               headers={"Retry-After": "1"}) from exc
             if wait > 0:
                 raise ApiError(429, f"too many login attempts; retry in {wait:.0f} s",
                                headers=retry_after(wait))

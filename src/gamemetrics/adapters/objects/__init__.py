@@ -1,0 +1,1 @@
+"""Adapters of the Objects port: a local directory (the embedded default) and S3."""

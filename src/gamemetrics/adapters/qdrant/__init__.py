@@ -1,0 +1,1 @@
+"""The Vectors port on Qdrant: local mode (the embedded default) or a Qdrant server."""

@@ -1,0 +1,117 @@
+"""Vectors in Qdrant through `qdrant-client`, in local mode (a directory under the data dir) or on
+a Qdrant server (a URL).
+
+One module with two constructors: the client is the same, and so are its calls; only where it
+keeps the points differs. Qdrant identifies points by UUID, so each point's name is mapped to a
+UUID (version 5, so the same name is always the same point) and kept in the payload to be read back.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+
+from qdrant_client import AsyncQdrantClient, models
+from qdrant_client.http.exceptions import ApiException
+
+from gamemetrics.ports.vectors import Distance, Hit, Point, Scalar, VectorStoreError, Where
+from gamemetrics.settings import VectorSettings
+
+_NAMES = uuid.UUID("5d3c1e0e-2b7e-4f57-9a44-6a1f0c7b9e21")
+_NAME_FIELD = "_name"
+_DISTANCES = {"cosine": models.Distance.COSINE, "dot": models.Distance.DOT, "euclid": models.Distance.EUCLID}
+
+
+def point_id(name: str) -> str:
+    """Qdrant's id of the point named `name`."""
+    return str(uuid.uuid5(_NAMES, name))
+
+
+def _filter(where: Where) -> models.Filter:
+    conditions: list[models.Condition] = []
+    for key, value in where.items():
+        match: models.MatchValue | models.MatchAny
+        if isinstance(value, str | int | bool):
+            match = models.MatchValue(value=value)
+        elif all(isinstance(v, str) for v in value):
+            match = models.MatchAny(any=[str(v) for v in value])
+        else:  # Qdrant matches any of strings or any of integers, not a mix
+            match = models.MatchAny(any=[int(v) for v in value])
+        conditions.append(models.FieldCondition(key=key, match=match))
+    return models.Filter(must=conditions)
+
+
+class QdrantVectors:
+    """The Vectors port on one Qdrant client; `where` names it in errors."""
+
+    def __init__(self, client: AsyncQdrantClient, where: str) -> None:
+        self._client = client
+        self._where = where
+
+    async def ensure_collection(self, collection: str, size: int, distance: Distance = "cosine") -> None:
+        try:
+            if not await self._client.collection_exists(collection):
+                await self._client.create_collection(
+                    collection, vectors_config=models.VectorParams(size=size, distance=_DISTANCES[distance]))
+        except (ApiException, OSError) as exc:
+            raise VectorStoreError(f"could not make collection {collection} in {self._where}: {exc}") from exc
+
+    async def upsert(self, collection: str, points: Sequence[Point]) -> None:
+        if not points:
+            return
+        structs = [models.PointStruct(id=point_id(p.name), vector=list(p.vector),
+                                      payload={**p.payload, _NAME_FIELD: p.name}) for p in points]
+        try:
+            await self._client.upsert(collection, points=structs, wait=True)
+        except (ApiException, OSError, ValueError) as exc:
+            raise VectorStoreError(f"could not store {len(points)} points in {collection} of {self._where}:"
+                                   f" {exc}") from exc
+
+    async def search(self, collection: str, vector: Sequence[float], *, limit: int,
+                     where: Where | None = None) -> list[Hit]:
+        try:
+            found = await self._client.query_points(
+                collection, query=list(vector), query_filter=_filter(where) if where else None, limit=limit,
+                with_payload=True)
+        except (ApiException, OSError, ValueError) as exc:
+            raise VectorStoreError(f"could not search {collection} of {self._where}: {exc}") from exc
+        hits = []
+        for point in found.points:
+            payload: dict[str, Scalar] = dict(point.payload or {})
+            name = str(payload.pop(_NAME_FIELD, point.id))
+            hits.append(Hit(name, point.score, payload))
+        return hits
+
+    async def delete(self, collection: str, *, names: Sequence[str] = (), where: Where | None = None) -> None:
+        try:
+            if names:
+                await self._client.delete(
+                    collection, points_selector=models.PointIdsList(points=[point_id(n) for n in names]), wait=True)
+            if where:
+                await self._client.delete(
+                    collection, points_selector=models.FilterSelector(filter=_filter(where)), wait=True)
+        except (ApiException, OSError, ValueError) as exc:
+            raise VectorStoreError(f"could not delete from {collection} of {self._where}: {exc}") from exc
+
+    async def close(self) -> None:
+        await self._client.close()
+
+
+def local_vectors(path: Path) -> QdrantVectors:
+    """Qdrant's local mode on the directory `path` (one process at a time holds it)."""
+    path.mkdir(parents=True, exist_ok=True)
+    return QdrantVectors(AsyncQdrantClient(path=str(path)), str(path))
+
+
+def server_vectors(url: str, api_key: str | None = None) -> QdrantVectors:
+    """A Qdrant server at `url`."""
+    return QdrantVectors(AsyncQdrantClient(url=url, api_key=api_key), url)
+
+
+def make_vectors(settings: VectorSettings, data_dir: Path) -> QdrantVectors:
+    """The server when GAMEMETRICS_QDRANT_URL is set, else local mode in data_dir/qdrant."""
+    if settings.qdrant_url:
+        key = settings.qdrant_api_key.get_secret_value() if settings.qdrant_api_key else None
+        return server_vectors(settings.qdrant_url, key)
+    return local_vectors(data_dir / "qdrant")

@@ -1,0 +1,50 @@
+"""The Mail port: hand one message to the provider of its channel (email, SMS, push, in-app).
+
+A send returns once the provider has taken the message, or raises: MailError for a failure worth
+retrying (the notifier retries with backoff), UnsupportedChannel when this provider cannot carry
+the channel at all. Each message has an id of its sender's, so a send retried after a failure that
+happened after delivery is recognisable (the outbox stores it once; SMTP carries it as Message-ID).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+Channel = Literal["email", "sms", "push", "in_app"]
+CHANNELS: frozenset[Channel] = frozenset({"email", "sms", "push", "in_app"})
+
+
+class MailError(Exception):
+    """The provider did not take the message now; retry later."""
+
+
+class UnsupportedChannel(MailError):
+    """This provider does not carry the message's channel; retrying will not help."""
+
+
+@dataclass(frozen=True, slots=True)
+class OutgoingMessage:
+    """One message to one recipient of a tenant (an address, a phone number, a device token)."""
+
+    tenant_id: uuid.UUID
+    channel: Channel
+    recipient: str
+    body: str
+    subject: str = ""
+    player_id: str | None = None
+    headers: Mapping[str, str] = field(default_factory=dict)
+    message_id: uuid.UUID = field(default_factory=uuid.uuid4)
+
+
+class Mail(Protocol):
+    @property
+    def channels(self) -> frozenset[Channel]:
+        """The channels this provider carries."""
+        ...
+
+    async def send(self, message: OutgoingMessage) -> None:
+        """Hand `message` to the provider; MailError if it did not take it."""
+        ...
