@@ -16,11 +16,13 @@ from pathlib import Path
 import httpx
 from rich.console import Console
 
+from gamemetrics import registry
 from gamemetrics.adapters.kafka import KafkaBus
 from gamemetrics.adapters.kafka.local import LocalBroker, LocalBrokerError
 from gamemetrics.adapters.postgres.embedded import EmbeddedPostgres
 from gamemetrics.migrations import upgrade
 from gamemetrics.runtime import EMBEDDED_DATABASE, topic_partitions
+from gamemetrics.runtime.signals import interrupt_on_stop_signals
 from gamemetrics.settings import Settings
 
 console = Console(stderr=True)
@@ -30,7 +32,7 @@ _LOCAL_BROKER = "kafka/running.json"
 
 
 def run_platform(settings: Settings, *, demo: bool, kafka: bool = False) -> int:
-    """Run until Ctrl-C or a service dies; returns the exit code."""
+    """Run until SIGINT (Ctrl-C), SIGTERM or a service dies; returns the exit code."""
     if kafka and settings.kafka_bootstrap:
         raise SystemExit("--kafka starts a local broker; GAMEMETRICS_KAFKA_BOOTSTRAP already names one")
     data_dir = settings.data_dir.resolve()
@@ -39,7 +41,7 @@ def run_platform(settings: Settings, *, demo: bool, kafka: bool = False) -> int:
     url = settings.database_url or server.ensure_database(EMBEDDED_DATABASE)  # type: ignore[union-attr]
     children: dict[str, subprocess.Popen[bytes]] = {}
     broker: LocalBroker | None = None
-    _stop_on_sigterm()
+    interrupt_on_stop_signals()
     try:
         console.print(f"[bold]GameMetrics Pro[/] data in {data_dir}")
         upgrade(url)
@@ -49,9 +51,12 @@ def run_platform(settings: Settings, *, demo: bool, kafka: bool = False) -> int:
             env.update(_start_local_kafka(broker, settings))
             announce_local_broker(data_dir, broker.bootstrap)
         # The HTTP services share one process and port: one base URL, each path owned by one service.
-        children["ingest,analytics,users"] = _serve("ingest,analytics,users", env)
-        for n in range(1, settings.processor_processes + 1):
-            children[f"processor {n}"] = _serve("processor", _member_env(env, settings, n))
+        http = ",".join(registry.HTTP_NAMES)
+        children[http] = _serve(http, env)
+        for spec in registry.SERVICES:
+            if not spec.serves_http:
+                for n in range(1, spec.replicas(settings) + 1):
+                    children[f"{spec.name} {n}"] = _serve(spec.name, _member_env(env, settings, n))
         base_url = f"http://{settings.host}:{settings.port}"
         _wait_ready(base_url, children)
         console.print(f"[green]ready[/] at {base_url}  (POST /v1/events, /v1/batch, /graphql, GET /readyz, /metrics;"
@@ -103,19 +108,10 @@ def _serve(service: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
 
 
 def _member_env(env: dict[str, str], settings: Settings, n: int) -> dict[str, str]:
-    """A processor's environment: static Kafka membership needs one instance id per member."""
+    """A worker's environment: static Kafka membership needs one instance id per member."""
     if settings.kafka_group_instance_id is None:
         return env
     return {**env, "GAMEMETRICS_KAFKA_GROUP_INSTANCE_ID": f"{settings.kafka_group_instance_id}-{n}"}
-
-
-def _stop_on_sigterm() -> None:
-    """SIGTERM stops like Ctrl-C: the services, the local broker and the database are stopped in order."""
-
-    def interrupt(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, interrupt)
 
 
 def _start_local_kafka(broker: LocalBroker, settings: Settings) -> dict[str, str]:

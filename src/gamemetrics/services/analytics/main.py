@@ -1,4 +1,4 @@
-"""Builds the analytics ASGI app with its pool opened in the app's lifespan."""
+"""Builds the analytics service: `/graphql` on the pool it is given."""
 
 from __future__ import annotations
 
@@ -6,19 +6,14 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import Response
 from starlette.routing import Route, WebSocketRoute
 
-from gamemetrics.adapters.postgres.pool import open_pool
 from gamemetrics.auth.tokens import TokenVerifier
 from gamemetrics.auth.verifier import token_verifier as platform_token_verifier
-from gamemetrics.observability import metrics
+from gamemetrics.service import Adapters, Service, database_probe
 from gamemetrics.services.analytics.app import graphql_app
 from gamemetrics.services.analytics.schema import Limits
 from gamemetrics.services.analytics.store import AnalyticsStore
-from gamemetrics.services.shared.health import HealthCheck, health_routes
 from gamemetrics.settings import Settings
 
 GRAPHQL_PATH = "/graphql"
@@ -42,39 +37,17 @@ def graphql_routes(settings: Settings, store: AnalyticsStore) -> list[Any]:
     return [Route(GRAPHQL_PATH, endpoint, methods=["GET", "POST"]), WebSocketRoute(GRAPHQL_PATH, endpoint)]
 
 
+def analytics_store(adapters: Adapters, settings: Settings) -> AnalyticsStore:
+    """The store reading as the settings' role, each statement bounded by the settings' timeout."""
+    return AnalyticsStore(
+        adapters.pool, role=settings.analytics_db_role, cache_entries=settings.analytics_cache_entries,
+        statement_timeout_ms=settings.analytics_statement_timeout_ms,
+        live_interval_s=settings.analytics_live_interval_seconds,
+    )
+
+
 @asynccontextmanager
-async def analytics_resources(settings: Settings, url: str) -> AsyncIterator[tuple[AnalyticsStore, HealthCheck]]:
-    """The pool and store of the service, and its readiness probe."""
-    pool = await open_pool(url, max_size=settings.analytics_pool_size, name="analytics")
-    try:
-        store = AnalyticsStore(
-            pool, role=settings.analytics_db_role, cache_entries=settings.analytics_cache_entries,
-            statement_timeout_ms=settings.analytics_statement_timeout_ms,
-            live_interval_s=settings.analytics_live_interval_seconds,
-        )
-
-        async def database() -> None:
-            async with pool.connection(timeout=2.0) as conn:
-                await conn.execute("SELECT 1")
-
-        yield store, HealthCheck({"database": database})
-    finally:
-        await pool.close()
-
-
-def create_app(settings: Settings, url: str) -> Starlette:
-    """The analytics service on its own: /graphql, health and metrics."""
-    @asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        async with analytics_resources(settings, url) as (store, health):
-            async def prometheus(request: Request) -> Response:
-                body, content_type = metrics.render()
-                return Response(body, media_type=content_type)
-
-            app.router.routes.extend(
-                [*graphql_routes(settings, store), Route("/metrics", prometheus, methods=["GET"]),
-                 *health_routes(health)]
-            )
-            yield
-
-    return Starlette(lifespan=lifespan)
+async def build(adapters: Adapters, settings: Settings) -> AsyncIterator[Service]:
+    """The analytics service on `adapters` (its pool sized by `analytics_pool_size`)."""
+    store = analytics_store(adapters, settings)
+    yield Service(routes=graphql_routes(settings, store), checks={"database": database_probe(adapters.pool)})

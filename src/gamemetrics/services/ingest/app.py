@@ -1,4 +1,4 @@
-"""The ingest HTTP app: native, Segment-compatible and original GameMetrics routes, health and metrics."""
+"""The ingest HTTP routes: native, Segment-compatible and original GameMetrics."""
 
 from __future__ import annotations
 
@@ -21,7 +21,6 @@ from gamemetrics.services.ingest.accept import Acceptor, Outcome
 from gamemetrics.services.ingest.auth import KeyResolver, key_from_headers
 from gamemetrics.services.ingest.body import read_json_body
 from gamemetrics.services.ingest.errors import IngestError
-from gamemetrics.services.shared.health import HealthCheck, health_routes
 from gamemetrics.settings import Settings
 
 log = structlog.get_logger("ingest")
@@ -61,11 +60,10 @@ def guarded(handler: Handler) -> Handler:
 class IngestApp:
     """Builds the routes from the services they need (no global clients)."""
 
-    def __init__(self, settings: Settings, keys: KeyResolver, acceptor: Acceptor, health: HealthCheck) -> None:
+    def __init__(self, settings: Settings, keys: KeyResolver, acceptor: Acceptor) -> None:
         self._settings = settings
         self._keys = keys
         self._acceptor = acceptor
-        self._health = health
 
     async def _body(self, request: Request) -> bytes:
         return await read_json_body(
@@ -111,10 +109,6 @@ class IngestApp:
             return json_response({"status": "error", "detail": outcome.rejected[0].error}, 400)
         return json_response({"status": "success", "event_id": str(outcome.event_ids[0])})
 
-    async def metrics(self, request: Request) -> Response:
-        body, content_type = metrics.render()
-        return Response(body, media_type=content_type)
-
     def routes(self) -> list[Route]:
         return [
             Route("/v1/events", guarded(self.events), methods=["POST"]),
@@ -123,8 +117,6 @@ class IngestApp:
             Route("/v1/track", guarded(self.segment), methods=["POST"]),
             Route("/v1/identify", guarded(self.segment), methods=["POST"]),
             Route("/api/v1/events", guarded(self.legacy_event), methods=["POST"]),
-            Route("/metrics", self.metrics, methods=["GET"]),
-            *health_routes(self._health),
         ]
 
 

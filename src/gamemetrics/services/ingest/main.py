@@ -1,48 +1,38 @@
-"""Builds the ingest ASGI app with its resources opened in the app's lifespan."""
+"""Builds the ingest service: its routes on the pool and bus it is given."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from starlette.applications import Starlette
 from starlette.middleware import Middleware
 
 from gamemetrics.adapters.memory.ratelimit import TokenBucketLimiter
 from gamemetrics.events.validation import Limits
 from gamemetrics.observability.tracing import TraceContextMiddleware
-from gamemetrics.runtime import connect
+from gamemetrics.service import Adapters, Service, database_probe
 from gamemetrics.services.ingest.accept import Acceptor
 from gamemetrics.services.ingest.app import IngestApp
 from gamemetrics.services.ingest.auth import KeyResolver
-from gamemetrics.services.shared.health import HealthCheck
 from gamemetrics.settings import Settings
 from gamemetrics.tenancy.store import TenancyStore
 
 
-def create_app(settings: Settings, url: str) -> Starlette:
-    """The ingest service on the database at `url`."""
-    # The pool and bus must be opened on the server's own event loop, so the routes that use them
-    # are added once the lifespan has opened them, before the first request is served.
-    @asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        async with connect(settings, url, name="ingest", pool_size=8) as platform:
-            async def database() -> None:
-                async with platform.pool.connection(timeout=2.0) as conn:
-                    await conn.execute("SELECT 1")
-
-            ingest = IngestApp(
-                settings,
-                KeyResolver(TenancyStore(platform.pool), settings.key_cache_seconds),
-                Acceptor(
-                    platform.bus.producer(),
-                    TokenBucketLimiter(settings.key_rate_events_per_second, settings.key_rate_burst_events),
-                    Limits.from_settings(settings),
-                    settings.max_batch_events,
-                ),
-                HealthCheck({"database": database, "bus": platform.bus.ping}),
-            )
-            app.router.routes.extend(ingest.routes())
-            yield
-
-    return Starlette(lifespan=lifespan, middleware=[Middleware(TraceContextMiddleware)])
+@asynccontextmanager
+async def build(adapters: Adapters, settings: Settings) -> AsyncIterator[Service]:
+    """The ingest service on `adapters`: native, Segment and original routes, checked against the database and bus."""
+    ingest = IngestApp(
+        settings,
+        KeyResolver(TenancyStore(adapters.pool), settings.key_cache_seconds),
+        Acceptor(
+            adapters.bus.producer(),
+            TokenBucketLimiter(settings.key_rate_events_per_second, settings.key_rate_burst_events),
+            Limits.from_settings(settings),
+            settings.max_batch_events,
+        ),
+    )
+    yield Service(
+        routes=ingest.routes(),
+        middleware=[Middleware(TraceContextMiddleware)],
+        checks={"database": database_probe(adapters.pool), "bus": adapters.bus.ping},
+    )

@@ -1,17 +1,10 @@
-"""Builds the users ASGI app: its resources opened in the lifespan, the erasure worker beside it."""
+"""Builds the users service on the adapters it is given: its routes, and the erasure worker beside them."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
-
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import Response
-from starlette.routing import Route
 
 from gamemetrics.adapters.memory.ratelimit import TokenBucketLimiter
 from gamemetrics.audit import AuditLog
@@ -21,9 +14,7 @@ from gamemetrics.auth.tokens import TokenIssuer
 from gamemetrics.auth.verifier import token_verifier
 from gamemetrics.gdpr.messages import RequestCodec
 from gamemetrics.gdpr.tombstones import Tombstones
-from gamemetrics.observability import metrics
-from gamemetrics.runtime import connect
-from gamemetrics.services.shared.health import HealthCheck, health_routes
+from gamemetrics.service import Adapters, Service, database_probe
 from gamemetrics.services.users.admin import AdminRoutes
 from gamemetrics.services.users.clients import ClientStore
 from gamemetrics.services.users.erasure import ErasureRoutes, ErasureWorker
@@ -50,54 +41,34 @@ def token_issuer(settings: Settings, keys: SigningKeyStore) -> TokenIssuer:
                        ttl_s=settings.auth_token_ttl_seconds)
 
 
-def create_app(settings: Settings, url: str) -> Starlette:
-    """The users service on the database at `url`."""
-    @asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        secret = platform_secret(settings)
-        async with connect(settings, url, name="users", pool_size=settings.users_pool_size) as platform:
-            pool = platform.pool
-            keys = signing_keys(settings, pool, secret)
-            issuer = token_issuer(settings, keys)
-            guard = Guard(token_verifier(settings, pool))
-            tenancy, clients, audit = TenancyStore(pool), ClientStore(pool), AuditLog(secret)
-            tombstones, codec = Tombstones(secret), RequestCodec(secret)
-
-            async def database() -> None:
-                async with pool.connection(timeout=2.0) as conn:
-                    await conn.execute("SELECT 1")
-
-            async def prometheus(request: Request) -> Response:
-                body, content_type = metrics.render()
-                return Response(body, media_type=content_type)
-
-            app.router.routes.extend([
-                *OAuthRoutes(
-                    settings, clients, keys, issuer,
-                    per_client=TokenBucketLimiter(settings.token_rate_per_client_per_second,
-                                                  settings.token_rate_client_burst),
-                    per_address=TokenBucketLimiter(settings.token_rate_per_address_per_second,
-                                                   settings.token_rate_address_burst),
-                ).routes(),
-                *OperatorRoutes(OperatorStore(pool), pool, audit, keys, issuer,
-                                TokenBucketLimiter(settings.token_rate_per_client_per_second,
-                                                   settings.token_rate_client_burst),
-                                settings.auth_token_ttl_seconds).routes(),
-                *AdminRoutes(pool, guard, tenancy, clients, audit).routes(),
-                *ExportRoutes(pool, guard, tenancy, tombstones, audit).routes(),
-                *ErasureRoutes(pool, platform.bus, guard, tenancy, tombstones, codec, audit).routes(),
-                *PlayerRoutes(settings, pool, guard, tenancy, tombstones).routes(),
-                Route("/metrics", prometheus, methods=["GET"]),
-                *health_routes(HealthCheck({"database": database, "bus": platform.bus.ping})),
-            ])
-            worker = ErasureWorker(pool, platform.bus, tombstones, codec, audit,
-                                   bus_retention=timedelta(hours=settings.kafka_retention_hours))
-            task = asyncio.create_task(worker.run(), name="erasure-worker")
-            try:
-                yield
-            finally:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-
-    return Starlette(lifespan=lifespan)
+@asynccontextmanager
+async def build(adapters: Adapters, settings: Settings) -> AsyncIterator[Service]:
+    """The users service on `adapters`: identity, players and GDPR routes, and the erasure worker."""
+    secret = platform_secret(settings)
+    pool, bus = adapters.pool, adapters.bus
+    keys = signing_keys(settings, pool, secret)
+    issuer = token_issuer(settings, keys)
+    guard = Guard(token_verifier(settings, pool))
+    tenancy, clients, audit = TenancyStore(pool), ClientStore(pool), AuditLog(secret)
+    tombstones, codec = Tombstones(secret), RequestCodec(secret)
+    routes = [
+        *OAuthRoutes(
+            settings, clients, keys, issuer,
+            per_client=TokenBucketLimiter(settings.token_rate_per_client_per_second,
+                                          settings.token_rate_client_burst),
+            per_address=TokenBucketLimiter(settings.token_rate_per_address_per_second,
+                                           settings.token_rate_address_burst),
+        ).routes(),
+        *OperatorRoutes(OperatorStore(pool), pool, audit, keys, issuer,
+                        TokenBucketLimiter(settings.token_rate_per_client_per_second,
+                                           settings.token_rate_client_burst),
+                        settings.auth_token_ttl_seconds).routes(),
+        *AdminRoutes(pool, guard, tenancy, clients, audit).routes(),
+        *ExportRoutes(pool, guard, tenancy, tombstones, audit).routes(),
+        *ErasureRoutes(pool, bus, guard, tenancy, tombstones, codec, audit).routes(),
+        *PlayerRoutes(settings, pool, guard, tenancy, tombstones).routes(),
+    ]
+    erasure = ErasureWorker(pool, bus, tombstones, codec, audit,
+                            bus_retention=timedelta(hours=settings.kafka_retention_hours))
+    yield Service(routes=routes, workers={"erasure": erasure.run},
+                  checks={"database": database_probe(pool), "bus": bus.ping})
