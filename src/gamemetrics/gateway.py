@@ -111,7 +111,7 @@ def combined_app(settings: Settings, url: str, names: Sequence[str], *,
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with running(specs, settings, url, on_failure=on_failure) as services:
-            app.router.routes.extend([*platform_routes(services), *_owned_routes(specs, services)])
+            app.router.routes.extend([*platform_routes(services), *owned_routes(specs, services)])
             yield
 
     return Starlette(lifespan=lifespan)
@@ -126,7 +126,7 @@ def _specs(names: Sequence[str]) -> list[ServiceSpec]:
     return specs
 
 
-def _owned_routes(specs: Sequence[ServiceSpec], services: Mapping[str, Service]) -> list[BaseRoute]:
+def owned_routes(specs: Sequence[ServiceSpec], services: Mapping[str, Service]) -> list[BaseRoute]:
     """A route per owned prefix; refuses to start when a service serves a path it did not declare."""
     owned: list[BaseRoute] = []
     for spec in specs:

@@ -1,0 +1,22 @@
+"""`/readyz` under `gamemetrics up`: every HTTP service of the registry reports its own checks."""
+
+from __future__ import annotations
+
+from gamemetrics import registry
+from tests.e2e.conftest import RunningPlatform
+
+
+def test_readyz_under_up_reports_each_services_checks(running: RunningPlatform) -> None:
+    for path in ("/readyz", "/health/ready"):
+        response = running.http.get(path)
+        assert response.status_code == 200, response.text
+        assert response.json() == {
+            "status": "ok",
+            "checks": {"database": "ok", "bus": "ok"},
+            "services": {
+                "ingest": {"status": "ok", "checks": {"database": "ok", "bus": "ok"}},
+                "analytics": {"status": "ok", "checks": {"database": "ok"}},
+                "users": {"status": "ok", "checks": {"database": "ok", "bus": "ok"}},
+            },
+        }
+        assert list(response.json()["services"]) == list(registry.HTTP_NAMES)
