@@ -62,6 +62,10 @@ def serve(
              " process and port")],
     health_port: Annotated[int | None, typer.Option(
         "--health-port", help="For a worker service: also answer /healthz, /readyz and /metrics on this port.")] = None,
+    peers: Annotated[list[str] | None, typer.Option(
+        "--peer", metavar="NAME=URL",
+        help="Include in /readyz the checks of service NAME reported at URL (another process's /readyz);"
+             " repeat for each process.")] = None,
 ) -> None:
     """Run a service in the foreground until SIGTERM or SIGINT."""
     from gamemetrics.observability.logging import configure_logging
@@ -79,10 +83,16 @@ def serve(
         raise typer.BadParameter(f"only HTTP services ({', '.join(HTTP_SERVICES)}) share a process; not {service!r}")
     if health_port is not None and any(spec.serves_http for spec in specs):
         raise typer.BadParameter("HTTP services answer probes on their own port", param_hint="--health-port")
+    peer_urls: dict[str, list[str]] = {}
+    for peer in peers or ():
+        name, _, url = peer.partition("=")
+        if name not in SERVICES or not url:
+            raise typer.BadParameter(f"{peer!r} is not NAME=URL of a service", param_hint="--peer")
+        peer_urls.setdefault(name, []).append(url)
     settings = get_settings()
     configure_logging(settings.log_level, service=service)
     with database_url(settings) as url:
-        code = serve_services(names, settings, url, health_port=health_port)
+        code = serve_services(names, settings, url, health_port=health_port, peers=peer_urls)
     raise typer.Exit(code)
 
 

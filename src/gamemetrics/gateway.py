@@ -7,12 +7,12 @@ owning its path, paths nobody owns are answered 404. The host itself serves live
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 
 import msgspec
 from starlette.applications import Starlette
+from starlette.datastructures import URLPath
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Match, NoMatchFound, Route
@@ -20,10 +20,10 @@ from starlette.types import Receive, Scope, Send
 
 from gamemetrics import registry
 from gamemetrics.observability import metrics
+from gamemetrics.readiness import Peers, readiness
 from gamemetrics.registry import ServiceSpec
 from gamemetrics.runtime.services import running
-from gamemetrics.service import Probe, Service
-from gamemetrics.services.shared.health import HealthCheck
+from gamemetrics.service import Service
 from gamemetrics.settings import Settings
 
 
@@ -44,7 +44,7 @@ class Owned(BaseRoute):
             return Match.FULL, {}
         return Match.NONE, {}
 
-    def url_path_for(self, name: str, /, **path_params: object) -> object:
+    def url_path_for(self, name: str, /, **path_params: object) -> URLPath:
         raise NoMatchFound(name, path_params)
 
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -57,33 +57,16 @@ def service_app(service: Service) -> Starlette:
                      exception_handlers=dict(service.exception_handlers))
 
 
-async def readiness(checks: Mapping[str, Mapping[str, Probe]]) -> tuple[bool, dict[str, object]]:
-    """Every service's checks, and per check name the worst answer any service gave."""
-    names = list(checks)
-    answers = dict(zip(names, await asyncio.gather(*(HealthCheck(dict(checks[n])).check() for n in names)),
-                       strict=True))
-    services = {name: {"status": _status(answer), "checks": answer} for name, answer in answers.items()}
-    merged: dict[str, str] = {}
-    for name, answer in answers.items():
-        for check, result in answer.items():
-            if merged.get(check, "ok") == "ok":
-                merged[check] = result if result == "ok" or len(names) == 1 else f"{name}: {result}"
-    return _status(merged) == "ok", {"status": _status(merged), "checks": merged, "services": services}
-
-
-def _status(answer: Mapping[str, str]) -> str:
-    return "ok" if all(result == "ok" for result in answer.values()) else "unavailable"
-
-
-def platform_routes(services: Mapping[str, Service]) -> list[Route]:
-    """`/healthz` (alive), `/readyz` (each service's checks), the original `/health/*` paths and `/metrics`."""
+def platform_routes(services: Mapping[str, Service], peers: Peers | None = None) -> list[Route]:
+    """`/healthz` (alive), `/readyz` (each service's checks, the peers' too), the original `/health/*`
+    paths and `/metrics`."""
     checks = {name: service.checks for name, service in services.items()}
 
     async def alive(request: Request) -> Response:
         return Response(b'{"status":"ok"}', media_type="application/json")
 
     async def ready(request: Request) -> Response:
-        ok, body = await readiness(checks)
+        ok, body = await readiness(checks, peers)
         return Response(msgspec.json.encode(body), status_code=200 if ok else 503, media_type="application/json")
 
     async def prometheus(request: Request) -> Response:
@@ -100,18 +83,22 @@ def platform_routes(services: Mapping[str, Service]) -> list[Route]:
 
 
 def combined_app(settings: Settings, url: str, names: Sequence[str], *,
-                 on_failure: Callable[[], None] | None = None) -> Starlette:
+                 on_failure: Callable[[], None] | None = None, peers: Peers | None = None) -> Starlette:
     """One ASGI app serving the services `names` (HTTP services, or one worker service for its probes).
 
     The services are built in the app's lifespan, on the server's own event loop, and their
     workers run beside the server until it stops; `on_failure` is called if one of them stops.
+    `/readyz` includes the checks the `peers` report.
     """
     specs = _specs(names)
+    conflicts = registry.claim_conflicts(specs)
+    if conflicts:
+        raise ValueError(f"paths claimed twice: {'; '.join(conflicts)}")
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with running(specs, settings, url, on_failure=on_failure) as services:
-            app.router.routes.extend([*platform_routes(services), *owned_routes(specs, services)])
+            app.router.routes.extend([*platform_routes(services, peers), *owned_routes(specs, services)])
             yield
 
     return Starlette(lifespan=lifespan)

@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -50,13 +51,19 @@ def run_platform(settings: Settings, *, demo: bool, kafka: bool = False) -> int:
             broker = LocalBroker(data_dir / "kafka")
             env.update(_start_local_kafka(broker, settings))
             announce_local_broker(data_dir, broker.bootstrap)
-        # The HTTP services share one process and port: one base URL, each path owned by one service.
-        http = ",".join(registry.HTTP_NAMES)
-        children[http] = _serve(http, env)
+        # Each worker process answers probes on a port of its own, which the HTTP process's /readyz
+        # includes; the HTTP services share one process and port: one base URL, each path owned by
+        # one service.
+        peers: list[str] = []
         for spec in registry.SERVICES:
             if not spec.serves_http:
                 for n in range(1, spec.replicas(settings) + 1):
-                    children[f"{spec.name} {n}"] = _serve(spec.name, _member_env(env, settings, n))
+                    port = _free_port(settings.host)
+                    children[f"{spec.name} {n}"] = _serve(spec.name, _member_env(env, settings, n),
+                                                          "--health-port", str(port))
+                    peers += ["--peer", f"{spec.name}=http://{settings.host}:{port}/readyz"]
+        http = ",".join(registry.HTTP_NAMES)
+        children[http] = _serve(http, env, *peers)
         base_url = f"http://{settings.host}:{settings.port}"
         _wait_ready(base_url, children)
         console.print(f"[green]ready[/] at {base_url}  (POST /v1/events, /v1/batch, /graphql, GET /readyz, /metrics;"
@@ -103,8 +110,15 @@ def local_broker_of(data_dir: Path) -> str | None:
     return bootstrap
 
 
-def _serve(service: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([sys.executable, "-m", "gamemetrics.cli", "serve", service], env=env)
+def _serve(service: str, env: dict[str, str], *options: str) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([sys.executable, "-m", "gamemetrics.cli", "serve", service, *options], env=env)
+
+
+def _free_port(host: str) -> int:
+    """A port free on `host` now, for a child to listen on."""
+    with socket.socket() as probe:
+        probe.bind((host, 0))
+        return int(probe.getsockname()[1])
 
 
 def _member_env(env: dict[str, str], settings: Settings, n: int) -> dict[str, str]:
@@ -170,12 +184,12 @@ def _demo_key(env: dict[str, str], data_dir: Path) -> dict[str, str]:
     """The demo tenant's ids and keys, made once and found again on the next `up`."""
     saved = data_dir / "demo.json"
     if saved.exists():
-        return json.loads(saved.read_text())
+        return {str(k): str(v) for k, v in json.loads(saved.read_text()).items()}
 
     def admin(*args: str) -> dict[str, str]:
         out = subprocess.run([sys.executable, "-m", "gamemetrics.cli", "admin", *args], env=env, check=True,
                              capture_output=True, text=True).stdout
-        return json.loads(out)
+        return {str(k): str(v) for k, v in json.loads(out).items()}
 
     tenant = admin("create-tenant", "Demo Studio")["tenant_id"]
     game = admin("create-game", "--tenant", tenant, "Demo Game")["game_id"]

@@ -1,4 +1,5 @@
-"""`/readyz` under `gamemetrics up`: every HTTP service of the registry reports its own checks."""
+"""`/readyz` under `gamemetrics up`: every service of the registry reports its own checks, the
+processors (processes of their own) through their health ports."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ def test_readyz_under_up_reports_each_services_checks(running: RunningPlatform) 
                 "ingest": {"status": "ok", "checks": {"database": "ok", "bus": "ok"}},
                 "analytics": {"status": "ok", "checks": {"database": "ok"}},
                 "users": {"status": "ok", "checks": {"database": "ok", "bus": "ok"}},
+                "processor": {"status": "ok", "checks": {"database": "ok", "bus": "ok"}},
             },
         }
-        assert list(response.json()["services"]) == list(registry.HTTP_NAMES)
+        assert sorted(response.json()["services"]) == sorted(registry.NAMES)

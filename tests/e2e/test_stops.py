@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import psutil
@@ -46,7 +47,7 @@ def test_up_started_with_sigint_ignored_stops_cleanly(signum: int) -> None:
         platform.wait_drained()  # the processors are running, so they are stopped too
         served = [c for c in psutil.Process(platform.process.pid).children() if "serve" in c.cmdline()]
         expected = {",".join(registry.HTTP_NAMES), *(s.name for s in registry.SERVICES if not s.serves_http)}
-        assert {c.cmdline()[-1] for c in served} == expected
+        assert {c.cmdline()[c.cmdline().index("serve") + 1] for c in served} == expected
         for child in served:
             assert catches(child.pid, signal.SIGINT) and catches(child.pid, signal.SIGTERM), child.cmdline()
     _stop_cleanly(platform, signum)
@@ -82,7 +83,7 @@ def test_a_service_started_with_sigint_ignored_stops_cleanly(
     assert "Traceback" not in output, output[-3000:]
 
 
-def _ready(url: str, process: subprocess.Popen[bytes], log_path: Path) -> dict[str, object]:
+def _ready(url: str, process: subprocess.Popen[bytes], log_path: Path) -> dict[str, Any]:
     deadline = time.monotonic() + PATIENCE_S
     while time.monotonic() < deadline:
         assert process.poll() is None, f"exited ({process.returncode}):\n{log_path.read_text(errors='replace')}"

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from gamemetrics.gateway import readiness
+import socket
+
+from gamemetrics.readiness import readiness
 
 
 async def _fine() -> None:
@@ -37,3 +39,16 @@ async def test_a_service_alone_answers_its_checks_unprefixed() -> None:
     ok, body = await readiness({"processor": {"database": _refused}})
     assert not ok
     assert body["checks"] == {"database": "unavailable: connection refused"}
+
+
+async def test_a_peer_that_does_not_answer_makes_its_service_unready() -> None:
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{closed.getsockname()[1]}/readyz"  # bound, never listening: refused
+        ok, body = await readiness({"ingest": {"database": _fine}}, {"processor": [url]})
+    assert not ok
+    assert body["services"]["ingest"]["status"] == "ok"
+    processor = body["services"]["processor"]
+    assert processor["status"] == "unavailable"
+    assert list(processor["checks"]) == ["process"] and url in processor["checks"]["process"]
+    assert body["checks"]["process"].startswith("processor: unavailable")

@@ -17,6 +17,7 @@ import uvicorn
 import uvloop
 
 from gamemetrics import registry
+from gamemetrics.readiness import Peers
 from gamemetrics.runtime.services import running
 from gamemetrics.runtime.signals import on_stop_signals
 from gamemetrics.settings import Settings
@@ -27,15 +28,17 @@ log = structlog.get_logger("runtime")
 _STARTUP_FAILED = 3
 
 
-def serve(names: Sequence[str], settings: Settings, url: str, *, health_port: int | None = None) -> int:
-    """Run the services `names` in this process; the exit code (0 after a stop signal)."""
+def serve(names: Sequence[str], settings: Settings, url: str, *, health_port: int | None = None,
+          peers: Peers | None = None) -> int:
+    """Run the services `names` in this process; the exit code (0 after a stop signal). Its `/readyz`
+    includes what the `peers` report."""
     specs = [registry.service(name) for name in names]
     http = any(spec.serves_http for spec in specs)
     # HTTP serving runs on uvloop, as uvicorn would pick; workers keep asyncio's own loop.
     with asyncio.Runner(loop_factory=uvloop.new_event_loop if http else None) as runner:
         if http or health_port is not None:
             port = settings.port if http or health_port is None else health_port
-            return runner.run(_serve_http(names, settings, url, port))
+            return runner.run(_serve_http(names, settings, url, port, peers))
         return runner.run(_run_workers(specs, settings, url))
 
 
@@ -47,7 +50,7 @@ class _Server(uvicorn.Server):
         yield
 
 
-async def _serve_http(names: Sequence[str], settings: Settings, url: str, port: int) -> int:
+async def _serve_http(names: Sequence[str], settings: Settings, url: str, port: int, peers: Peers | None) -> int:
     from gamemetrics.gateway import combined_app
 
     failed = False
@@ -57,7 +60,7 @@ async def _serve_http(names: Sequence[str], settings: Settings, url: str, port: 
         failed = True
         server.should_exit = True
 
-    app = combined_app(settings, url, names, on_failure=fail)
+    app = combined_app(settings, url, names, on_failure=fail, peers=peers)
     config = uvicorn.Config(app, host=settings.host, port=port, log_config=None, access_log=False,
                             http="httptools", lifespan="on", timeout_graceful_shutdown=10)
     server = _Server(config)
