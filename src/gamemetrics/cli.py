@@ -69,13 +69,12 @@ def serve(
 ) -> None:
     """Run a service in the foreground until SIGTERM or SIGINT."""
     from gamemetrics.observability.logging import configure_logging
-    from gamemetrics.registry import service as spec_of
     from gamemetrics.runtime import database_url
     from gamemetrics.runtime.host import serve as serve_services
 
     names = service.split(",")
     try:
-        specs = [spec_of(name) for name in names]
+        specs = [registry.service(name) for name in names]
     except KeyError:
         raise typer.BadParameter(f"unknown service {service!r}; choose one of {', '.join(SERVICES)}, or HTTP"
                                  " services joined by commas") from None
