@@ -262,8 +262,9 @@ def catches(pid: int, signum: int) -> bool:
     raise AssertionError(f"no SigCgt line for process {pid}")
 
 
-def _stop_cleanly(platform: RunningPlatform, signum: int = signal.SIGINT) -> None:
-    """SIGINT, as Ctrl-C would (or `signum`): every child and the embedded PostgreSQL must be gone, exit code 0.
+def _stop_cleanly(platform: RunningPlatform, signum: int = signal.SIGINT, *, to_group: bool = False) -> None:
+    """SIGINT, as Ctrl-C would (or `signum`; to the whole process group, as a terminal sends Ctrl-C, when
+    `to_group`): every child and the embedded PostgreSQL must be gone, exit code 0.
 
     The platform must handle the signal itself: a test run started as a shell's background job
     starts it with SIGINT ignored, and it must stop all the same.
@@ -274,7 +275,10 @@ def _stop_cleanly(platform: RunningPlatform, signum: int = signal.SIGINT) -> Non
     pgdata = platform.data_dir / "postgres"
     postmaster = PostmasterInfo.read_from_pgdata(pgdata)
     assert catches(platform.process.pid, signum), f"gamemetrics up does not handle {signal.Signals(signum).name}"
-    platform.process.send_signal(signum)
+    if to_group:
+        os.killpg(platform.process.pid, signum)
+    else:
+        platform.process.send_signal(signum)
     try:
         code = platform.process.wait(timeout=40)
     except subprocess.TimeoutExpired:

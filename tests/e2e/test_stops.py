@@ -35,8 +35,11 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 STOPS = [signal.SIGINT, signal.SIGTERM]
 
 
-@pytest.mark.parametrize("signum", STOPS, ids=lambda s: signal.Signals(s).name)
-def test_up_started_with_sigint_ignored_stops_cleanly(signum: int) -> None:
+@pytest.mark.parametrize(("signum", "to_group"),
+                         [(signal.SIGINT, False), (signal.SIGTERM, False), (signal.SIGINT, True)],
+                         ids=["SIGINT", "SIGTERM", "SIGINT to the process group"])
+def test_up_started_with_sigint_ignored_stops_cleanly(signum: int, to_group: bool) -> None:
+    """Also when Ctrl-C reaches every process at once and `up` then stops its children."""
     platform = start_platform("gamemetrics-stop-", sigint_ignored=True)
     with interrupted_on_failure(platform):
         wait_ready(platform)
@@ -50,7 +53,7 @@ def test_up_started_with_sigint_ignored_stops_cleanly(signum: int) -> None:
         assert {c.cmdline()[c.cmdline().index("serve") + 1] for c in served} == expected
         for child in served:
             assert catches(child.pid, signal.SIGINT) and catches(child.pid, signal.SIGTERM), child.cmdline()
-    _stop_cleanly(platform, signum)
+    _stop_cleanly(platform, signum, to_group=to_group)
     shutil.rmtree(platform.data_dir, ignore_errors=True)
 
 

@@ -15,20 +15,21 @@ STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
 def on_stop_signals(stop: Callable[[], None], force: Callable[[], None] | None = None) -> None:
-    """On the running loop: the first stop signal calls `stop`, any later one `force` (when given)."""
+    """On the running loop: the first stop signal calls `stop`; a second SIGINT calls `force` (when
+    given), as a second Ctrl-C would. One SIGINT and one SIGTERM, in either order, never force: that
+    is a Ctrl-C reaching a supervisor and its children at once, and the supervisor then stopping them."""
     loop = asyncio.get_running_loop()
-    received = 0
+    received: set[int] = set()
 
-    def handle() -> None:
-        nonlocal received
-        received += 1
-        if received == 1:
+    def handle(signum: int) -> None:
+        if not received:
             stop()
-        elif force is not None:
+        elif signum == signal.SIGINT and signum in received and force is not None:
             force()
+        received.add(signum)
 
     for sig in STOP_SIGNALS:
-        loop.add_signal_handler(sig, handle)
+        loop.add_signal_handler(sig, handle, sig)
 
 
 def interrupt_on_stop_signals() -> None:
