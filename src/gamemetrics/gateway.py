@@ -1,82 +1,123 @@
-"""Several HTTP services in one process under one base URL (what `gamemetrics up` serves).
+"""The HTTP host: the services of one process under one base URL (what `gamemetrics up` serves).
 
-Each service owns a few path prefixes; requests go to the service owning their path, everything
-else to the first service named. Every service's lifespan runs, so each opens its own resources
-as it does when it runs alone.
+Each service owns the path prefixes the registry declares for it; a request goes to the service
+owning its path, paths nobody owns are answered 404. The host itself serves liveness, readiness
+(every service's checks) and metrics once for all of them.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Sequence
-from contextlib import AsyncExitStack, asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
 
+import msgspec
 from starlette.applications import Starlette
-from starlette.routing import Mount
+from starlette.datastructures import URLPath
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Match, NoMatchFound, Route
 from starlette.types import Receive, Scope, Send
 
+from gamemetrics import registry
+from gamemetrics.readiness import Peers, readiness
+from gamemetrics.registry import ServiceSpec
+from gamemetrics.runtime.services import running
+from gamemetrics.service import Service
 from gamemetrics.settings import Settings
-
-Builder = Callable[[Settings, str], Starlette]
-
-
-def _ingest(settings: Settings, url: str) -> Starlette:
-    from gamemetrics.services.ingest.main import create_app
-
-    return create_app(settings, url)
+from gamemetrics.web.metrics import metrics_route
 
 
-def _analytics(settings: Settings, url: str) -> Starlette:
-    from gamemetrics.services.analytics.main import create_app
+class Owned(BaseRoute):
+    """Every path under `prefix`, handed to the app of the service that owns it."""
 
-    return create_app(settings, url)
+    def __init__(self, prefix: str, app: Starlette) -> None:
+        self.prefix = prefix
+        self.app = app
 
+    @property
+    def routes(self) -> list[BaseRoute]:
+        """The owning service's routes (so route listings can look inside)."""
+        return self.app.router.routes
 
-def _users(settings: Settings, url: str) -> Starlette:
-    from gamemetrics.services.users.main import create_app
+    def matches(self, scope: Scope) -> tuple[Match, Scope]:
+        if scope["type"] in ("http", "websocket") and registry.owns(self.prefix, scope["path"]):
+            return Match.FULL, {}
+        return Match.NONE, {}
 
-    return create_app(settings, url)
+    def url_path_for(self, name: str, /, **path_params: object) -> URLPath:
+        raise NoMatchFound(name, path_params)
 
-
-USERS_PATHS = ("/oauth", "/.well-known", "/v1/admin", "/v1/games", "/v1/erasures", "/v1/operators")
-
-HTTP_SERVICES: dict[str, tuple[Builder, tuple[str, ...]]] = {
-    "ingest": (_ingest, ()),
-    "analytics": (_analytics, ("/graphql",)),
-    "users": (_users, USERS_PATHS),
-}
-
-
-class PathRouter:
-    """Sends each request or WebSocket to the app owning its path's prefix."""
-
-    def __init__(self, default: Starlette, owned: Sequence[tuple[str, Starlette]]) -> None:
-        self._default = default
-        self._owned = owned
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        path = scope.get("path", "")
-        for prefix, app in self._owned:
-            if path == prefix or path.startswith(prefix + "/"):
-                await app(scope, receive, send)
-                return
-        await self._default(scope, receive, send)
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.app(scope, receive, send)
 
 
-def combined_app(settings: Settings, url: str, services: Sequence[str]) -> Starlette:
-    """One ASGI app serving `services` (HTTP services, the first one taking unclaimed paths)."""
-    unknown = [s for s in services if s not in HTTP_SERVICES]
-    if unknown or not services:
-        raise ValueError(f"not HTTP services: {', '.join(unknown) or '(none)'}; choose from {', '.join(HTTP_SERVICES)}")
-    apps = {name: HTTP_SERVICES[name][0](settings, url) for name in services}
-    if len(apps) == 1:
-        return apps[services[0]]
-    owned = [(prefix, apps[name]) for name in services[1:] for prefix in HTTP_SERVICES[name][1]]
+def service_app(service: Service) -> Starlette:
+    """One service's routes behind its own middleware and exception handlers."""
+    return Starlette(routes=list(service.routes), middleware=list(service.middleware),
+                     exception_handlers=dict(service.exception_handlers))
+
+
+def platform_routes(services: Mapping[str, Service], peers: Peers | None = None) -> list[Route]:
+    """`/healthz` (alive), `/readyz` (each service's checks, the peers' too), the original `/health/*`
+    paths and `/metrics`."""
+    checks = {name: service.checks for name, service in services.items()}
+
+    async def alive(request: Request) -> Response:
+        return Response(b'{"status":"ok"}', media_type="application/json")
+
+    async def ready(request: Request) -> Response:
+        ok, body = await readiness(checks, peers)
+        return Response(msgspec.json.encode(body), status_code=200 if ok else 503, media_type="application/json")
+
+    return [
+        Route("/healthz", alive, methods=["GET"]),
+        Route("/readyz", ready, methods=["GET"]),
+        Route("/health/live", alive, methods=["GET"]),
+        Route("/health/ready", ready, methods=["GET"]),
+        metrics_route(),
+    ]
+
+
+def combined_app(settings: Settings, url: str, names: Sequence[str], *,
+                 on_failure: Callable[[], None] | None = None, peers: Peers | None = None) -> Starlette:
+    """One ASGI app serving the services `names` (HTTP services, or one worker service for its probes).
+
+    The services are built in the app's lifespan, on the server's own event loop, and their
+    workers run beside the server until it stops; `on_failure` is called if one of them stops.
+    `/readyz` includes the checks the `peers` report.
+    """
+    specs = _specs(names)
+    conflicts = registry.claim_conflicts(specs)
+    if conflicts:
+        raise ValueError(f"paths claimed twice: {'; '.join(conflicts)}")
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        async with AsyncExitStack() as stack:
-            for sub in apps.values():
-                await stack.enter_async_context(sub.router.lifespan_context(sub))
+        async with running(specs, settings, url, on_failure=on_failure) as services:
+            app.router.routes.extend([*platform_routes(services, peers), *owned_routes(specs, services)])
             yield
 
-    return Starlette(lifespan=lifespan, routes=[Mount("", app=PathRouter(apps[services[0]], owned))])
+    return Starlette(lifespan=lifespan)
+
+
+def _specs(names: Sequence[str]) -> list[ServiceSpec]:
+    specs = [registry.service(name) for name in names]
+    workers = [spec.name for spec in specs if not spec.serves_http]
+    if not specs or (workers and len(specs) > 1):
+        raise ValueError(f"one process serves HTTP services ({', '.join(registry.HTTP_NAMES)}) joined by commas,"
+                         f" or one service alone; not {', '.join(names) or '(none)'}")
+    return specs
+
+
+def owned_routes(specs: Sequence[ServiceSpec], services: Mapping[str, Service]) -> list[BaseRoute]:
+    """A route per owned prefix; refuses to start when a service serves a path it did not declare."""
+    owned: list[BaseRoute] = []
+    for spec in specs:
+        service = services[spec.name]
+        stray = registry.stray_routes(spec, service.routes)
+        if stray:
+            raise RuntimeError(f"{spec.name} serves {', '.join(stray)} outside the paths the registry declares for"
+                               f" it ({', '.join(spec.paths) or 'none'}); add the prefix to its registry entry")
+        app = service_app(service)
+        owned += [Owned(prefix, app) for prefix in spec.paths]
+    return owned

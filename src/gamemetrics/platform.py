@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -16,11 +17,13 @@ from pathlib import Path
 import httpx
 from rich.console import Console
 
+from gamemetrics import registry
 from gamemetrics.adapters.kafka import KafkaBus
 from gamemetrics.adapters.kafka.local import LocalBroker, LocalBrokerError
 from gamemetrics.adapters.postgres.embedded import EmbeddedPostgres
 from gamemetrics.migrations import upgrade
 from gamemetrics.runtime import EMBEDDED_DATABASE, topic_partitions
+from gamemetrics.runtime.signals import interrupt_on_stop_signals
 from gamemetrics.settings import Settings
 
 console = Console(stderr=True)
@@ -30,7 +33,7 @@ _LOCAL_BROKER = "kafka/running.json"
 
 
 def run_platform(settings: Settings, *, demo: bool, kafka: bool = False) -> int:
-    """Run until Ctrl-C or a service dies; returns the exit code."""
+    """Run until SIGINT (Ctrl-C), SIGTERM or a service dies; returns the exit code."""
     if kafka and settings.kafka_bootstrap:
         raise SystemExit("--kafka starts a local broker; GAMEMETRICS_KAFKA_BOOTSTRAP already names one")
     data_dir = settings.data_dir.resolve()
@@ -39,7 +42,7 @@ def run_platform(settings: Settings, *, demo: bool, kafka: bool = False) -> int:
     url = settings.database_url or server.ensure_database(EMBEDDED_DATABASE)  # type: ignore[union-attr]
     children: dict[str, subprocess.Popen[bytes]] = {}
     broker: LocalBroker | None = None
-    _stop_on_sigterm()
+    interrupt_on_stop_signals()
     try:
         console.print(f"[bold]GameMetrics Pro[/] data in {data_dir}")
         upgrade(url)
@@ -48,10 +51,19 @@ def run_platform(settings: Settings, *, demo: bool, kafka: bool = False) -> int:
             broker = LocalBroker(data_dir / "kafka")
             env.update(_start_local_kafka(broker, settings))
             announce_local_broker(data_dir, broker.bootstrap)
-        # The HTTP services share one process and port: one base URL, each path owned by one service.
-        children["ingest,analytics,users"] = _serve("ingest,analytics,users", env)
-        for n in range(1, settings.processor_processes + 1):
-            children[f"processor {n}"] = _serve("processor", _member_env(env, settings, n))
+        # Each worker process answers probes on a port of its own, which the HTTP process's /readyz
+        # includes; the HTTP services share one process and port: one base URL, each path owned by
+        # one service.
+        peers: list[str] = []
+        for spec in registry.SERVICES:
+            if not spec.serves_http:
+                for n in range(1, spec.replicas(settings) + 1):
+                    port = _free_port(settings.host)
+                    children[f"{spec.name} {n}"] = _serve(spec.name, _member_env(env, settings, n),
+                                                          "--health-port", str(port))
+                    peers += ["--peer", f"{spec.name}=http://{settings.host}:{port}/readyz"]
+        http = ",".join(registry.HTTP_NAMES)
+        children[http] = _serve(http, env, *peers)
         base_url = f"http://{settings.host}:{settings.port}"
         _wait_ready(base_url, children)
         console.print(f"[green]ready[/] at {base_url}  (POST /v1/events, /v1/batch, /graphql, GET /readyz, /metrics;"
@@ -98,24 +110,22 @@ def local_broker_of(data_dir: Path) -> str | None:
     return bootstrap
 
 
-def _serve(service: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([sys.executable, "-m", "gamemetrics.cli", "serve", service], env=env)
+def _serve(service: str, env: dict[str, str], *options: str) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([sys.executable, "-m", "gamemetrics.cli", "serve", service, *options], env=env)
+
+
+def _free_port(host: str) -> int:
+    """A port free on `host` now, for a child to listen on."""
+    with socket.socket() as probe:
+        probe.bind((host, 0))
+        return int(probe.getsockname()[1])
 
 
 def _member_env(env: dict[str, str], settings: Settings, n: int) -> dict[str, str]:
-    """A processor's environment: static Kafka membership needs one instance id per member."""
+    """A worker's environment: static Kafka membership needs one instance id per member."""
     if settings.kafka_group_instance_id is None:
         return env
     return {**env, "GAMEMETRICS_KAFKA_GROUP_INSTANCE_ID": f"{settings.kafka_group_instance_id}-{n}"}
-
-
-def _stop_on_sigterm() -> None:
-    """SIGTERM stops like Ctrl-C: the services, the local broker and the database are stopped in order."""
-
-    def interrupt(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, interrupt)
 
 
 def _start_local_kafka(broker: LocalBroker, settings: Settings) -> dict[str, str]:
@@ -174,12 +184,12 @@ def _demo_key(env: dict[str, str], data_dir: Path) -> dict[str, str]:
     """The demo tenant's ids and keys, made once and found again on the next `up`."""
     saved = data_dir / "demo.json"
     if saved.exists():
-        return json.loads(saved.read_text())
+        return {str(k): str(v) for k, v in json.loads(saved.read_text()).items()}
 
     def admin(*args: str) -> dict[str, str]:
         out = subprocess.run([sys.executable, "-m", "gamemetrics.cli", "admin", *args], env=env, check=True,
                              capture_output=True, text=True).stdout
-        return json.loads(out)
+        return {str(k): str(v) for k, v in json.loads(out).items()}
 
     tenant = admin("create-tenant", "Demo Studio")["tenant_id"]
     game = admin("create-game", "--tenant", tenant, "Demo Game")["game_id"]

@@ -254,20 +254,38 @@ def _create_tenancy(platform: RunningPlatform) -> None:
     platform.doomed_key = keys["doomed"]
 
 
-def _stop_cleanly(platform: RunningPlatform) -> None:
-    """SIGINT, as Ctrl-C would: every child and the embedded PostgreSQL must be gone, exit code 0."""
+def catches(pid: int, signum: int) -> bool:
+    """Whether process `pid` has a handler of its own for `signum` (its SigCgt mask in /proc)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("SigCgt:"):
+            return bool(int(line.split()[1], 16) >> (signum - 1) & 1)
+    raise AssertionError(f"no SigCgt line for process {pid}")
+
+
+def _stop_cleanly(platform: RunningPlatform, signum: int = signal.SIGINT, *, to_group: bool = False) -> None:
+    """SIGINT, as Ctrl-C would (or `signum`; to the whole process group, as a terminal sends Ctrl-C, when
+    `to_group`): every child and the embedded PostgreSQL must be gone, exit code 0.
+
+    The platform must handle the signal itself: a test run started as a shell's background job
+    starts it with SIGINT ignored, and it must stop all the same.
+    """
     platform.http.close()
     process = psutil.Process(platform.process.pid)
     descendants = process.children(recursive=True)
     pgdata = platform.data_dir / "postgres"
     postmaster = PostmasterInfo.read_from_pgdata(pgdata)
-    platform.process.send_signal(signal.SIGINT)
+    assert catches(platform.process.pid, signum), f"gamemetrics up does not handle {signal.Signals(signum).name}"
+    if to_group:
+        os.killpg(platform.process.pid, signum)
+    else:
+        platform.process.send_signal(signum)
     try:
         code = platform.process.wait(timeout=40)
     except subprocess.TimeoutExpired:
         for child in [process, *descendants]:
             child.kill()
-        raise AssertionError(f"gamemetrics up did not stop within 40s of SIGINT:\n{platform.log_tail()}") from None
+        raise AssertionError(f"gamemetrics up did not stop within 40s of {signal.Signals(signum).name}:"
+                             f"\n{platform.log_tail()}") from None
     _, alive = psutil.wait_procs(descendants, timeout=10)
     log = platform.log_path.read_text(errors="replace")
     assert code == 0, f"gamemetrics up exited with {code}:\n{platform.log_tail()}"
@@ -287,9 +305,10 @@ def _alive(pid: int) -> bool:
 
 
 def start_platform(prefix: str, *options: str, cwd: Path | None = None,
-                   settings: Mapping[str, str] | None = None) -> RunningPlatform:
+                   settings: Mapping[str, str] | None = None, sigint_ignored: bool = False) -> RunningPlatform:
     """`gamemetrics up [options]` on a new data dir and a free port, its output in the data dir's log;
-    `settings` are environment variables beside the tests' own.
+    `settings` are environment variables beside the tests' own; `sigint_ignored` starts it as a
+    shell starts a background job.
 
     The data dir is not under pytest's temporary root: every pytest session that starts resets that
     root to mode 0700, which would lock out the PostgreSQL server (it runs as its own user under root).
@@ -302,20 +321,30 @@ def start_platform(prefix: str, *options: str, cwd: Path | None = None,
         process = subprocess.Popen(
             [sys.executable, "-m", "gamemetrics.cli", "up", *options], env=env, stdout=log, stderr=subprocess.STDOUT,
             start_new_session=True,  # a Ctrl-C at the terminal reaches pytest, not the platform twice
-            cwd=cwd,
+            cwd=cwd, preexec_fn=ignore_sigint if sigint_ignored else None,
         )
     return RunningPlatform(f"http://127.0.0.1:{port}", data_dir, env, process, log_path)
 
 
+def ignore_sigint() -> None:
+    """In a child before it runs: SIGINT ignored, as a shell starts its background jobs."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 @contextlib.contextmanager
 def interrupted_on_failure(platform: RunningPlatform) -> Iterator[None]:
-    """Ctrl-C for the platform's whole process group when the block fails, so nothing outlives the test."""
+    """SIGTERM for the platform when the block fails (it stops its children), SIGKILL for its whole
+    process group if it does not stop, so nothing outlives the test."""
     try:
         yield
     except BaseException:
         if platform.process.poll() is None:
-            os.killpg(platform.process.pid, signal.SIGINT)
-            platform.process.wait(timeout=60)
+            platform.process.terminate()
+            try:
+                platform.process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                os.killpg(platform.process.pid, signal.SIGKILL)
+                platform.process.wait()
         raise
 
 

@@ -238,7 +238,9 @@ def test_health_readiness_and_metrics_answer(running: RunningPlatform) -> None:
     for path in ("/readyz", "/health/ready"):
         response = running.http.get(path)
         assert response.status_code == 200
-        assert response.json() == {"status": "ok", "checks": {"database": "ok", "bus": "ok"}}
+        body = response.json()
+        assert (body["status"], body["checks"]) == ("ok", {"database": "ok", "bus": "ok"})
+        assert body["services"]["ingest"] == {"status": "ok", "checks": {"database": "ok", "bus": "ok"}}
     running.send([new_event(player=_player("metrics"))])
     running.wait_drained()
     metrics = running.http.get("/metrics")

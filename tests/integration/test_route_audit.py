@@ -14,12 +14,11 @@ from collections.abc import Iterator
 from contextlib import ExitStack
 
 import pytest
-from starlette.routing import Route, WebSocketRoute
+from starlette.routing import BaseRoute, Route, WebSocketRoute
 from starlette.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
-from gamemetrics.services.analytics.main import create_app as analytics_app
-from gamemetrics.services.ingest.main import create_app as ingest_app
+from gamemetrics.gateway import Owned, combined_app
 from gamemetrics.services.users.clients import SCOPES
 from gamemetrics.settings import Settings
 from tests.integration.users_fixtures import Users
@@ -65,18 +64,21 @@ def apps(users: Users, settings: Settings, database_url: str) -> Iterator[dict[s
     with ExitStack() as stack:
         yield {
             "users": users.http,
-            "ingest": stack.enter_context(TestClient(ingest_app(settings, database_url))),
-            "analytics": stack.enter_context(TestClient(analytics_app(settings, database_url))),
+            "ingest": stack.enter_context(TestClient(combined_app(settings, database_url, ["ingest"]))),
+            "analytics": stack.enter_context(TestClient(combined_app(settings, database_url, ["analytics"]))),
         }
 
 
-def _routes(client: TestClient) -> set[tuple[str, str]]:
+def _routes(routes: list[BaseRoute]) -> set[tuple[str, str]]:
+    """Every (path, method) served, the routes of each service's owned prefixes included (each once)."""
     found: set[tuple[str, str]] = set()
-    for route in client.app.router.routes:  # type: ignore[attr-defined]
+    for route in routes:
         if isinstance(route, WebSocketRoute):
             found.add((route.path, "WEBSOCKET"))
         elif isinstance(route, Route):
             found |= {(route.path, m) for m in route.methods or () if m != "HEAD"}
+        elif isinstance(route, Owned):
+            found |= _routes(route.routes)
     return found
 
 
@@ -107,7 +109,8 @@ def _websocket_accepted(client: TestClient, token: str | None) -> bool:
 
 
 def test_every_route_requires_the_right_credential(apps: dict[str, TestClient], users: Users) -> None:
-    present = {(name, path, method) for name, client in apps.items() for path, method in _routes(client)}
+    present = {(name, path, method) for name, client in apps.items()
+               for path, method in _routes(client.app.router.routes)}  # type: ignore[attr-defined]
     assert present - REQUIRES.keys() == set(), "routes nobody said the credential of"
     assert REQUIRES.keys() - present == set(), "routes the audit expects but no app serves"
     every_scope = users.auth(*SCOPES)

@@ -7,7 +7,7 @@ import uuid
 
 from starlette.testclient import TestClient
 
-from gamemetrics.services.users.main import create_app
+from gamemetrics.gateway import combined_app
 from gamemetrics.settings import CacheSettings, Settings
 from tests.integration.users_fixtures import users_service
 from tests.redis_server import RedisServer
@@ -24,7 +24,7 @@ def test_two_replicas_share_the_clients_bucket(settings: Settings, database_url:
     service = users_service(shared, database_url)
     users = next(service)
     try:
-        with TestClient(create_app(shared, database_url)) as replica:
+        with TestClient(combined_app(shared, database_url, ["users"])) as replica:
             credentials = (users.client_id, users.client_secret)
             assert users.http.post("/oauth/token", data=FORM, auth=credentials).status_code == 200
             assert replica.post("/oauth/token", data=FORM, auth=credentials).status_code == 200

@@ -13,9 +13,9 @@ import psycopg
 import pytest
 from starlette.testclient import TestClient
 
+from gamemetrics.gateway import combined_app
 from gamemetrics.migrations import upgrade
 from gamemetrics.services.users.clients import SCOPES, secret_digest
-from gamemetrics.services.users.main import create_app
 from gamemetrics.settings import Settings
 
 
@@ -70,7 +70,7 @@ def basic(client_id: str, secret: str) -> dict[str, str]:
 def users_service(settings: Settings, database_url: str) -> Iterator[Users]:
     upgrade(database_url)
     tenant, game, client_id, secret = add_tenant(database_url)
-    with TestClient(create_app(settings, database_url)) as http:
+    with TestClient(combined_app(settings, database_url, ["users"])) as http:
         yield Users(http, settings, database_url, tenant, game, client_id, secret)
 
 

@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-import asyncio
-import gc
 from typing import Annotated
 
 import typer
 
+from gamemetrics import registry
 from gamemetrics.cli.database import with_database
 from gamemetrics.cli.output import print_json
 from gamemetrics.settings import get_settings
 
 app = typer.Typer()
-SERVICES = ("ingest", "processor", "analytics", "users")
+SERVICES = registry.NAMES
+HTTP_SERVICES = registry.HTTP_NAMES
 
 
 @app.command()
@@ -32,43 +32,43 @@ def migrate() -> None:
 
 
 @app.command()
-def serve(service: Annotated[str, typer.Argument(
-        help="ingest, processor, analytics or users; HTTP services joined by commas (ingest,analytics,users) share one"
-             " process and port")]) -> None:
-    """Run a service in the foreground."""
+def serve(
+    service: Annotated[str, typer.Argument(
+        help=f"One of {', '.join(SERVICES)}; HTTP services joined by commas ({','.join(HTTP_SERVICES)}) share one"
+             " process and port")],
+    health_port: Annotated[int | None, typer.Option(
+        "--health-port", help="For a worker service: also answer /healthz, /readyz and /metrics on this port.")] = None,
+    peers: Annotated[list[str] | None, typer.Option(
+        "--peer", metavar="NAME=URL",
+        help="Include in /readyz the checks of service NAME reported at URL (another process's /readyz);"
+             " repeat for each process.")] = None,
+) -> None:
+    """Run a service in the foreground until SIGTERM or SIGINT."""
     from gamemetrics.observability.logging import configure_logging
     from gamemetrics.runtime import database_url
+    from gamemetrics.runtime.host import serve as serve_services
 
     names = service.split(",")
-    if any(name not in SERVICES for name in names) or (len(names) > 1 and "processor" in names):
+    try:
+        specs = [registry.service(name) for name in names]
+    except KeyError:
         raise typer.BadParameter(f"unknown service {service!r}; choose one of {', '.join(SERVICES)}, or HTTP"
-                                 " services joined by commas")
+                                 " services joined by commas") from None
+    if len(specs) > 1 and not all(spec.serves_http for spec in specs):
+        raise typer.BadParameter(f"only HTTP services ({', '.join(HTTP_SERVICES)}) share a process; not {service!r}")
+    if health_port is not None and any(spec.serves_http for spec in specs):
+        raise typer.BadParameter("HTTP services answer probes on their own port", param_hint="--health-port")
+    peer_urls: dict[str, list[str]] = {}
+    for peer in peers or ():
+        name, _, url = peer.partition("=")
+        if name not in SERVICES or not url:
+            raise typer.BadParameter(f"{peer!r} is not NAME=URL of a service", param_hint="--peer")
+        peer_urls.setdefault(name, []).append(url)
     settings = get_settings()
     configure_logging(settings.log_level, service=service)
     with database_url(settings) as url:
-        if service != "processor":
-            import uvicorn
-
-            from gamemetrics.gateway import combined_app
-
-            served = combined_app(settings, url, names)
-            # The modules, schema and routes just built live as long as the process: out of the
-            # collector's sight, a full collection scans only what serving made (at start it held
-            # about 90,000 objects, a 20 ms pause in the middle of some request each time). Full
-            # collections also come a hundred times more rarely: each one scans every cached answer,
-            # and on bench/analytics.py they were the slow 1% of 90-day queries (retention p99 45-57 ms,
-            # 17-20 ms without them). The young generations are still collected as usual.
-            gc.collect()
-            gc.freeze()
-            gc.set_threshold(700, 10, 1000)
-            uvicorn.run(
-                served, host=settings.host, port=settings.port, log_config=None,
-                access_log=False, loop="uvloop", http="httptools", timeout_graceful_shutdown=10,
-            )
-        else:
-            from gamemetrics.services.processor.main import run_processor
-
-            asyncio.run(run_processor(settings, url))
+        code = serve_services(names, settings, url, health_port=health_port, peers=peer_urls)
+    raise typer.Exit(code)
 
 
 @app.command()
@@ -77,7 +77,7 @@ def up(
     with_kafka: Annotated[bool, typer.Option(
         "--kafka", help="Run the bus on a local Kafka broker (jars from `make kafka-libs`) in the data dir.")] = False,
 ) -> None:
-    """Start the whole platform on embedded defaults under one base URL; Ctrl-C stops it."""
+    """Start the whole platform on embedded defaults under one base URL; Ctrl-C or SIGTERM stops it."""
     from gamemetrics.platform import run_platform
 
     raise typer.Exit(run_platform(get_settings(), demo=demo, kafka=with_kafka))

@@ -114,6 +114,10 @@ class Bus(Protocol):
         """Raise BusError if the bus cannot be reached."""
         ...
 
+    async def close(self) -> None:
+        """Flush the shared producer and release the bus's clients (its consumers are closed by their owners)."""
+        ...
+
 
 @runtime_checkable
 class Trimmable(Protocol):

@@ -66,3 +66,24 @@ class Memo(Protocol[K, V]):
     def put(self, key: K, value: V) -> None:
         """Keep `value` under `key`, evicting the least recently used entry when full."""
         ...
+
+
+class Caches(Protocol):
+    """The caches and rate limiters a service is built with, all on one backend."""
+
+    @property
+    def shared(self) -> bool:
+        """Whether they are shared with the platform's other processes (and so worth a readiness check)."""
+        ...
+
+    def cache(self, namespace: str) -> Cache:
+        """The cache of `namespace`; the same one for every caller of this process."""
+        ...
+
+    def limiter(self, name: str, rate: float, burst: float) -> RateLimiter:
+        """`rate` tokens a second per key up to `burst`; `name` keeps each limiter's buckets apart."""
+        ...
+
+    async def ping(self) -> None:
+        """Raise CacheError if the backend cannot be reached."""
+        ...

@@ -1,15 +1,11 @@
-"""`/healthz` (alive) and `/readyz` (dependencies reachable), plus the original `/health/*` paths."""
+"""Readiness probes: each names a dependency and raises when it cannot be reached (`/readyz` runs them)."""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-import msgspec
 from psycopg_pool import AsyncConnectionPool
-from starlette.requests import Request
-from starlette.responses import Response
-from starlette.routing import Route
 
 Probe = Callable[[], Awaitable[None]]
 
@@ -39,21 +35,3 @@ def database_probe(pool: AsyncConnectionPool, *, timeout_s: float = 2.0) -> Prob
 
     return database
 
-
-def health_routes(health: HealthCheck) -> list[Route]:
-    """The liveness and readiness routes of an app."""
-    async def alive(request: Request) -> Response:
-        return Response(b'{"status":"ok"}', media_type="application/json")
-
-    async def ready(request: Request) -> Response:
-        checks = await health.check()
-        ok = all(v == "ok" for v in checks.values())
-        body = {"status": "ok" if ok else "unavailable", "checks": checks}
-        return Response(msgspec.json.encode(body), status_code=200 if ok else 503, media_type="application/json")
-
-    return [
-        Route("/healthz", alive, methods=["GET"]),
-        Route("/readyz", ready, methods=["GET"]),
-        Route("/health/live", alive, methods=["GET"]),
-        Route("/health/ready", ready, methods=["GET"]),
-    ]

@@ -1,4 +1,4 @@
-"""Builds the analytics ASGI app with its pool opened in the app's lifespan."""
+"""Builds the analytics service from its adapters."""
 
 from __future__ import annotations
 
@@ -6,20 +6,18 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from starlette.applications import Starlette
 from starlette.routing import Route, WebSocketRoute
 
 from gamemetrics.adapters.memory.memo import LocalMemo
-from gamemetrics.adapters.postgres.pool import open_pool
 from gamemetrics.auth.tokens import TokenVerifier
 from gamemetrics.auth.verifier import token_verifier as platform_token_verifier
+from gamemetrics.service import Adapters, Service
 from gamemetrics.services.analytics.app import graphql_app, refusals
 from gamemetrics.services.analytics.responses import TenantVersions
 from gamemetrics.services.analytics.schema import Limits
 from gamemetrics.services.analytics.store import AnalyticsStore
 from gamemetrics.settings import Settings
-from gamemetrics.web.health import HealthCheck, database_probe, health_routes
-from gamemetrics.web.metrics import metrics_route
+from gamemetrics.web.health import database_probe
 
 GRAPHQL_PATH = "/graphql"
 
@@ -44,28 +42,19 @@ def graphql_routes(settings: Settings, store: AnalyticsStore) -> list[Any]:
     return [Route(GRAPHQL_PATH, endpoint, methods=["GET", "POST"]), WebSocketRoute(GRAPHQL_PATH, endpoint)]
 
 
+def analytics_store(adapters: Adapters, settings: Settings) -> AnalyticsStore:
+    """The store reading as the settings' role, each statement bounded by the settings' timeout."""
+    return AnalyticsStore(
+        adapters.pool, role=settings.analytics_db_role, answers=LocalMemo(settings.analytics_cache_entries),
+        live=LocalMemo(10_000, ttl_seconds=settings.analytics_live_interval_seconds / 2),
+        statement_timeout_ms=settings.analytics_statement_timeout_ms,
+        live_interval_s=settings.analytics_live_interval_seconds,
+    )
+
+
 @asynccontextmanager
-async def analytics_resources(settings: Settings, url: str) -> AsyncIterator[tuple[AnalyticsStore, HealthCheck]]:
-    """The pool and store of the service, and its readiness probe."""
-    pool = await open_pool(url, max_size=settings.analytics_pool_size, name="analytics")
-    try:
-        store = AnalyticsStore(
-            pool, role=settings.analytics_db_role, answers=LocalMemo(settings.analytics_cache_entries),
-            live=LocalMemo(10_000, ttl_seconds=settings.analytics_live_interval_seconds / 2),
-            statement_timeout_ms=settings.analytics_statement_timeout_ms,
-            live_interval_s=settings.analytics_live_interval_seconds,
-        )
-        yield store, HealthCheck({"database": database_probe(pool)})
-    finally:
-        await pool.close()
-
-
-def create_app(settings: Settings, url: str) -> Starlette:
-    """The analytics service on its own: /graphql, health and metrics."""
-    @asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        async with analytics_resources(settings, url) as (store, health):
-            app.router.routes.extend([*graphql_routes(settings, store), metrics_route(), *health_routes(health)])
-            yield
-
-    return Starlette(lifespan=lifespan, exception_handlers=refusals())
+async def build(adapters: Adapters, settings: Settings) -> AsyncIterator[Service]:
+    """The analytics service on `adapters` (its pool sized by `analytics_pool_size`)."""
+    store = analytics_store(adapters, settings)
+    yield Service(routes=graphql_routes(settings, store), exception_handlers=refusals(),
+                  checks={"database": database_probe(adapters.pool)})

@@ -1,4 +1,4 @@
-"""The ingest HTTP app: native, Segment-compatible and original GameMetrics routes, health and metrics."""
+"""The ingest HTTP routes: native, Segment-compatible and original GameMetrics."""
 
 from __future__ import annotations
 
@@ -23,8 +23,6 @@ from gamemetrics.services.ingest.body import read_json_body
 from gamemetrics.services.ingest.errors import IngestError
 from gamemetrics.settings import Settings
 from gamemetrics.web.errors import ApiError
-from gamemetrics.web.health import HealthCheck, health_routes
-from gamemetrics.web.metrics import metrics_route
 from gamemetrics.web.refusals import UNAVAILABLE, exception_handlers
 from gamemetrics.web.responses import json_response
 
@@ -59,11 +57,10 @@ def refusals() -> Mapping[type[Exception], HTTPExceptionHandler]:
 class IngestApp:
     """Builds the routes from the services they need (no global clients)."""
 
-    def __init__(self, settings: Settings, keys: KeyResolver, acceptor: Acceptor, health: HealthCheck) -> None:
+    def __init__(self, settings: Settings, keys: KeyResolver, acceptor: Acceptor) -> None:
         self._settings = settings
         self._keys = keys
         self._acceptor = acceptor
-        self._health = health
 
     async def _body(self, request: Request) -> bytes:
         return await read_json_body(
@@ -116,8 +113,6 @@ class IngestApp:
                 ("/v1/events", self.events), ("/v1/import", self.import_), ("/v1/batch", self.segment),
                 ("/v1/track", self.segment), ("/v1/identify", self.segment), ("/api/v1/events", self.legacy_event),
             )),
-            metrics_route(),
-            *health_routes(self._health),
         ]
 
 

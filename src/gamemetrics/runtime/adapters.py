@@ -1,19 +1,19 @@
-"""Wiring: settings → database URL, pool and bus. Services get these when they are built."""
+"""Settings → database URL, pool and bus: the adapters a service is built on."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from psycopg_pool import AsyncConnectionPool
 
+from gamemetrics.adapters.caching import open_caching
 from gamemetrics.adapters.pglog import PgLogBus
 from gamemetrics.adapters.postgres.embedded import EmbeddedPostgres
 from gamemetrics.adapters.postgres.pool import open_pool
 from gamemetrics.ports import bus as topics
-from gamemetrics.ports.bus import Bus
+from gamemetrics.service import Adapters
 from gamemetrics.settings import Settings
 
 if TYPE_CHECKING:
@@ -48,13 +48,8 @@ def database_url(settings: Settings) -> Iterator[str]:
         server.stop()
 
 
-@dataclass(slots=True)
-class Platform:
-    """The shared infrastructure one process talks to."""
-
-    url: str
-    pool: AsyncConnectionPool
-    bus: Bus
+Platform = Adapters
+"""The adapters one process talks to, by the name tools and tests use for them."""
 
 
 def open_bus(settings: Settings, url: str, pool: AsyncConnectionPool, *, name: str) -> PgLogBus | KafkaBus:
@@ -67,8 +62,8 @@ def open_bus(settings: Settings, url: str, pool: AsyncConnectionPool, *, name: s
 
 
 @asynccontextmanager
-async def connect(settings: Settings, url: str, *, name: str, pool_size: int = 8) -> AsyncIterator[Platform]:
-    """Open the pool and bus, close both on exit.
+async def connect(settings: Settings, url: str, *, name: str, pool_size: int = 8) -> AsyncIterator[Adapters]:
+    """Open the pool, bus and caches, close them on exit.
 
     The embedded log's topics are made here; Kafka's come from `gamemetrics kafka init`, because a
     service's Kafka credentials need not (and in production should not) be allowed to create topics.
@@ -78,7 +73,8 @@ async def connect(settings: Settings, url: str, *, name: str, pool_size: int = 8
     try:
         if isinstance(bus, PgLogBus):
             await bus.create_topics(topic_partitions(settings))
-        yield Platform(url, pool, bus)
+        async with open_caching(settings.cache) as caches:
+            yield Adapters(url, pool, bus, caches)
     finally:
         await bus.close()
         await pool.close()

@@ -1,0 +1,58 @@
+"""What a service is given (its adapters) and what its builder hands back (a `Service`).
+
+Services import these types, never the runtime that makes the adapters: the wiring points inward.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Coroutine, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from gamemetrics.web.health import Probe
+
+if TYPE_CHECKING:
+    from psycopg_pool import AsyncConnectionPool
+    from starlette.middleware import Middleware
+    from starlette.routing import BaseRoute
+    from starlette.types import ExceptionHandler
+
+    from gamemetrics.ports.bus import Bus
+    from gamemetrics.ports.cache import Caches
+    from gamemetrics.settings import Settings
+
+Worker = Callable[[], Coroutine[Any, Any, None]]
+"""A background loop: runs as a task until cancelled; a return or a raise means it has stopped working."""
+
+
+@dataclass(frozen=True, slots=True)
+class Adapters:
+    """The infrastructure one service talks to, made by the runtime from the settings.
+
+    The Objects, Vectors and Mail ports join these fields with the first service that uses them;
+    their adapters are made by `adapters.objects.make_objects`, `adapters.qdrant.make_vectors` and
+    `adapters.mail.make_mail`.
+    """
+
+    url: str
+    pool: AsyncConnectionPool
+    bus: Bus
+    caches: Caches
+
+
+@dataclass(frozen=True, slots=True)
+class Service:
+    """A built service: its HTTP routes (with their middleware and exception handlers), its
+    background workers and its readiness probes."""
+
+    routes: Sequence[BaseRoute] = ()
+    middleware: Sequence[Middleware] = ()
+    exception_handlers: Mapping[Any, ExceptionHandler] = field(default_factory=dict)
+    workers: Mapping[str, Worker] = field(default_factory=dict)
+    checks: Mapping[str, Probe] = field(default_factory=dict)
+
+
+Builder = Callable[["Adapters", "Settings"], AbstractAsyncContextManager[Service]]
+"""Builds a service from its adapters; the context it returns owns the service's own resources."""
+

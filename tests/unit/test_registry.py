@@ -1,0 +1,77 @@
+"""The service registry: every service declared once, paths never claimed twice, the CLI derived from it."""
+
+from __future__ import annotations
+
+import inspect
+
+import pytest
+from starlette.routing import Route, WebSocketRoute
+from typer.testing import CliRunner
+
+from gamemetrics import registry
+from gamemetrics.cli import app as cli_app
+from gamemetrics.cli import platform as cli
+from gamemetrics.registry import SERVICES, ServiceSpec
+from gamemetrics.services.users.erasure import STORES
+
+
+async def _endpoint(request: object) -> None:
+    return None
+
+
+def test_names_are_unique_and_the_cli_serves_exactly_them() -> None:
+    assert len(set(registry.NAMES)) == len(SERVICES)
+    assert cli.SERVICES == registry.NAMES
+    assert tuple(spec.name for spec in SERVICES if spec.kind in ("http", "both")) == cli.HTTP_SERVICES
+    refused = CliRunner().invoke(cli_app, ["serve", "no-such-service"])
+    assert refused.exit_code == 2
+    for name in registry.NAMES:
+        assert name in refused.output
+
+
+def test_a_worker_service_cannot_share_a_process() -> None:
+    refused = CliRunner().invoke(cli_app, ["serve", "ingest,processor"])
+    assert refused.exit_code == 2 and "only HTTP services" in refused.output
+
+
+def test_no_path_is_claimed_twice() -> None:
+    assert registry.claim_conflicts() == []
+    every = [prefix for spec in SERVICES for prefix in spec.paths]
+    assert len(every) == len(set(every))
+
+
+def test_overlapping_claims_are_found() -> None:
+    a = ServiceSpec("a", "http", "x:y", "a", paths=("/v1/games",))
+    b = ServiceSpec("b", "http", "x:y", "b", paths=("/v1/games/{game_id}/items",))
+    c = ServiceSpec("c", "http", "x:y", "c", paths=("/metrics",))
+    assert registry.claim_conflicts([a, b]) == ["'/v1/games' of a overlaps '/v1/games/{game_id}/items' of b"]
+    assert registry.claim_conflicts([c]) == ["'/metrics' of the platform overlaps '/metrics' of c"]
+    assert registry.claim_conflicts([a, ServiceSpec("d", "http", "x:y", "d", paths=("/v1/gamesx",))]) == []
+
+
+def test_http_services_own_paths_and_worker_services_none() -> None:
+    for spec in SERVICES:
+        assert bool(spec.paths) == spec.serves_http, spec.name
+        assert all(prefix.startswith("/") for prefix in spec.paths), spec.name
+
+
+def test_every_builder_imports_and_takes_adapters_and_settings() -> None:
+    for spec in SERVICES:
+        builder = spec.load()
+        assert list(inspect.signature(builder).parameters) == ["adapters", "settings"], spec.name
+
+
+def test_stray_routes_are_named() -> None:
+    users = registry.service("users")
+    routes = [Route("/v1/games/{game_id}/players", _endpoint), Route("/v1/gamesx", _endpoint),
+              WebSocketRoute("/oauth/stream", _endpoint), Route("/graphql", _endpoint)]
+    assert registry.stray_routes(users, routes) == ["/v1/gamesx", "/graphql"]
+
+
+def test_the_gdpr_stores_are_the_ones_an_erasure_waits_for() -> None:
+    assert sorted(registry.gdpr_stores()) == sorted(STORES)
+
+
+def test_unknown_service_names_the_choices() -> None:
+    with pytest.raises(KeyError, match="ingest, processor, analytics, users"):
+        registry.service("nope")
