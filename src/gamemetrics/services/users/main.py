@@ -19,14 +19,17 @@ from gamemetrics.auth.secret import platform_secret
 from gamemetrics.auth.signing import SigningKeyStore
 from gamemetrics.auth.tokens import TokenIssuer
 from gamemetrics.auth.verifier import token_verifier
-from gamemetrics.gdpr.messages import RequestCodec
+from gamemetrics.events.gdpr_requests import RequestCodec
+from gamemetrics.gdpr.consumer import ErasureConsumer
+from gamemetrics.gdpr.erasers import expected_stores
 from gamemetrics.gdpr.tombstones import Tombstones
 from gamemetrics.observability import metrics
 from gamemetrics.runtime import connect
 from gamemetrics.services.shared.health import HealthCheck, health_routes
 from gamemetrics.services.users.admin import AdminRoutes
 from gamemetrics.services.users.clients import ClientStore
-from gamemetrics.services.users.erasure import ErasureRoutes, ErasureWorker
+from gamemetrics.services.users.eraser import StoreEraser
+from gamemetrics.services.users.erasure import ErasureRoutes
 from gamemetrics.services.users.export import ExportRoutes
 from gamemetrics.services.users.http import Guard
 from gamemetrics.services.users.oauth import OAuthRoutes
@@ -62,6 +65,8 @@ def create_app(settings: Settings, url: str) -> Starlette:
             guard = Guard(token_verifier(settings, pool))
             tenancy, clients, audit = TenancyStore(pool), ClientStore(pool), AuditLog(secret)
             tombstones, codec = Tombstones(secret), RequestCodec(secret)
+            eraser = StoreEraser(pool, platform.bus, bus_retention=timedelta(hours=settings.kafka_retention_hours))
+            stores = expected_stores([eraser])
 
             async def database() -> None:
                 async with pool.connection(timeout=2.0) as conn:
@@ -85,13 +90,13 @@ def create_app(settings: Settings, url: str) -> Starlette:
                                 settings.auth_token_ttl_seconds).routes(),
                 *AdminRoutes(pool, guard, tenancy, clients, audit).routes(),
                 *ExportRoutes(pool, guard, tenancy, tombstones, audit).routes(),
-                *ErasureRoutes(pool, platform.bus, guard, tenancy, tombstones, codec, audit).routes(),
+                *ErasureRoutes(pool, platform.bus, guard, tenancy, tombstones, codec, audit, stores).routes(),
                 *PlayerRoutes(settings, pool, guard, tenancy, tombstones).routes(),
                 Route("/metrics", prometheus, methods=["GET"]),
                 *health_routes(HealthCheck({"database": database, "bus": platform.bus.ping})),
             ])
-            worker = ErasureWorker(pool, platform.bus, tombstones, codec, audit,
-                                   bus_retention=timedelta(hours=settings.kafka_retention_hours))
+            worker = ErasureConsumer(pool, platform.bus, eraser, expected=stores, codec=codec, tombstones=tombstones,
+                                     audit=audit)
             task = asyncio.create_task(worker.run(), name="erasure-worker")
             try:
                 yield
