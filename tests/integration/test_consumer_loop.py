@@ -25,7 +25,7 @@ from gamemetrics.consuming.loop import ConsumerLoop
 from gamemetrics.observability.logging import configure_logging
 from gamemetrics.ports.bus import NOTIFICATION_REQUESTS, Message, Record
 from gamemetrics.runtime import Platform
-from tests.integration.test_bus_contract import PATIENCE_S, bus_platform, bus_settings, drain  # noqa: F401
+from tests.integration.test_bus_contract import PATIENCE_S, drain
 
 pytestmark = pytest.mark.timeout(120)
 
