@@ -24,7 +24,7 @@ class Backoff:
 
     def next_delay(self) -> float:
         """The wait after one more failure."""
-        ceiling = min(self._cap, self._initial * 2 ** min(self._failures, 64))
+        ceiling = min(self._cap, self._initial * 2.0 ** min(self._failures, 64))
         self._failures += 1
         return ceiling * self._rng.uniform(0.5, 1.0)
 

@@ -28,8 +28,11 @@ def processed_messages(rows: Sequence[EventRow], spans: dict[str, Mapping[str, s
         if tenant is None:
             tenant = tenant_bytes[row.tenant_id.int] = row.tenant_id.bytes
         parent = row.record.headers.get(TRACEPARENT) if row.record is not None else None
-        headers = HEADERS if parent is None else spans.get(parent)
-        if headers is None:
+        if parent is None:
+            headers = HEADERS
+        elif (joined := spans.get(parent)) is not None:
+            headers = joined
+        else:
             headers = spans[parent] = {**HEADERS, TRACEPARENT: child_of(parent)}
         messages.append(processed_message(row, partition_key(row.tenant_id, row.player_id, tenant_bytes=tenant),
                                           headers))

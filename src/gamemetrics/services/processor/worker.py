@@ -138,9 +138,9 @@ class Processor:
                     first.erased + second.erased,
                     first.erased_players | second.erased_players,
                 )
-            if not rows or rows[0].record is None:
+            culprit = rows[0] if rows else None
+            if culprit is None or culprit.record is None:
                 raise
-            culprit = rows[0]
             letter = DeadLetter(
                 culprit.record, f"the store refused this event: {exc.diag.message_primary or exc}",
                 culprit.tenant_id, culprit.game_id, str(culprit.event_id),
