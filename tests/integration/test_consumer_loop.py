@@ -31,6 +31,9 @@ pytestmark = pytest.mark.timeout(120)
 
 TOPIC = NOTIFICATION_REQUESTS  # a topic no worker reads yet
 RECORDS = 40
+# A poll returns as soon as it has a batch; the long wait is for Kafka's fetches after a rejoin,
+# so that the batch read ahead is never an empty one.
+POLL_S = 1.0
 
 
 class JsonLogs:
@@ -104,7 +107,7 @@ async def test_a_sink_failing_twice_loses_nothing_doubles_nothing_and_is_counted
         accepted.extend(int(r.value) for r in batch)
 
     loop = ConsumerLoop(bus_platform.bus, group, [TOPIC], prepare=prepare, sink=sink, batch_size=8,
-                        poll_timeout=0.2, read_ahead=True, backoff=Backoff(0.05, 0.2))
+                        poll_timeout=POLL_S, read_ahead=True, backoff=Backoff(0.05, 0.2))
     running = asyncio.create_task(loop.run())
     await _until(lambda: len(accepted) >= RECORDS or running.done(), f"{RECORDS} records accepted")
     loop.stop()
@@ -137,7 +140,7 @@ async def test_cancellation_during_the_backoff_propagates_at_once_and_the_member
         raise ConnectionError("the store is away")
 
     loop = ConsumerLoop(bus_platform.bus, group, [TOPIC], prepare=list, sink=sink, batch_size=8,
-                        poll_timeout=0.2, read_ahead=True, backoff=Backoff(60.0, 60.0))
+                        poll_timeout=POLL_S, read_ahead=True, backoff=Backoff(60.0, 60.0))
     running = asyncio.create_task(loop.run())
     await _until(lambda: _failures(group) == 1 or running.done(), "the first failure")
     await asyncio.sleep(0.1)  # inside the minute-long backoff now
@@ -170,7 +173,7 @@ async def test_cancellation_while_the_sink_works_and_the_next_batch_is_read_ahea
         await asyncio.Event().wait()  # a store that never answers
 
     loop = ConsumerLoop(bus_platform.bus, _group(), [TOPIC], prepare=prepare, sink=sink, batch_size=8,
-                        poll_timeout=0.2, read_ahead=True)
+                        poll_timeout=POLL_S, read_ahead=True)
     running = asyncio.create_task(loop.run())
     await asyncio.wait_for(handling.wait(), PATIENCE_S)
     await _until(lambda: len(prepared) == 2, "the next batch read ahead")
@@ -199,7 +202,7 @@ async def test_stop_commits_the_batch_in_hand_and_leaves_the_one_read_ahead_to_t
         await release.wait()
 
     loop = ConsumerLoop(bus_platform.bus, group, [TOPIC], prepare=prepare, sink=sink, batch_size=8,
-                        poll_timeout=0.2, read_ahead=True)
+                        poll_timeout=POLL_S, read_ahead=True)
     running = asyncio.create_task(loop.run())
     await _until(lambda: len(prepared) == 2 or running.done(), "a batch in hand and one read ahead")
     loop.stop()
