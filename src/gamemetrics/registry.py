@@ -41,7 +41,7 @@ class ServiceSpec:
     paths: tuple[str, ...] = ()
     """Path prefixes it owns; every route it serves lies under one of them."""
     gdpr_stores: tuple[str, ...] = ()
-    """Stores holding player data that an erasure must clear and confirm."""
+    """Stores holding player data that its erasers clear and confirm (`Service.erasers`)."""
     pool_size: Callable[[Settings], int] = lambda settings: 4
     replicas: Callable[[Settings], int] = _one
     """Processes `gamemetrics up` runs of a worker service."""
@@ -61,13 +61,11 @@ SERVICES: tuple[ServiceSpec, ...] = (
         "ingest", "http", "gamemetrics.services.ingest.main:build",
         "receives event batches (native, Segment and the original API) and appends them to the bus",
         paths=("/v1/events", "/v1/import", "/v1/batch", "/v1/track", "/v1/identify", "/api/v1/events"),
-        gdpr_stores=("bus",),
         pool_size=lambda settings: 8,
     ),
     ServiceSpec(
         "processor", "worker", "gamemetrics.services.processor.main:build",
         "validates, enriches and stores events and rollups; dead-letters bad ones",
-        gdpr_stores=("events", "rollups", "dead_letters"),
         replicas=lambda settings: settings.processor_processes,
     ),
     ServiceSpec(
@@ -80,7 +78,9 @@ SERVICES: tuple[ServiceSpec, ...] = (
         "users", "both", "gamemetrics.services.users.main:build",
         "tenants, games, keys, OAuth2 clients and tokens, operators, players, GDPR erasure and export",
         paths=("/oauth", "/.well-known", "/v1/admin", "/v1/games", "/v1/erasures", "/v1/operators"),
-        gdpr_stores=("profile",),
+        # Its eraser clears, in one transaction, what the spine wrote (the processor's events,
+        # rollups and dead letters, its own profiles), then the player's messages on the bus.
+        gdpr_stores=("events", "rollups", "profile", "dead_letters", "bus"),
         pool_size=lambda settings: settings.users_pool_size,
     ),
 )

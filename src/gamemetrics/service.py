@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from starlette.routing import BaseRoute
     from starlette.types import ExceptionHandler
 
+    from gamemetrics.gdpr.erasers import PlayerEraser
     from gamemetrics.ports.bus import Bus
     from gamemetrics.ports.cache import Caches
     from gamemetrics.settings import Settings
@@ -39,18 +40,23 @@ class Adapters:
     pool: AsyncConnectionPool
     bus: Bus
     caches: Caches
+    player_data_stores: tuple[str, ...] = ()
+    """Every store of the platform that holds player data (the registry's): an erasure waits for each."""
 
 
 @dataclass(frozen=True, slots=True)
 class Service:
     """A built service: its HTTP routes (with their middleware and exception handlers), its
-    background workers and its readiness probes."""
+    background workers, its readiness probes and its erasers of player data."""
 
     routes: Sequence[BaseRoute] = ()
     middleware: Sequence[Middleware] = ()
     exception_handlers: Mapping[Any, ExceptionHandler] = field(default_factory=dict)
     workers: Mapping[str, Worker] = field(default_factory=dict)
     checks: Mapping[str, Probe] = field(default_factory=dict)
+    erasers: Sequence[PlayerEraser] = ()
+    """How it erases a player from the stores its registry entry names; the runtime runs each in a
+    consumer group of `gdpr.requests` of its own."""
 
 
 Builder = Callable[["Adapters", "Settings"], AbstractAsyncContextManager[Service]]

@@ -1,3 +1,4 @@
 """Fixtures of the integration tests beside the session's PostgreSQL (tests/conftest.py)."""
 
+from tests.integration.buses import bus_platform, bus_settings  # noqa: F401  (a platform on each bus in turn)
 from tests.integration.users_fixtures import users  # noqa: F401  (a users service on a fresh database)

@@ -10,42 +10,26 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import msgspec
 import pytest
-import pytest_asyncio
 
 from gamemetrics.events.envelope import RawEnvelope, partition_key
 from gamemetrics.events.validation import Limits
 from gamemetrics.ports.bus import EVENTS_DLQ, PROCESSED_EVENTS, RAW_EVENTS, Consumer, Message, Record
-from gamemetrics.runtime import Platform, connect, topic_partitions
+from gamemetrics.runtime import Platform, topic_partitions
 from gamemetrics.services.processor.sink import EventSink
 from gamemetrics.services.processor.worker import Processor
 from gamemetrics.settings import Settings
 from gamemetrics.tenancy.store import TenancyStore
-from tests.kafka_broker import kafka_settings
 
 pytestmark = pytest.mark.timeout(120)
 
 # Every bounded wait here gives up after this long and fails saying what it saw.
 PATIENCE_S = 30.0
 TRACE = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
-
-
-@pytest.fixture(params=["pglog", "kafka"])
-def bus_settings(request: pytest.FixtureRequest, settings: Settings) -> Settings:
-    if request.param == "pglog":
-        return settings
-    return kafka_settings(settings, request.getfixturevalue("kafka_broker"))
-
-
-@pytest_asyncio.fixture
-async def bus_platform(bus_settings: Settings, database_url: str) -> AsyncIterator[Platform]:
-    async with connect(bus_settings, database_url, name="contract") as platform:
-        await platform.bus.create_topics(topic_partitions(bus_settings))  # Kafka's `gamemetrics kafka init`
-        yield platform
 
 
 async def drain(consumer: Consumer, want: int, *, commit: bool = False) -> list[Record]:

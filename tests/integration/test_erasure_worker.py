@@ -11,11 +11,12 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 
 from gamemetrics.audit import AuditLog
-from gamemetrics.gdpr.messages import ErasureRequest, RequestCodec
+from gamemetrics.events.gdpr_requests import ErasureRequest, RequestCodec
+from gamemetrics.gdpr.consumer import ErasureConsumer
 from gamemetrics.gdpr.tombstones import ERASURE_LOCK, Tombstones
 from gamemetrics.ports.bus import GDPR_REQUESTS, Record
 from gamemetrics.runtime import Platform
-from gamemetrics.services.users.erasure import ErasureWorker
+from gamemetrics.services.users.eraser import StoreEraser
 from gamemetrics.tenancy.store import TenancyStore
 
 SECRET = b"w" * 48
@@ -27,8 +28,9 @@ async def test_erasure_waits_for_a_batch_in_flight_and_deletes_what_it_wrote(pla
     tenant = await store.create_tenant("studio")
     game = await store.create_game(tenant, "game")
     codec, tombstones = RequestCodec(SECRET), Tombstones(SECRET)
-    worker = ErasureWorker(platform.pool, platform.bus, tombstones, codec, AuditLog(SECRET),
-                           bus_retention=timedelta(hours=1))
+    worker = ErasureConsumer(platform.pool, platform.bus,
+                             StoreEraser(platform.pool, platform.bus, bus_retention=timedelta(hours=1)),
+                             expected=StoreEraser.stores, codec=codec, tombstones=tombstones, audit=AuditLog(SECRET))
     request = ErasureRequest(uuid.uuid4(), tenant, game, "in-flight", "client:test", datetime.now(UTC))
     message = codec.encode(request, tombstones.player_hash(tenant, game, "in-flight"))
     record = Record(GDPR_REQUESTS, 0, 0, message.key, message.value, {})

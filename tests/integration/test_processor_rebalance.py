@@ -61,7 +61,7 @@ async def test_a_processor_joining_mid_stream_changes_nothing_of_what_is_stored(
             lag.lag for lag in await platform.bus.lag() if lag.group_id == "processor"):
         assert loop.time() < deadline, f"not drained: {stored}"
         assert not any(task.done() for task in running), "a processor stopped"
-        shared = shared or (stored[2] < EVENTS and all(p._consumer.assignment for p in (first, second)))
+        shared = shared or (stored[2] < EVENTS and all(p.assignment for p in (first, second)))
         await asyncio.sleep(0.02)
     assert shared, "the second processor never took partitions mid-stream"
     first.stop()

@@ -13,7 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from gamemetrics.audit.chain import AuditEntry, canonical
-from gamemetrics.gdpr.messages import ErasureRequest, RequestCodec
+from gamemetrics.events.gdpr_requests import ErasureRequest, RequestCodec
 from gamemetrics.gdpr.tombstones import Tombstones
 from gamemetrics.services.users.oauth import client_credentials
 from gamemetrics.services.users.players import check_traits, merge_patch

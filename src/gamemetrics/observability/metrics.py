@@ -30,6 +30,10 @@ PROCESSOR_BATCH_LATENCY = Histogram(
     "gamemetrics_processor_batch_seconds", "Processor batch latency (decode to commit)",
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
 )
+CONSUMER_FAILURES = Counter(
+    "gamemetrics_consumer_failures_total", "Batches a consumer failed to take through (each is read again)",
+    ["group"],
+)
 
 
 def render() -> tuple[bytes, str]:

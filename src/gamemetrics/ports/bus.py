@@ -89,7 +89,8 @@ class Consumer(Protocol):
         ...
 
     async def close(self) -> None:
-        """Leave the group; uncommitted records will be delivered again to whoever takes over."""
+        """Leave the group; uncommitted records will be delivered again to whoever takes over (this
+        member too: a later poll joins the group again, from the committed positions)."""
         ...
 
 

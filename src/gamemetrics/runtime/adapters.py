@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 from psycopg_pool import AsyncConnectionPool
 
+from gamemetrics import registry
 from gamemetrics.adapters.caching import open_caching
 from gamemetrics.adapters.pglog import PgLogBus
 from gamemetrics.adapters.postgres.embedded import EmbeddedPostgres
@@ -74,7 +75,7 @@ async def connect(settings: Settings, url: str, *, name: str, pool_size: int = 8
         if isinstance(bus, PgLogBus):
             await bus.create_topics(topic_partitions(settings))
         async with open_caching(settings.cache) as caches:
-            yield Adapters(url, pool, bus, caches)
+            yield Adapters(url, pool, bus, caches, player_data_stores=registry.gdpr_stores())
     finally:
         await bus.close()
         await pool.close()

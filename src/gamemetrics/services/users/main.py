@@ -11,12 +11,13 @@ from gamemetrics.auth.secret import platform_secret
 from gamemetrics.auth.signing import SigningKeyStore
 from gamemetrics.auth.tokens import TokenIssuer
 from gamemetrics.auth.verifier import token_verifier
-from gamemetrics.gdpr.messages import RequestCodec
+from gamemetrics.events.gdpr_requests import RequestCodec
 from gamemetrics.gdpr.tombstones import Tombstones
 from gamemetrics.service import Adapters, Service
 from gamemetrics.services.users.admin import AdminRoutes
 from gamemetrics.services.users.clients import ClientStore
-from gamemetrics.services.users.erasure import ErasureRoutes, ErasureWorker
+from gamemetrics.services.users.eraser import StoreEraser
+from gamemetrics.services.users.erasure import ErasureRoutes
 from gamemetrics.services.users.export import ExportRoutes
 from gamemetrics.services.users.http import refusals
 from gamemetrics.services.users.oauth import OAuthRoutes
@@ -67,11 +68,12 @@ async def build(adapters: Adapters, settings: Settings) -> AsyncIterator[Service
                         settings.auth_token_ttl_seconds).routes(),
         *AdminRoutes(pool, guard, tenancy, clients, audit).routes(),
         *ExportRoutes(pool, guard, tombstones, audit).routes(),
-        *ErasureRoutes(pool, bus, guard, tombstones, codec, audit).routes(),
+        *ErasureRoutes(pool, bus, guard, tombstones, codec, audit, adapters.player_data_stores).routes(),
         *PlayerRoutes(settings, pool, guard, tombstones).routes(),
     ]
-    erasure = ErasureWorker(pool, bus, tombstones, codec, audit,
-                            bus_retention=timedelta(hours=settings.kafka_retention_hours))
-    yield Service(routes=routes, exception_handlers=refusals(), workers={"erasure": erasure.run},
+    # One transaction clears what the spine wrote (events, rollups, dead letters, the profile),
+    # then the embedded bus; the registry lists these stores under this service.
+    eraser = StoreEraser(pool, bus, bus_retention=timedelta(hours=settings.kafka_retention_hours))
+    yield Service(routes=routes, exception_handlers=refusals(), erasers=[eraser],
                   checks={"database": database_probe(pool), "bus": bus.ping,
                           **({"cache": caches.ping} if caches.shared else {})})

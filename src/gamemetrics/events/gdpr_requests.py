@@ -1,8 +1,8 @@
-"""The `gdpr.requests` message: what to erase, with the player id sealed.
+"""The `gdpr.requests` contract: what to erase, with the player id sealed.
 
 A bus keeps messages after they are read (the embedded log until it is trimmed, Kafka until its
 retention), so the player id travels encrypted and the key is the tombstone: the bus never holds
-an erased player's id in clear.
+an erased player's id in clear. Every service that holds player data reads these requests.
 """
 
 from __future__ import annotations
