@@ -240,7 +240,7 @@ def start_kafka(data_dir: Path) -> tuple[LocalBroker, dict[str, str]]:
     """A local broker for the run, the platform's topics on it, and the settings that point at it."""
     from gamemetrics.adapters.kafka import KafkaBus
     from gamemetrics.runtime import topic_partitions
-    from gamemetrics.settings import Settings
+    from gamemetrics.settings import KafkaSettings, Settings
 
     broker = LocalBroker(data_dir / "kafka", heap_mb=1024)
     with console.status("starting Kafka"):
@@ -248,7 +248,7 @@ def start_kafka(data_dir: Path) -> tuple[LocalBroker, dict[str, str]]:
         broker.wait_ready()
     env = {"GAMEMETRICS_KAFKA_BOOTSTRAP": broker.bootstrap, "GAMEMETRICS_KAFKA_REPLICATION_FACTOR": "1",
            "GAMEMETRICS_KAFKA_MIN_INSYNC_REPLICAS": "1"}
-    settings = Settings(kafka_bootstrap=broker.bootstrap, kafka_replication_factor=1, kafka_min_insync_replicas=1)
+    settings = Settings(kafka=KafkaSettings(bootstrap=broker.bootstrap, replication_factor=1, min_insync_replicas=1))
     asyncio.run(KafkaBus(settings, topic_partitions(settings)).ensure_topics(topic_partitions(settings)))
     return broker, env
 
@@ -260,12 +260,12 @@ def kafka_produce_rate(bootstrap: str, events: list[dict[str, Any]], tenant: uui
 
     from gamemetrics.adapters.kafka.config import producer_config
     from gamemetrics.events.envelope import RawEnvelope, partition_key
-    from gamemetrics.settings import Settings
+    from gamemetrics.settings import KafkaSettings, Settings
 
-    settings = Settings(kafka_bootstrap=bootstrap)
+    settings = Settings(kafka=KafkaSettings(bootstrap=bootstrap))
     topic = f"bench.producer-rate.{uuid.uuid4().hex[:6]}"
     admin = AdminClient({"bootstrap.servers": bootstrap})  # kept referenced until the topic exists
-    admin.create_topics([NewTopic(topic, settings.bus_partitions, 1)])[topic].result(timeout=30)
+    admin.create_topics([NewTopic(topic, settings.bus.partitions, 1)])[topic].result(timeout=30)
     now = datetime.now(UTC)
     encoder = msgspec.json.Encoder()
     messages = [(partition_key(tenant, e["player_id"]),
@@ -297,7 +297,7 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--players", type=int, default=20_000)
     parser.add_argument("--port", type=int, default=8765)
-    parser.add_argument("--processors", type=int, default=Settings().processor_processes,
+    parser.add_argument("--processors", type=int, default=Settings().processor.processes,
                         help="Processor processes sharing the partitions (default: as many as `gamemetrics up` runs).")
     parser.add_argument("--kafka", action="store_true", help="Run the bus on a local Kafka broker.")
     parser.add_argument("--warmup", type=int, default=50_000,

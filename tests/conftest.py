@@ -18,7 +18,7 @@ import pytest_asyncio
 from gamemetrics.adapters.postgres.embedded import EmbeddedPostgres
 from gamemetrics.migrations import upgrade
 from gamemetrics.runtime import Platform, connect
-from gamemetrics.settings import Settings
+from gamemetrics.settings import BusSettings, Settings
 from gamemetrics.tenancy.store import CreatedKey, TenancyStore
 from tests.kafka_broker import kafka_broker, kafka_tls_broker  # noqa: F401  (Kafka brokers, started when a test asks)
 from tests.redis_server import redis_server  # noqa: F401  (started when a test asks)
@@ -54,7 +54,7 @@ def database_url(pg_server: EmbeddedPostgres) -> Iterator[str]:
 
 @pytest.fixture
 def settings(tmp_path: Path, database_url: str) -> Settings:
-    return Settings(data_dir=tmp_path, database_url=database_url, bus_partitions=4)
+    return Settings(data_dir=tmp_path, database_url=database_url, bus=BusSettings(partitions=4))
 
 
 @pytest_asyncio.fixture

@@ -127,17 +127,22 @@ def kafka_tls_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TlsBr
         broker.stop()
 
 
-def kafka_settings(settings: Settings, broker: LocalBroker, **overrides: object) -> Settings:
-    """`settings` switched to `broker`, under a topic and group prefix of their own (isolation per test)."""
-    return settings.model_copy(update={
-        "kafka_bootstrap": broker.bootstrap,
-        "kafka_topic_prefix": f"t{uuid.uuid4().hex[:10]}.",
-        "kafka_replication_factor": 1,
-        "kafka_min_insync_replicas": 1,
-        "kafka_delivery_timeout_ms": 5000,
-        "kafka_session_timeout_ms": 6000,
-        **overrides,
+def kafka_settings(settings: Settings, broker: LocalBroker, *, bus_partitions: int | None = None,
+                   **kafka: object) -> Settings:
+    """`settings` switched to `broker`, under a topic and group prefix of their own (isolation per test).
+
+    `kafka` overrides fields of the Kafka settings, by their names there (`bootstrap=...`).
+    """
+    switched = settings.updated(kafka={
+        "bootstrap": broker.bootstrap,
+        "topic_prefix": f"t{uuid.uuid4().hex[:10]}.",
+        "replication_factor": 1,
+        "min_insync_replicas": 1,
+        "delivery_timeout_ms": 5000,
+        "session_timeout_ms": 6000,
+        **kafka,
     })
+    return switched if bus_partitions is None else switched.updated(bus={"partitions": bus_partitions})
 
 
 def kcat() -> str:

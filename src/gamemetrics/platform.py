@@ -34,7 +34,7 @@ _LOCAL_BROKER = "kafka/running.json"
 
 def run_platform(settings: Settings, *, demo: bool, kafka: bool = False) -> int:
     """Run until SIGINT (Ctrl-C), SIGTERM or a service dies; returns the exit code."""
-    if kafka and settings.kafka_bootstrap:
+    if kafka and settings.kafka.bootstrap:
         raise SystemExit("--kafka starts a local broker; GAMEMETRICS_KAFKA_BOOTSTRAP already names one")
     data_dir = settings.data_dir.resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -123,9 +123,9 @@ def _free_port(host: str) -> int:
 
 def _member_env(env: dict[str, str], settings: Settings, n: int) -> dict[str, str]:
     """A worker's environment: static Kafka membership needs one instance id per member."""
-    if settings.kafka_group_instance_id is None:
+    if settings.kafka.group_instance_id is None:
         return env
-    return {**env, "GAMEMETRICS_KAFKA_GROUP_INSTANCE_ID": f"{settings.kafka_group_instance_id}-{n}"}
+    return {**env, "GAMEMETRICS_KAFKA_GROUP_INSTANCE_ID": f"{settings.kafka.group_instance_id}-{n}"}
 
 
 def _start_local_kafka(broker: LocalBroker, settings: Settings) -> dict[str, str]:
@@ -141,9 +141,7 @@ def _start_local_kafka(broker: LocalBroker, settings: Settings) -> dict[str, str
         "GAMEMETRICS_KAFKA_REPLICATION_FACTOR": "1",  # one node: one replica of each partition
         "GAMEMETRICS_KAFKA_MIN_INSYNC_REPLICAS": "1",
     }
-    local = settings.model_copy(update={
-        "kafka_bootstrap": broker.bootstrap, "kafka_replication_factor": 1, "kafka_min_insync_replicas": 1,
-    })
+    local = settings.updated(kafka={"bootstrap": broker.bootstrap, "replication_factor": 1, "min_insync_replicas": 1})
     report = asyncio.run(KafkaBus(local, topic_partitions(local), client_id="gamemetrics-up").ensure_topics(
         topic_partitions(local)
     ))

@@ -66,13 +66,13 @@ SERVICES: tuple[ServiceSpec, ...] = (
     ServiceSpec(
         "processor", "worker", "gamemetrics.services.processor.main:build",
         "validates, enriches and stores events and rollups; dead-letters bad ones",
-        replicas=lambda settings: settings.processor_processes,
+        replicas=lambda settings: settings.processor.processes,
     ),
     ServiceSpec(
         "analytics", "http", "gamemetrics.services.analytics.main:build",
         "the GraphQL API over the stored data",
         paths=("/graphql",),
-        pool_size=lambda settings: settings.analytics_pool_size,
+        pool_size=lambda settings: settings.analytics.pool_size,
     ),
     ServiceSpec(
         "users", "both", "gamemetrics.services.users.main:build",
@@ -81,7 +81,7 @@ SERVICES: tuple[ServiceSpec, ...] = (
         # Its eraser clears, in one transaction, what the spine wrote (the processor's events,
         # rollups and dead letters, its own profiles), then the player's messages on the bus.
         gdpr_stores=("events", "rollups", "profile", "dead_letters", "bus"),
-        pool_size=lambda settings: settings.users_pool_size,
+        pool_size=lambda settings: settings.users.pool_size,
     ),
 )
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
@@ -31,10 +32,143 @@ DEFAULT_FX_RATES_USD: dict[str, Decimal] = {
 }
 
 
-# Sub-settings of the Cache, Objects, Vectors and Mail ports. Each reads its own flat
-# `GAMEMETRICS_*` variables when a Settings is made (the field's default_factory), so the names stay
-# GAMEMETRICS_REDIS_URL and so on; unset URLs mean the embedded adapter.
+# Sub-settings, one per concern. Each reads its own flat `GAMEMETRICS_*` variables when a Settings
+# is made (the field's default_factory), so the names stay GAMEMETRICS_REDIS_URL and so on whatever
+# the class; unset URLs mean the embedded adapter.
 _ENV = SettingsConfigDict(env_prefix="GAMEMETRICS_", env_file=None, extra="ignore")
+
+
+def _env(prefix: str) -> SettingsConfigDict:
+    """Sub-settings whose fields are named without `prefix`, which their variables keep."""
+    # populate_by_name: a field whose variable has another prefix (validation_alias) is still made
+    # and copied by its field name.
+    return SettingsConfigDict(env_prefix=f"GAMEMETRICS_{prefix}", env_file=None, extra="ignore",
+                              populate_by_name=True)
+
+
+class IngestSettings(BaseSettings):
+    """What ingest takes: request and event limits, write-key rates and how long a resolved key is trusted."""
+
+    model_config = _env("")
+
+    max_batch_events: int = 500
+    max_body_bytes: int = 1024 * 1024
+    max_inflated_bytes: int = 8 * 1024 * 1024
+    max_properties_bytes: int = 32 * 1024
+    max_properties_depth: int = 8
+    max_late_seconds: int = 7 * 24 * 3600
+    max_future_seconds: int = 600
+    key_rate_events_per_second: float = 200_000.0
+    key_rate_burst_events: float = 400_000.0
+    key_cache_seconds: float = 10.0
+
+
+class BusSettings(BaseSettings):
+    """The event topics, on either bus: partitions, and the embedded log's retention."""
+
+    model_config = _env("BUS_")
+
+    partitions: int = 8
+    retention_hours: float = 24.0
+
+
+class KafkaSettings(BaseSettings):
+    """Apache Kafka: a bootstrap switches every service from the embedded log to it."""
+
+    model_config = _env("KAFKA_")
+
+    bootstrap: str | None = Field(
+        default=None, description="host:port[,host:port]; unset keeps the bus in the embedded PostgreSQL log."
+    )
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["SCRAM-SHA-256", "SCRAM-SHA-512", "PLAIN"] = "SCRAM-SHA-512"
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    ssl_ca_location: Path | None = Field(default=None, description="CA bundle; unset uses the system's.")
+    ssl_certificate_location: Path | None = Field(default=None, description="Client certificate (mTLS).")
+    ssl_key_location: Path | None = None
+    ssl_key_password: SecretStr | None = None
+    topic_prefix: str = Field(default="", description="Prepended to every topic and group id.")
+    replication_factor: int = 3
+    min_insync_replicas: int = 2
+    retention_hours: float = 7 * 24.0
+    # A send that Kafka has not acknowledged within this time fails, so ingest answers 503, not hangs.
+    delivery_timeout_ms: int = 10_000
+    linger_ms: float = 5.0
+    compression: Literal["none", "gzip", "snappy", "lz4", "zstd"] = "lz4"
+    session_timeout_ms: int = 10_000
+    group_instance_id: str | None = Field(
+        default=None, description="Static group membership: a restarted member takes its partitions back at once."
+    )
+
+
+class ProcessorSettings(BaseSettings):
+    """The processor: its batches and processes, and how it enriches events (sessions, USD values)."""
+
+    model_config = _env("PROCESSOR_")
+
+    # At most; a batch is what has arrived, so batches only grow this large when the processors are
+    # behind. Then each player's rollup rows are updated once for many events, so a larger batch
+    # costs the database less per event and each processor more memory.
+    batch_events: int = 50_000
+    processes: int = Field(
+        default=2, ge=1,
+        description="Processor processes `gamemetrics up` runs; they share the raw topic's partitions, so Python"
+                    " work and the database's overlap on separate cores.",
+    )
+    poll_interval_ms: float = 50.0
+    session_gap_seconds: int = Field(default=30 * 60, validation_alias="GAMEMETRICS_SESSION_GAP_SECONDS")
+    fx_rates_usd: dict[str, Decimal] = Field(default_factory=lambda: dict(DEFAULT_FX_RATES_USD),
+                                             validation_alias="GAMEMETRICS_FX_RATES_USD")
+
+
+class AuthSettings(BaseSettings):
+    """Access tokens (JWT): who issues them, for whom, how long they and their signing keys live."""
+
+    # Unset JWKS URL: the users service signs them with the platform's keys, kept sealed in its
+    # database and published at /.well-known/jwks.json, and every service verifies them with those keys.
+    model_config = _env("AUTH_")
+
+    issuer: str = "gamemetrics"
+    audience: str = "gamemetrics"
+    jwks_url: str | None = Field(
+        default=None, description="An external OIDC provider's JWKS: tokens come from that issuer and are verified"
+                                  " with its keys. Unset: the platform's own signing keys, kept in its database.")
+    token_ttl_seconds: int = 3600
+    leeway_seconds: float = 30.0
+    signing_key_days: float = Field(default=30.0, description="A signing key older than this is rotated.")
+
+
+class AnalyticsSettings(BaseSettings):
+    """The analytics API: query limits, its answer cache, its pool and role."""
+
+    model_config = _env("ANALYTICS_")
+
+    db_role: str = "gamemetrics_app"
+    max_range_days: int = 400
+    max_minute_days: int = 7
+    max_depth: int = 8
+    max_aliases: int = 20
+    max_cost: int = 5000
+    cache_entries: int = 4096
+    live_interval_seconds: float = 1.0
+    pool_size: int = 8
+    statement_timeout_ms: int = 10_000
+    # How long a tenant's data version (what keys the answer cache) is trusted before it is read again.
+    version_ttl_ms: int = 100
+
+
+class UsersSettings(BaseSettings):
+    """Identity and GDPR (the users service): token request rates, its pool, the players' page size."""
+
+    model_config = _env("")
+
+    token_rate_per_client_per_second: float = 1.0
+    token_rate_client_burst: float = 20.0
+    token_rate_per_address_per_second: float = 5.0
+    token_rate_address_burst: float = 50.0
+    pool_size: int = Field(default=4, validation_alias="GAMEMETRICS_USERS_POOL_SIZE")
+    players_page_max: int = 200
 
 
 class CacheSettings(BaseSettings):
@@ -109,98 +243,18 @@ class Settings(BaseSettings):
     port: int = 8000
     log_level: str = "info"
 
-    # Ingest limits
-    max_batch_events: int = 500
-    max_body_bytes: int = 1024 * 1024
-    max_inflated_bytes: int = 8 * 1024 * 1024
-    max_properties_bytes: int = 32 * 1024
-    max_properties_depth: int = 8
-    max_late_seconds: int = 7 * 24 * 3600
-    max_future_seconds: int = 600
-    key_rate_events_per_second: float = 200_000.0
-    key_rate_burst_events: float = 400_000.0
-    key_cache_seconds: float = 10.0
-
-    # Bus
-    bus_partitions: int = 8
-    bus_retention_hours: float = 24.0
-
-    # Kafka: a bootstrap switches every service from the embedded log to Apache Kafka.
-    kafka_bootstrap: str | None = Field(
-        default=None, description="host:port[,host:port]; unset keeps the bus in the embedded PostgreSQL log."
-    )
-    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
-    kafka_sasl_mechanism: Literal["SCRAM-SHA-256", "SCRAM-SHA-512", "PLAIN"] = "SCRAM-SHA-512"
-    kafka_sasl_username: str | None = None
-    kafka_sasl_password: SecretStr | None = None
-    kafka_ssl_ca_location: Path | None = Field(default=None, description="CA bundle; unset uses the system's.")
-    kafka_ssl_certificate_location: Path | None = Field(default=None, description="Client certificate (mTLS).")
-    kafka_ssl_key_location: Path | None = None
-    kafka_ssl_key_password: SecretStr | None = None
-    kafka_topic_prefix: str = Field(default="", description="Prepended to every topic and group id.")
-    kafka_replication_factor: int = 3
-    kafka_min_insync_replicas: int = 2
-    kafka_retention_hours: float = 7 * 24.0
-    # A send that Kafka has not acknowledged within this time fails, so ingest answers 503, not hangs.
-    kafka_delivery_timeout_ms: int = 10_000
-    kafka_linger_ms: float = 5.0
-    kafka_compression: Literal["none", "gzip", "snappy", "lz4", "zstd"] = "lz4"
-    kafka_session_timeout_ms: int = 10_000
-    kafka_group_instance_id: str | None = Field(
-        default=None, description="Static group membership: a restarted member takes its partitions back at once."
-    )
-
-    # Processor
-    # At most; a batch is what has arrived, so batches only grow this large when the processors are
-    # behind. Then each player's rollup rows are updated once for many events, so a larger batch
-    # costs the database less per event and each processor more memory.
-    processor_batch_events: int = 50_000
-    processor_processes: int = Field(
-        default=2, ge=1,
-        description="Processor processes `gamemetrics up` runs; they share the raw topic's partitions, so Python"
-                    " work and the database's overlap on separate cores.",
-    )
-    processor_poll_interval_ms: float = 50.0
-    session_gap_seconds: int = 30 * 60
-
-    fx_rates_usd: dict[str, Decimal] = Field(default_factory=lambda: dict(DEFAULT_FX_RATES_USD))
-
-    # Access tokens (JWT). Unset JWKS URL: the users service signs them with the platform's keys,
-    # kept sealed in its database and published at /.well-known/jwks.json, and every service
-    # verifies them with those keys.
-    auth_issuer: str = "gamemetrics"
-    auth_audience: str = "gamemetrics"
-    auth_jwks_url: str | None = Field(
-        default=None, description="An external OIDC provider's JWKS: tokens come from that issuer and are verified"
-                                  " with its keys. Unset: the platform's own signing keys, kept in its database.")
-    auth_token_ttl_seconds: int = 3600
-    auth_leeway_seconds: float = 30.0
-
-    # Analytics API
-    analytics_db_role: str = "gamemetrics_app"
-    analytics_max_range_days: int = 400
-    analytics_max_minute_days: int = 7
-    analytics_max_depth: int = 8
-    analytics_max_aliases: int = 20
-    analytics_max_cost: int = 5000
-    analytics_cache_entries: int = 4096
-    analytics_live_interval_seconds: float = 1.0
-    analytics_pool_size: int = 8
-    analytics_statement_timeout_ms: int = 10_000
-    # How long a tenant's data version (what keys the answer cache) is trusted before it is read again.
-    analytics_version_ttl_ms: int = 100
-
-    # Identity and GDPR (the users service)
     secret_key: SecretStr | None = Field(
         default=None, description="Keys the player tombstones, the audit chain and the sealed signing keys;"
                                   " unset: a random one made once in data_dir/secret.key. Never change it.")
-    auth_signing_key_days: float = Field(default=30.0, description="A signing key older than this is rotated.")
-    token_rate_per_client_per_second: float = 1.0
-    token_rate_client_burst: float = 20.0
-    token_rate_per_address_per_second: float = 5.0
-    token_rate_address_burst: float = 50.0
-    users_pool_size: int = 4
-    players_page_max: int = 200
+
+    # The concerns' sub-settings (see above).
+    ingest: IngestSettings = Field(default_factory=IngestSettings)
+    bus: BusSettings = Field(default_factory=BusSettings)
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    processor: ProcessorSettings = Field(default_factory=ProcessorSettings)
+    auth: AuthSettings = Field(default_factory=AuthSettings)
+    analytics: AnalyticsSettings = Field(default_factory=AnalyticsSettings)
+    users: UsersSettings = Field(default_factory=UsersSettings)
 
     # The ports' sub-settings (see above).
     cache: CacheSettings = Field(default_factory=CacheSettings)
@@ -211,6 +265,21 @@ class Settings(BaseSettings):
     def secret_path(self) -> Path:
         """Where the platform secret is kept when `secret_key` is unset."""
         return self.data_dir / "secret.key"
+
+    def updated(self, **changes: object) -> Settings:
+        """A copy with `changes`; a mapping given for a sub-settings changes those of its fields only."""
+        update: dict[str, object] = {}
+        for name, value in changes.items():
+            if name not in type(self).model_fields:
+                raise ValueError(f"Settings has no field {name!r}")
+            current = getattr(self, name)
+            if isinstance(current, BaseSettings) and isinstance(value, Mapping):
+                unknown = set(value) - set(type(current).model_fields)
+                if unknown:
+                    raise ValueError(f"Settings.{name} has no field {', '.join(sorted(unknown))}")
+                value = current.model_copy(update=dict(value))
+            update[name] = value
+        return self.model_copy(update=update)
 
 
 @lru_cache(maxsize=1)

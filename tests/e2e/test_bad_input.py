@@ -24,7 +24,7 @@ from gamemetrics.events.envelope import RawEnvelope, partition_key
 from gamemetrics.events.schema import EVENT_TYPES
 from gamemetrics.ports.bus import EVENTS_DLQ, RAW_EVENTS, Message
 from gamemetrics.runtime import connect
-from gamemetrics.settings import Settings
+from gamemetrics.settings import BusSettings, Settings
 from tests.e2e.conftest import (
     BUS_PARTITIONS,
     KEY_RATE_BURST_EVENTS,
@@ -492,7 +492,8 @@ async def test_records_written_straight_to_the_raw_topic_that_fail_validation_ar
     unreadable = b"\x00\xffthis is no envelope"
     messages = [Message(partition_key(tenant, player), value) for value in [*bad_values, envelope(good)]]
     messages.append(Message(b"", unreadable))
-    settings = Settings(data_dir=running.data_dir, database_url=running.database_url, bus_partitions=BUS_PARTITIONS)
+    settings = Settings(data_dir=running.data_dir, database_url=running.database_url,
+                        bus=BusSettings(partitions=BUS_PARTITIONS))
     async with connect(settings, running.database_url, name="e2e-raw-writer", pool_size=1) as platform:
         await platform.bus.producer().send(RAW_EVENTS, messages)
 

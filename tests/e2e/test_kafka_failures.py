@@ -56,21 +56,21 @@ def settings_env(settings: Settings) -> dict[str, str]:
     env = {
         "GAMEMETRICS_DATABASE_URL": str(settings.database_url),
         "GAMEMETRICS_DATA_DIR": str(settings.data_dir),
-        "GAMEMETRICS_BUS_PARTITIONS": str(settings.bus_partitions),
-        "GAMEMETRICS_KAFKA_BOOTSTRAP": str(settings.kafka_bootstrap),
-        "GAMEMETRICS_KAFKA_TOPIC_PREFIX": settings.kafka_topic_prefix,
-        "GAMEMETRICS_KAFKA_REPLICATION_FACTOR": str(settings.kafka_replication_factor),
-        "GAMEMETRICS_KAFKA_MIN_INSYNC_REPLICAS": str(settings.kafka_min_insync_replicas),
-        "GAMEMETRICS_KAFKA_DELIVERY_TIMEOUT_MS": str(settings.kafka_delivery_timeout_ms),
-        "GAMEMETRICS_KAFKA_SESSION_TIMEOUT_MS": str(settings.kafka_session_timeout_ms),
-        "GAMEMETRICS_KAFKA_SECURITY_PROTOCOL": settings.kafka_security_protocol,
-        "GAMEMETRICS_KAFKA_SASL_MECHANISM": settings.kafka_sasl_mechanism,
+        "GAMEMETRICS_BUS_PARTITIONS": str(settings.bus.partitions),
+        "GAMEMETRICS_KAFKA_BOOTSTRAP": str(settings.kafka.bootstrap),
+        "GAMEMETRICS_KAFKA_TOPIC_PREFIX": settings.kafka.topic_prefix,
+        "GAMEMETRICS_KAFKA_REPLICATION_FACTOR": str(settings.kafka.replication_factor),
+        "GAMEMETRICS_KAFKA_MIN_INSYNC_REPLICAS": str(settings.kafka.min_insync_replicas),
+        "GAMEMETRICS_KAFKA_DELIVERY_TIMEOUT_MS": str(settings.kafka.delivery_timeout_ms),
+        "GAMEMETRICS_KAFKA_SESSION_TIMEOUT_MS": str(settings.kafka.session_timeout_ms),
+        "GAMEMETRICS_KAFKA_SECURITY_PROTOCOL": settings.kafka.security_protocol,
+        "GAMEMETRICS_KAFKA_SASL_MECHANISM": settings.kafka.sasl_mechanism,
     }
-    if settings.kafka_sasl_username and settings.kafka_sasl_password is not None:
-        env["GAMEMETRICS_KAFKA_SASL_USERNAME"] = settings.kafka_sasl_username
-        env["GAMEMETRICS_KAFKA_SASL_PASSWORD"] = settings.kafka_sasl_password.get_secret_value()
-    if settings.kafka_ssl_ca_location is not None:
-        env["GAMEMETRICS_KAFKA_SSL_CA_LOCATION"] = str(settings.kafka_ssl_ca_location)
+    if settings.kafka.sasl_username and settings.kafka.sasl_password is not None:
+        env["GAMEMETRICS_KAFKA_SASL_USERNAME"] = settings.kafka.sasl_username
+        env["GAMEMETRICS_KAFKA_SASL_PASSWORD"] = settings.kafka.sasl_password.get_secret_value()
+    if settings.kafka.ssl_ca_location is not None:
+        env["GAMEMETRICS_KAFKA_SSL_CA_LOCATION"] = str(settings.kafka.ssl_ca_location)
     return env
 
 
@@ -214,12 +214,12 @@ async def test_processor_killed_mid_stream_on_kafka_loses_and_doubles_nothing(
 
 def group_members(settings: Settings) -> dict[str, set[int]]:
     """Member id → partitions of the raw topic, as the group coordinator sees the processor group."""
-    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
-    group = settings.kafka_topic_prefix + GROUP_ID
+    admin = AdminClient({"bootstrap.servers": settings.kafka.bootstrap})
+    group = settings.kafka.topic_prefix + GROUP_ID
     description = admin.describe_consumer_groups([group], request_timeout=5)[group].result(timeout=10)
     return {
         member.member_id: {tp.partition for tp in member.assignment.topic_partitions
-                           if tp.topic == settings.kafka_topic_prefix + RAW_EVENTS}
+                           if tp.topic == settings.kafka.topic_prefix + RAW_EVENTS}
         for member in description.members
     }
 
@@ -279,7 +279,7 @@ async def test_broker_killed_mid_stream_ingest_answers_503_and_retrying_clients_
     settings: Settings, own_broker: LocalBroker, tmp_path: Path, write_key: CreatedKey
 ) -> None:
     deployed = deploy(kafka_settings(settings, own_broker, bus_partitions=BUS_PARTITIONS,
-                                     kafka_delivery_timeout_ms=3000), tmp_path)
+                                     delivery_timeout_ms=3000), tmp_path)
     try:
         processor = deployed.processor()
         await deployed.start(processor)
@@ -321,16 +321,16 @@ async def test_the_pipeline_runs_with_sasl_scram_and_a_wrong_password_gets_a_cle
     settings: Settings, kafka_broker: LocalBroker, tmp_path: Path, write_key: CreatedKey
 ) -> None:
     secure = kafka_settings(
-        settings, kafka_broker, bus_partitions=BUS_PARTITIONS, kafka_bootstrap=kafka_broker.sasl_bootstrap,
-        kafka_security_protocol="SASL_PLAINTEXT", kafka_sasl_mechanism="SCRAM-SHA-512",
-        kafka_sasl_username=SCRAM_USER, kafka_sasl_password=SecretStr(SCRAM_PASSWORD),
+        settings, kafka_broker, bus_partitions=BUS_PARTITIONS, bootstrap=kafka_broker.sasl_bootstrap,
+        security_protocol="SASL_PLAINTEXT", sasl_mechanism="SCRAM-SHA-512",
+        sasl_username=SCRAM_USER, sasl_password=SecretStr(SCRAM_PASSWORD),
     )
     wrong = settings_env(secure) | {"GAMEMETRICS_KAFKA_SASL_PASSWORD": "not-" + SCRAM_PASSWORD}
     refused = kafka_init(wrong)
     assert refused.returncode == 1, refused
     assert "Authentication failed" in refused.stderr and "invalid credentials" in refused.stderr, refused.stderr
     # A service with the wrong password is not ready, and says why.
-    bad_bus = KafkaBus(secure.model_copy(update={"kafka_sasl_password": SecretStr("not-" + SCRAM_PASSWORD)}),
+    bad_bus = KafkaBus(secure.updated(kafka={"sasl_password": SecretStr("not-" + SCRAM_PASSWORD)}),
                        topic_partitions(secure))
     with pytest.raises(BusError, match="Authentication failed"):
         await bad_bus.ping()
@@ -357,7 +357,7 @@ async def test_the_pipeline_runs_with_sasl_scram_and_a_wrong_password_gets_a_cle
         # PLAINTEXT listener: Debian 12's kcat links librdkafka 2.0.2, whose SCRAM client-final
         # message Kafka 4.x rejects (fixed in librdkafka 2.6.1; confluent-kafka bundles a newer one).
         raw = subprocess.run(
-            [kcat(), "-C", "-b", kafka_broker.bootstrap, "-t", secure.kafka_topic_prefix + RAW_EVENTS,
+            [kcat(), "-C", "-b", kafka_broker.bootstrap, "-t", secure.kafka.topic_prefix + RAW_EVENTS,
              "-o", "beginning", "-e", "-q", "-f", "%h\n"],
             capture_output=True, text=True, errors="replace", timeout=30,
         )
@@ -375,11 +375,11 @@ async def test_the_pipeline_runs_over_tls_and_a_client_that_does_not_trust_the_c
     settings: Settings, kafka_tls_broker: TlsBroker, tmp_path: Path, write_key: CreatedKey
 ) -> None:
     secure = kafka_settings(
-        settings, kafka_tls_broker.broker, bus_partitions=BUS_PARTITIONS, kafka_bootstrap=kafka_tls_broker.bootstrap,
-        kafka_security_protocol="SSL", kafka_ssl_ca_location=kafka_tls_broker.ca,
+        settings, kafka_tls_broker.broker, bus_partitions=BUS_PARTITIONS, bootstrap=kafka_tls_broker.bootstrap,
+        security_protocol="SSL", ssl_ca_location=kafka_tls_broker.ca,
     )
     # A client that trusts another CA refuses the broker's certificate, at once and saying so.
-    distrusting = secure.model_copy(update={"kafka_ssl_ca_location": kafka_tls_broker.other_ca})
+    distrusting = secure.updated(kafka={"ssl_ca_location": kafka_tls_broker.other_ca})
     refused = kafka_init(settings_env(distrusting))
     assert refused.returncode == 1, refused
     assert "certificate verify failed" in refused.stderr, refused.stderr

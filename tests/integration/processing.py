@@ -31,6 +31,6 @@ def make_processor(platform: Platform, settings: Settings, *, batch_size: int = 
     """A member of the processor group with the settings' limits and rates."""
     return Processor(
         platform.bus, EventSink(platform.pool, session_gap=timedelta(minutes=30)),
-        limits=Limits.from_settings(settings), rates=settings.fx_rates_usd, batch_size=batch_size,
+        limits=Limits.from_settings(settings), rates=settings.processor.fx_rates_usd, batch_size=batch_size,
         poll_timeout=poll_timeout, after_batch=after_batch,
     )

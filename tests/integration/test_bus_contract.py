@@ -205,7 +205,7 @@ async def test_the_processor_routes_bad_events_to_the_dlq_with_a_reason(
     ])
     processor = Processor(
         bus_platform.bus, EventSink(bus_platform.pool, session_gap=timedelta(minutes=30)),
-        limits=Limits.from_settings(bus_settings), rates=bus_settings.fx_rates_usd, batch_size=100,
+        limits=Limits.from_settings(bus_settings), rates=bus_settings.processor.fx_rates_usd, batch_size=100,
         poll_timeout=0.2,
     )
     handled = 0

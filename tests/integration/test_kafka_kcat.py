@@ -58,7 +58,7 @@ async def test_events_produced_by_kcat_are_stored_and_processed_events_read_back
         envelope = RawEnvelope(tenant, game, now, msgspec.Raw(json.dumps(event).encode()))
         lines.append(f"{tenant}:{event['player_id']}\t{msgspec.json.encode(envelope).decode()}")
     produced = subprocess.run(
-        [kcat(), "-P", "-b", str(on_kafka.kafka_bootstrap), "-t", on_kafka.kafka_topic_prefix + RAW_EVENTS,
+        [kcat(), "-P", "-b", str(on_kafka.kafka.bootstrap), "-t", on_kafka.kafka.topic_prefix + RAW_EVENTS,
          "-K", "\t", "-H", "schema_version=1", "-X", "acks=all"],
         input="\n".join(lines) + "\n", capture_output=True, text=True, timeout=30,
     )
@@ -66,7 +66,7 @@ async def test_events_produced_by_kcat_are_stored_and_processed_events_read_back
 
     processor = Processor(
         platform_on_kafka.bus, EventSink(platform_on_kafka.pool, session_gap=timedelta(minutes=30)),
-        limits=Limits.from_settings(on_kafka), rates=on_kafka.fx_rates_usd, batch_size=100, poll_timeout=0.2,
+        limits=Limits.from_settings(on_kafka), rates=on_kafka.processor.fx_rates_usd, batch_size=100, poll_timeout=0.2,
     )
     stored = 0
     deadline = asyncio.get_running_loop().time() + PATIENCE_S
@@ -85,7 +85,7 @@ async def test_events_produced_by_kcat_are_stored_and_processed_events_read_back
     assert rows == {e["event_id"]: e["player_id"] for e in events}
 
     consumed = subprocess.run(
-        [kcat(), "-C", "-b", str(on_kafka.kafka_bootstrap), "-t", on_kafka.kafka_topic_prefix + PROCESSED_EVENTS,
+        [kcat(), "-C", "-b", str(on_kafka.kafka.bootstrap), "-t", on_kafka.kafka.topic_prefix + PROCESSED_EVENTS,
          "-o", "beginning", "-e", "-q", "-J"],
         capture_output=True, text=True, errors="replace", timeout=30,  # keys are binary: tenant uuid + player
     )

@@ -17,10 +17,10 @@ FORM = {"grant_type": "client_credentials"}
 
 def test_two_replicas_share_the_clients_bucket(settings: Settings, database_url: str,
                                                redis_server: RedisServer) -> None:
-    shared = settings.model_copy(update={
-        "token_rate_per_client_per_second": 0.01, "token_rate_client_burst": 3,
-        "cache": CacheSettings(redis_url=redis_server.url, redis_namespace=f"t{uuid.uuid4().hex[:10]}"),
-    })
+    shared = settings.updated(
+        users={"token_rate_per_client_per_second": 0.01, "token_rate_client_burst": 3},
+        cache=CacheSettings(redis_url=redis_server.url, redis_namespace=f"t{uuid.uuid4().hex[:10]}"),
+    )
     service = users_service(shared, database_url)
     users = next(service)
     try:

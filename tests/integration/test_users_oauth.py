@@ -34,8 +34,8 @@ def test_token_by_basic_and_by_form_verifies_against_the_published_jwks(users: U
     header = jwt.get_unverified_header(token)
     assert header["typ"] == "at+jwt"
     key = jwt.PyJWK(next(k for k in jwks["keys"] if k["kid"] == header["kid"])).key
-    claims = jwt.decode(token, key, algorithms=["ES256"], audience=users.settings.auth_audience,
-                        issuer=users.settings.auth_issuer)
+    claims = jwt.decode(token, key, algorithms=["ES256"], audience=users.settings.auth.audience,
+                        issuer=users.settings.auth.issuer)
     assert claims["sub"] == claims["client_id"] == users.client_id
     assert claims["tenant_id"] == str(users.tenant_id)
     assert set(claims["scope"].split()) >= {"admin", "players:read", "gdpr:erase"}
@@ -75,8 +75,8 @@ def test_a_revoked_client_gets_no_more_tokens(users: Users) -> None:
 
 
 def test_token_endpoint_is_rate_limited_per_client_and_per_address(settings: Settings, database_url: str) -> None:
-    tight = settings.model_copy(update={"token_rate_per_client_per_second": 0.01, "token_rate_client_burst": 3,
-                                        "token_rate_per_address_per_second": 0.01, "token_rate_address_burst": 6})
+    tight = settings.updated(users={"token_rate_per_client_per_second": 0.01, "token_rate_client_burst": 3,
+                                    "token_rate_per_address_per_second": 0.01, "token_rate_address_burst": 6})
     service = users_service(tight, database_url)
     users = next(service)
     _, _, other_id, other_secret = add_tenant(database_url)
@@ -99,7 +99,7 @@ def _forged(users: Users, **claims: Any) -> str:
     key = claims.pop("key", key)
     kid = claims.pop("kid", kid)
     now = int(time.time())
-    body = {"iss": users.settings.auth_issuer, "aud": users.settings.auth_audience, "sub": "forger", "iat": now,
+    body = {"iss": users.settings.auth.issuer, "aud": users.settings.auth.audience, "sub": "forger", "iat": now,
             "nbf": now, "exp": now + 60, "jti": str(uuid.uuid4()), "tenant_id": str(users.tenant_id),
             "scope": "players:read", **claims}
     return jwt.encode({k: v for k, v in body.items() if v is not None}, key, algorithm="ES256",
@@ -113,7 +113,7 @@ def test_untrustworthy_tokens_are_refused(users: Users) -> None:
     good = _forged(users)
     head, body, signature = good.split(".")
     tampered_sig = signature[:-4] + ("AAAA" if signature[-4:] != "AAAA" else "BBBB")
-    unsigned = jwt.encode({"iss": users.settings.auth_issuer, "aud": users.settings.auth_audience, "sub": "x",
+    unsigned = jwt.encode({"iss": users.settings.auth.issuer, "aud": users.settings.auth.audience, "sub": "x",
                            "iat": now, "exp": now + 60, "tenant_id": str(users.tenant_id), "scope": "players:read"},
                           None, algorithm="none")
     cases = {

@@ -13,12 +13,12 @@ from gamemetrics.settings import Settings
 
 def key_source(settings: Settings, pool: AsyncConnectionPool) -> KeySource:
     """The provider's JWKS when `GAMEMETRICS_AUTH_JWKS_URL` is set, else the built-in issuer's keys."""
-    if settings.auth_jwks_url:
-        return RemoteJwks(settings.auth_jwks_url)
+    if settings.auth.jwks_url:
+        return RemoteJwks(settings.auth.jwks_url)
     return DatabaseKeySet(pool)
 
 
 def token_verifier(settings: Settings, pool: AsyncConnectionPool) -> TokenVerifier:
     """A verifier with the settings' issuer, audience and leeway."""
-    return TokenVerifier(key_source(settings, pool), issuer=settings.auth_issuer, audience=settings.auth_audience,
-                         leeway_s=settings.auth_leeway_seconds)
+    return TokenVerifier(key_source(settings, pool), issuer=settings.auth.issuer, audience=settings.auth.audience,
+                         leeway_s=settings.auth.leeway_seconds)

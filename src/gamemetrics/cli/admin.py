@@ -189,7 +189,7 @@ def issue_token(
         fail(exc)
 
     async def work(settings: Settings, pool: AsyncConnectionPool) -> dict[str, Any]:
-        lifetime = ttl or settings.auth_token_ttl_seconds
+        lifetime = ttl or settings.auth.token_ttl_seconds
         async with pool.connection() as conn:
             cur = await conn.execute("SELECT 1 FROM tenants WHERE tenant_id = %s", (tenant,))
             if await cur.fetchone() is None:

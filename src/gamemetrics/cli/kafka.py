@@ -23,7 +23,7 @@ def kafka_init() -> None:
     from gamemetrics.runtime import topic_partitions
 
     settings = get_settings()
-    if not settings.kafka_bootstrap:
+    if not settings.kafka.bootstrap:
         typer.echo("error: set GAMEMETRICS_KAFKA_BOOTSTRAP to the cluster's host:port", err=True)
         raise typer.Exit(2)
     partitions = topic_partitions(settings)
@@ -33,11 +33,11 @@ def kafka_init() -> None:
     except (BusError, ValueError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
-    print_json({"bootstrap": settings.kafka_bootstrap, "topic_prefix": settings.kafka_topic_prefix,
-                 "partitions": partitions, "replication_factor": settings.kafka_replication_factor,
+    print_json({"bootstrap": settings.kafka.bootstrap, "topic_prefix": settings.kafka.topic_prefix,
+                 "partitions": partitions, "replication_factor": settings.kafka.replication_factor,
                  **report.as_dict()})
     for topic, differences in report.drift.items():
-        typer.echo(f"drift: {settings.kafka_topic_prefix}{topic}: {'; '.join(differences)}", err=True)
+        typer.echo(f"drift: {settings.kafka.topic_prefix}{topic}: {'; '.join(differences)}", err=True)
     if report.drift:
         raise typer.Exit(1)
 

@@ -90,9 +90,9 @@ def status(as_json: Annotated[bool, typer.Option("--json", help="One JSON object
     from gamemetrics.status import collect_status, print_status
 
     settings = get_settings()
-    bootstrap = None if settings.kafka_bootstrap else local_broker_of(settings.data_dir.resolve())
+    bootstrap = None if settings.kafka.bootstrap else local_broker_of(settings.data_dir.resolve())
     if bootstrap:  # beside `up --kafka`: its lag is on the broker it started, not in the embedded log
-        settings = settings.model_copy(update={"kafka_bootstrap": bootstrap})
+        settings = settings.updated(kafka={"bootstrap": bootstrap})
     report = with_database(collect_status, settings)
     if as_json:
         print_json(report)

@@ -33,10 +33,10 @@ class Limits:
     @classmethod
     def from_settings(cls, settings: Settings) -> Limits:
         return cls(
-            max_event_bytes=settings.max_properties_bytes,
-            max_depth=settings.max_properties_depth,
-            max_late=timedelta(seconds=settings.max_late_seconds),
-            max_future=timedelta(seconds=settings.max_future_seconds),
+            max_event_bytes=settings.ingest.max_properties_bytes,
+            max_depth=settings.ingest.max_properties_depth,
+            max_late=timedelta(seconds=settings.ingest.max_late_seconds),
+            max_future=timedelta(seconds=settings.ingest.max_future_seconds),
         )
 
 

@@ -25,7 +25,7 @@ EMBEDDED_DATABASE = "gamemetrics"
 
 def topic_partitions(settings: Settings) -> dict[str, int]:
     """Partition counts of the architecture's topics."""
-    wide = settings.bus_partitions
+    wide = settings.bus.partitions
     return {
         topics.RAW_EVENTS: wide,
         topics.PROCESSED_EVENTS: wide,
@@ -55,7 +55,7 @@ Platform = Adapters
 
 def open_bus(settings: Settings, url: str, pool: AsyncConnectionPool, *, name: str) -> PgLogBus | KafkaBus:
     """Kafka when a bootstrap is configured, else the log tables in the platform's PostgreSQL."""
-    if settings.kafka_bootstrap:
+    if settings.kafka.bootstrap:
         from gamemetrics.adapters.kafka import KafkaBus
 
         return KafkaBus(settings, topic_partitions(settings), client_id=f"gamemetrics-{name}")

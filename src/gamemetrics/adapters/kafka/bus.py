@@ -49,7 +49,7 @@ class KafkaBus:
         self._settings = settings
         self._topics = dict(topics)
         self._client_id = client_id
-        self._names = Names(settings.kafka_topic_prefix)
+        self._names = Names(settings.kafka.topic_prefix)
         self._admin_client: AdminClient | None = None
         self._refused: KafkaError | None = None
         self._refused_at = 0.0
@@ -80,7 +80,7 @@ class KafkaBus:
             self._admin().poll(0.1)  # serves error_cb, which reports refused credentials
             self._raise_if_refused(since=started)
             if time.monotonic() > deadline:
-                raise BusError(f"Kafka at {self._settings.kafka_bootstrap} did not answer {what}"
+                raise BusError(f"Kafka at {self._settings.kafka.bootstrap} did not answer {what}"
                                f" within {_ADMIN_TIMEOUT_S:.0f}s")
         try:
             return future.result()
@@ -91,12 +91,12 @@ class KafkaBus:
     def _raise_if_refused(self, since: float) -> None:
         """Raise if the cluster refused this client since `since` (earlier refusals may have been transient)."""
         if self._refused is not None and self._refused_at >= since:
-            raise BusError(f"Kafka at {self._settings.kafka_bootstrap} refused this client: {self._refused.str()}")
+            raise BusError(f"Kafka at {self._settings.kafka.bootstrap} refused this client: {self._refused.str()}")
 
     def _unreachable(self, exc: KafkaException, since: float) -> BusError:
         self._admin().poll(0)
         self._raise_if_refused(since)
-        return BusError(f"Kafka at {self._settings.kafka_bootstrap} cannot be reached: {exc.args[0].str()}")
+        return BusError(f"Kafka at {self._settings.kafka.bootstrap} cannot be reached: {exc.args[0].str()}")
 
     async def create_topics(self, partitions: Mapping[str, int]) -> None:
         await self.ensure_topics(partitions)
@@ -109,7 +109,7 @@ class KafkaBus:
     def _ensure_topics(self, partitions: dict[str, int]) -> TopicReport:
         admin = self._admin()
         wanted_config = topic_config(self._settings)
-        replication = self._settings.kafka_replication_factor
+        replication = self._settings.kafka.replication_factor
         report = TopicReport()
         new = [
             NewTopic(self._names.topic(t), num_partitions=n, replication_factor=replication, config=wanted_config)
@@ -148,9 +148,9 @@ class KafkaBus:
                 if len(found.partitions) != count:
                     differences.append(f"partitions: {len(found.partitions)}, wanted {count}")
                 replicas = {len(p.replicas) for p in found.partitions.values()}
-                if replicas and replicas != {self._settings.kafka_replication_factor}:
+                if replicas and replicas != {self._settings.kafka.replication_factor}:
                     differences.append(
-                        f"replication factor: {sorted(replicas)}, wanted {self._settings.kafka_replication_factor}"
+                        f"replication factor: {sorted(replicas)}, wanted {self._settings.kafka.replication_factor}"
                     )
             for key, value in wanted_config.items():
                 actual = configs.get(physical, {}).get(key)
@@ -165,7 +165,7 @@ class KafkaBus:
         if self._producer is None:
             self._producer = KafkaProducer(
                 producer_config(self._settings, f"{self._client_id}-producer"), self._names, self._topics,
-                delivery_timeout_s=self._settings.kafka_delivery_timeout_ms / 1000,
+                delivery_timeout_s=self._settings.kafka.delivery_timeout_ms / 1000,
             )
         return self._producer
 
@@ -175,7 +175,7 @@ class KafkaBus:
             raise BusError(f"unknown topics {missing}")
         config = consumer_config(self._settings, f"{self._client_id}-{group_id}", self._names.group(group_id))
         return KafkaConsumer(config, self._names, group_id, topics,
-                             close_timeout=self._settings.kafka_session_timeout_ms / 1000 + 5.0)
+                             close_timeout=self._settings.kafka.session_timeout_ms / 1000 + 5.0)
 
     async def lag(self) -> list[PartitionLag]:
         return await asyncio.to_thread(self._lag)
@@ -234,7 +234,7 @@ class KafkaBus:
             raise self._unreachable(exc, started) from exc
         found = metadata.topics.get(physical)
         if not metadata.brokers:
-            raise BusError(f"Kafka at {self._settings.kafka_bootstrap} lists no brokers")
+            raise BusError(f"Kafka at {self._settings.kafka.bootstrap} lists no brokers")
         if found is None or found.error is not None:
             raise BusError(f"topic {physical} is missing; run `gamemetrics kafka init`")
 

@@ -37,34 +37,34 @@ class Names:
 
 def common_config(settings: Settings, client_id: str) -> dict[str, Any]:
     """Connection and security settings every client shares."""
-    if not settings.kafka_bootstrap:
+    if not settings.kafka.bootstrap:
         raise ValueError("GAMEMETRICS_KAFKA_BOOTSTRAP is not set")
     config: dict[str, Any] = {
-        "bootstrap.servers": settings.kafka_bootstrap,
+        "bootstrap.servers": settings.kafka.bootstrap,
         "client.id": client_id,
-        "security.protocol": settings.kafka_security_protocol,
+        "security.protocol": settings.kafka.security_protocol,
         "logger": client_log,
         # Loopback-only test brokers and IPv4-only clusters: do not wait on IPv6 attempts first.
         "broker.address.family": "any",
     }
-    if settings.kafka_security_protocol.startswith("SASL"):
-        if not settings.kafka_sasl_username or settings.kafka_sasl_password is None:
+    if settings.kafka.security_protocol.startswith("SASL"):
+        if not settings.kafka.sasl_username or settings.kafka.sasl_password is None:
             raise ValueError(
-                f"GAMEMETRICS_KAFKA_SECURITY_PROTOCOL={settings.kafka_security_protocol} needs"
+                f"GAMEMETRICS_KAFKA_SECURITY_PROTOCOL={settings.kafka.security_protocol} needs"
                 " GAMEMETRICS_KAFKA_SASL_USERNAME and GAMEMETRICS_KAFKA_SASL_PASSWORD"
             )
-        config["sasl.mechanism"] = settings.kafka_sasl_mechanism
-        config["sasl.username"] = settings.kafka_sasl_username
-        config["sasl.password"] = settings.kafka_sasl_password.get_secret_value()
-    if settings.kafka_security_protocol.endswith("SSL"):
-        if settings.kafka_ssl_ca_location:
-            config["ssl.ca.location"] = str(settings.kafka_ssl_ca_location)
-        if settings.kafka_ssl_certificate_location:
-            config["ssl.certificate.location"] = str(settings.kafka_ssl_certificate_location)
-        if settings.kafka_ssl_key_location:
-            config["ssl.key.location"] = str(settings.kafka_ssl_key_location)
-        if settings.kafka_ssl_key_password is not None:
-            config["ssl.key.password"] = settings.kafka_ssl_key_password.get_secret_value()
+        config["sasl.mechanism"] = settings.kafka.sasl_mechanism
+        config["sasl.username"] = settings.kafka.sasl_username
+        config["sasl.password"] = settings.kafka.sasl_password.get_secret_value()
+    if settings.kafka.security_protocol.endswith("SSL"):
+        if settings.kafka.ssl_ca_location:
+            config["ssl.ca.location"] = str(settings.kafka.ssl_ca_location)
+        if settings.kafka.ssl_certificate_location:
+            config["ssl.certificate.location"] = str(settings.kafka.ssl_certificate_location)
+        if settings.kafka.ssl_key_location:
+            config["ssl.key.location"] = str(settings.kafka.ssl_key_location)
+        if settings.kafka.ssl_key_password is not None:
+            config["ssl.key.password"] = settings.kafka.ssl_key_password.get_secret_value()
     return config
 
 
@@ -74,11 +74,11 @@ def producer_config(settings: Settings, client_id: str) -> dict[str, Any]:
         **common_config(settings, client_id),
         "enable.idempotence": True,
         "acks": "all",
-        "linger.ms": settings.kafka_linger_ms,
-        "compression.type": settings.kafka_compression,
+        "linger.ms": settings.kafka.linger_ms,
+        "compression.type": settings.kafka.compression,
         # Every message gets a delivery report within this time, so a send never waits unbounded.
-        "message.timeout.ms": settings.kafka_delivery_timeout_ms,
-        "request.timeout.ms": min(30_000, max(1_000, settings.kafka_delivery_timeout_ms // 2)),
+        "message.timeout.ms": settings.kafka.delivery_timeout_ms,
+        "request.timeout.ms": min(30_000, max(1_000, settings.kafka.delivery_timeout_ms // 2)),
         # The Java clients' partitioner: a key lands in the same partition whichever client writes it.
         "partitioner": "murmur2_random",
         "queue.buffering.max.messages": 200_000,
@@ -94,21 +94,21 @@ def consumer_config(settings: Settings, client_id: str, group_id: str) -> dict[s
         "enable.auto.commit": False,
         "enable.auto.offset.store": False,
         "auto.offset.reset": "earliest",
-        "session.timeout.ms": settings.kafka_session_timeout_ms,
-        "heartbeat.interval.ms": max(100, settings.kafka_session_timeout_ms // 3),
+        "session.timeout.ms": settings.kafka.session_timeout_ms,
+        "heartbeat.interval.ms": max(100, settings.kafka.session_timeout_ms // 3),
         "enable.partition.eof": False,
         # Bound what librdkafka prefetches per partition: backpressure, not an unbounded buffer.
         "queued.max.messages.kbytes": 8 * 1024,
         "fetch.wait.max.ms": 50,
     }
-    if settings.kafka_group_instance_id:
-        config["group.instance.id"] = settings.kafka_group_instance_id
+    if settings.kafka.group_instance_id:
+        config["group.instance.id"] = settings.kafka.group_instance_id
     return config
 
 
 def topic_config(settings: Settings) -> dict[str, str]:
     """Per-topic settings `kafka init` creates topics with and checks existing ones against."""
     return {
-        "min.insync.replicas": str(settings.kafka_min_insync_replicas),
-        "retention.ms": str(int(settings.kafka_retention_hours * 3600 * 1000)),
+        "min.insync.replicas": str(settings.kafka.min_insync_replicas),
+        "retention.ms": str(int(settings.kafka.retention_hours * 3600 * 1000)),
     }

@@ -29,13 +29,13 @@ def token_verifier(settings: Settings, store: AnalyticsStore) -> TokenVerifier:
 
 def graphql_routes(settings: Settings, store: AnalyticsStore) -> list[Any]:
     """`/graphql` for HTTP and WebSocket."""
-    version_ttl = settings.analytics_version_ttl_ms / 1000
+    version_ttl = settings.analytics.version_ttl_ms / 1000
     endpoint = graphql_app(
         store, token_verifier(settings, store),
-        limits=Limits(settings.analytics_max_range_days, settings.analytics_max_minute_days,
-                      settings.analytics_live_interval_seconds),
-        max_depth=settings.analytics_max_depth, max_aliases=settings.analytics_max_aliases,
-        max_cost=settings.analytics_max_cost, answers=LocalMemo(settings.analytics_cache_entries),
+        limits=Limits(settings.analytics.max_range_days, settings.analytics.max_minute_days,
+                      settings.analytics.live_interval_seconds),
+        max_depth=settings.analytics.max_depth, max_aliases=settings.analytics.max_aliases,
+        max_cost=settings.analytics.max_cost, answers=LocalMemo(settings.analytics.cache_entries),
         versions=TenantVersions(store, version_ttl, LocalMemo(100_000, ttl_seconds=version_ttl)),
         verified=LocalMemo(10_000, ttl_seconds=60),
     )
@@ -45,16 +45,16 @@ def graphql_routes(settings: Settings, store: AnalyticsStore) -> list[Any]:
 def analytics_store(adapters: Adapters, settings: Settings) -> AnalyticsStore:
     """The store reading as the settings' role, each statement bounded by the settings' timeout."""
     return AnalyticsStore(
-        adapters.pool, role=settings.analytics_db_role, answers=LocalMemo(settings.analytics_cache_entries),
-        live=LocalMemo(10_000, ttl_seconds=settings.analytics_live_interval_seconds / 2),
-        statement_timeout_ms=settings.analytics_statement_timeout_ms,
-        live_interval_s=settings.analytics_live_interval_seconds,
+        adapters.pool, role=settings.analytics.db_role, answers=LocalMemo(settings.analytics.cache_entries),
+        live=LocalMemo(10_000, ttl_seconds=settings.analytics.live_interval_seconds / 2),
+        statement_timeout_ms=settings.analytics.statement_timeout_ms,
+        live_interval_s=settings.analytics.live_interval_seconds,
     )
 
 
 @asynccontextmanager
 async def build(adapters: Adapters, settings: Settings) -> AsyncIterator[Service]:
-    """The analytics service on `adapters` (its pool sized by `analytics_pool_size`)."""
+    """The analytics service on `adapters` (its pool sized by `analytics.pool_size`)."""
     store = analytics_store(adapters, settings)
     yield Service(routes=graphql_routes(settings, store), exception_handlers=refusals(),
                   checks={"database": database_probe(adapters.pool)})

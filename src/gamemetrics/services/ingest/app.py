@@ -63,9 +63,8 @@ class IngestApp:
         self._acceptor = acceptor
 
     async def _body(self, request: Request) -> bytes:
-        return await read_json_body(
-            request, max_bytes=self._settings.max_body_bytes, max_inflated=self._settings.max_inflated_bytes
-        )
+        limits = self._settings.ingest
+        return await read_json_body(request, max_bytes=limits.max_body_bytes, max_inflated=limits.max_inflated_bytes)
 
     async def native(self, request: Request, *, source: str) -> Response:
         key = await self._keys.resolve(key_from_headers(request.headers))

@@ -25,13 +25,14 @@ async def build(adapters: Adapters, settings: Settings) -> AsyncIterator[Service
     caches = adapters.caches
     ingest = IngestApp(
         settings,
-        # Resolved keys stay in this process (a revoked key is refused within `key_cache_seconds`).
-        KeyResolver(TenancyStore(adapters.pool), LocalMemo(10_000, ttl_seconds=settings.key_cache_seconds)),
+        # Resolved keys stay in this process (a revoked key is refused within `ingest.key_cache_seconds`).
+        KeyResolver(TenancyStore(adapters.pool), LocalMemo(10_000, ttl_seconds=settings.ingest.key_cache_seconds)),
         Acceptor(
             adapters.bus.producer(),
-            caches.limiter("ingest.write_key", settings.key_rate_events_per_second, settings.key_rate_burst_events),
+            caches.limiter("ingest.write_key", settings.ingest.key_rate_events_per_second,
+                           settings.ingest.key_rate_burst_events),
             Limits.from_settings(settings),
-            settings.max_batch_events,
+            settings.ingest.max_batch_events,
         ),
     )
     yield Service(

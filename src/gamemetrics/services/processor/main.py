@@ -84,15 +84,15 @@ async def build(adapters: Adapters, settings: Settings) -> AsyncIterator[Service
     """The processor on `adapters`: consumes until cancelled, the batch in hand finished and committed first."""
     processor = Processor(
         adapters.bus,
-        EventSink(adapters.pool, session_gap=timedelta(seconds=settings.session_gap_seconds),
+        EventSink(adapters.pool, session_gap=timedelta(seconds=settings.processor.session_gap_seconds),
                   tombstones=Tombstones(platform_secret(settings))),
         limits=Limits.from_settings(settings),
-        rates=settings.fx_rates_usd,
-        batch_size=settings.processor_batch_events,
-        poll_timeout=settings.processor_poll_interval_ms / 1000,
+        rates=settings.processor.fx_rates_usd,
+        batch_size=settings.processor.batch_events,
+        poll_timeout=settings.processor.poll_interval_ms / 1000,
         after_batch=_collect_every(_COLLECT_EVERY_BATCHES),
     )
     workers = {"consume": consume(processor)}
     if isinstance(adapters.bus, Trimmable):
-        workers["trim"] = trim(adapters.bus, settings.bus_retention_hours)
+        workers["trim"] = trim(adapters.bus, settings.bus.retention_hours)
     yield Service(workers=workers, checks={"database": database_probe(adapters.pool), "bus": adapters.bus.ping})

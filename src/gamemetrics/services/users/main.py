@@ -30,17 +30,17 @@ from gamemetrics.web.principal import Guard
 
 
 def signing_keys(settings: Settings, pool: object, secret: bytes) -> SigningKeyStore:
-    """The signing keys: rotated after `auth_signing_key_days`, published until their last token expires."""
+    """The signing keys: rotated after `auth.signing_key_days`, published until their last token expires."""
     return SigningKeyStore(
         pool, secret,  # type: ignore[arg-type]
-        rotate_after=timedelta(days=settings.auth_signing_key_days),
-        retire_after=timedelta(seconds=settings.auth_token_ttl_seconds + settings.auth_leeway_seconds + 3600),
+        rotate_after=timedelta(days=settings.auth.signing_key_days),
+        retire_after=timedelta(seconds=settings.auth.token_ttl_seconds + settings.auth.leeway_seconds + 3600),
     )
 
 
 def token_issuer(settings: Settings, keys: SigningKeyStore) -> TokenIssuer:
-    return TokenIssuer(keys, issuer=settings.auth_issuer, audience=settings.auth_audience,
-                       ttl_s=settings.auth_token_ttl_seconds)
+    return TokenIssuer(keys, issuer=settings.auth.issuer, audience=settings.auth.audience,
+                       ttl_s=settings.auth.token_ttl_seconds)
 
 
 @asynccontextmanager
@@ -57,15 +57,15 @@ async def build(adapters: Adapters, settings: Settings) -> AsyncIterator[Service
     routes = [
         *OAuthRoutes(
             settings, clients, keys, issuer,
-            per_client=caches.limiter("token.client", settings.token_rate_per_client_per_second,
-                                      settings.token_rate_client_burst),
-            per_address=caches.limiter("token.address", settings.token_rate_per_address_per_second,
-                                       settings.token_rate_address_burst),
+            per_client=caches.limiter("token.client", settings.users.token_rate_per_client_per_second,
+                                      settings.users.token_rate_client_burst),
+            per_address=caches.limiter("token.address", settings.users.token_rate_per_address_per_second,
+                                       settings.users.token_rate_address_burst),
         ).routes(),
         *OperatorRoutes(OperatorStore(pool), pool, audit, keys, issuer,
-                        caches.limiter("operator.login", settings.token_rate_per_client_per_second,
-                                       settings.token_rate_client_burst),
-                        settings.auth_token_ttl_seconds).routes(),
+                        caches.limiter("operator.login", settings.users.token_rate_per_client_per_second,
+                                       settings.users.token_rate_client_burst),
+                        settings.auth.token_ttl_seconds).routes(),
         *AdminRoutes(pool, guard, tenancy, clients, audit).routes(),
         *ExportRoutes(pool, guard, tombstones, audit).routes(),
         *ErasureRoutes(pool, bus, guard, tombstones, codec, audit, adapters.player_data_stores).routes(),
@@ -73,7 +73,7 @@ async def build(adapters: Adapters, settings: Settings) -> AsyncIterator[Service
     ]
     # One transaction clears what the spine wrote (events, rollups, dead letters, the profile),
     # then the embedded bus; the registry lists these stores under this service.
-    eraser = StoreEraser(pool, bus, bus_retention=timedelta(hours=settings.kafka_retention_hours))
+    eraser = StoreEraser(pool, bus, bus_retention=timedelta(hours=settings.kafka.retention_hours))
     yield Service(routes=routes, exception_handlers=refusals(), erasers=[eraser],
                   checks={"database": database_probe(pool), "bus": bus.ping,
                           **({"cache": caches.ping} if caches.shared else {})})

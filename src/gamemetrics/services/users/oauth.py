@@ -96,10 +96,10 @@ class OAuthRoutes:
             raise oauth_error(400, "invalid_request", "grant_type is required")
         if grant != "client_credentials":
             raise oauth_error(400, "unsupported_grant_type", "only the client_credentials grant is supported")
-        if self._settings.auth_jwks_url:
+        if self._settings.auth.jwks_url:
             raise oauth_error(400, "unsupported_grant_type",
                               "this platform accepts tokens from the external issuer "
-                              f"{self._settings.auth_issuer}; ask it for tokens")
+                              f"{self._settings.auth.issuer}; ask it for tokens")
         client = await self._clients.authenticate(credentials.client_id, credentials.client_secret)
         if client is None:
             raise oauth_error(401, "invalid_client", "unknown client, wrong secret, or a revoked client",
@@ -110,7 +110,7 @@ class OAuthRoutes:
             raise oauth_error(400, "invalid_scope", f"this client may not ask for {', '.join(refused)}")
         granted = sorted(set(asked) if asked else client.scopes)
         await self._signing.current()
-        ttl = self._settings.auth_token_ttl_seconds
+        ttl = self._settings.auth.token_ttl_seconds
         token = self._issuer.issue(client.tenant_id, granted, subject=client.client_id, ttl_s=ttl)
         return json_response({"access_token": token, "token_type": "Bearer", "expires_in": ttl,
                               "scope": " ".join(granted)}, headers=_NO_STORE)
@@ -129,7 +129,7 @@ class OAuthRoutes:
         return json_response(await self._signing.jwks(), headers={"Cache-Control": "public, max-age=60"})
 
     async def metadata(self, request: Request) -> Response:
-        issuer = self._settings.auth_issuer
+        issuer = self._settings.auth.issuer
         base = issuer.rstrip("/") if issuer.startswith(("https://", "http://")) else str(request.base_url).rstrip("/")
         return json_response({
             "issuer": issuer,

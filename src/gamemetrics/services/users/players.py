@@ -104,7 +104,8 @@ class PlayerRoutes:
                                  lambda old: check_traits(merge_patch(old, patch), **self._limits()))
 
     def _limits(self) -> dict[str, int]:
-        return {"max_bytes": self._settings.max_properties_bytes, "max_depth": self._settings.max_properties_depth}
+        limits = self._settings.ingest
+        return {"max_bytes": limits.max_properties_bytes, "max_depth": limits.max_properties_depth}
 
     async def _write(self, tenant_id: uuid.UUID, game_id: uuid.UUID, player_id: str, traits_from: Any) -> Response:
         async with self._pool.connection() as conn, conn.transaction():
@@ -138,7 +139,7 @@ class PlayerRoutes:
         tenant_id, game_id = await self._game(request, READ)
         params = request.query_params
         try:
-            limit = min(max(int(params.get("limit", "50")), 1), self._settings.players_page_max)
+            limit = min(max(int(params.get("limit", "50")), 1), self._settings.users.players_page_max)
         except ValueError:
             raise ApiError(400, "limit is an integer") from None
         after, q = params.get("after", ""), params.get("q", "")
