@@ -26,7 +26,7 @@ from gamemetrics.services.ingest.segment import SegmentMessageError, to_native
 from gamemetrics.simulator.sender import MAX_BODY_BYTES, EventSender, batched, http_client
 
 Format = Literal["auto", "ndjson", "segment"]
-FORMATS: tuple[str, ...] = ("auto", "ndjson", "segment")
+FORMATS: tuple[Format, ...] = ("auto", "ndjson", "segment")
 KEEP_REJECTIONS = 20
 _encode = msgspec.json.Encoder().encode
 _BOM = b"\xef\xbb\xbf"

@@ -38,8 +38,12 @@ def run_platform(settings: Settings, *, demo: bool, kafka: bool = False) -> int:
         raise SystemExit("--kafka starts a local broker; GAMEMETRICS_KAFKA_BOOTSTRAP already names one")
     data_dir = settings.data_dir.resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
-    server = None if settings.database_url else EmbeddedPostgres(data_dir)
-    url = settings.database_url or server.ensure_database(EMBEDDED_DATABASE)  # type: ignore[union-attr]
+    server: EmbeddedPostgres | None = None
+    if settings.database_url:
+        url = settings.database_url
+    else:
+        server = EmbeddedPostgres(data_dir)
+        url = server.ensure_database(EMBEDDED_DATABASE)
     children: dict[str, subprocess.Popen[bytes]] = {}
     broker: LocalBroker | None = None
     interrupt_on_stop_signals()

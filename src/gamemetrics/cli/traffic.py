@@ -70,10 +70,11 @@ def import_(
     from gamemetrics.importer import FORMATS, ImportFileError, import_file, print_report
     from gamemetrics.simulator.sender import DeliveryError
 
-    if fmt not in FORMATS:
+    chosen = next((known for known in FORMATS if known == fmt), None)
+    if chosen is None:
         raise typer.BadParameter(f"choose one of {', '.join(FORMATS)}", param_hint="--format")
     try:
-        report = import_file(file, url=_base_url(url), write_key=write_key, fmt=fmt)  # type: ignore[arg-type]
+        report = import_file(file, url=_base_url(url), write_key=write_key, fmt=chosen)
     except (ImportFileError, DeliveryError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None

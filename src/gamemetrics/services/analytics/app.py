@@ -144,7 +144,7 @@ def build_schema(*, max_depth: int, max_aliases: int, max_cost: int) -> Analytic
     )
 
 
-class AnalyticsGraphQL(GraphQL):
+class AnalyticsGraphQL(GraphQL[AnalyticsContext, None]):
     """Strawberry's ASGI view with our context; WebSocket clients authenticate in connection_init."""
 
     def __init__(self, schema: AnalyticsSchema, store: AnalyticsStore, limits: Limits, verifier: TokenVerifier) -> None:
@@ -154,11 +154,11 @@ class AnalyticsGraphQL(GraphQL):
         self._limits = limits
         self._verifier = verifier
 
-    async def get_context(self, request: Any, response: Any) -> AnalyticsContext:  # type: ignore[override]
+    async def get_context(self, request: Any, response: Any) -> AnalyticsContext:
         principal = request.scope.get("state", {}).get("principal")
         return AnalyticsContext(self._store, self._limits, principal, request, response)
 
-    async def on_ws_connect(self, context: AnalyticsContext) -> dict[str, object] | None:  # type: ignore[override]
+    async def on_ws_connect(self, context: AnalyticsContext) -> dict[str, object] | None:
         params = context.connection_params or {}
         token = _bearer(params.get("Authorization") or params.get("authorization") or params.get("token"))
         if token is None:

@@ -14,6 +14,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, HTTPExceptionHandler, Receive, Scope, Send
 
+from gamemetrics.events.envelope import Source
 from gamemetrics.events.schema import EventBatch
 from gamemetrics.observability import metrics
 from gamemetrics.services.ingest import legacy, segment
@@ -66,7 +67,7 @@ class IngestApp:
         limits = self._settings.ingest
         return await read_json_body(request, max_bytes=limits.max_body_bytes, max_inflated=limits.max_inflated_bytes)
 
-    async def native(self, request: Request, *, source: str) -> Response:
+    async def native(self, request: Request, *, source: Source) -> Response:
         key = await self._keys.resolve(key_from_headers(request.headers))
         if source == "import" and not key.allow_import:
             raise IngestError(403, "this write key may not import history; create one with --allow-import")
@@ -76,7 +77,7 @@ class IngestApp:
         except (msgspec.DecodeError, msgspec.ValidationError, RecursionError, UnicodeDecodeError) as exc:
             raise IngestError(400, f'body must be {{"events": [...]}}: {exc}') from None
         outcome = await self._acceptor.accept(
-            key, list(enumerate(batch.events)), source=source, endpoint=request.url.path  # type: ignore[arg-type]
+            key, list(enumerate(batch.events)), source=source, endpoint=request.url.path
         )
         return json_response(_answer(outcome))
 

@@ -56,7 +56,9 @@ class ExportRoutes:
                 " EXISTS (SELECT 1 FROM events WHERE tenant_id = %s AND game_id = %s AND player_id = %s)",
                 (player_hash, *(principal.tenant_id, game_id, player_id) * 2),
             )
-            erased, has_profile, has_events = await cur.fetchone()  # type: ignore[misc]
+            found = await cur.fetchone()
+            assert found is not None  # a SELECT of three EXISTS always returns its one row
+            erased, has_profile, has_events = found
             if erased or not (has_profile or has_events or await dead_letters_of(
                     conn, principal.tenant_id, game_id, player_id)):
                 raise ApiError(404, "the platform holds nothing about this player")

@@ -6,6 +6,8 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
 
+from psycopg_pool import AsyncConnectionPool
+
 from gamemetrics.audit import AuditLog
 from gamemetrics.auth.secret import platform_secret
 from gamemetrics.auth.signing import SigningKeyStore
@@ -29,10 +31,10 @@ from gamemetrics.web.health import database_probe
 from gamemetrics.web.principal import Guard
 
 
-def signing_keys(settings: Settings, pool: object, secret: bytes) -> SigningKeyStore:
+def signing_keys(settings: Settings, pool: AsyncConnectionPool, secret: bytes) -> SigningKeyStore:
     """The signing keys: rotated after `auth.signing_key_days`, published until their last token expires."""
     return SigningKeyStore(
-        pool, secret,  # type: ignore[arg-type]
+        pool, secret,
         rotate_after=timedelta(days=settings.auth.signing_key_days),
         retire_after=timedelta(seconds=settings.auth.token_ttl_seconds + settings.auth.leeway_seconds + 3600),
     )
