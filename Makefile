@@ -26,10 +26,10 @@ install: $(SYNCED)
 
 # Java, Maven and kcat, from the system's packages when missing.
 kafka-tools:
-	@deploy/kafka/install-tools.sh
+	@deploy/tools/apt-tools.sh kcat=kcat java=openjdk-17-jre-headless mvn=maven
 
 $(KAFKA_FETCHED): deploy/kafka/pom.xml | kafka-tools
-	deploy/kafka/fetch-libs.sh $(KAFKA_LIBS)
+	deploy/tools/fetch-jars.sh deploy/kafka/pom.xml $(KAFKA_LIBS) "the Kafka broker's jars"
 
 kafka-libs: $(KAFKA_FETCHED)
 
@@ -38,7 +38,7 @@ redis-tools:
 	@deploy/redis/install-tools.sh
 
 $(S3PROXY_FETCHED): deploy/s3proxy/pom.xml | kafka-tools
-	deploy/s3proxy/fetch-libs.sh $(S3PROXY_LIBS)
+	deploy/tools/fetch-jars.sh deploy/s3proxy/pom.xml $(S3PROXY_LIBS) "S3Proxy's jars"
 
 s3proxy-libs: $(S3PROXY_FETCHED)
 

@@ -1,12 +1,11 @@
 #!/usr/bin/env bash
-# Install what the local Kafka broker and the Kafka tests need beside Python, when missing:
-# Java (runs the broker), Maven (fetches its jars) and kcat (the outside client the tests use).
+# Install, from the system's packages, whichever of the given tools is missing.
+# Usage: apt-tools.sh COMMAND=PACKAGE [COMMAND=PACKAGE ...]  (e.g. java=openjdk-17-jre-headless)
 # Debian / Ubuntu packages through apt-get; elsewhere, say what to install.
 set -euo pipefail
-declare -A package=([kcat]=kcat [java]=openjdk-17-jre-headless [mvn]=maven)
 missing=()
-for tool in kcat java mvn; do
-  command -v "$tool" >/dev/null 2>&1 || missing+=("${package[$tool]}")
+for pair in "$@"; do
+  command -v "${pair%%=*}" >/dev/null 2>&1 || missing+=("${pair#*=}")
 done
 [ ${#missing[@]} -eq 0 ] && exit 0
 if ! command -v apt-get >/dev/null 2>&1; then
