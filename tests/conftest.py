@@ -5,7 +5,6 @@ from __future__ import annotations
 import itertools
 import os
 import shutil
-import socket
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -21,6 +20,7 @@ from gamemetrics.runtime import Platform, connect
 from gamemetrics.settings import BusSettings, Settings
 from gamemetrics.tenancy.store import CreatedKey, TenancyStore
 from tests.kafka_broker import kafka_broker, kafka_tls_broker  # noqa: F401  (Kafka brokers, started when a test asks)
+from tests.net import free_port  # noqa: F401  (tests import it from here)
 from tests.redis_server import redis_server  # noqa: F401  (started when a test asks)
 from tests.s3_server import s3_server  # noqa: F401  (started when a test asks)
 from tests.smtp_server import smtp_server  # noqa: F401  (started when a test asks)
@@ -71,8 +71,3 @@ async def write_key(platform: Platform) -> CreatedKey:
     game = await store.create_game(tenant, "game")
     return await store.create_write_key(game, allow_import=True)
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.net import free_port
+
 
 @dataclass(frozen=True)
 class RedisServer:
@@ -25,11 +27,6 @@ class RedisServer:
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _answers_ping(port: int) -> bool:
@@ -48,7 +45,7 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
     if binary is None:
         pytest.fail("redis-server is not installed; `make test-deps` installs Debian's redis-server", pytrace=False)
     directory: Path = tmp_path_factory.mktemp("redis")
-    port = _free_port()
+    port = free_port()
     process = subprocess.Popen(
         [binary, "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no",
          "--dir", str(directory), "--logfile", str(directory / "redis.log")],

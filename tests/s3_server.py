@@ -19,6 +19,7 @@ import pytest
 from pydantic import SecretStr
 
 from gamemetrics.settings import ObjectSettings
+from tests.net import free_port
 
 LIBS = Path(__file__).resolve().parents[1] / ".s3proxy" / "libs"
 BUCKET = "gamemetrics-test"
@@ -47,11 +48,6 @@ class S3Server:
                               s3_secret_access_key=SecretStr(self.secret_access_key))
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
 
 def _listening(port: int) -> bool:
     try:
@@ -70,7 +66,7 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
                     pytrace=False)
     directory: Path = tmp_path_factory.mktemp("s3proxy")
     (directory / "blobs" / BUCKET).mkdir(parents=True)  # a bucket is a directory of this backend
-    port = _free_port()
+    port = free_port()
     identity, credential = "gamemetrics", secrets.token_hex(16)
     (directory / "s3proxy.conf").write_text("\n".join([
         f"s3proxy.endpoint=http://127.0.0.1:{port}",

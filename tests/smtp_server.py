@@ -7,7 +7,6 @@ from __future__ import annotations
 import datetime
 import ipaddress
 import secrets
-import socket
 import ssl
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -26,6 +25,7 @@ from cryptography.x509.oid import NameOID
 from pydantic import SecretStr
 
 from gamemetrics.settings import MailSettings
+from tests.net import free_port
 
 USER = "notifier"
 
@@ -68,11 +68,6 @@ class _Keeper:
         return "250 OK"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
 
 def _certificates(directory: Path) -> tuple[Path, Path, Path]:
     """A CA and a server certificate it signed for 127.0.0.1: (ca, certificate, key) PEM files."""
@@ -105,7 +100,7 @@ def smtp_server(tmp_path: Path) -> Iterator[SmtpServer]:
     ca, certificate, key = _certificates(tmp_path)
     tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     tls.load_cert_chain(certificate, key)
-    server = SmtpServer(_free_port(), secrets.token_hex(8), ca)
+    server = SmtpServer(free_port(), secrets.token_hex(8), ca)
 
     def authenticate(smtp: SMTP, session: Session, envelope: Envelope, mechanism: str, data: Any) -> AuthResult:
         ok = isinstance(data, LoginPassword) and data.login == USER.encode() \
