@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Build the chart's and the workflows' checkers from their Go modules into DIR (default .tools/go/bin):
+# the Helm CLI and actionlint. Each is built once per version; Go's module and build caches make a
+# rebuild after `make clean` quick.
+set -euo pipefail
+dir="${1:-.tools/go/bin}"
+HELM_VERSION=v3.22.0
+ACTIONLINT_VERSION=v1.7.12
+if ! command -v go >/dev/null 2>&1; then
+  echo "error: the Go toolchain is missing; install Go (https://go.dev/doc/install) to build helm and actionlint" >&2
+  exit 1
+fi
+mkdir -p "$dir"
+dir="$(cd "$dir" && pwd)"
+build() {  # name module version
+  local stamp="$dir/.$1-$3"
+  [ -x "$dir/$1" ] && [ -f "$stamp" ] && return 0
+  echo "building $1 $3 from $2" >&2
+  GOBIN="$dir" CGO_ENABLED=0 go install "$2@$3"
+  rm -f "$dir/.$1-"*
+  touch "$stamp"
+}
+build helm helm.sh/helm/v3/cmd/helm "$HELM_VERSION"
+build actionlint github.com/rhysd/actionlint/cmd/actionlint "$ACTIONLINT_VERSION"
