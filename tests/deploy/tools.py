@@ -29,9 +29,9 @@ def tool(name: str) -> str:
     return found
 
 
-def run(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
+def run(*args: str, cwd: Path = ROOT, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     """Run a checker; the result, whatever its exit code."""
-    return subprocess.run(args, cwd=cwd, capture_output=True, text=True, timeout=120, check=False)
+    return subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=120, check=False)
 
 
 def render(chart: Path = CHART, values: str | None = None, *extra: str) -> list[dict[str, Any]]:
