@@ -169,7 +169,7 @@ def test_no_rbac_and_settings_only_of_the_settings_object(rendered: dict[str, li
     objects = rendered[values]
     assert not {"Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding"} & {obj["kind"] for obj in objects}
     known = setting_names()
-    (config,) = named(objects, "ConfigMap").values()
+    config = named(objects, "ConfigMap")[full("settings")]
     assert set(config["data"]) - known == set()
     for secret in named(objects, "Secret").values():
         assert set(secret.get("stringData", {})) - known == set()
@@ -178,7 +178,7 @@ def test_no_rbac_and_settings_only_of_the_settings_object(rendered: dict[str, li
 
 def test_kafka_values_reach_the_settings_and_the_topic_job(rendered: dict[str, list[dict[str, Any]]]) -> None:
     objects = rendered["values-prod.yaml"]
-    (config,) = named(objects, "ConfigMap").values()
+    config = named(objects, "ConfigMap")[full("settings")]
     data = config["data"]
     assert data["GAMEMETRICS_KAFKA_SECURITY_PROTOCOL"] == "SASL_SSL"
     assert data["GAMEMETRICS_KAFKA_SASL_MECHANISM"] == "SCRAM-SHA-512"
@@ -189,10 +189,9 @@ def test_kafka_values_reach_the_settings_and_the_topic_job(rendered: dict[str, l
     assert weights[full("migrate")] < weights[full("kafka-init")]
     assert jobs[full("kafka-init")]["spec"]["template"]["spec"]["containers"][0]["args"] == ["kafka", "init"]
     # What the Jobs read exists before them: hooks of a lower weight.
-    for obj in objects:
-        if obj["kind"] in ("ConfigMap", "Secret") or obj["metadata"]["name"] == full("jobs") and obj["kind"] == \
-                "ServiceAccount":
-            assert int(obj["metadata"]["annotations"]["helm.sh/hook-weight"]) < min(weights.values())
+    for kind, name in (("ConfigMap", full("settings")), ("ServiceAccount", full("jobs"))):
+        obj = named(objects, kind)[name]
+        assert int(obj["metadata"]["annotations"]["helm.sh/hook-weight"]) < min(weights.values())
     assert full("kafka-init") not in named(rendered["values-dev.yaml"], "Job"), "no Kafka, no topic job"
 
 
