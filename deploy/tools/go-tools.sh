@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Build the chart's and the workflows' checkers from their Go modules into DIR (default .tools/go/bin):
-# the Helm CLI and actionlint. Each is built once per version; Go's module and build caches make a
+# Build the deployment checkers from their Go modules into DIR (default .tools/go/bin): the Helm CLI,
+# actionlint, and compose-check (deploy/tools/compose-check: Compose files loaded and validated as
+# `docker compose config` does, with the Compose specification's schema). Each is built once per version; Go's module and build caches make a
 # rebuild after `make clean` quick.
 set -euo pipefail
 dir="${1:-.tools/go/bin}"
@@ -22,3 +23,10 @@ build() {  # name module version
 }
 build helm helm.sh/helm/v3/cmd/helm "$HELM_VERSION"
 build actionlint github.com/rhysd/actionlint/cmd/actionlint "$ACTIONLINT_VERSION"
+stamp="$dir/.compose-check-$(sha256sum deploy/tools/compose-check/go.sum deploy/tools/compose-check/main.go | sha256sum | cut -c1-16)"
+if [ ! -x "$dir/compose-check" ] || [ ! -f "$stamp" ]; then
+  echo "building compose-check" >&2
+  (cd deploy/tools/compose-check && CGO_ENABLED=0 go build -o "$dir/compose-check" .)
+  rm -f "$dir/.compose-check-"*
+  touch "$stamp"
+fi
