@@ -60,9 +60,16 @@ def panel_exprs() -> list[tuple[str, str]]:
     return found
 
 
+def canary_exprs() -> list[str]:
+    """The queries of the chart's canary analysis (values.yaml), their argument filled in."""
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    return [metric["query"].replace("{{args.canary-hash}}", "h")
+            for spec in values["rollouts"]["services"].values() for metric in spec["analysis"]]
+
+
 def used_names() -> set[str]:
-    """Every metric name a rule or a panel reads."""
-    exprs = [rule["expr"] for rule in alert_rules()] + [expr for _, expr in panel_exprs()]
+    """Every metric name a rule, a panel or the canary analysis reads."""
+    exprs = [rule["expr"] for rule in alert_rules()] + [expr for _, expr in panel_exprs()] + canary_exprs()
     return {name for expr in exprs for name in metric_names(expr)}
 
 

@@ -21,7 +21,7 @@ from tests.deploy.tools import CHART, KUBE_VERSION, ROOT, VALUES_FILES, full, na
 ALL_VALUES = ("values.yaml", *VALUES_FILES)
 SPECS = registry.SERVICES
 # Custom resources the chart may render; the Kubernetes schemas do not know them.
-CUSTOM_KINDS = {"ScaledObject", "ServiceMonitor", "PrometheusRule"}
+CUSTOM_KINDS = {"ScaledObject", "ServiceMonitor", "PrometheusRule", "Rollout", "AnalysisTemplate"}
 
 
 def setting_names(model: type[BaseSettings] = Settings) -> set[str]:
