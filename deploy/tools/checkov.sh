@@ -10,6 +10,6 @@ stamp="$dir/checkov/.checkov-$CHECKOV_VERSION"
 echo "installing checkov $CHECKOV_VERSION" >&2
 mkdir -p "$dir/checkov"
 UV_TOOL_DIR="$dir/checkov" UV_TOOL_BIN_DIR="$(cd "$dir" && pwd)/bin" "$uv" tool install --force --quiet \
-  --python 3.11 "checkov==$CHECKOV_VERSION"
+  --python "$dir/bin/python" "checkov==$CHECKOV_VERSION"
 rm -f "$dir/checkov/.checkov-"*
 touch "$stamp"

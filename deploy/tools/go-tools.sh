@@ -13,6 +13,7 @@ if ! command -v go >/dev/null 2>&1; then
 fi
 mkdir -p "$dir"
 dir="$(cd "$dir" && pwd)"
+source_dir="$(cd "$(dirname "$0")" && pwd)/compose-check"
 build() {  # name module version
   local stamp="$dir/.$1-$3"
   [ -x "$dir/$1" ] && [ -f "$stamp" ] && return 0
@@ -23,10 +24,10 @@ build() {  # name module version
 }
 build helm helm.sh/helm/v3/cmd/helm "$HELM_VERSION"
 build actionlint github.com/rhysd/actionlint/cmd/actionlint "$ACTIONLINT_VERSION"
-stamp="$dir/.compose-check-$(sha256sum deploy/tools/compose-check/go.sum deploy/tools/compose-check/main.go | sha256sum | cut -c1-16)"
+stamp="$dir/.compose-check-$(cat "$source_dir/go.sum" "$source_dir/main.go" | sha256sum | cut -c1-16)"
 if [ ! -x "$dir/compose-check" ] || [ ! -f "$stamp" ]; then
   echo "building compose-check" >&2
-  (cd deploy/tools/compose-check && CGO_ENABLED=0 go build -o "$dir/compose-check" .)
+  (cd "$source_dir" && CGO_ENABLED=0 go build -o "$dir/compose-check" .)
   rm -f "$dir/.compose-check-"*
   touch "$stamp"
 fi
