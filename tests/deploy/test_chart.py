@@ -21,7 +21,7 @@ from tests.deploy.tools import CHART, KUBE_VERSION, ROOT, VALUES_FILES, full, na
 ALL_VALUES = ("values.yaml", *VALUES_FILES)
 SPECS = registry.SERVICES
 # Custom resources the chart may render; the Kubernetes schemas do not know them.
-CUSTOM_KINDS = {"ScaledObject", "ServiceMonitor", "PrometheusRule", "Rollout", "AnalysisTemplate"}
+CUSTOM_KINDS = {"ScaledObject", "ServiceMonitor", "PrometheusRule", "Rollout", "AnalysisTemplate", "ExternalSecret"}
 
 
 def setting_names(model: type[BaseSettings] = Settings) -> set[str]:
@@ -244,3 +244,17 @@ def test_a_new_registry_entry_reaches_the_chart(tmp_path: Path) -> None:
     assert paths["/board"] == full("board")
     sweeper = named(objects, "Deployment")[full("sweeper")]["spec"]["template"]["spec"]["containers"][0]
     assert sweeper["args"] == ["serve", "sweeper", "--health-port", "8081"]
+
+
+def test_prod_credentials_come_from_the_secret_store(rendered: dict[str, list[dict[str, Any]]]) -> None:
+    objects = rendered["values-prod.yaml"]
+    (external,) = named(objects, "ExternalSecret").values()
+    spec = external["spec"]
+    assert spec["target"] == {"name": "gamemetrics-prod", "creationPolicy": "Orphan", "deletionPolicy": "Retain"}
+    keys = {item["secretKey"] for item in spec["data"]}
+    assert {"GAMEMETRICS_DATABASE_URL", "GAMEMETRICS_SECRET_KEY"} <= keys and keys <= setting_names()
+    assert int(external["metadata"]["annotations"]["helm.sh/hook-weight"]) < 0
+    assert not named(objects, "Secret"), "the store writes the Secret; the chart makes none"
+    refs = {ref["secretRef"]["name"] for obj in named(objects, "Deployment").values()
+            for ref in obj["spec"]["template"]["spec"]["containers"][0]["envFrom"] if "secretRef" in ref}
+    assert refs == {"gamemetrics-prod"}
