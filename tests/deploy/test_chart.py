@@ -25,14 +25,18 @@ CUSTOM_KINDS = {"ScaledObject", "ServiceMonitor", "PrometheusRule", "Rollout", "
 
 
 def setting_names(model: type[BaseSettings] = Settings) -> set[str]:
-    """Every GAMEMETRICS_* variable the settings object reads, sub-settings' included."""
+    """Every environment variable the settings object reads: each model's own prefix and field names
+    (or aliases), its sub-settings' included."""
+    prefix = str(model.model_config.get("env_prefix", ""))
     names: set[str] = set()
     for field_name, field in model.model_fields.items():
         annotation = field.annotation
         if isinstance(annotation, type) and issubclass(annotation, BaseSettings):
             names |= setting_names(annotation)
+        elif isinstance(field.validation_alias, str):
+            names.add(field.validation_alias.upper())
         else:
-            names.add(f"GAMEMETRICS_{field_name.upper()}")
+            names.add(f"{prefix}{field_name}".upper())
     return names
 
 
@@ -174,6 +178,7 @@ def test_no_rbac_and_settings_only_of_the_settings_object(rendered: dict[str, li
     for secret in named(objects, "Secret").values():
         assert set(secret.get("stringData", {})) - known == set()
     assert config["data"]["GAMEMETRICS_HOST"] == "0.0.0.0"
+    assert {"GAMEMETRICS_DATABASE_URL", "GAMEMETRICS_REDIS_URL", "GAMEMETRICS_S3_SECRET_ACCESS_KEY"} <= known
 
 
 def test_kafka_values_reach_the_settings_and_the_topic_job(rendered: dict[str, list[dict[str, Any]]]) -> None:
