@@ -21,7 +21,8 @@ from tests.deploy.tools import CHART, KUBE_VERSION, ROOT, VALUES_FILES, full, na
 ALL_VALUES = ("values.yaml", *VALUES_FILES)
 SPECS = registry.SERVICES
 # Custom resources the chart may render; the Kubernetes schemas do not know them.
-CUSTOM_KINDS = {"ScaledObject", "ServiceMonitor", "PrometheusRule", "Rollout", "AnalysisTemplate", "ExternalSecret"}
+CUSTOM_KINDS = {"ScaledObject", "ServiceMonitor", "PrometheusRule", "Rollout", "AnalysisTemplate", "ExternalSecret",
+                "TriggerAuthentication"}
 
 
 def setting_names(model: type[BaseSettings] = Settings) -> set[str]:
@@ -207,6 +208,11 @@ def test_the_processor_scales_on_lag_in_prod(rendered: dict[str, list[dict[str, 
     assert trigger["type"] == "kafka"
     assert trigger["metadata"]["topic"] == "player.events.raw"
     assert trigger["metadata"]["consumerGroup"] == "processor"
+    assert trigger["metadata"]["sasl"] == "scram_sha512" and trigger["metadata"]["tls"] == "enable"
+    auth = named(objects, "TriggerAuthentication")[trigger["authenticationRef"]["name"]]["spec"]
+    assert {e["parameter"]: e["name"] for e in auth["env"]} == {
+        "username": "GAMEMETRICS_KAFKA_SASL_USERNAME", "password": "GAMEMETRICS_KAFKA_SASL_PASSWORD"}
+    assert {ref["parameter"] for ref in auth["secretTargetRef"]} == {"ca", "cert", "key"}
     assert full("processor") not in named(objects, "HorizontalPodAutoscaler")
     assert "replicas" not in named(objects, "Deployment")[full("processor")]["spec"]
     hpas = named(objects, "HorizontalPodAutoscaler")
