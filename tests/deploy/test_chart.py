@@ -71,7 +71,8 @@ def test_manifests_are_valid_kubernetes_objects(rendered: dict[str, list[dict[st
     assert unknown <= CUSTOM_KINDS
 
 
-def test_checkov_passes_and_every_skip_is_needed(tmp_path: Path) -> None:
+def test_checkov_passes_the_chart_and_the_dockerfile_and_every_skip_is_needed(tmp_path: Path) -> None:
+    """One checkov run (it costs seconds to start) over the rendered chart and the Dockerfile."""
     files = []
     for values in ALL_VALUES:
         path = tmp_path / f"rendered-{values}"
@@ -79,12 +80,15 @@ def test_checkov_passes_and_every_skip_is_needed(tmp_path: Path) -> None:
         files.append(path)
     unskipped = tmp_path / "unskipped.yaml"
     unskipped.write_text(yaml.safe_dump_all(render(CHART, "values.yaml", "--set", "checkovSkips=null")))
-    args = [tool("checkov"), "--framework", "kubernetes", "--skip-download", "--quiet", "--compact", "-o", "json"]
-    for path in [*files, unskipped]:
+    args = [tool("checkov"), "--framework", "kubernetes", "dockerfile", "--skip-download", "--quiet", "--compact",
+            "-o", "json"]
+    for path in [*files, unskipped, ROOT / "deploy" / "Dockerfile"]:
         args += ["-f", str(path)]
     result = run(*args)
     report = json.loads(result.stdout)
     reports = report if isinstance(report, list) else [report]
+    assert {r["check_type"] for r in reports} == {"kubernetes", "dockerfile"}
+    assert all(r["summary"]["passed"] > 0 for r in reports)
     failed = [check for r in reports for check in r.get("results", {}).get("failed_checks", [])]
     in_chart = [f"{c['check_id']} {c['resource']} ({c['file_path']})" for c in failed
                 if not c["file_path"].endswith("unskipped.yaml")]
