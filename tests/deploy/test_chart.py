@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -12,6 +13,7 @@ from typing import Any
 import kubernetes_validate
 import pytest
 import yaml
+from pydantic import SecretStr
 from pydantic_settings import BaseSettings
 
 from gamemetrics import registry
@@ -273,3 +275,37 @@ def test_prod_credentials_come_from_the_secret_store(rendered: dict[str, list[di
     refs = {ref["secretRef"]["name"] for obj in named(objects, "Deployment").values()
             for ref in obj["spec"]["template"]["spec"]["containers"][0]["envFrom"] if "secretRef" in ref}
     assert refs == {"gamemetrics-prod"}
+
+
+def settings_by_name(settings: BaseSettings) -> dict[str, Any]:
+    """A settings object's values by the environment variable each is read from."""
+    prefix = str(settings.model_config.get("env_prefix", ""))
+    values: dict[str, Any] = {}
+    for field_name, field in type(settings).model_fields.items():
+        value = getattr(settings, field_name)
+        if isinstance(value, BaseSettings):
+            values |= settings_by_name(value)
+        else:
+            alias = field.validation_alias
+            values[alias.upper() if isinstance(alias, str) else f"{prefix}{field_name}".upper()] = value
+    return values
+
+
+@pytest.mark.parametrize("values", ALL_VALUES)
+def test_the_settings_object_accepts_what_the_chart_sets(rendered: dict[str, list[dict[str, Any]]], values: str,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """The ConfigMap (and a values-made Secret) as a pod's environment: Settings reads each value as set."""
+    objects = rendered[values]
+    environment = dict(named(objects, "ConfigMap")[full("settings")]["data"])
+    for secret in named(objects, "Secret").values():
+        environment.update(secret.get("stringData") or {})
+    for name in list(os.environ):
+        if name.startswith("GAMEMETRICS_"):
+            monkeypatch.delenv(name)
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    read = settings_by_name(Settings())
+    for name, value in environment.items():
+        parsed = read[name]
+        text = parsed.get_secret_value() if isinstance(parsed, SecretStr) else str(parsed)
+        assert text == value, name
