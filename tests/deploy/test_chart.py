@@ -21,6 +21,8 @@ from gamemetrics.settings import Settings
 from tests.deploy.tools import CHART, KUBE_VERSION, ROOT, VALUES_FILES, full, named, render, run, tool
 
 ALL_VALUES = ("values.yaml", *VALUES_FILES)
+# The oldest Kubernetes the chart supports (Chart.yaml's kubeVersion).
+MIN_KUBE_VERSION = "1.27.0"
 SPECS = registry.SERVICES
 # Custom resources the chart may render; the Kubernetes schemas do not know them.
 CUSTOM_KINDS = {"ScaledObject", "ServiceMonitor", "PrometheusRule", "Rollout", "AnalysisTemplate", "ExternalSecret",
@@ -60,12 +62,15 @@ def test_lint_strict(values: str) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+@pytest.mark.parametrize("kube_version", [MIN_KUBE_VERSION, KUBE_VERSION])
 @pytest.mark.parametrize("values", ALL_VALUES)
-def test_manifests_are_valid_kubernetes_objects(rendered: dict[str, list[dict[str, Any]]], values: str) -> None:
+def test_manifests_are_valid_kubernetes_objects(rendered: dict[str, list[dict[str, Any]]], values: str,
+                                                kube_version: str) -> None:
+    assert f'kubeVersion: ">={MIN_KUBE_VERSION}-0"' in (CHART / "Chart.yaml").read_text()
     unknown = set()
     for obj in rendered[values]:
         try:
-            kubernetes_validate.validate(obj, KUBE_VERSION, strict=True)
+            kubernetes_validate.validate(obj, kube_version, strict=True)
         except kubernetes_validate.SchemaNotFoundError:
             unknown.add(obj["kind"])
         except kubernetes_validate.ValidationError as exc:
