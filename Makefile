@@ -12,7 +12,7 @@ KAFKA_FETCHED := $(KAFKA_LIBS)/.fetched
 S3PROXY_LIBS := .s3proxy/libs
 S3PROXY_FETCHED := $(S3PROXY_LIBS)/.fetched
 
-.PHONY: install up test test-fast bench lint clean kafka kafka-libs kafka-tools redis-tools s3proxy-libs test-deps ops-tools
+.PHONY: install up test test-fast bench lint clean kafka kafka-libs kafka-tools redis-tools s3proxy-libs test-deps ops-tools deploy-sync
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -61,6 +61,10 @@ up: install $(if $(KAFKA),kafka-libs,)
 ## A local single-node Kafka broker in the foreground (Ctrl-C stops it), to try the scaled bus.
 kafka: install kafka-libs
 	$(VENV)/bin/gamemetrics kafka local
+
+## After a change to the service registry: rewrite what the Helm chart, Compose and Prometheus derive from it.
+deploy-sync: install
+	$(VENV)/bin/python deploy/helm/sync_registry.py
 
 ## Run the whole test suite, slow chaos tests included.
 test: test-deps

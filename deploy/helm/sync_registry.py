@@ -155,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             path.write_text(text)
     for path in stale:
-        print(f"{path} differs from the registry: run python deploy/helm/sync_registry.py", file=sys.stderr)
+        print(f"{path} differs from the registry: run `make deploy-sync`", file=sys.stderr)
     return 1 if stale else 0
 
 
