@@ -12,7 +12,7 @@ KAFKA_FETCHED := $(KAFKA_LIBS)/.fetched
 S3PROXY_LIBS := .s3proxy/libs
 S3PROXY_FETCHED := $(S3PROXY_LIBS)/.fetched
 
-.PHONY: install up test test-fast bench lint clean kafka kafka-libs kafka-tools redis-tools s3proxy-libs test-deps
+.PHONY: install up test test-fast bench lint clean kafka kafka-libs kafka-tools redis-tools s3proxy-libs test-deps ops-tools deploy-sync
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -42,8 +42,16 @@ $(S3PROXY_FETCHED): deploy/s3proxy/pom.xml | kafka-tools
 
 s3proxy-libs: $(S3PROXY_FETCHED)
 
-# What the tests need beside Python: a Kafka broker's jars, Java and kcat; redis-server; S3Proxy's jars.
-test-deps: install kafka-tools kafka-libs redis-tools s3proxy-libs
+# The checkers of deploy/: helm and actionlint built from their Go modules, checkov in a tool
+# environment of its own (each built once per version, under .tools), promtool and amtool.
+ops-tools: install
+	@deploy/tools/go-tools.sh $(TOOLS)/go/bin
+	@deploy/tools/checkov.sh $(TOOLS)
+	@deploy/monitoring/install-tools.sh
+
+# What the tests need beside Python: a Kafka broker's jars, Java and kcat; redis-server; S3Proxy's
+# jars; the deployment checkers.
+test-deps: install kafka-tools kafka-libs redis-tools s3proxy-libs ops-tools
 
 ## Start the whole platform on embedded defaults (DEMO=1 adds a demo game with simulated traffic;
 ## KAFKA=1 runs the bus on a local Kafka broker instead of the embedded log).
@@ -53,6 +61,10 @@ up: install $(if $(KAFKA),kafka-libs,)
 ## A local single-node Kafka broker in the foreground (Ctrl-C stops it), to try the scaled bus.
 kafka: install kafka-libs
 	$(VENV)/bin/gamemetrics kafka local
+
+## After a change to the service registry: rewrite what the Helm chart, Compose and Prometheus derive from it.
+deploy-sync: install
+	$(VENV)/bin/python deploy/helm/sync_registry.py
 
 ## Run the whole test suite, slow chaos tests included.
 test: test-deps
