@@ -12,7 +12,7 @@ KAFKA_FETCHED := $(KAFKA_LIBS)/.fetched
 S3PROXY_LIBS := .s3proxy/libs
 S3PROXY_FETCHED := $(S3PROXY_LIBS)/.fetched
 
-.PHONY: install up test test-fast bench lint clean kafka kafka-libs kafka-tools redis-tools s3proxy-libs test-deps
+.PHONY: install up test test-fast bench lint clean kafka kafka-libs kafka-tools redis-tools s3proxy-libs browser-tools test-deps
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -42,8 +42,13 @@ $(S3PROXY_FETCHED): deploy/s3proxy/pom.xml | kafka-tools
 
 s3proxy-libs: $(S3PROXY_FETCHED)
 
-# What the tests need beside Python: a Kafka broker's jars, Java and kcat; redis-server; S3Proxy's jars.
-test-deps: install kafka-tools kafka-libs redis-tools s3proxy-libs
+# Chromium and chromedriver, the real browser the dashboard's browser tests drive through Selenium.
+browser-tools:
+	@deploy/chromium/install-tools.sh
+
+# What the tests need beside Python: a Kafka broker's jars, Java and kcat; redis-server; S3Proxy's jars;
+# Chromium and its WebDriver.
+test-deps: install kafka-tools kafka-libs redis-tools s3proxy-libs browser-tools
 
 ## Start the whole platform on embedded defaults (DEMO=1 adds a demo game with simulated traffic;
 ## KAFKA=1 runs the bus on a local Kafka broker instead of the embedded log).
