@@ -83,6 +83,12 @@ SERVICES: tuple[ServiceSpec, ...] = (
         gdpr_stores=("events", "rollups", "profile", "dead_letters", "bus"),
         pool_size=lambda settings: settings.users_pool_size,
     ),
+    ServiceSpec(
+        "dashboard", "http", "gamemetrics.services.dashboard.main:build",
+        "the operators' web UI: overview, live panel; it reads through the users and analytics APIs",
+        paths=("/dashboard",),
+        pool_size=lambda settings: 2,
+    ),
 )
 
 NAMES = tuple(spec.name for spec in SERVICES)
