@@ -12,6 +12,7 @@ from gamemetrics.events.processed import ProcessedEvent
 from gamemetrics.ports.bus import PROCESSED_EVENTS
 from gamemetrics.service import Adapters, Service
 from gamemetrics.services.dashboard.live import LiveFeed
+from gamemetrics.services.dashboard.manage import ManagePages
 from gamemetrics.services.dashboard.pages import Pages
 from gamemetrics.services.dashboard.platform_api import PlatformApi
 from gamemetrics.services.dashboard.sessions import Sessions
@@ -40,7 +41,8 @@ async def build(adapters: Adapters, settings: Settings) -> AsyncIterator[Service
     pages = Pages(Sessions(adapters.caches.cache("dashboard.sessions"), platform_secret(settings)), api, live,
                   lifetime_s=own.dashboard_session_minutes * 60, secure_cookie=own.dashboard_secure_cookie)
     try:
-        yield Service(routes=pages.routes(str(STATIC)), exception_handlers={404: pages.not_found},
+        yield Service(routes=[*pages.routes(str(STATIC)), *ManagePages(pages, api).routes()],
+                      exception_handlers={404: pages.not_found},
                       workers={"live feed": feed.run},
                       checks={"bus": adapters.bus.ping})
     finally:

@@ -17,6 +17,7 @@ import httpx
 import structlog
 from jinja2 import Environment, PackageLoader, select_autoescape
 from starlette.datastructures import FormData
+from starlette.formparsers import MultiPartException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
@@ -72,12 +73,12 @@ class Pages:
                     return JSONResponse({"error": "log in to the dashboard first"}, 401, headers=_NO_STORE)
                 return RedirectResponse(f"{PREFIX}/login", 303)
             try:
+                if manage and not session.manages:
+                    raise Page(403, f"the {session.role} role cannot manage the tenant")
                 if request.method == "POST":
-                    form = await request.form()
+                    form = await _form(request)
                     if not csrf_ok(session, form.get("csrf")):
                         raise Page(403, "this form has expired or was not sent from the dashboard; reload the page")
-                    if manage and not session.manages:
-                        raise Page(403, f"the {session.role} role cannot do this")
                 return await handler(request, session)
             except Page as page:
                 return self._message(page, session, request)
@@ -101,7 +102,7 @@ class Pages:
         games: list[dict[str, Any]] = (await self._api.graphql(session.token, GAMES_QUERY, {}))["games"] or []
         return games
 
-    async def _game(self, request: Request, session: Session) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    async def game_of(self, request: Request, session: Session) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         """The game of the path when it is one of the operator's, and all of them; else a 404 page."""
         games = await self._games(session)
         wanted = request.path_params["game_id"]
@@ -163,7 +164,7 @@ class Pages:
         return self.render("games.html", session=session, games=games)
 
     async def overview(self, request: Request, session: Session) -> Response:
-        game, games = await self._game(request, session)
+        game, games = await self.game_of(request, session)
         try:
             preset, period = parse_period(request.query_params, datetime.now(UTC).date())
         except BadRange as exc:
@@ -186,7 +187,7 @@ class Pages:
                                         "to": period.end.isoformat()})
 
     async def overview_csv(self, request: Request, session: Session) -> Response:
-        game, _ = await self._game(request, session)
+        game, _ = await self.game_of(request, session)
         metric = request.path_params["metric"]
         if metric not in {m.key for m in tiles.METRICS}:
             raise Page(404, f"no chart {metric!r}")
@@ -200,7 +201,7 @@ class Pages:
                         headers={"Content-Disposition": f'attachment; filename="{name}"', **_NO_STORE})
 
     async def live(self, request: Request, session: Session) -> Response:
-        game, _ = await self._game(request, session)
+        game, _ = await self.game_of(request, session)
         figures = self._live.figures(uuid.UUID(session.tenant_id), uuid.UUID(game["id"]))
         return JSONResponse({
             "at": figures.at.isoformat(), "last_minute": figures.last_minute,
@@ -239,6 +240,6 @@ def _wants_json(request: Request) -> bool:
 async def _form(request: Request) -> FormData:
     try:
         return await request.form(max_fields=20, max_part_size=8192)
-    except Exception as exc:  # a malformed body is the sender's mistake: answer it, keep details out
+    except (MultiPartException, ValueError) as exc:  # the sender's mistake: answer it, keep details out
         log.info("unreadable login form", error=str(exc))
         raise Page(400, "the form could not be read") from None

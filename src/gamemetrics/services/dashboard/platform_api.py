@@ -74,6 +74,13 @@ class PlatformApi:
                                             headers={"Authorization": f"Bearer {token}"})
         return _answer(response)
 
+    async def download(self, token: str, path: str) -> bytes:
+        """The body of a GET of the operator's (an export document), whole."""
+        response = await self._http.get(path, headers={"Authorization": f"Bearer {token}"})
+        if response.status_code >= 400:
+            _answer(response)
+        return response.content
+
 
 def _answer(response: httpx.Response) -> Any:
     try:
