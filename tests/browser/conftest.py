@@ -21,6 +21,7 @@ import pytest
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service as ChromeService
 from selenium.webdriver.common.by import By
+from selenium.webdriver.support.expected_conditions import staleness_of
 from selenium.webdriver.support.ui import WebDriverWait
 
 from tests.e2e.conftest import (
@@ -125,7 +126,9 @@ class Dashboard:
         self.open("/dashboard/login")
         self.driver.find_element(By.ID, "email").send_keys(email)
         self.driver.find_element(By.ID, "password").send_keys(password)
-        self.driver.find_element(By.ID, "submit").click()
+        submit = self.driver.find_element(By.ID, "submit")
+        submit.click()
+        WebDriverWait(self.driver, WAIT_S).until(staleness_of(submit), message="the login form's answer")
 
     def text(self, element_id: str) -> str:
         return str(self.driver.find_element(By.ID, element_id).text)

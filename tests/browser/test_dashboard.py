@@ -124,6 +124,7 @@ def test_revoking_a_key_in_the_dashboard_makes_ingest_refuse_it(
     dashboard.driver.find_element(By.ID, "key-environment").clear()
     dashboard.driver.find_element(By.ID, "key-environment").send_keys("browser")
     dashboard.driver.find_element(By.ID, "create-key").click()
+    dashboard.wait(lambda d: d.find_elements(By.ID, "new-key"), "the new key")
     secret = dashboard.text("new-key")
     dashboard.shot("write-keys")
     assert platform.post("/v1/events", {"events": [new_event()]}, key=secret).status_code == 200
@@ -148,9 +149,11 @@ def test_erasing_a_player_from_the_dashboard_completes_in_every_store(
     dashboard.log_in(operators.admin)
     dashboard.open(f"/dashboard/games/{platform.game_id}/players?q={player}", shot="players")
     dashboard.driver.find_element(By.LINK_TEXT, player).click()
+    dashboard.wait(lambda d: d.find_elements(By.ID, "player-id"), "the player's page")
     assert dashboard.text("player-id") == player and dashboard.text("player-events") == "2"
     dashboard.shot("player")
     dashboard.driver.find_element(By.ID, "erase").click()
+    dashboard.wait(lambda d: d.find_elements(By.ID, "message-text"), "the page refusing an unconfirmed erasure")
     assert "type the player's id" in dashboard.text("message-text"), "an erasure needs its confirmation"
     dashboard.driver.back()
     dashboard.driver.find_element(By.ID, "erase-confirm").send_keys(player)
@@ -161,7 +164,8 @@ def test_erasing_a_player_from_the_dashboard_completes_in_every_store(
     dashboard.shot("erasure")
     assert platform.player(player) is None
     dashboard.open(f"/dashboard/games/{platform.game_id}/players/{player}")
-    assert "no player" in dashboard.text("message-text")
+    assert dashboard.driver.find_element(By.TAG_NAME, "h1").text == "Not found"
+    assert player in dashboard.text("message-text")
 
 
 def test_another_tenants_game_is_not_found_and_an_analyst_manages_nothing(
