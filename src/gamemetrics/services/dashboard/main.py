@@ -17,6 +17,7 @@ from gamemetrics.services.dashboard.pages import Pages
 from gamemetrics.services.dashboard.platform_api import PlatformApi
 from gamemetrics.services.dashboard.sessions import Sessions
 from gamemetrics.settings import Settings
+from gamemetrics.web.health import database_probe
 
 STATIC = Path(__file__).parent / "static"
 
@@ -44,6 +45,6 @@ async def build(adapters: Adapters, settings: Settings) -> AsyncIterator[Service
         yield Service(routes=[*pages.routes(str(STATIC)), *ManagePages(pages, api).routes()],
                       exception_handlers={404: pages.not_found},
                       workers={"live feed": feed.run},
-                      checks={"bus": adapters.bus.ping})
+                      checks={"database": database_probe(adapters.pool), "bus": adapters.bus.ping})
     finally:
         await api.close()
