@@ -3,6 +3,7 @@ events arrive, write keys, erasure, and the role and tenant walls."""
 
 from __future__ import annotations
 
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -203,3 +204,48 @@ def test_another_tenants_game_is_not_found_and_an_analyst_manages_nothing(
 
 def _csrf(dashboard: Dashboard) -> str:
     return str(dashboard.driver.find_element(By.CSS_SELECTOR, "input[name=csrf]").get_attribute("value"))
+
+
+def test_retention_funnels_and_the_events_tail(
+        dashboard: Dashboard, platform: RunningPlatform, operators: Operators) -> None:
+    tag = f"fn-{uuid.uuid4().hex[:6]}"
+    players = _send_players(platform, tag, 4)
+    platform.wait_drained()
+    dashboard.log_in(operators.analyst)
+    dashboard.open(f"/dashboard/games/{platform.game_id}/retention?range=7d", shot="retention")
+    rows = dashboard.driver.find_elements(By.CSS_SELECTOR, "#retention tbody tr")
+    today = str(datetime.now(UTC).date())
+    cohort = next(r for r in rows if r.find_elements(By.TAG_NAME, "td")[0].text == today)
+    cells = cohort.find_elements(By.TAG_NAME, "td")
+    assert int(cells[1].text) >= 4 and cells[2].text == "100%", "today's cohort is all active on day 0"
+    # A funnel: every new player started a session, half of them bought.
+    dashboard.open(f"/dashboard/games/{platform.game_id}/funnel")
+    steps = dashboard.driver.find_element(By.ID, "funnel-steps")
+    steps.clear()
+    dashboard.driver.find_element(By.ID, "funnel-go").click()
+    dashboard.wait(lambda d: d.find_elements(By.ID, "funnel-error"), "the empty funnel's message")
+    assert "at least one step" in dashboard.text("funnel-error")
+    dashboard.driver.find_element(By.ID, "funnel-steps").send_keys("session_start\npurchase")
+    dashboard.driver.find_element(By.ID, "funnel-go").click()
+    dashboard.wait(lambda d: d.find_elements(By.ID, "funnel"), "the funnel")
+    dashboard.shot("funnel")
+    shown = [int(e.text) for e in dashboard.driver.find_elements(By.CSS_SELECTOR, "#funnel .players")]
+    answer = _graphql(platform, operator_token(platform, operators.analyst),
+                      "query ($g: ID!, $from: Date!, $to: Date!) { funnel(gameId: $g, from: $from, to: $to,"
+                      " steps: [{event: \"session_start\"}, {event: \"purchase\"}]) { players } }",
+                      {"g": platform.game_id, "from": str(datetime.now(UTC).date() - timedelta(days=29)),
+                       "to": today})
+    assert shown == [s["players"] for s in answer["funnel"]]
+    # The tail: filtered by player, and still while paused.
+    dashboard.open(f"/dashboard/games/{platform.game_id}/events")
+    dashboard.driver.find_element(By.ID, "tail-player").send_keys(players[0])
+    dashboard.wait(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#tail .tail-row")) == 2,
+                   "the player's two events in the tail")
+    dashboard.shot("events")
+    dashboard.driver.find_element(By.ID, "tail-pause").click()
+    platform.send([new_event("custom", players[0], name="after-pause")])
+    platform.wait_drained()
+    time.sleep(2.5)  # more than two of the tail's refreshes
+    assert len(dashboard.driver.find_elements(By.CSS_SELECTOR, "#tail .tail-row")) == 2, "paused"
+    dashboard.driver.find_element(By.ID, "tail-pause").click()
+    dashboard.wait(lambda d: "after-pause" in d.find_element(By.ID, "tail").text, "the tail to resume")

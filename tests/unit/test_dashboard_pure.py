@@ -111,3 +111,16 @@ async def test_the_live_feed_counts_each_event_once_per_game_and_minute() -> Non
     assert [e.event_type for e in feed.tail(tenant, game)] == ["custom", "purchase", "custom"]
     assert [e.player_id for e in feed.tail(tenant, game, event_type="purchase")] == ["q"]
     assert feed.figures(tenant, game, now + timedelta(seconds=61)).last_minute == 0
+
+
+def test_funnel_steps_as_typed() -> None:
+    from gamemetrics.services.dashboard.funnels import BadFunnel, Step, parse_steps
+
+    assert parse_steps("session_start\n\n level_complete level=3 \npurchase") == [
+        Step("session_start"), Step("level_complete", "level", "3"), Step("purchase")]
+    assert Step("level_complete", "level", "3").as_input() == {"event": "level_complete", "property": "level",
+                                                              "equals": "3"}
+    for text, says in (("", "at least one step"), ("a b", "line 1"), ("x\nlevel =", "line 2"),
+                       ("\n".join(["e"] * 21), "at most 20")):
+        with pytest.raises(BadFunnel, match=says):
+            parse_steps(text)

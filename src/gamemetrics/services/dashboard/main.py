@@ -11,6 +11,7 @@ from gamemetrics.consuming.loop import ConsumerLoop
 from gamemetrics.events.processed import ProcessedEvent
 from gamemetrics.ports.bus import PROCESSED_EVENTS
 from gamemetrics.service import Adapters, Service
+from gamemetrics.services.dashboard.insights import InsightPages
 from gamemetrics.services.dashboard.live import LiveFeed
 from gamemetrics.services.dashboard.manage import ManagePages
 from gamemetrics.services.dashboard.pages import Pages
@@ -42,7 +43,8 @@ async def build(adapters: Adapters, settings: Settings) -> AsyncIterator[Service
     pages = Pages(Sessions(adapters.caches.cache("dashboard.sessions"), platform_secret(settings)), api, live,
                   lifetime_s=own.dashboard_session_minutes * 60, secure_cookie=own.dashboard_secure_cookie)
     try:
-        yield Service(routes=[*pages.routes(str(STATIC)), *ManagePages(pages, api).routes()],
+        yield Service(routes=[*pages.routes(str(STATIC)), *ManagePages(pages, api).routes(),
+                              *InsightPages(pages, api, live).routes()],
                       exception_handlers={404: pages.not_found},
                       workers={"live feed": feed.run},
                       checks={"database": database_probe(adapters.pool), "bus": adapters.bus.ping})

@@ -234,7 +234,7 @@ _NO_STORE = {"Cache-Control": "no-store"}
 
 
 def _wants_json(request: Request) -> bool:
-    return "application/json" in request.headers.get("accept", "") or request.url.path.endswith("/live")
+    return "application/json" in request.headers.get("accept", "") or request.url.path.endswith(("/live", "/latest"))
 
 
 async def _form(request: Request) -> FormData:
