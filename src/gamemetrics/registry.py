@@ -85,9 +85,9 @@ SERVICES: tuple[ServiceSpec, ...] = (
     ),
     ServiceSpec(
         "dashboard", "http", "gamemetrics.services.dashboard.main:build",
-        "the operators' web UI: overview, live panel; it reads through the users and analytics APIs",
+        "the operators' web UI: overview, live panel, players, keys, dead letters; through the platform's APIs",
         paths=("/dashboard",),
-        pool_size=lambda settings: 2,
+        pool_size=lambda settings: 4,
     ),
 )
 

@@ -3,16 +3,23 @@ events arrive, write keys, erasure, and the role and tenant walls."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 from selenium.webdriver.common.by import By
 
+from gamemetrics.adapters.pglog.bus import PgLogBus
+from gamemetrics.adapters.postgres.pool import open_pool
+from gamemetrics.events.envelope import partition_key
+from gamemetrics.ports.bus import RAW_EVENTS, Message
 from tests.browser.conftest import Dashboard, Operators, operator_token
-from tests.e2e.conftest import RunningPlatform, new_event
+from tests.e2e.conftest import BUS_PARTITIONS, RunningPlatform, new_event
 
 OVERVIEW = """query ($g: ID!, $from: Date!, $to: Date!) {
   dau: activeUsers(gameId: $g, from: $from, to: $to, window: DAY) { value }
@@ -249,3 +256,57 @@ def test_retention_funnels_and_the_events_tail(
     assert len(dashboard.driver.find_elements(By.CSS_SELECTOR, "#tail .tail-row")) == 2, "paused"
     dashboard.driver.find_element(By.ID, "tail-pause").click()
     dashboard.wait(lambda d: "after-pause" in d.find_element(By.ID, "tail").text, "the tail to resume")
+
+
+def _send_raw(platform: RunningPlatform, envelope: bytes, player: str) -> None:
+    """Append one envelope to player.events.raw through the embedded bus, as ingest would."""
+    async def send() -> None:
+        pool = await open_pool(platform.database_url, max_size=2, name="browser-test")
+        try:
+            bus = PgLogBus(platform.database_url, pool, {RAW_EVENTS: BUS_PARTITIONS})
+            producer = bus.producer()
+            await producer.send(RAW_EVENTS, [Message(partition_key(uuid.UUID(platform.tenant_id), player), envelope)])
+            await producer.close()
+        finally:
+            await pool.close()
+
+    asyncio.run(send())
+
+
+def test_a_dead_letter_is_shown_with_its_payload_and_replayed_once(
+        dashboard: Dashboard, platform: RunningPlatform, operators: Operators) -> None:
+    # An event whose envelope was received an hour before its own timestamp (a skewed clock
+    # upstream): the processor dead-letters it as a future event; replayed now, it is on time.
+    player, event = f"dlq-{uuid.uuid4().hex[:6]}", new_event("custom", name="late-clock")
+    event["player_id"] = player
+    received = (datetime.now(UTC) - timedelta(hours=1)).isoformat()
+    envelope = json.dumps({"tenant_id": platform.tenant_id, "game_id": platform.game_id, "received_at": received,
+                           "event": event, "source": "live", "schema_version": 1}).encode()
+    _send_raw(platform, envelope, player)
+    letter = platform.dead_letters([event["event_id"]])[event["event_id"]]
+    assert "in the future" in letter["reason"]
+    dashboard.log_in(operators.analyst)
+    dashboard.open(f"/dashboard/games/{platform.game_id}/quality?reason={quote(letter['reason'])}")
+    row = dashboard.driver.find_element(By.ID, f"letter-{letter['id']}")
+    assert event["event_id"] in row.text and not row.find_elements(By.CSS_SELECTOR, "input.pick"), \
+        "an analyst reads letters and replays none"
+    assert player in row.find_element(By.TAG_NAME, "pre").get_attribute("textContent")
+    dashboard.log_in(operators.admin)
+    dashboard.open(f"/dashboard/games/{platform.game_id}/quality?reason={quote(letter['reason'])}")
+    dashboard.driver.find_element(By.CSS_SELECTOR, f"#letter-{letter['id']} input.pick").click()
+    csrf = _csrf(dashboard)
+    dashboard.driver.find_element(By.ID, "replay").click()
+    dashboard.wait(lambda d: d.find_elements(By.ID, "replayed"), "the replay's notice")
+    assert dashboard.text("replayed").startswith("1 letter(s)")
+    dashboard.shot("data-quality")
+    assert platform.stored([event["event_id"]]), "the replayed event is stored"
+    # The same letter posted again (a second click, a second operator): nothing is sent twice.
+    status = dashboard.driver.execute_script(
+        "const body = new URLSearchParams({csrf: arguments[1], letter: arguments[2]});"
+        "return fetch(arguments[0], {method: 'POST', body}).then(r => r.url)",
+        f"/dashboard/games/{platform.game_id}/quality/replay", csrf, str(letter["id"]))
+    assert "replayed=0" in status
+    platform.wait_drained()
+    assert platform.query("SELECT count(*) AS n FROM events WHERE event_id = %s",
+                          (event["event_id"],))[0]["n"] == 1
+    assert len(platform.query("SELECT 1 FROM dead_letters WHERE event_id = %s", (event["event_id"],))) == 1

@@ -11,11 +11,13 @@ from gamemetrics.consuming.loop import ConsumerLoop
 from gamemetrics.events.processed import ProcessedEvent
 from gamemetrics.ports.bus import PROCESSED_EVENTS
 from gamemetrics.service import Adapters, Service
+from gamemetrics.services.dashboard.dead_letters import DeadLetterStore
 from gamemetrics.services.dashboard.insights import InsightPages
 from gamemetrics.services.dashboard.live import LiveFeed
 from gamemetrics.services.dashboard.manage import ManagePages
 from gamemetrics.services.dashboard.pages import Pages
 from gamemetrics.services.dashboard.platform_api import PlatformApi
+from gamemetrics.services.dashboard.quality import QualityPages
 from gamemetrics.services.dashboard.sessions import Sessions
 from gamemetrics.settings import Settings
 from gamemetrics.web.health import database_probe
@@ -40,11 +42,12 @@ async def build(adapters: Adapters, settings: Settings) -> AsyncIterator[Service
         adapters.bus, own.dashboard_live_group, [PROCESSED_EVENTS],
         prepare=LiveFeed.decode, sink=live.take, batch_size=1000, poll_timeout=0.2)
     api = PlatformApi(api_url(settings))
+    letters = DeadLetterStore(adapters.pool, adapters.bus.producer(), role=settings.analytics_db_role)
     pages = Pages(Sessions(adapters.caches.cache("dashboard.sessions"), platform_secret(settings)), api, live,
                   lifetime_s=own.dashboard_session_minutes * 60, secure_cookie=own.dashboard_secure_cookie)
     try:
         yield Service(routes=[*pages.routes(str(STATIC)), *ManagePages(pages, api).routes(),
-                              *InsightPages(pages, api, live).routes()],
+                              *InsightPages(pages, api, live).routes(), *QualityPages(pages, letters).routes()],
                       exception_handlers={404: pages.not_found},
                       workers={"live feed": feed.run},
                       checks={"database": database_probe(adapters.pool), "bus": adapters.bus.ping})
