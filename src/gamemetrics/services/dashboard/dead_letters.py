@@ -25,6 +25,10 @@ from gamemetrics.events.envelope import RawEnvelope, partition_key
 from gamemetrics.ports.bus import RAW_EVENTS, Message, Producer
 
 _envelope = msgspec.json.Decoder(RawEnvelope)
+# Reasons name the value they refused (a timestamp, a number); grouped without them, letters of one
+# cause fall into one group.
+KIND = (r"regexp_replace(regexp_replace(d.reason, '\d{4}-\d\d-\d\dT[0-9:.]+(\+00:00|Z)?', '<time>', 'g'),"
+        r" '\m\d+(\.\d+)?\M', 'N', 'g')")
 
 
 class NotReplayable(ValueError):
@@ -66,22 +70,22 @@ class DeadLetterStore:
             yield conn
 
     async def reasons(self, tenant_id: uuid.UUID, game_id: uuid.UUID) -> list[Reason]:
-        """Every reason of the game's letters with how many, how many replayed, and the latest."""
+        """Every kind of reason of the game's letters with how many, how many replayed, and the latest."""
         async with self._tenant(tenant_id) as conn:
             cur = await conn.execute(
-                "SELECT d.reason, count(*), count(r.letter_id), max(d.created_at) FROM dead_letters d"
+                f"SELECT {KIND} AS kind, count(*), count(r.letter_id), max(d.created_at) FROM dead_letters d"
                 " LEFT JOIN dead_letter_replays r ON r.letter_id = d.id"
-                " WHERE d.tenant_id = %s AND d.game_id = %s GROUP BY d.reason ORDER BY count(*) DESC, d.reason"
+                " WHERE d.tenant_id = %s AND d.game_id = %s GROUP BY kind ORDER BY count(*) DESC, kind"
                 " LIMIT 200", (tenant_id, game_id))
             return [Reason(*row) for row in await cur.fetchall()]
 
     async def letters(self, tenant_id: uuid.UUID, game_id: uuid.UUID, reason: str, limit: int = 100) -> list[Letter]:
-        """The newest letters of one reason, with their original bytes."""
+        """The newest letters of one kind of reason (as `reasons` names it), with their original bytes."""
         async with self._tenant(tenant_id) as conn:
             cur = await conn.execute(
                 "SELECT d.id, d.event_id, d.reason, d.created_at, d.payload, r.replayed_at, r.replayed_by"
                 " FROM dead_letters d LEFT JOIN dead_letter_replays r ON r.letter_id = d.id"
-                " WHERE d.tenant_id = %s AND d.game_id = %s AND d.reason = %s ORDER BY d.id DESC LIMIT %s",
+                f" WHERE d.tenant_id = %s AND d.game_id = %s AND {KIND} = %s ORDER BY d.id DESC LIMIT %s",
                 (tenant_id, game_id, reason, limit))
             return [Letter(r[0], r[1], r[2], r[3], bytes(r[4]).decode("utf-8", "replace"), r[5], r[6])
                     for r in await cur.fetchall()]
