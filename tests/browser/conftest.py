@@ -46,6 +46,7 @@ class Operators:
     analyst: str
     other_admin: str
     other_game: str
+    platform_admin: str
 
 
 def _browser_missing() -> str | None:
@@ -55,10 +56,10 @@ def _browser_missing() -> str | None:
     return None
 
 
-def create_operator(platform: RunningPlatform, email: str, role: str, tenant: str) -> None:
+def create_operator(platform: RunningPlatform, email: str, role: str, tenant: str | None) -> None:
     done = subprocess.run(
         [sys.executable, "-m", "gamemetrics.cli", "admin", "create-operator", "--email", email, "--role", role,
-         "--tenant", tenant, "--password-stdin"],
+         *(["--tenant", tenant] if tenant else []), "--password-stdin"],
         env=platform.env, input=PASSWORD + "\n", capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
 
@@ -83,10 +84,11 @@ def operators(platform: RunningPlatform) -> Operators:
     other_tenant = platform.cli("admin", "create-tenant", "Other Studio")["tenant_id"]
     other_game = platform.cli("admin", "create-game", "--tenant", other_tenant, "Other Game")["game_id"]
     found = Operators(f"admin-{tag}@studio.test", f"analyst-{tag}@studio.test", f"other-{tag}@other.test",
-                      other_game)
+                      other_game, f"root-{tag}@platform.test")
     create_operator(platform, found.admin, "tenant_admin", platform.tenant_id)
     create_operator(platform, found.analyst, "analyst", platform.tenant_id)
     create_operator(platform, found.other_admin, "tenant_admin", other_tenant)
+    create_operator(platform, found.platform_admin, "platform_admin", None)
     return found
 
 
@@ -121,11 +123,13 @@ class Dashboard:
         self.driver.save_screenshot(str(path))
         return path
 
-    def log_in(self, email: str, password: str = PASSWORD) -> None:
+    def log_in(self, email: str, password: str = PASSWORD, tenant: str | None = None) -> None:
         self.driver.delete_all_cookies()
         self.open("/dashboard/login")
         self.driver.find_element(By.ID, "email").send_keys(email)
         self.driver.find_element(By.ID, "password").send_keys(password)
+        if tenant:
+            self.driver.find_element(By.ID, "tenant_id").send_keys(tenant)
         submit = self.driver.find_element(By.ID, "submit")
         submit.click()
         WebDriverWait(self.driver, WAIT_S).until(staleness_of(submit), message="the login form's answer")

@@ -313,3 +313,43 @@ def test_a_dead_letter_is_shown_with_its_payload_and_replayed_once(
     assert platform.query("SELECT count(*) AS n FROM events WHERE event_id = %s",
                           (event["event_id"],))[0]["n"] == 1
     assert len(platform.query("SELECT 1 FROM dead_letters WHERE event_id = %s", (event["event_id"],))) == 1
+
+
+def test_settings_audit_log_and_the_system_page(
+        dashboard: Dashboard, platform: RunningPlatform, operators: Operators) -> None:
+    dashboard.log_in(operators.admin)
+    dashboard.open("/dashboard/settings")
+    name = f"Browser Game {uuid.uuid4().hex[:6]}"
+    dashboard.driver.find_element(By.ID, "game-name").send_keys(name)
+    dashboard.driver.find_element(By.ID, "create-game").click()
+    dashboard.wait(lambda d: name in d.find_element(By.ID, "games").text, "the new game in the list")
+    dashboard.driver.find_element(By.ID, "create-client").click()
+    dashboard.wait(lambda d: d.find_elements(By.ID, "client-secret"), "the new client's secret")
+    client_id, secret = dashboard.text("client-secret").split(" / ")
+    dashboard.shot("settings")
+    token = httpx.post(f"{platform.base_url}/oauth/token", data={"grant_type": "client_credentials"},
+                       auth=(client_id, secret), timeout=30)
+    assert token.status_code == 200, token.text
+    dashboard.open("/dashboard/settings/audit", shot="audit-log")
+    assert dashboard.text("chain-state") == "verified"
+    actions = [e.text for e in dashboard.driver.find_elements(By.CSS_SELECTOR, "#audit .action")]
+    assert actions[:2] == ["client.created", "game.created"], actions[:5]
+    assert "operator.login" in actions
+    # The system page is the platform admin's; they name the tenant to act on when they log in.
+    dashboard.open("/dashboard/system")
+    assert dashboard.driver.find_element(By.TAG_NAME, "h1").text == "Not allowed"
+    platform.send([new_event()])  # so that the consumers have committed positions to show
+    platform.wait_drained()
+    dashboard.log_in(operators.platform_admin, tenant=platform.tenant_id)
+
+    def groups() -> set[str]:
+        dashboard.open("/dashboard/system")
+        return {str(row.find_element(By.TAG_NAME, "td").get_attribute("textContent"))
+                for row in dashboard.driver.find_elements(By.CSS_SELECTOR, "#lag tbody tr")}
+
+    platform.wait_for(lambda: {"processor", "dashboard.live"} <= groups(), "the consumers' lag on the system page")
+    dashboard.shot("system")
+    assert dashboard.text("ready") == "ready"
+    dashboard.log_in(operators.analyst)
+    dashboard.open("/dashboard/settings")
+    assert dashboard.driver.find_element(By.TAG_NAME, "h1").text == "Not allowed"

@@ -95,6 +95,12 @@ class LiveFeed:
         last_minute = sum(n for s, n in game.seconds.items() if now_s - 60 < s <= now_s)
         return LiveFigures(now, last_minute, per_minute)
 
+    def throughput(self, now: datetime | None = None) -> tuple[int, int]:
+        """Events of every game in the last 60 seconds, and how many games they came from."""
+        now_s = int((now or datetime.now(UTC)).timestamp())
+        counts = [sum(n for s, n in g.seconds.items() if now_s - 60 < s <= now_s) for g in self._games.values()]
+        return sum(counts), sum(1 for n in counts if n)
+
     def tail(self, tenant_id: uuid.UUID, game_id: uuid.UUID, *, event_type: str | None = None,
              player_id: str | None = None, limit: int = 50) -> list[ProcessedEvent]:
         """The newest events of a game first, of one type and/or player when asked."""

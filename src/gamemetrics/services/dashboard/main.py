@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+from gamemetrics.audit import AuditLog
 from gamemetrics.auth.secret import platform_secret
 from gamemetrics.consuming.loop import ConsumerLoop
 from gamemetrics.events.processed import ProcessedEvent
@@ -19,6 +20,8 @@ from gamemetrics.services.dashboard.pages import Pages
 from gamemetrics.services.dashboard.platform_api import PlatformApi
 from gamemetrics.services.dashboard.quality import QualityPages
 from gamemetrics.services.dashboard.sessions import Sessions
+from gamemetrics.services.dashboard.settings_pages import SettingsPages
+from gamemetrics.services.dashboard.system import SystemPages
 from gamemetrics.settings import Settings
 from gamemetrics.web.health import database_probe
 
@@ -41,13 +44,17 @@ async def build(adapters: Adapters, settings: Settings) -> AsyncIterator[Service
     feed: ConsumerLoop[list[ProcessedEvent]] = ConsumerLoop(
         adapters.bus, own.dashboard_live_group, [PROCESSED_EVENTS],
         prepare=LiveFeed.decode, sink=live.take, batch_size=1000, poll_timeout=0.2)
-    api = PlatformApi(api_url(settings))
+    base = api_url(settings)
+    api = PlatformApi(base)
     letters = DeadLetterStore(adapters.pool, adapters.bus.producer(), role=settings.analytics_db_role)
-    pages = Pages(Sessions(adapters.caches.cache("dashboard.sessions"), platform_secret(settings)), api, live,
+    secret = platform_secret(settings)
+    pages = Pages(Sessions(adapters.caches.cache("dashboard.sessions"), secret), api, live,
                   lifetime_s=own.dashboard_session_minutes * 60, secure_cookie=own.dashboard_secure_cookie)
     try:
         yield Service(routes=[*pages.routes(str(STATIC)), *ManagePages(pages, api).routes(),
-                              *InsightPages(pages, api, live).routes(), *QualityPages(pages, letters).routes()],
+                              *InsightPages(pages, api, live).routes(), *QualityPages(pages, letters).routes(),
+                              *SettingsPages(pages, api, AuditLog(secret), adapters.pool).routes(),
+                              *SystemPages(pages, base, adapters.bus, adapters.pool, live).routes()],
                       exception_handlers={404: pages.not_found},
                       workers={"live feed": feed.run},
                       checks={"database": database_probe(adapters.pool), "bus": adapters.bus.ping})
