@@ -13,6 +13,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -85,10 +86,10 @@ def operators(platform: RunningPlatform) -> Operators:
     other_game = platform.cli("admin", "create-game", "--tenant", other_tenant, "Other Game")["game_id"]
     found = Operators(f"admin-{tag}@studio.test", f"analyst-{tag}@studio.test", f"other-{tag}@other.test",
                       other_game, f"root-{tag}@platform.test")
-    create_operator(platform, found.admin, "tenant_admin", platform.tenant_id)
-    create_operator(platform, found.analyst, "analyst", platform.tenant_id)
-    create_operator(platform, found.other_admin, "tenant_admin", other_tenant)
-    create_operator(platform, found.platform_admin, "platform_admin", None)
+    wanted = [(found.admin, "tenant_admin", platform.tenant_id), (found.analyst, "analyst", platform.tenant_id),
+              (found.other_admin, "tenant_admin", other_tenant), (found.platform_admin, "platform_admin", None)]
+    with ThreadPoolExecutor(len(wanted)) as pool:
+        list(pool.map(lambda w: create_operator(platform, *w), wanted))
     return found
 
 
