@@ -124,3 +124,20 @@ def test_funnel_steps_as_typed() -> None:
                        ("\n".join(["e"] * 21), "at most 20")):
         with pytest.raises(BadFunnel, match=says):
             parse_steps(text)
+
+
+def test_a_replayed_letter_is_its_event_received_again() -> None:
+    from gamemetrics.events.envelope import RawEnvelope, partition_key
+    from gamemetrics.services.dashboard.dead_letters import NotReplayable, replay_message
+
+    tenant, game, now = uuid.uuid4(), uuid.uuid4(), datetime(2026, 3, 10, 12, tzinfo=UTC)
+    event = b'{"event_id":"e1","event_type":"custom","player_id":"p-1","timestamp":"2026-03-10T12:00:00Z"}'
+    original = msgspec.json.encode(RawEnvelope(tenant, game, now - timedelta(hours=1), msgspec.Raw(event), "live"))
+    message = replay_message(original, tenant, game, now)
+    again = msgspec.json.decode(message.value, type=RawEnvelope)
+    assert (again.tenant_id, again.game_id, again.received_at, bytes(again.event)) == (tenant, game, now, event)
+    assert message.key == partition_key(tenant, "p-1")
+    with pytest.raises(NotReplayable, match="another game"):
+        replay_message(original, tenant, uuid.uuid4(), now)
+    with pytest.raises(NotReplayable, match="not an event envelope"):
+        replay_message(b"\x00garbage", tenant, game, now)
