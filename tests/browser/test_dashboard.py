@@ -18,6 +18,7 @@ from gamemetrics.adapters.pglog.bus import PgLogBus
 from gamemetrics.adapters.postgres.pool import open_pool
 from gamemetrics.events.envelope import partition_key
 from gamemetrics.ports.bus import RAW_EVENTS, Message
+from gamemetrics.web.graphiql_assets import asset_paths
 from tests.browser.conftest import Dashboard, Operators, operator_token
 from tests.e2e.conftest import BUS_PARTITIONS, RunningPlatform, new_event
 
@@ -353,3 +354,19 @@ def test_settings_audit_log_and_the_system_page(
     dashboard.log_in(operators.analyst)
     dashboard.open("/dashboard/settings")
     assert dashboard.driver.find_element(By.TAG_NAME, "h1").text == "Not allowed"
+
+
+def test_graphiql_loads_everything_from_the_platform(dashboard: Dashboard, platform: RunningPlatform) -> None:
+    page = httpx.get(f"{platform.base_url}/graphql", headers={"Accept": "text/html"}, timeout=10)
+    assert page.status_code == 200 and "unpkg" not in page.text
+    assets = asset_paths(page.text)
+    assert len(assets) >= 5, assets
+    for path in assets:
+        assert httpx.get(platform.base_url + path, timeout=10).status_code == 200, path
+    dashboard.open("/graphql")
+    dashboard.wait(lambda d: d.find_elements(By.CSS_SELECTOR, ".graphiql-container .graphiql-editors"),
+                   "GraphiQL to draw its editors")
+    dashboard.shot("graphiql")
+    loaded = dashboard.driver.execute_script(
+        "return performance.getEntriesByType('resource').map(e => e.name)")
+    assert loaded and all(str(url).startswith(platform.base_url) for url in loaded), loaded
