@@ -67,7 +67,7 @@ test-fast: test-deps
 	$(VENV)/bin/pytest -m "not slow"
 
 ## Long benchmarks that print figures beside the machine's raw limits.
-bench: install kafka-libs
+bench: install kafka-libs browser-tools
 	$(VENV)/bin/python bench/ingest.py
 	$(VENV)/bin/python bench/ingest.py --kafka
 	$(VENV)/bin/python bench/analytics.py --sizes 1000000,10000000
