@@ -12,7 +12,7 @@ KAFKA_FETCHED := $(KAFKA_LIBS)/.fetched
 S3PROXY_LIBS := .s3proxy/libs
 S3PROXY_FETCHED := $(S3PROXY_LIBS)/.fetched
 
-.PHONY: install up test test-fast bench lint clean kafka kafka-libs kafka-tools redis-tools s3proxy-libs test-deps ops-tools deploy-sync
+.PHONY: install up test test-fast bench lint clean kafka kafka-libs kafka-tools redis-tools s3proxy-libs browser-tools test-deps ops-tools deploy-sync
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -49,9 +49,13 @@ ops-tools: install
 	@deploy/tools/checkov.sh $(TOOLS)
 	@deploy/monitoring/install-tools.sh
 
+# Chromium and chromedriver, the real browser the dashboard's browser tests drive through Selenium.
+browser-tools:
+	@deploy/chromium/install-tools.sh
+
 # What the tests need beside Python: a Kafka broker's jars, Java and kcat; redis-server; S3Proxy's
-# jars; the deployment checkers.
-test-deps: install kafka-tools kafka-libs redis-tools s3proxy-libs ops-tools
+# jars; Chromium and its WebDriver; the deployment checkers.
+test-deps: install kafka-tools kafka-libs redis-tools s3proxy-libs browser-tools ops-tools
 
 ## Start the whole platform on embedded defaults (DEMO=1 adds a demo game with simulated traffic;
 ## KAFKA=1 runs the bus on a local Kafka broker instead of the embedded log).
@@ -74,10 +78,11 @@ test-fast: test-deps
 	$(VENV)/bin/pytest -m "not slow"
 
 ## Long benchmarks that print figures beside the machine's raw limits.
-bench: install kafka-libs
+bench: install kafka-libs browser-tools
 	$(VENV)/bin/python bench/ingest.py
 	$(VENV)/bin/python bench/ingest.py --kafka
 	$(VENV)/bin/python bench/analytics.py --sizes 1000000,10000000
+	$(VENV)/bin/python bench/dashboard.py --events 10000000
 
 ## ruff, then mypy --strict over src/ (configured in pyproject.toml).
 lint: install

@@ -1,11 +1,17 @@
 #!/usr/bin/env bash
 # Install, from the system's packages, whichever of the given tools is missing.
-# Usage: apt-tools.sh COMMAND=PACKAGE [COMMAND=PACKAGE ...]  (e.g. java=openjdk-17-jre-headless)
+# Usage: apt-tools.sh TOOL=PACKAGE [TOOL=PACKAGE ...]  (e.g. java=openjdk-17-jre-headless)
+# A TOOL is a command's name, or an absolute path for a package that installs files, not a command.
 # Debian / Ubuntu packages through apt-get; elsewhere, say what to install.
 set -euo pipefail
 missing=()
 for pair in "$@"; do
-  command -v "${pair%%=*}" >/dev/null 2>&1 || missing+=("${pair#*=}")
+  tool="${pair%%=*}"
+  if [[ "$tool" == /* ]]; then
+    [ -e "$tool" ] || missing+=("${pair#*=}")
+  else
+    command -v "$tool" >/dev/null 2>&1 || missing+=("${pair#*=}")
+  fi
 done
 [ ${#missing[@]} -eq 0 ] && exit 0
 if ! command -v apt-get >/dev/null 2>&1; then

@@ -14,7 +14,7 @@ import msgspec
 from starlette.applications import Starlette
 from starlette.datastructures import URLPath
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Match, NoMatchFound, Route
 from starlette.types import Receive, Scope, Send
 
@@ -59,7 +59,7 @@ def service_app(service: Service) -> Starlette:
 
 def platform_routes(services: Mapping[str, Service], peers: Peers | None = None) -> list[Route]:
     """`/healthz` (alive), `/readyz` (each service's checks, the peers' too), the original `/health/*`
-    paths and `/metrics`."""
+    paths, `/metrics`, and `/` to the dashboard when this host serves it."""
     checks = {name: service.checks for name, service in services.items()}
 
     async def alive(request: Request) -> Response:
@@ -69,7 +69,12 @@ def platform_routes(services: Mapping[str, Service], peers: Peers | None = None)
         ok, body = await readiness(checks, peers)
         return Response(msgspec.json.encode(body), status_code=200 if ok else 503, media_type="application/json")
 
+    async def home(request: Request) -> Response:
+        return RedirectResponse("/dashboard/", 307)
+
+    home_route = [Route("/", home, methods=["GET"])] if "dashboard" in services else []
     return [
+        *home_route,
         Route("/healthz", alive, methods=["GET"]),
         Route("/readyz", ready, methods=["GET"]),
         Route("/health/live", alive, methods=["GET"]),

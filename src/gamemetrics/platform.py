@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -27,6 +28,7 @@ from gamemetrics.runtime.signals import interrupt_on_stop_signals
 from gamemetrics.settings import Settings
 
 console = Console(stderr=True)
+DEMO_OPERATOR = "demo@gamemetrics.local"
 
 
 _LOCAL_BROKER = "kafka/running.json"
@@ -70,7 +72,8 @@ def run_platform(settings: Settings, *, demo: bool, kafka: bool = False) -> int:
         children[http] = _serve(http, env, *peers)
         base_url = f"http://{settings.host}:{settings.port}"
         _wait_ready(base_url, children)
-        console.print(f"[green]ready[/] at {base_url}  (POST /v1/events, /v1/batch, /graphql, GET /readyz, /metrics;"
+        console.print(f"[green]ready[/] at {base_url}  (dashboard at /dashboard;"
+                      " POST /v1/events, /v1/batch, /graphql, GET /readyz, /metrics;"
                       " tokens: POST /oauth/token with a client from gamemetrics admin create-client)")
         if demo:
             key = _demo_key(env, data_dir)
@@ -197,7 +200,14 @@ def _demo_key(env: dict[str, str], data_dir: Path) -> dict[str, str]:
     game = admin("create-game", "--tenant", tenant, "Demo Game")["game_id"]
     live = admin("create-write-key", "--game", game)["write_key"]
     history = admin("create-write-key", "--game", game, "--environment", "import", "--allow-import")["write_key"]
-    key = {"tenant_id": tenant, "game_id": game, "write_key": live, "import_key": history}
+    # A demo operator, so the dashboard's first screen has data: its password is made here and
+    # printed once with the rest of the demo's keys.
+    password = secrets.token_urlsafe(12)
+    subprocess.run([sys.executable, "-m", "gamemetrics.cli", "admin", "create-operator", "--email", DEMO_OPERATOR,
+                    "--role", "tenant_admin", "--tenant", tenant, "--password-stdin"],
+                   env=env, check=True, capture_output=True, text=True, input=password + "\n")
+    key = {"tenant_id": tenant, "game_id": game, "write_key": live, "import_key": history,
+           "dashboard": "/dashboard/", "operator_email": DEMO_OPERATOR, "operator_password": password}
     saved.write_text(json.dumps(key))
     saved.chmod(0o600)
     return key

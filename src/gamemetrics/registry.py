@@ -83,6 +83,12 @@ SERVICES: tuple[ServiceSpec, ...] = (
         gdpr_stores=("events", "rollups", "profile", "dead_letters", "bus"),
         pool_size=lambda settings: settings.users.pool_size,
     ),
+    ServiceSpec(
+        "dashboard", "http", "gamemetrics.services.dashboard.main:build",
+        "the operators' web UI: overview, live panel, players, keys, dead letters; through the platform's APIs",
+        paths=("/dashboard",),
+        pool_size=lambda settings: 4,
+    ),
 )
 
 NAMES = tuple(spec.name for spec in SERVICES)

@@ -230,6 +230,26 @@ class MailSettings(BaseSettings):
     mail_from: str = "GameMetrics <noreply@localhost>"
 
 
+class DashboardSettings(BaseSettings):
+    """The dashboard: where it reaches the platform's APIs, its sessions and its live feed."""
+
+    model_config = _ENV
+
+    dashboard_api_url: str | None = Field(
+        default=None, description="Base URL of the platform's HTTP APIs (users, analytics) the dashboard calls;"
+                                  " unset: this host's own address and port.")
+    dashboard_session_minutes: float = Field(default=60.0, description="A dashboard session ends this long"
+                                                                         " after its login.")
+    dashboard_secure_cookie: bool | None = Field(
+        default=None, description="Mark the session cookie Secure; unset: when the request came over https.")
+    dashboard_live_group: str = Field(
+        default="dashboard.live", description="Consumer group of the live feed; each dashboard replica needs"
+                                              " its own (e.g. the pod name), since each shows every event.")
+    dashboard_live_minutes: int = Field(default=60, description="Minutes of per-minute counts the live panel"
+                                                                " keeps in memory.")
+    dashboard_tail_events: int = Field(default=200, description="Latest processed events kept for the tail.")
+
+
 class Settings(BaseSettings):
     """Platform settings; unset infrastructure URLs mean the embedded defaults."""
 
@@ -261,6 +281,7 @@ class Settings(BaseSettings):
     objects: ObjectSettings = Field(default_factory=ObjectSettings)
     vectors: VectorSettings = Field(default_factory=VectorSettings)
     mail: MailSettings = Field(default_factory=MailSettings)
+    dashboard: DashboardSettings = Field(default_factory=DashboardSettings)
 
     def secret_path(self) -> Path:
         """Where the platform secret is kept when `secret_key` is unset."""

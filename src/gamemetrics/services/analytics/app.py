@@ -29,6 +29,7 @@ from gamemetrics.services.analytics.responses import Answer, AnswerKey, Response
 from gamemetrics.services.analytics.schema import SCOPE, AnalyticsContext, Limits, Query, Subscription
 from gamemetrics.services.analytics.store import AnalyticsStore
 from gamemetrics.web.errors import ApiError
+from gamemetrics.web.graphiql_assets import offline_ide_html
 from gamemetrics.web.refusals import exception_handlers
 from gamemetrics.web.responses import json_response
 
@@ -153,6 +154,11 @@ class AnalyticsGraphQL(GraphQL[AnalyticsContext, None]):
         self._store = store
         self._limits = limits
         self._verifier = verifier
+
+    @property
+    def graphql_ide_html(self) -> str:
+        """GraphiQL with its scripts and styles served by the platform (`/graphql/assets/`)."""
+        return offline_ide_html(super().graphql_ide_html)
 
     async def get_context(self, request: Any, response: Any) -> AnalyticsContext:
         principal = request.scope.get("state", {}).get("principal")

@@ -17,6 +17,7 @@ from gamemetrics.services.analytics.responses import TenantVersions
 from gamemetrics.services.analytics.schema import Limits
 from gamemetrics.services.analytics.store import AnalyticsStore
 from gamemetrics.settings import Settings
+from gamemetrics.web.graphiql_assets import assets_route
 from gamemetrics.web.health import database_probe
 
 GRAPHQL_PATH = "/graphql"
@@ -28,7 +29,7 @@ def token_verifier(settings: Settings, store: AnalyticsStore) -> TokenVerifier:
 
 
 def graphql_routes(settings: Settings, store: AnalyticsStore) -> list[Any]:
-    """`/graphql` for HTTP and WebSocket."""
+    """`/graphql` for HTTP and WebSocket, and GraphiQL's scripts and styles under `/graphql/assets/`."""
     version_ttl = settings.analytics.version_ttl_ms / 1000
     endpoint = graphql_app(
         store, token_verifier(settings, store),
@@ -39,7 +40,8 @@ def graphql_routes(settings: Settings, store: AnalyticsStore) -> list[Any]:
         versions=TenantVersions(store, version_ttl, LocalMemo(100_000, ttl_seconds=version_ttl)),
         verified=LocalMemo(10_000, ttl_seconds=60),
     )
-    return [Route(GRAPHQL_PATH, endpoint, methods=["GET", "POST"]), WebSocketRoute(GRAPHQL_PATH, endpoint)]
+    return [Route(GRAPHQL_PATH, endpoint, methods=["GET", "POST"]), WebSocketRoute(GRAPHQL_PATH, endpoint),
+            assets_route()]
 
 
 def analytics_store(adapters: Adapters, settings: Settings) -> AnalyticsStore:

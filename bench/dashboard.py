@@ -1,0 +1,190 @@
+"""Dashboard benchmark: time from navigation to the overview's charts drawn for a 90-day range, and
+what open dashboards cost the host and ingest.
+
+    python bench/dashboard.py [--events 10000000] [--players 2000] [--days 120] [--dashboards 20]
+                              [--duration 10] [--keep DIR]
+
+It loads a game's history with bench/analytics.py's loader (straight into the events table and the
+rollups), starts the HTTP host (`gamemetrics serve ingest,analytics,users,dashboard`) as its own
+process, makes an operator and a write key with the CLI, and drives Debian's Chromium headless:
+
+- first charts: the overview of the last 90 days, from navigation start to the page's
+  DOMContentLoaded (its charts are SVG in the page, drawn as it is parsed), read from the browser's
+  Performance API; the first load (the analytics answers uncached) and the median of five more;
+- idle cost: host CPU seconds per second with `--dashboards` overviews open (each polling its live
+  panel every second) and nothing else happening, per open dashboard;
+- ingest: events/s accepted by ingest for `--duration` seconds with no dashboard open, then with
+  `--dashboards` open, and the host's CPU in each phase.
+
+The browser and the load generator run on the same machine as the host; their CPU is not the
+host's. It prints figures; it never passes or fails.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psutil
+from analytics import _free_port, database, load  # bench/ is the script's directory
+from ingest import batch_bodies, make_events, send_all
+from rich.console import Console
+from rich.progress import Progress
+from rich.table import Table
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service as ChromeService
+from selenium.webdriver.common.by import By
+
+console = Console()
+RESULTS = Path(__file__).parent / "results" / "dashboard.json"
+PASSWORD = "bench operator password"
+EMAIL = "bench@gamemetrics.local"
+
+
+def start_host(url: str, data_dir: Path, port: int) -> subprocess.Popen[bytes]:
+    env = _env(url, data_dir) | {"GAMEMETRICS_PORT": str(port), "GAMEMETRICS_LOG_LEVEL": "warning",
+                                 "GAMEMETRICS_KEY_RATE_EVENTS_PER_SECOND": "10000000",
+                                 "GAMEMETRICS_KEY_RATE_BURST_EVENTS": "10000000"}
+    log = (data_dir / "host.log").open("wb")
+    process = subprocess.Popen([sys.executable, "-m", "gamemetrics.cli", "serve", "ingest,analytics,users,dashboard"],
+                               env=env, stdout=log, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"the host exited:\n{(data_dir / 'host.log').read_text()[-2000:]}")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
+                return process
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    raise SystemExit("the host was not ready within 90s")
+
+
+def _env(url: str, data_dir: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
+    return env | {"GAMEMETRICS_DATABASE_URL": url, "GAMEMETRICS_DATA_DIR": str(data_dir)}
+
+
+def cli(url: str, data_dir: Path, *args: str, stdin: str | None = None) -> dict[str, Any]:
+    out = subprocess.run([sys.executable, "-m", "gamemetrics.cli", *args], env=_env(url, data_dir), check=True,
+                         capture_output=True, text=True, input=stdin).stdout
+    return dict(json.loads(out))
+
+
+def browser() -> webdriver.Chrome:
+    options = webdriver.ChromeOptions()
+    options.binary_location = shutil.which("chromium") or "chromium"
+    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1440,1000"):
+        options.add_argument(argument)
+    return webdriver.Chrome(options=options, service=ChromeService(shutil.which("chromedriver")))
+
+
+def first_charts(driver: webdriver.Chrome, base: str, game: str) -> float:
+    """Milliseconds from navigation start to DOMContentLoaded of the 90-day overview."""
+    driver.get(f"{base}/dashboard/games/{game}?range=90d")
+    assert driver.find_elements(By.CSS_SELECTOR, "#tile-dau svg.chart"), driver.page_source[:500]
+    entry = driver.execute_script("return performance.getEntriesByType('navigation')[0].toJSON()")
+    return float(entry["domContentLoadedEventEnd"])
+
+
+def host_cpu(process: psutil.Process) -> float:
+    return float(sum(process.cpu_times()[:2]) + sum(sum(c.cpu_times()[:2]) for c in process.children(True)))
+
+
+def ingest_rate(port: int, key: str, events: int, duration: float) -> tuple[float, float]:
+    """Events/s ingest accepted while sending for about `duration` seconds, and the seconds taken."""
+    bodies = batch_bodies(make_events(events, 500), 500)
+    started = time.perf_counter()
+    with Progress(console=console, transient=True) as progress:
+        task = progress.add_task("ingest", total=events)
+        asyncio.run(send_all(port, key, bodies, 8, progress, task))
+    took = time.perf_counter() - started
+    return events / took, took
+
+
+def measure(args: argparse.Namespace) -> dict[str, Any]:
+    shape = {"players": args.players, "days": args.days}
+    with database(args.events, args.keep, shape) as (url, data_dir, loaded):
+        if loaded is None:
+            console.print(f"[bold]{args.events:,} events[/]: loading {args.days} days of {args.players} players")
+            loaded = load(url, args.events, args.players, args.days)
+            if args.keep:
+                (data_dir / f"loaded-{args.events}.json").write_text(
+                    json.dumps({"shape": shape, "loaded": loaded}, default=str))
+        game, tenant = loaded["game_id"], loaded["tenant_id"]
+        port = _free_port()
+        base = f"http://127.0.0.1:{port}"
+        host = start_host(url, data_dir, port)
+        drivers: list[webdriver.Chrome] = []
+        try:
+            email = cli(url, data_dir, "admin", "create-operator", "--email", f"{time.time_ns()}-{EMAIL}",
+                        "--role", "analyst", "--tenant", tenant, "--password-stdin", stdin=PASSWORD + "\n")["email"]
+            key = cli(url, data_dir, "admin", "create-write-key", "--game", game)["write_key"]
+            driver = browser()
+            drivers.append(driver)
+            driver.get(f"{base}/dashboard/login")
+            driver.find_element(By.ID, "email").send_keys(email)
+            driver.find_element(By.ID, "password").send_keys(PASSWORD)
+            driver.find_element(By.ID, "submit").click()
+            time.sleep(0.5)
+            cold = first_charts(driver, base, game)
+            warm = statistics.median(first_charts(driver, base, game) for _ in range(5))
+            process = psutil.Process(host.pid)
+            per_event = max(1000, int(args.rate_guess * args.duration))
+            alone, _ = ingest_rate(port, key, per_event, args.duration)
+            cpu = host_cpu(process)
+            for _ in range(args.dashboards - 1):
+                driver.switch_to.new_window("tab")
+                driver.get(f"{base}/dashboard/games/{game}?range=today")
+            idle_started = time.perf_counter()
+            time.sleep(args.duration)
+            idle_cpu_per_s = (host_cpu(process) - cpu) / (time.perf_counter() - idle_started)
+            cpu = host_cpu(process)
+            shared, took = ingest_rate(port, key, int(alone * args.duration), args.duration)
+            ingest_cpu_per_s = (host_cpu(process) - cpu) / took
+        finally:
+            for driver in drivers:
+                driver.quit()
+            host.terminate()
+            host.wait(timeout=30)
+    return {"events": loaded["events"], "dashboards": args.dashboards, "first_charts_cold_ms": round(cold),
+            "first_charts_warm_ms": round(warm), "idle_host_cpu_per_s": round(idle_cpu_per_s, 3),
+            "idle_host_cpu_per_dashboard": round(idle_cpu_per_s / args.dashboards, 4),
+            "ingest_alone_events_per_s": round(alone), "ingest_with_dashboards_events_per_s": round(shared),
+            "ingest_cost_pct": round(100 * (1 - shared / alone), 1) if alone else None,
+            "host_cpu_per_s_while_ingesting_with_dashboards": round(ingest_cpu_per_s, 2)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=1_000_000)
+    parser.add_argument("--players", type=int, default=2000)
+    parser.add_argument("--days", type=int, default=120)
+    parser.add_argument("--dashboards", type=int, default=20)
+    parser.add_argument("--duration", type=float, default=10.0)
+    parser.add_argument("--rate-guess", type=float, default=5000.0,
+                        help="events/s to size the first ingest phase (it sends --duration x this many)")
+    parser.add_argument("--keep", type=Path)
+    args = parser.parse_args()
+    results = measure(args)
+    table = Table("figure", "value")
+    for name, value in results.items():
+        table.add_row(name, str(value))
+    console.print(table)
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()

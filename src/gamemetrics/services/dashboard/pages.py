@@ -1,0 +1,245 @@
+"""The dashboard's pages and actions: login, logout, the games, a game's overview and its live figures.
+
+Every handler finds the session first: without one a page goes to the login form and an API-style
+request (JSON) gets 401. Games are those of the operator's token, so a game id of another tenant
+is a 404 page, never someone else's numbers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import structlog
+from jinja2 import Environment, PackageLoader, select_autoescape
+from starlette.datastructures import FormData
+from starlette.formparsers import MultiPartException
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from gamemetrics.services.dashboard import tiles
+from gamemetrics.services.dashboard.charts import line_chart
+from gamemetrics.services.dashboard.live import LiveFeed
+from gamemetrics.services.dashboard.periods import BadRange, Period, parse_period
+from gamemetrics.services.dashboard.platform_api import PlatformApi, Refused
+from gamemetrics.services.dashboard.sessions import COOKIE, Session, Sessions, csrf_ok
+
+PREFIX = "/dashboard"
+GAMES_QUERY = "query { games { id name eventsStored eventsDeadLettered } }"
+log = structlog.get_logger("dashboard")
+Handler = Callable[[Request, Session], Awaitable[Response]]
+
+
+class Page(Exception):
+    """Answer with a message page of `status` instead of the page asked for."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+class Pages:
+    """The routes of the dashboard over its sessions, the platform's APIs and the live feed."""
+
+    def __init__(self, sessions: Sessions, api: PlatformApi, live: LiveFeed, *, lifetime_s: float,
+                 secure_cookie: bool | None) -> None:
+        self._sessions = sessions
+        self._api = api
+        self._live = live
+        self._lifetime_s = lifetime_s
+        self._secure = secure_cookie
+        self._env = Environment(loader=PackageLoader("gamemetrics.services.dashboard", "templates"),
+                                autoescape=select_autoescape(["html"]))
+
+    # ------------------------------------------------------------------ plumbing
+
+    def render(self, name: str, code: int = 200, **context: Any) -> HTMLResponse:
+        html = self._env.get_template(name).render(prefix=PREFIX, **context)
+        return HTMLResponse(html, status_code=code, headers=_NO_STORE)
+
+    def signed_in(self, handler: Handler, *, manage: bool = False) -> Callable[[Request], Awaitable[Response]]:
+        """`handler` behind the session (and the CSRF token on a POST; a managing role when `manage`)."""
+        async def endpoint(request: Request) -> Response:
+            session = await self._sessions.find(request.cookies.get(COOKIE))
+            if session is None:
+                if _wants_json(request):
+                    return JSONResponse({"error": "log in to the dashboard first"}, 401, headers=_NO_STORE)
+                return RedirectResponse(f"{PREFIX}/login", 303)
+            try:
+                if manage and not session.manages:
+                    raise Page(403, f"the {session.role} role cannot manage the tenant")
+                if request.method == "POST":
+                    form = await _form(request)
+                    if not csrf_ok(session, form.get("csrf")):
+                        raise Page(403, "this form has expired or was not sent from the dashboard; reload the page")
+                return await handler(request, session)
+            except Page as page:
+                return self._message(page, session, request)
+            except httpx.HTTPError as exc:
+                log.warning("platform API unreachable", path=request.url.path, error=str(exc))
+                return self._message(Page(502, "the platform's API cannot be reached; retry in a moment"),
+                                     session, request)
+            except Refused as refused:
+                if refused.status == 401:
+                    return RedirectResponse(f"{PREFIX}/login", 303)
+                status = refused.status if refused.status in (400, 403, 404, 409, 429) else 502
+                return self._message(Page(status, refused.message), session, request)
+        return endpoint
+
+    def _message(self, page: Page, session: Session | None, request: Request) -> Response:
+        if _wants_json(request):
+            return JSONResponse({"error": page.message}, page.status, headers=_NO_STORE)
+        return self.render("message.html", page.status, session=session, status=page.status, message=page.message)
+
+    async def _games(self, session: Session) -> list[dict[str, Any]]:
+        games: list[dict[str, Any]] = (await self._api.graphql(session.token, GAMES_QUERY, {}))["games"] or []
+        return games
+
+    async def game_of(self, request: Request, session: Session) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        """The game of the path when it is one of the operator's, and all of them; else a 404 page."""
+        games = await self._games(session)
+        wanted = request.path_params["game_id"]
+        for game in games:
+            if game["id"] == wanted:
+                return game, games
+        raise Page(404, f"no game {wanted!r} here")
+
+    # ------------------------------------------------------------------ login and logout
+
+    async def login_form(self, request: Request) -> Response:
+        if await self._sessions.find(request.cookies.get(COOKIE)) is not None:
+            return RedirectResponse(f"{PREFIX}/", 303)
+        return self.render("login.html", session=None, error=None, email="")
+
+    async def login(self, request: Request) -> Response:
+        try:
+            form = await _form(request)
+        except Page as page:
+            return self._message(page, None, request)
+        email, password = str(form.get("email") or "").strip(), str(form.get("password") or "")
+        tenant = str(form.get("tenant_id") or "").strip() or None
+        if not email or not password:
+            return self.render("login.html", 400, session=None, error="enter your email and password", email=email)
+        address = request.client.host if request.client else "unknown"
+        try:
+            login = await self._api.login(email, password, tenant, address)
+        except httpx.HTTPError:
+            return self.render("login.html", 502, session=None, email=email,
+                               error="the platform's API cannot be reached; retry in a moment")
+        except Refused as refused:
+            message = {401: "wrong email or password"}.get(refused.status, refused.message)
+            return self.render("login.html", refused.status if refused.status < 500 else 502, session=None,
+                               error=message, email=email)
+        sid, _ = await self._sessions.start(
+            login.token, login.expires_in, operator_id=login.operator_id, email=login.email, role=login.role,
+            tenant_id=login.tenant_id, lifetime_s=self._lifetime_s)
+        response = RedirectResponse(f"{PREFIX}/", 303)
+        response.set_cookie(COOKIE, sid, max_age=int(min(self._lifetime_s, login.expires_in)), path=PREFIX,
+                            httponly=True, samesite="strict", secure=self._secure_for(request))
+        return response
+
+    async def logout(self, request: Request, session: Session) -> Response:
+        await self._sessions.end(request.cookies.get(COOKIE))
+        response = RedirectResponse(f"{PREFIX}/login", 303)
+        response.delete_cookie(COOKIE, path=PREFIX, httponly=True, samesite="strict",
+                               secure=self._secure_for(request))
+        return response
+
+    def _secure_for(self, request: Request) -> bool:
+        return self._secure if self._secure is not None else request.url.scheme == "https"
+
+    # ------------------------------------------------------------------ pages
+
+    async def home(self, request: Request, session: Session) -> Response:
+        games = await self._games(session)
+        if len(games) == 1:
+            return RedirectResponse(f"{PREFIX}/games/{games[0]['id']}", 303)
+        return self.render("games.html", session=session, games=games)
+
+    async def overview(self, request: Request, session: Session) -> Response:
+        game, games = await self.game_of(request, session)
+        try:
+            preset, period = parse_period(request.query_params, datetime.now(UTC).date())
+        except BadRange as exc:
+            raise Page(400, str(exc)) from None
+        now, before = await asyncio.gather(self._overview(session, game["id"], period),
+                                           self._overview(session, game["id"], period.previous()))
+        current, previous = tiles.figures(now), tiles.figures(before)
+        points = tiles.series(now)
+        cards = [{
+            "key": m.key, "label": m.label, "help": m.help, "value": tiles.shown(current[m.key], m.unit),
+            "raw": current[m.key], "change": tiles.shown_change(tiles.change(current[m.key], previous[m.key])),
+            "chart": line_chart(points[m.key], m.label),
+        } for m in tiles.METRICS]
+        return self.render("overview.html", session=session, game=game, games=games, cards=cards, preset=preset,
+                           period=period, query=request.url.query)
+
+    async def _overview(self, session: Session, game_id: str, period: Period) -> dict[str, Any]:
+        return await self._api.graphql(session.token, tiles.OVERVIEW_QUERY,
+                                       {"game": game_id, "from": period.start.isoformat(),
+                                        "to": period.end.isoformat()})
+
+    async def overview_csv(self, request: Request, session: Session) -> Response:
+        game, _ = await self.game_of(request, session)
+        metric = request.path_params["metric"]
+        if metric not in {m.key for m in tiles.METRICS}:
+            raise Page(404, f"no chart {metric!r}")
+        try:
+            _, period = parse_period(request.query_params, datetime.now(UTC).date())
+        except BadRange as exc:
+            raise Page(400, str(exc)) from None
+        points = tiles.series(await self._overview(session, game["id"], period))[metric]
+        name = f"{metric}_{period.start}_{period.end}.csv"
+        return Response(tiles.rows_csv(points, metric), media_type="text/csv",
+                        headers={"Content-Disposition": f'attachment; filename="{name}"', **_NO_STORE})
+
+    async def live(self, request: Request, session: Session) -> Response:
+        game, _ = await self.game_of(request, session)
+        figures = self._live.figures(uuid.UUID(session.tenant_id), uuid.UUID(game["id"]))
+        return JSONResponse({
+            "at": figures.at.isoformat(), "last_minute": figures.last_minute,
+            "per_minute": [[m.isoformat(), n] for m, n in figures.per_minute],
+        }, headers=_NO_STORE)
+
+    async def root(self, request: Request) -> Response:
+        return RedirectResponse(f"{PREFIX}/", 307)
+
+    def routes(self, static_dir: str) -> list[BaseRoute]:
+        return [
+            Route(PREFIX, self.root, methods=["GET"]),
+            Route(f"{PREFIX}/", self.signed_in(self.home), methods=["GET"]),
+            Route(f"{PREFIX}/login", self.login_form, methods=["GET"]),
+            Route(f"{PREFIX}/login", self.login, methods=["POST"]),
+            Route(f"{PREFIX}/logout", self.signed_in(self.logout), methods=["POST"]),
+            Route(f"{PREFIX}/games/{{game_id}}", self.signed_in(self.overview), methods=["GET"]),
+            Route(f"{PREFIX}/games/{{game_id}}/live", self.signed_in(self.live), methods=["GET"]),
+            Route(f"{PREFIX}/games/{{game_id}}/charts/{{metric}}.csv", self.signed_in(self.overview_csv),
+                  methods=["GET"]),
+            Mount(f"{PREFIX}/static", StaticFiles(directory=static_dir), name="dashboard-static"),
+        ]
+
+    def not_found(self, request: Request, exc: Exception) -> Response:
+        """Unknown dashboard paths get the message page, not a bare 404."""
+        return self.render("message.html", 404, session=None, status=404, message="no such page")
+
+
+_NO_STORE = {"Cache-Control": "no-store"}
+
+
+def _wants_json(request: Request) -> bool:
+    return "application/json" in request.headers.get("accept", "") or request.url.path.endswith(("/live", "/latest"))
+
+
+async def _form(request: Request) -> FormData:
+    try:
+        return await request.form(max_fields=20, max_part_size=8192)
+    except (MultiPartException, ValueError) as exc:  # the sender's mistake: answer it, keep details out
+        log.info("unreadable login form", error=str(exc))
+        raise Page(400, "the form could not be read") from None

@@ -1,0 +1,82 @@
+"""Dashboard sessions: an opaque id in an HttpOnly, SameSite cookie; the rest kept on the server.
+
+A session is kept in the platform's cache (shared by every process when Redis is configured),
+under a hash of its id and sealed with a key of its own derived from the platform secret, so
+neither a cache dump nor a cookie alone yields an operator's token. Each session has its CSRF
+token, which every state-changing form sends back.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import time
+
+import msgspec
+from cryptography.exceptions import InvalidTag
+
+from gamemetrics.auth.secret import derive, seal, unseal
+from gamemetrics.ports.cache import Cache
+
+COOKIE = "gm_dashboard"
+SESSIONS = b"gamemetrics/dashboard-sessions/v1"
+
+
+class Session(msgspec.Struct, frozen=True):
+    """A logged-in operator."""
+
+    token: str
+    operator_id: str
+    email: str
+    role: str
+    tenant_id: str
+    csrf: str
+    expires_at: float
+
+    @property
+    def manages(self) -> bool:
+        """Whether the role may change the tenant's settings (games, keys, clients, erasures)."""
+        return self.role in ("tenant_admin", "platform_admin")
+
+
+class Sessions:
+    """Sessions in `cache`, each for at most its own lifetime."""
+
+    def __init__(self, cache: Cache, secret: bytes) -> None:
+        self._cache = cache
+        self._key = derive(secret, SESSIONS)
+
+    async def start(self, token: str, expires_in: float, *, operator_id: str, email: str, role: str,
+                    tenant_id: str, lifetime_s: float) -> tuple[str, Session]:
+        """A new session: its cookie value and what it holds."""
+        ttl = max(1.0, min(lifetime_s, expires_in - 5))
+        session = Session(token, operator_id, email, role, tenant_id, secrets.token_urlsafe(24), time.time() + ttl)
+        sid = secrets.token_urlsafe(32)
+        await self._cache.set(self._name(sid), seal(self._key, msgspec.json.encode(session), context=SESSIONS), ttl)
+        return sid, session
+
+    async def find(self, sid: str | None) -> Session | None:
+        """The live session of a cookie value, or None (unknown, expired or tampered with)."""
+        if not sid or len(sid) > 100:
+            return None
+        sealed = await self._cache.get(self._name(sid))
+        if sealed is None:
+            return None
+        try:
+            session = msgspec.json.decode(unseal(self._key, sealed, context=SESSIONS), type=Session)
+        except (InvalidTag, msgspec.DecodeError):
+            return None
+        return session if session.expires_at > time.time() else None
+
+    async def end(self, sid: str | None) -> None:
+        if sid:
+            await self._cache.delete(self._name(sid))
+
+    def _name(self, sid: str) -> str:
+        return "session:" + hashlib.sha256(sid.encode()).hexdigest()
+
+
+def csrf_ok(session: Session, sent: object) -> bool:
+    """Whether a form's CSRF field is the session's own."""
+    return isinstance(sent, str) and hmac.compare_digest(sent.encode(), session.csrf.encode())
