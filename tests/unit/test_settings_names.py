@@ -113,8 +113,9 @@ NAMES: dict[str, tuple[str, str, Any]] = {
 # of its own, which must not clash with these.
 LISTED = {"ingest", "bus", "kafka", "processor", "auth", "analytics", "users", "cache", "objects", "vectors", "mail"}
 
-# Documented GAMEMETRICS_* names that are not settings: options of CLI commands.
-NOT_SETTINGS = {"GAMEMETRICS_WRITE_KEY"}
+# Documented GAMEMETRICS_* names that are not settings: options of CLI commands, and where the
+# browser tests leave their screenshots.
+NOT_SETTINGS = {"GAMEMETRICS_WRITE_KEY", "GAMEMETRICS_TEST_OUTPUT"}
 
 
 def env_names(model: type[BaseSettings], path: str = "") -> dict[str, str]:
