@@ -94,6 +94,32 @@ class MailSettings(BaseSettings):
                                                                 " system's.")
     smtp_timeout_seconds: float = 10.0
     mail_from: str = "GameMetrics <noreply@localhost>"
+    smtp_fallback_host: str | None = Field(default=None, description="A second SMTP server that takes email over"
+                                                                    " when the first keeps failing; same port,"
+                                                                    " TLS and login settings.")
+    smtp_fallback_port: int | None = Field(default=None, description="Unset: GAMEMETRICS_SMTP_PORT.")
+
+
+class NotifierSettings(BaseSettings):
+    """The notifier: its pool, how deliveries are retried, and the links it puts in messages."""
+
+    model_config = _ENV
+
+    notifier_pool_size: int = 4
+    notify_max_attempts: int = Field(default=6, description="Attempts per channel before a delivery is given up"
+                                                            " (dead-lettered).")
+    notify_fallback_after: int = Field(default=2, description="Failed attempts on a channel's first provider after"
+                                                              " which its fallback provider takes over.")
+    notify_backoff_initial_seconds: float = 2.0
+    notify_backoff_cap_seconds: float = 600.0
+    notify_lease_seconds: float = Field(default=60.0, description="A delivery claimed by a notifier that died is"
+                                                                  " tried again after this long.")
+    notify_poll_seconds: float = Field(default=0.5, description="How long the delivery worker sleeps when"
+                                                                " nothing is due.")
+    notify_batch_size: int = 200
+    notify_max_body_bytes: int = 64 * 1024
+    public_url: str = Field(default="http://127.0.0.1:8000", description="The platform's base URL as players"
+                                                                          " reach it (unsubscribe links).")
 
 
 class Settings(BaseSettings):
@@ -207,6 +233,7 @@ class Settings(BaseSettings):
     objects: ObjectSettings = Field(default_factory=ObjectSettings)
     vectors: VectorSettings = Field(default_factory=VectorSettings)
     mail: MailSettings = Field(default_factory=MailSettings)
+    notifier: NotifierSettings = Field(default_factory=NotifierSettings)
 
     def secret_path(self) -> Path:
         """Where the platform secret is kept when `secret_key` is unset."""

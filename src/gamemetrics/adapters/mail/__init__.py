@@ -1,4 +1,5 @@
-"""Adapters of the Mail port: the outbox table (the embedded default) and SMTP."""
+"""Adapters of the Mail port: the outbox table (the embedded default) and SMTP (with an optional
+second server that takes over)."""
 
 from __future__ import annotations
 
@@ -13,3 +14,10 @@ from gamemetrics.settings import MailSettings
 def make_mail(settings: MailSettings, pool: AsyncConnectionPool) -> Mail:
     """SMTP when GAMEMETRICS_SMTP_HOST is set, else the outbox table of the platform's database."""
     return SmtpMail(settings) if settings.smtp_host else OutboxMail(pool)
+
+
+def make_fallback_mail(settings: MailSettings) -> Mail | None:
+    """The second SMTP server of GAMEMETRICS_SMTP_FALLBACK_HOST, or None."""
+    if not settings.smtp_fallback_host:
+        return None
+    return SmtpMail(settings, host=settings.smtp_fallback_host, port=settings.smtp_fallback_port)
