@@ -83,6 +83,15 @@ SERVICES: tuple[ServiceSpec, ...] = (
         gdpr_stores=("events", "rollups", "profile", "dead_letters", "bus"),
         pool_size=lambda settings: settings.users_pool_size,
     ),
+    ServiceSpec(
+        "notifier", "both", "gamemetrics.services.notifier.main:build",
+        "templates, notifications by API, topic and rules; delivery with retries, fallback and a DLQ",
+        # The game-scoped paths lie below the users service's /v1/games: the longer prefix owns them.
+        paths=("/v1/notifications", "/v1/games/{game_id}/notification-templates",
+               "/v1/games/{game_id}/players/{player_id}/notification-preferences"),
+        gdpr_stores=("notifications",),
+        pool_size=lambda settings: settings.notifier.notifier_pool_size,
+    ),
 )
 
 NAMES = tuple(spec.name for spec in SERVICES)

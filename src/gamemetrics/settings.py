@@ -112,8 +112,11 @@ class NotifierSettings(BaseSettings):
                                                               " which its fallback provider takes over.")
     notify_backoff_initial_seconds: float = 2.0
     notify_backoff_cap_seconds: float = 600.0
+    notify_send_timeout_seconds: float = Field(default=20.0, description="A provider that has not answered by"
+                                                                         " then has failed (transiently).")
     notify_lease_seconds: float = Field(default=60.0, description="A delivery claimed by a notifier that died is"
-                                                                  " tried again after this long.")
+                                                                  " tried again after this long; keep it above"
+                                                                  " the send timeout.")
     notify_poll_seconds: float = Field(default=0.5, description="How long the delivery worker sleeps when"
                                                                 " nothing is due.")
     notify_batch_size: int = 200

@@ -1,0 +1,57 @@
+"""Builds the notifier on the adapters it is given: its routes, the request consumer and the
+delivery worker beside them."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from gamemetrics.auth.secret import derive, platform_secret
+from gamemetrics.auth.verifier import token_verifier
+from gamemetrics.ports.mail import Mail
+from gamemetrics.service import Adapters, Service
+from gamemetrics.services.notifier.accept import Acceptor
+from gamemetrics.services.notifier.delivery import Deliverer, Providers
+from gamemetrics.services.notifier.eraser import NotificationsEraser
+from gamemetrics.services.notifier.http import NotifierRoutes
+from gamemetrics.services.notifier.requests import RequestWorker
+from gamemetrics.services.notifier.templates import CHANNEL_FIELDS
+from gamemetrics.services.notifier.unsubscribe import UNSUBSCRIBE_PURPOSE, LinkSigner
+from gamemetrics.settings import Settings
+from gamemetrics.tenancy.store import TenancyStore
+from gamemetrics.web.health import database_probe
+from gamemetrics.web.principal import Guard
+from gamemetrics.web.refusals import exception_handlers
+
+
+def providers_of(adapters: Adapters) -> Providers:
+    """Each channel's providers: the Mail adapter where it carries the channel, then the fallback's."""
+    chain: dict[str, list[tuple[str, Mail]]] = {}
+    for name, mail in (("primary", adapters.mail), ("fallback", adapters.mail_fallback)):
+        if mail is None:
+            continue
+        for channel in CHANNEL_FIELDS:
+            if channel in mail.channels:
+                chain.setdefault(channel, []).append((f"{name}:{type(mail).__name__}", mail))
+    return chain
+
+
+@asynccontextmanager
+async def build(adapters: Adapters, settings: Settings) -> AsyncIterator[Service]:
+    """The notifier on `adapters`: its API, the `notifications.requests` consumer and the delivery worker."""
+    own = settings.notifier
+    secret = platform_secret(settings)
+    links = LinkSigner(derive(secret, UNSUBSCRIBE_PURPOSE), own.public_url)
+    pool, bus = adapters.pool, adapters.bus
+    tenancy = TenancyStore(pool)
+    acceptor = Acceptor(pool, links, max_body_bytes=own.notify_max_body_bytes)
+    guard = Guard(token_verifier(settings, pool), tenancy)
+    requests = RequestWorker(bus, acceptor)
+    deliverer = Deliverer(pool, bus.producer(), providers_of(adapters), own)
+    yield Service(
+        routes=NotifierRoutes(pool, guard, tenancy, acceptor, links).routes(),
+        exception_handlers=exception_handlers(token_message=lambda exc: f"invalid token: {exc}"),
+        workers={"notification-requests": requests.run, "deliveries": deliverer.run},
+        checks={"database": database_probe(pool), "bus": bus.ping},
+        erasers=[NotificationsEraser(pool, bus)],
+    )

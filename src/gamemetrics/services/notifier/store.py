@@ -1,0 +1,160 @@
+"""The notifier's tables: templates, notifications with their delivery records, preferences."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from psycopg import AsyncConnection
+from psycopg.types.json import Jsonb
+from psycopg_pool import AsyncConnectionPool
+
+from gamemetrics.services.notifier.templates import Template
+
+
+@asynccontextmanager
+async def tenant_transaction(pool: AsyncConnectionPool, tenant_id: uuid.UUID) -> AsyncIterator[AsyncConnection]:
+    """A transaction that names `tenant_id`, so row-level security shows and takes that tenant's rows only."""
+    async with pool.connection() as conn, conn.transaction():
+        await conn.execute("SELECT set_config('gamemetrics.tenant_id', %s, true)", (str(tenant_id),))
+        yield conn
+
+
+async def save_template(conn: AsyncConnection, tenant_id: uuid.UUID, game_id: uuid.UUID, t: Template) -> bool:
+    """Insert or replace the template; True when it is new."""
+    cur = await conn.execute(
+        "INSERT INTO notification_templates (tenant_id, game_id, name, category, critical, content, locales,"
+        " fallback_locale, sample) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
+        " ON CONFLICT (tenant_id, game_id, name) DO UPDATE SET category = excluded.category,"
+        " critical = excluded.critical, content = excluded.content, locales = excluded.locales,"
+        " fallback_locale = excluded.fallback_locale, sample = excluded.sample, updated_at = now()"
+        " RETURNING xmax = 0",
+        (tenant_id, game_id, t.name, t.category, t.critical, Jsonb(t.content), Jsonb(t.locales), t.fallback_locale,
+         Jsonb(t.sample)),
+    )
+    row = await cur.fetchone()
+    return bool(row and row[0])
+
+
+async def load_template(conn: AsyncConnection, tenant_id: uuid.UUID, game_id: uuid.UUID, name: str) -> Template | None:
+    cur = await conn.execute(
+        "SELECT name, category, critical, content, locales, fallback_locale, sample FROM notification_templates"
+        " WHERE tenant_id = %s AND game_id = %s AND name = %s", (tenant_id, game_id, name),
+    )
+    row = await cur.fetchone()
+    return Template(*row) if row else None
+
+
+async def delete_template(conn: AsyncConnection, tenant_id: uuid.UUID, game_id: uuid.UUID, name: str) -> bool:
+    cur = await conn.execute("DELETE FROM notification_templates WHERE tenant_id = %s AND game_id = %s AND name = %s",
+                             (tenant_id, game_id, name))
+    return cur.rowcount > 0
+
+
+async def player_traits(conn: AsyncConnection, tenant_id: uuid.UUID, game_id: uuid.UUID,
+                        player_id: str) -> dict[str, Any] | None:
+    """The player's profile traits (`email`, `phone`, `locale`, ...), or None when the game has no such player."""
+    cur = await conn.execute("SELECT traits FROM players WHERE tenant_id = %s AND game_id = %s AND player_id = %s",
+                             (tenant_id, game_id, player_id))
+    row = await cur.fetchone()
+    return dict(row[0] or {}) if row else None
+
+
+async def opted_out(conn: AsyncConnection, tenant_id: uuid.UUID, game_id: uuid.UUID, player_id: str) -> dict[str, Any]:
+    """The player's per-category, per-channel choices: `{"lifecycle": {"email": false}}`."""
+    cur = await conn.execute("SELECT categories FROM notification_preferences WHERE tenant_id = %s AND game_id = %s"
+                             " AND player_id = %s", (tenant_id, game_id, player_id))
+    row = await cur.fetchone()
+    return dict(row[0]) if row else {}
+
+
+async def set_preferences(conn: AsyncConnection, tenant_id: uuid.UUID, game_id: uuid.UUID, player_id: str,
+                          categories: dict[str, dict[str, bool]], *, merge: bool) -> dict[str, Any]:
+    """Replace (or, with `merge`, update) the player's choices; the choices now."""
+    update = ("jsonb_strip_nulls(notification_preferences.categories || excluded.categories)" if merge
+              else "excluded.categories")
+    cur = await conn.execute(
+        "INSERT INTO notification_preferences (tenant_id, game_id, player_id, categories) VALUES (%s, %s, %s, %s)"
+        f" ON CONFLICT (tenant_id, game_id, player_id) DO UPDATE SET categories = {update}, updated_at = now()"
+        " RETURNING categories", (tenant_id, game_id, player_id, Jsonb(categories)),
+    )
+    row = await cur.fetchone()
+    assert row is not None
+    return dict(row[0])
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryRow:
+    """One channel of a notification, as it is to be written."""
+
+    channel: str
+    state: str
+    reason: str | None
+    recipient: str = ""
+    subject: str = ""
+    body: str = ""
+    headers: dict[str, str] | None = None
+
+
+async def existing_notification(conn: AsyncConnection, tenant_id: uuid.UUID, key: str) -> uuid.UUID | None:
+    cur = await conn.execute("SELECT notification_id FROM notifications WHERE tenant_id = %s AND idempotency_key = %s",
+                             (tenant_id, key))
+    row = await cur.fetchone()
+    return row[0] if row else None
+
+
+async def insert_notification(conn: AsyncConnection, tenant_id: uuid.UUID, game_id: uuid.UUID, player_id: str,
+                              template: Template, key: str | None, send_at: datetime | None,
+                              deliveries: Sequence[DeliveryRow]) -> uuid.UUID | None:
+    """Write the notification and its delivery records; None when `key` was taken meanwhile."""
+    notification_id = uuid.uuid4()
+    cur = await conn.execute(
+        "INSERT INTO notifications (tenant_id, notification_id, game_id, player_id, template, category,"
+        " idempotency_key, send_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
+        " ON CONFLICT (tenant_id, idempotency_key) DO NOTHING RETURNING notification_id",
+        (tenant_id, notification_id, game_id, player_id, template.name, template.category, key, send_at),
+    )
+    if await cur.fetchone() is None:
+        return None
+    async with conn.cursor() as cur:
+        await cur.executemany(
+            "INSERT INTO notification_deliveries (tenant_id, notification_id, channel, state, reason, message_id,"
+            " recipient, subject, body, headers, next_attempt_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s,"
+            " coalesce(%s, now()))",
+            [(tenant_id, notification_id, d.channel, d.state, d.reason, uuid.uuid4(), d.recipient, d.subject, d.body,
+              Jsonb(d.headers or {}), send_at) for d in deliveries],
+        )
+    return notification_id
+
+
+async def notification_status(conn: AsyncConnection, tenant_id: uuid.UUID,
+                              notification_id: uuid.UUID) -> dict[str, Any] | None:
+    """`{"id", "state", "channels": {...}}`, or None when the tenant has no such notification."""
+    cur = await conn.execute(
+        "SELECT n.game_id, n.player_id, n.template, n.send_at, n.created_at, d.channel, d.state, d.reason,"
+        " d.attempts, d.next_attempt_at, d.next_attempt_at > now(), d.sent_at FROM notifications n"
+        " JOIN notification_deliveries d USING (tenant_id, notification_id)"
+        " WHERE n.tenant_id = %s AND n.notification_id = %s ORDER BY d.channel", (tenant_id, notification_id),
+    )
+    rows = await cur.fetchall()
+    if not rows:
+        return None
+    channels: dict[str, Any] = {}
+    for *_, channel, state, reason, attempts, next_at, later, sent_at in rows:
+        entry: dict[str, Any] = {"state": state, "reason": reason, "attempts": attempts}
+        if state in ("queued", "sending"):
+            # A claimed delivery is still queued to its caller; a first attempt not yet due is deferred.
+            entry["state"] = "deferred" if later and attempts == 0 else "queued"
+            entry["deferred_until" if entry["state"] == "deferred" else "next_attempt_at"] = next_at
+        if sent_at is not None:
+            entry["sent_at"] = sent_at
+        channels[channel] = entry
+    states = {entry["state"] for entry in channels.values()}
+    overall = next(s for s in ("queued", "deferred", "sent", "failed", "suppressed") if s in states)
+    game_id, player_id, template, send_at, created_at = rows[0][:5]
+    return {"id": notification_id, "game_id": game_id, "player_id": player_id, "template": template,
+            "send_at": send_at, "created_at": created_at, "state": overall, "channels": channels}
