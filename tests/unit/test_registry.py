@@ -46,7 +46,8 @@ def test_overlapping_claims_are_found() -> None:
     c = ServiceSpec("c", "http", "x:y", "c", paths=("/metrics",))
     b2 = ServiceSpec("b2", "http", "x:y", "b2", paths=("/v1/games/{id}/items",))
     assert registry.claim_conflicts([a, b]) == []  # a claim below another's: the longer one owns its paths
-    assert registry.claim_conflicts([b, b2]) == ["'/v1/games/{game_id}/items' of b overlaps '/v1/games/{id}/items' of b2"]
+    assert registry.claim_conflicts([b, b2]) == [
+        "'/v1/games/{game_id}/items' of b overlaps '/v1/games/{id}/items' of b2"]
     assert registry.claim_conflicts([c]) == ["'/metrics' of the platform overlaps '/metrics' of c"]
     assert registry.claim_conflicts([a, ServiceSpec("d", "http", "x:y", "d", paths=("/v1/gamesx",))]) == []
 

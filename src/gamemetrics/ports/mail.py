@@ -3,8 +3,9 @@
 A send returns once the provider has taken the message, or raises: MailError for a failure worth
 retrying (the notifier retries with backoff, after `retry_after` when the provider said so),
 Rejected when the provider refused the message for good (an SMTP 5xx, an invalid address or
-token), UnsupportedChannel when this provider cannot carry the channel at all. Each message has an id of its sender's, so a send retried after a failure that
-happened after delivery is recognisable (the outbox stores it once; SMTP carries it as Message-ID).
+token), UnsupportedChannel when this provider cannot carry the channel at all. Each message has an
+id of its sender's, so a send retried after a failure that happened after delivery is
+recognisable (the outbox stores it once; SMTP carries it as Message-ID).
 """
 
 from __future__ import annotations

@@ -1,0 +1,148 @@
+"""The notifier's API with the users service in one app: templates checked at save and previewed,
+notifications sent once per idempotency key, delivered by the worker into the outbox, opt-outs and
+the one-click unsubscribe link, refusals with their reasons, and the tenant from the token."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from tests.integration.notifier_fixtures import SEND, WELCOME, Notifier, new_key
+from tests.integration.users_fixtures import add_tenant, basic
+
+
+
+def test_templates_are_checked_at_save_and_previewed(notifier: Notifier) -> None:
+    path = f"/v1/games/{notifier.game_id}/notification-templates"
+    auth = notifier.auth(SEND)
+    created = notifier.http.put(f"{path}/welcome", json=WELCOME, headers=auth)
+    assert created.status_code == 201, created.text
+    assert notifier.http.put(f"{path}/welcome", json=WELCOME, headers=auth).status_code == 200
+    undefined = {**WELCOME, "content": {"email": {"subject": "Hi {{ nmae }}", "body": "x"}}}
+    refused = notifier.http.put(f"{path}/typo", json=undefined, headers=auth)
+    assert refused.status_code == 422 and "nmae" in refused.json()["error"], refused.text
+    for bad, says in [
+        ({**WELCOME, "content": {"fax": {"body": "x"}}}, "unknown channel"),
+        ({**WELCOME, "content": {"email": {"subject": "no body"}}}, "needs a body"),
+        ({**WELCOME, "locales": {}, "content": {"sms": {"body": "{{ ''.__class__.__mro__ }}"}}}, "unsafe"),
+        ({**WELCOME, "locales": {}, "content": {"sms": {"body": "{% for %}"}}}, "line 1"),
+        ({**WELCOME, "locales": {"fi": {"push": {"body": "x"}}}}, "content does not"),
+        ({"content": WELCOME["content"]}, "category"),
+    ]:
+        answer = notifier.http.put(f"{path}/bad", json=bad, headers=auth)
+        assert answer.status_code == 422 and says in answer.json()["error"], (bad, answer.text)
+    assert notifier.http.get(f"{path}/bad", headers=auth).status_code == 404
+    preview = notifier.http.post(f"{path}/welcome/preview", json={"data": {"name": "Linus"}, "locale": "fi-FI"},
+                                 headers=auth)
+    assert preview.status_code == 200, preview.text
+    assert preview.json()["email"] == {"subject": "Tervetuloa, Linus", "body": "You reached level 3.\n"}
+    assert preview.json()["in_app"] == {"title": "Level 3", "body": "Well played, Linus!"}
+    english = notifier.http.post(f"{path}/welcome/preview", json={"locale": "de"}, headers=auth).json()
+    assert english["email"]["subject"] == "Welcome, Ada"
+    assert notifier.http.get(f"{path}/welcome", headers=notifier.auth("players:read")).status_code == 403
+    _, foreign_game, _, _ = add_tenant(notifier.database_url)
+    assert notifier.http.put(f"/v1/games/{foreign_game}/notification-templates/welcome", json=WELCOME,
+                             headers=auth).status_code == 404
+
+
+def test_a_notification_is_sent_once_per_idempotency_key(notifier: Notifier) -> None:
+    notifier.template("welcome")
+    player = notifier.player("hero-1", email="hero@studio.example", locale="fi")
+    key = new_key()
+    first = notifier.send(player, "welcome", key, channels=["in_app", "email"])
+    again = notifier.send(player, "welcome", key, channels=["in_app", "email"])
+    assert first["id"] == again["id"] and first["created"] and not again["created"]
+    status = notifier.settled(first["id"])
+    assert status["state"] == "sent"
+    assert {c: s["state"] for c, s in status["channels"].items()} == {"email": "sent", "in_app": "sent"}
+    assert status["channels"]["email"]["attempts"] == 1
+    rows = notifier.sql("SELECT channel, recipient, subject, body, headers FROM outbox ORDER BY channel")
+    assert [(r[0], r[1], r[2]) for r in rows] == [("email", "hero@studio.example", "Tervetuloa, Ada"),
+                                                  ("in_app", "hero-1", "Level 7")]
+    assert rows[0][4]["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert notifier.sql("SELECT count(*) FROM notifications")[0][0] == 1
+
+
+def test_opt_out_and_one_click_unsubscribe_suppress_email(notifier: Notifier) -> None:
+    notifier.template("welcome")
+    player = notifier.player("hero-2", email="two@studio.example", phone="+358 40 123 4567")
+    sent = notifier.settled(notifier.send(player, "welcome", channels=["email", "sms"])["id"])
+    assert sent["channels"]["email"]["state"] == "sent" and sent["channels"]["sms"]["state"] == "sent"
+    assert notifier.sql("SELECT recipient FROM outbox WHERE channel = 'sms'") == [("+358401234567",)]
+    link = notifier.sql("SELECT headers->>'List-Unsubscribe' FROM outbox WHERE channel = 'email'")[0][0]
+    path = link.strip("<>").removeprefix("http://127.0.0.1:8000")
+    assert notifier.http.post(path + "x", data={"List-Unsubscribe": "One-Click"}).status_code == 404
+    one_click = notifier.http.post(path, data={"List-Unsubscribe": "One-Click"})
+    assert one_click.status_code == 200, one_click.text
+    later = notifier.settled(notifier.send(player, "welcome", channels=["email", "sms"])["id"])
+    assert later["channels"]["email"] == {"state": "suppressed", "reason": "opted out of lifecycle by email",
+                                          "attempts": 0}
+    assert later["channels"]["sms"]["state"] == "sent"
+    prefs = f"/v1/games/{notifier.game_id}/players/{player}/notification-preferences"
+    assert notifier.http.get(prefs, headers=notifier.auth(SEND)).json() == {"categories": {"lifecycle": {"email": False}}}
+    put = notifier.http.put(prefs, json={"categories": {"lifecycle": {"sms": False}}}, headers=notifier.auth(SEND))
+    assert put.status_code == 200, put.text
+    last = notifier.settled(notifier.send(player, "welcome", channels=["email", "sms"])["id"])
+    assert last["channels"]["email"]["state"] == "sent" and last["channels"]["sms"]["state"] == "suppressed"
+    assert notifier.http.put(prefs, json={"categories": {"lifecycle": {"fax": False}}},
+                             headers=notifier.auth(SEND)).status_code == 400
+
+
+def test_auto_picks_a_reachable_channel_and_missing_contact_points_are_suppressed(notifier: Notifier) -> None:
+    notifier.template("welcome")
+    nobody = notifier.player("quiet-one")
+    auto = notifier.settled(notifier.send(nobody, "welcome", channels="auto")["id"])
+    assert list(auto["channels"]) == ["in_app"] and auto["state"] == "sent"
+    mailed = notifier.player("mailed", email="m@studio.example")
+    assert list(notifier.settled(notifier.send(mailed, "welcome", channels="auto")["id"])["channels"]) == ["email"]
+    status = notifier.settled(notifier.send(nobody, "welcome", channels=["email", "sms"])["id"])
+    assert status["state"] == "suppressed"
+    assert status["channels"]["email"]["reason"] == "no contact point: the profile has no email trait"
+    broken = notifier.player("broken", email="not-an-address")
+    failed = notifier.settled(notifier.send(broken, "welcome", channels=["email"])["id"])
+    assert failed["channels"]["email"]["state"] == "failed" and "invalid email" in failed["channels"]["email"]["reason"]
+
+
+def test_bad_requests_are_refused_with_reasons(notifier: Notifier) -> None:
+    notifier.template("welcome")
+    player = notifier.player("hero-3")
+    auth = notifier.auth(SEND)
+    base = {"game_id": str(notifier.game_id), "player_id": player, "template": "welcome",
+            "data": {"name": "Ada", "level": 1}, "channels": ["in_app"]}
+    past = (datetime.now(UTC) - timedelta(hours=1)).isoformat()
+    for change, status, says in [
+        ({"template": "nope"}, 404, "no template"),
+        ({"player_id": "ghost"}, 404, "no player"),
+        ({"send_at": past}, 422, "in the past"),
+        ({"channels": ["fax"]}, 400, "unknown channels"),
+        ({"channels": []}, 400, "channels"),
+        ({"data": {"name": "Ada"}}, 422, "level"),
+        ({"tenant_id": str(notifier.tenant_id)}, 400, ""),
+        ({"game_id": "not-a-uuid"}, 400, "game_id"),
+    ]:
+        answer = notifier.http.post("/v1/notifications", json={**base, **change}, headers=auth)
+        assert answer.status_code == status and says in answer.json()["error"], (change, answer.text)
+    assert notifier.http.post("/v1/notifications", json=base, headers=notifier.auth("players:write")).status_code == 403
+    assert notifier.http.post("/v1/notifications", json=base).status_code == 401
+    assert notifier.sql("SELECT count(*) FROM notifications")[0][0] == 0
+    # A notification of another tenant is not there for this token.
+    other_tenant, other_game, client_id, secret = add_tenant(notifier.database_url)
+    mine = notifier.send(player, "welcome")["id"]
+    token = notifier.http.post("/oauth/token", data={"grant_type": "client_credentials", "scope": SEND},
+                               headers=basic(client_id, secret)).json()["access_token"]
+    assert notifier.http.get(f"/v1/notifications/{mine}",
+                             headers={"Authorization": f"Bearer {token}"}).status_code == 404
+    foreign = {**base, "game_id": str(other_game)}
+    assert notifier.http.post("/v1/notifications", json=foreign, headers=auth).status_code == 404
+
+
+def test_send_at_defers_until_then(notifier: Notifier) -> None:
+    notifier.template("welcome")
+    player = notifier.player("hero-4")
+    soon = datetime.now(UTC) + timedelta(seconds=2)
+    notification = notifier.send(player, "welcome", send_at=soon.isoformat())["id"]
+    status = notifier.status(notification)
+    assert status["state"] == "deferred" and status["channels"]["in_app"]["state"] == "deferred"
+    assert datetime.fromisoformat(status["channels"]["in_app"]["deferred_until"]) == soon
+    sent = notifier.settled(notification)
+    assert sent["state"] == "sent"
+    assert datetime.fromisoformat(sent["channels"]["in_app"]["sent_at"]) >= soon
