@@ -10,7 +10,6 @@ from tests.integration.notifier_fixtures import SEND, WELCOME, Notifier, new_key
 from tests.integration.users_fixtures import add_tenant, basic
 
 
-
 def test_templates_are_checked_at_save_and_previewed(notifier: Notifier) -> None:
     path = f"/v1/games/{notifier.game_id}/notification-templates"
     auth = notifier.auth(SEND)
@@ -78,7 +77,8 @@ def test_opt_out_and_one_click_unsubscribe_suppress_email(notifier: Notifier) ->
                                           "attempts": 0}
     assert later["channels"]["sms"]["state"] == "sent"
     prefs = f"/v1/games/{notifier.game_id}/players/{player}/notification-preferences"
-    assert notifier.http.get(prefs, headers=notifier.auth(SEND)).json() == {"categories": {"lifecycle": {"email": False}}}
+    choices = notifier.http.get(prefs, headers=notifier.auth(SEND)).json()
+    assert choices == {"categories": {"lifecycle": {"email": False}}}
     put = notifier.http.put(prefs, json={"categories": {"lifecycle": {"sms": False}}}, headers=notifier.auth(SEND))
     assert put.status_code == 200, put.text
     last = notifier.settled(notifier.send(player, "welcome", channels=["email", "sms"])["id"])
