@@ -4,8 +4,12 @@ the one-click unsubscribe link, refusals with their reasons, and the tenant from
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 
+from typer.testing import CliRunner
+
+from gamemetrics.cli import app as cli_app
 from tests.integration.notifier_fixtures import SEND, WELCOME, Notifier, new_key
 from tests.integration.users_fixtures import add_tenant, basic
 
@@ -146,3 +150,33 @@ def test_send_at_defers_until_then(notifier: Notifier) -> None:
     sent = notifier.settled(notification)
     assert sent["state"] == "sent"
     assert datetime.fromisoformat(sent["channels"]["in_app"]["sent_at"]) >= soon
+
+
+def test_cli_lists_the_outbox_and_the_given_up_and_replays(notifier: Notifier) -> None:
+    notifier.template("welcome")
+    player = notifier.player("hero-5")
+    notification = notifier.send(player, "welcome")["id"]
+    notifier.settled(notification)
+    env = {"GAMEMETRICS_DATABASE_URL": notifier.database_url, "GAMEMETRICS_DATA_DIR": str(notifier.settings.data_dir)}
+    listed = CliRunner().invoke(cli_app, ["notifications", "outbox", "--json"], env=env)
+    assert listed.exit_code == 0, listed.output
+    [row] = [json.loads(line) for line in listed.output.splitlines()]
+    assert (row["channel"], row["recipient"], row["subject"], row["body"]) == ("in_app", "hero-5", "Level 7",
+                                                                               "Well played, Ada!")
+    table = CliRunner().invoke(cli_app, ["notifications", "outbox"], env=env)
+    assert table.exit_code == 0 and "Well played, Ada!" in table.output
+    # A delivery the worker gave up (as after a provider's permanent refusal), then replayed.
+    notifier.sql("UPDATE notification_deliveries SET state = 'failed', reason = '550 no such mailbox', attempts = 1,"
+                 " sent_at = NULL WHERE notification_id = %s", (notification,))
+    notifier.sql("DELETE FROM outbox")
+    dlq = CliRunner().invoke(cli_app, ["notifications", "dlq", "--json"], env=env)
+    assert dlq.exit_code == 0, dlq.output
+    [letter] = [json.loads(line) for line in dlq.output.splitlines()]
+    assert letter["notification_id"] == notification and letter["reason"] == "550 no such mailbox"
+    replayed = CliRunner().invoke(cli_app, ["notifications", "replay", notification], env=env)
+    assert replayed.exit_code == 0 and "queued 1" in replayed.output, replayed.output
+    assert notifier.settled(notification)["channels"]["in_app"]["state"] == "sent"
+    assert notifier.sql("SELECT recipient FROM outbox") == [("hero-5",)]
+    again = CliRunner().invoke(cli_app, ["notifications", "replay", notification], env=env)
+    assert again.exit_code == 1 and "no given-up delivery" in again.output
+    assert CliRunner().invoke(cli_app, ["notifications", "replay", "nope"], env=env).exit_code == 1

@@ -158,3 +158,23 @@ async def notification_status(conn: AsyncConnection, tenant_id: uuid.UUID,
     game_id, player_id, template, send_at, created_at = rows[0][:5]
     return {"id": notification_id, "game_id": game_id, "player_id": player_id, "template": template,
             "send_at": send_at, "created_at": created_at, "state": overall, "channels": channels}
+
+
+async def given_up(conn: AsyncConnection, limit: int) -> list[dict[str, Any]]:
+    """Deliveries given up (the dead-letter queue as the database keeps it), newest last, every tenant."""
+    cur = await conn.execute(
+        "SELECT * FROM (SELECT d.updated_at, d.tenant_id, n.game_id, d.notification_id, d.channel, d.attempts,"
+        " d.reason FROM notification_deliveries d JOIN notifications n USING (tenant_id, notification_id)"
+        " WHERE d.state = 'failed' ORDER BY d.updated_at DESC LIMIT %s) newest ORDER BY updated_at", (limit,))
+    names = [column.name for column in cur.description or ()]
+    return [dict(zip(names, row, strict=True)) for row in await cur.fetchall()]
+
+
+async def replay(conn: AsyncConnection, notification_id: uuid.UUID, channel: str | None) -> int:
+    """Queue the given-up deliveries of a notification again, attempts from zero; how many."""
+    cur = await conn.execute(
+        "UPDATE notification_deliveries SET state = 'queued', attempts = 0, next_attempt_at = now(),"
+        " reason = 'replayed after: ' || coalesce(reason, ''), updated_at = now()"
+        " WHERE notification_id = %s AND state = 'failed' AND (%s::text IS NULL OR channel = %s::text)"
+        " AND recipient <> ''", (notification_id, channel, channel))
+    return cur.rowcount
