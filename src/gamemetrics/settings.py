@@ -121,6 +121,8 @@ class NotifierSettings(BaseSettings):
                                                                 " nothing is due.")
     notify_batch_size: int = 200
     notify_max_body_bytes: int = 64 * 1024
+    player_token_ttl_seconds: int = Field(default=24 * 3600, description="How long a player token (the inbox's"
+                                                                         " credential) is valid.")
     public_url: str = Field(default="http://127.0.0.1:8000", description="The platform's base URL as players"
                                                                           " reach it (unsubscribe links).")
 

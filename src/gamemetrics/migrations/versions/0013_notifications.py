@@ -71,12 +71,16 @@ CREATE TABLE notification_deliveries (
     next_attempt_at timestamptz NOT NULL DEFAULT now(),
     sent_at         timestamptz,
     provider        text,
+    read_at         timestamptz,  -- in_app: when the player marked it read in their inbox
     updated_at      timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (tenant_id, notification_id, channel),
     FOREIGN KEY (tenant_id, notification_id) REFERENCES notifications ON DELETE CASCADE
 );
 CREATE INDEX notification_deliveries_due ON notification_deliveries (next_attempt_at)
     WHERE state IN ('queued', 'sending');
+-- A player's inbox: their in-app messages that were delivered.
+CREATE INDEX notification_deliveries_inbox ON notification_deliveries (tenant_id, recipient, sent_at)
+    WHERE channel = 'in_app' AND state = 'sent';
 
 -- opted_out: {"<category>": {"<channel>": false}} as the player (or the game on their behalf) set it.
 CREATE TABLE notification_preferences (

@@ -14,6 +14,8 @@ from gamemetrics.services.notifier.accept import Acceptor
 from gamemetrics.services.notifier.delivery import Deliverer, Providers
 from gamemetrics.services.notifier.eraser import NotificationsEraser
 from gamemetrics.services.notifier.http import NotifierRoutes
+from gamemetrics.services.notifier.inbox import InboxRoutes
+from gamemetrics.services.notifier.player_tokens import PLAYER_TOKEN_PURPOSE, PlayerTokens
 from gamemetrics.services.notifier.requests import RequestWorker
 from gamemetrics.services.notifier.templates import CHANNEL_FIELDS
 from gamemetrics.services.notifier.unsubscribe import UNSUBSCRIBE_PURPOSE, LinkSigner
@@ -49,7 +51,9 @@ async def build(adapters: Adapters, settings: Settings) -> AsyncIterator[Service
     requests = RequestWorker(bus, acceptor)
     deliverer = Deliverer(pool, bus.producer(), providers_of(adapters), own)
     yield Service(
-        routes=NotifierRoutes(pool, guard, tenancy, acceptor, links).routes(),
+        routes=[*NotifierRoutes(pool, guard, tenancy, acceptor, links).routes(),
+                *InboxRoutes(pool, guard, PlayerTokens(derive(secret, PLAYER_TOKEN_PURPOSE),
+                                                       own.player_token_ttl_seconds)).routes()],
         exception_handlers=exception_handlers(token_message=lambda exc: f"invalid token: {exc}"),
         workers={"notification-requests": requests.run, "deliveries": deliverer.run},
         checks={"database": database_probe(pool), "bus": bus.ping},
