@@ -82,7 +82,7 @@ def test_opt_out_and_one_click_unsubscribe_suppress_email(notifier: Notifier) ->
     assert later["channels"]["sms"]["state"] == "sent"
     prefs = f"/v1/games/{notifier.game_id}/players/{player}/notification-preferences"
     choices = notifier.http.get(prefs, headers=notifier.auth(SEND)).json()
-    assert choices == {"categories": {"lifecycle": {"email": False}}}
+    assert choices == {"categories": {"lifecycle": {"email": False}}, "quiet_hours": None, "daily_cap": {}}
     put = notifier.http.put(prefs, json={"categories": {"lifecycle": {"sms": False}}}, headers=notifier.auth(SEND))
     assert put.status_code == 200, put.text
     last = notifier.settled(notifier.send(player, "welcome", channels=["email", "sms"])["id"])
@@ -180,3 +180,43 @@ def test_cli_lists_the_outbox_and_the_given_up_and_replays(notifier: Notifier) -
     again = CliRunner().invoke(cli_app, ["notifications", "replay", notification], env=env)
     assert again.exit_code == 1 and "no given-up delivery" in again.output
     assert CliRunner().invoke(cli_app, ["notifications", "replay", "nope"], env=env).exit_code == 1
+
+
+def test_quiet_hours_defer_then_send_and_critical_templates_bypass_them(notifier: Notifier) -> None:
+    notifier.template("welcome")
+    notifier.template("security", {**WELCOME, "category": "account", "critical": True})
+    player = notifier.player("night-owl")
+    now = datetime.now(UTC)
+    quiet = {"start": (now - timedelta(hours=1)).strftime("%H:%M:%S"),
+             "end": (now + timedelta(seconds=3)).strftime("%H:%M:%S"), "timezone": "UTC"}
+    prefs = f"/v1/games/{notifier.game_id}/players/{player}/notification-preferences"
+    assert notifier.http.put(prefs, json={"quiet_hours": quiet}, headers=notifier.auth(SEND)).status_code == 200
+    deferred = notifier.send(player, "welcome")["id"]
+    urgent = notifier.send(player, "security")["id"]
+    status = notifier.status(deferred)
+    assert status["channels"]["in_app"]["state"] == "deferred", status
+    until = datetime.fromisoformat(status["channels"]["in_app"]["deferred_until"])
+    assert abs((until - (now + timedelta(seconds=3))).total_seconds()) < 1.0
+    assert notifier.settled(urgent)["state"] == "sent"  # critical: not held by quiet hours
+    assert notifier.status(deferred)["state"] == "deferred"
+    sent = notifier.settled(deferred)
+    assert sent["state"] == "sent" and datetime.fromisoformat(sent["channels"]["in_app"]["sent_at"]) >= until
+
+
+def test_daily_caps_suppress_beyond_the_cap_but_not_critical_and_opt_out_binds_critical(notifier: Notifier) -> None:
+    notifier.template("welcome")
+    notifier.template("security", {**WELCOME, "category": "account", "critical": True})
+    player = notifier.player("busy")
+    prefs = f"/v1/games/{notifier.game_id}/players/{player}/notification-preferences"
+    assert notifier.http.put(prefs, json={"daily_cap": {"in_app": 2}}, headers=notifier.auth(SEND)).status_code == 200
+    states = [notifier.settled(notifier.send(player, "welcome")["id"])["channels"]["in_app"] for _ in range(3)]
+    assert [s["state"] for s in states] == ["sent", "sent", "suppressed"]
+    assert states[2]["reason"] == "capped: 2 in_app messages a day"
+    assert notifier.settled(notifier.send(player, "security")["id"])["state"] == "sent"
+    assert notifier.http.put(prefs, json={"categories": {"account": {"in_app": False}}},
+                             headers=notifier.auth(SEND)).status_code == 200
+    opted = notifier.settled(notifier.send(player, "security")["id"])["channels"]["in_app"]
+    assert opted["state"] == "suppressed" and opted["reason"] == "opted out of account by in_app"
+    bad = notifier.http.put(prefs, json={"quiet_hours": {"start": "22:00", "end": "8", "timezone": "UTC"}},
+                            headers=notifier.auth(SEND))
+    assert bad.status_code == 400 and "HH:MM" in bad.json()["error"]

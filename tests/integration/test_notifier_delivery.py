@@ -30,6 +30,7 @@ from gamemetrics.services.notifier import store
 from gamemetrics.services.notifier.accept import Acceptor
 from gamemetrics.services.notifier.delivery import Deliverer, Providers
 from gamemetrics.services.notifier.eraser import NotificationsEraser
+from gamemetrics.services.notifier.preferences import Preferences
 from gamemetrics.services.notifier.requests import RequestWorker
 from gamemetrics.services.notifier.templates import parse_template
 from gamemetrics.services.notifier.unsubscribe import LinkSigner
@@ -208,7 +209,8 @@ async def test_erasure_forgets_the_player_and_keeps_the_counts(game: Game) -> No
     await settle(game, deliverer, mine)
     await settle(game, deliverer, theirs)
     async with store.tenant_transaction(game.platform.pool, game.tenant_id) as conn:
-        await store.set_preferences(conn, game.tenant_id, game.game_id, "hero", {"news": {"sms": False}}, merge=False)
+        await store.set_preferences(conn, game.tenant_id, game.game_id, "hero",
+                                    Preferences(categories={"news": {"sms": False}}))
     eraser = NotificationsEraser(game.platform.pool, game.platform.bus)
     request = ErasureRequest(uuid.uuid4(), game.tenant_id, game.game_id, "hero", "test", datetime.now(UTC))
     states = await eraser.erase(request, b"hash")

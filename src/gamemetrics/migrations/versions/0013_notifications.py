@@ -82,12 +82,16 @@ CREATE INDEX notification_deliveries_due ON notification_deliveries (next_attemp
 CREATE INDEX notification_deliveries_inbox ON notification_deliveries (tenant_id, recipient, sent_at)
     WHERE channel = 'in_app' AND state = 'sent';
 
--- opted_out: {"<category>": {"<channel>": false}} as the player (or the game on their behalf) set it.
+-- categories: {"<category>": {"<channel>": false}} as the player (or the game on their behalf) set
+-- them; quiet_hours: {"start": "22:00", "end": "08:00", "timezone": "Europe/Helsinki"};
+-- daily_caps: {"<channel>": n}.
 CREATE TABLE notification_preferences (
-    tenant_id  uuid NOT NULL REFERENCES tenants ON DELETE CASCADE,
-    game_id    uuid NOT NULL,
-    player_id  text NOT NULL,
-    categories jsonb NOT NULL DEFAULT '{}',
+    tenant_id   uuid NOT NULL REFERENCES tenants ON DELETE CASCADE,
+    game_id     uuid NOT NULL,
+    player_id   text NOT NULL,
+    categories  jsonb NOT NULL DEFAULT '{}',
+    quiet_hours jsonb,
+    daily_caps  jsonb NOT NULL DEFAULT '{}',
     updated_at timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (tenant_id, game_id, player_id)
 );

@@ -10,14 +10,17 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, time, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
+from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
 from gamemetrics.events.notification_requests import NotificationRequest
 from gamemetrics.services.notifier import store
+from gamemetrics.services.notifier.preferences import Preferences
 from gamemetrics.services.notifier.store import DeliveryRow
 from gamemetrics.services.notifier.templates import CHANNEL_FIELDS, Template, TemplateInvalid, render
 from gamemetrics.services.notifier.unsubscribe import LinkSigner, Unsubscription
@@ -65,12 +68,12 @@ def contact_point(channel: str, player_id: str, traits: Mapping[str, Any]) -> tu
 
 
 def chosen_channels(requested: Sequence[str] | str, template: Template, player_id: str,
-                    traits: Mapping[str, Any], choices: Mapping[str, Any]) -> list[str]:
+                    traits: Mapping[str, Any], choices: Preferences) -> list[str]:
     """The channels to write records for: the requested ones, or for `auto` the first reachable one."""
     if requested == "auto":
         for channel in AUTO_ORDER:
             if channel in template.content and contact_point(channel, player_id, traits)[0] is not None \
-                    and choices.get(template.category, {}).get(channel, True) is not False:
+                    and choices.allows(template.category, channel):
                 return [channel]
         return [template.channels[0]]  # none reachable: its record says why
     if isinstance(requested, str) or not requested or not all(isinstance(c, str) for c in requested):
@@ -115,11 +118,16 @@ class Acceptor:
             traits = await store.player_traits(conn, tenant, game, player)
             if traits is None:
                 raise Refused(404, f"no player {player!r} in game {game}")
-            choices = await store.opted_out(conn, tenant, game, player)
+            choices = await store.load_preferences(conn, tenant, game, player)
             channels = chosen_channels(request.channels, template, player, traits, choices)
             context = {**request.data, "player": {"id": player, "traits": traits}}
-            rows = [self._row(template, channel, tenant, game, player, traits, choices, context)
-                    for channel in channels]
+            moment = send_at or now or datetime.now(UTC)
+            rows = []
+            for channel in channels:
+                row = self._row(template, channel, tenant, game, player, traits, choices, context)
+                if row.state == "queued" and not template.critical:
+                    row = await self._limit(conn, row, request, choices, moment)
+                rows.append(row)
             created = await store.insert_notification(conn, tenant, game, player, template, key, send_at, rows)
         if created is None:  # the same key accepted by a concurrent request: theirs is the notification
             async with store.tenant_transaction(self._pool, tenant) as conn:
@@ -128,10 +136,23 @@ class Acceptor:
             return Accepted(seen, created=False)
         return Accepted(created, created=True)
 
+    async def _limit(self, conn: AsyncConnection, row: DeliveryRow, request: NotificationRequest,
+                     choices: Preferences, moment: datetime) -> DeliveryRow:
+        """The row within the player's daily cap (else suppressed) and outside their quiet hours (else deferred)."""
+        cap = choices.daily_caps.get(row.channel)
+        if cap is not None:
+            zone = ZoneInfo(choices.quiet_hours.timezone) if choices.quiet_hours else UTC
+            midnight = datetime.combine(moment.astimezone(zone).date(), time(0), zone)
+            if await store.sent_today(conn, request.tenant_id, request.game_id, request.player_id, row.channel,
+                                      midnight) >= cap:
+                return replace(row, state="suppressed", reason=f"capped: {cap} {row.channel} messages a day")
+        until = choices.quiet_hours.until(moment) if choices.quiet_hours else None
+        return replace(row, not_before=until) if until else row
+
     def _row(self, template: Template, channel: str, tenant: uuid.UUID, game: uuid.UUID, player: str,
-             traits: Mapping[str, Any], choices: Mapping[str, Any], context: Mapping[str, Any]) -> DeliveryRow:
+             traits: Mapping[str, Any], choices: Preferences, context: Mapping[str, Any]) -> DeliveryRow:
         # An opt-out holds even for critical templates: the law requires honouring it.
-        if choices.get(template.category, {}).get(channel, True) is False:
+        if not choices.allows(template.category, channel):
             return DeliveryRow(channel, "suppressed", f"opted out of {template.category} by {channel}")
         recipient, why = contact_point(channel, player, traits)
         if recipient is None:

@@ -3,8 +3,6 @@ players' preferences, and the one-click unsubscribe link of every email."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import msgspec
 from psycopg_pool import AsyncConnectionPool
 from starlette.requests import Request
@@ -14,8 +12,8 @@ from starlette.routing import Route
 from gamemetrics.events.notification_requests import NotificationRequest
 from gamemetrics.services.notifier import store
 from gamemetrics.services.notifier.accept import Acceptor, Refused
+from gamemetrics.services.notifier.preferences import PreferencesInvalid, parse_preferences
 from gamemetrics.services.notifier.templates import (
-    CHANNEL_FIELDS,
     TemplateInvalid,
     parse_template,
     render,
@@ -136,18 +134,22 @@ class NotifierRoutes:
     async def put_preferences(self, request: Request) -> Response:
         principal, game_id = await self._guard.tenant_game(request, SEND)
         player_id = path_player(request)
-        categories = _categories(await json_body(request))
+        try:
+            preferences = parse_preferences(await json_body(request))
+        except PreferencesInvalid as exc:
+            raise ApiError(400, str(exc)) from None
         async with store.tenant_transaction(self._pool, principal.tenant_id) as conn:
             if await store.player_traits(conn, principal.tenant_id, game_id, player_id) is None:
                 raise ApiError(404, f"no player {player_id!r} in this game")
-            now = await store.set_preferences(conn, principal.tenant_id, game_id, player_id, categories, merge=False)
-        return json_response({"categories": now})
+            await store.set_preferences(conn, principal.tenant_id, game_id, player_id, preferences)
+        return json_response(preferences.json())
 
     async def get_preferences(self, request: Request) -> Response:
         principal, game_id = await self._guard.tenant_game(request, SEND)
         player_id = path_player(request)
         async with store.tenant_transaction(self._pool, principal.tenant_id) as conn:
-            return json_response({"categories": await store.opted_out(conn, principal.tenant_id, game_id, player_id)})
+            found = await store.load_preferences(conn, principal.tenant_id, game_id, player_id)
+        return json_response(found.json())
 
     async def unsubscribe_page(self, request: Request) -> Response:
         """A mail client or a person opening the link: a button that posts the one-click form."""
@@ -160,8 +162,7 @@ class NotifierRoutes:
         the category's email."""
         who = self._who(request)
         async with store.tenant_transaction(self._pool, who.tenant_id) as conn:
-            await store.set_preferences(conn, who.tenant_id, who.game_id, who.player_id,
-                                        {who.category: {"email": False}}, merge=True)
+            await store.opt_out(conn, who.tenant_id, who.game_id, who.player_id, who.category, "email")
         return json_response({"unsubscribed": {"category": who.category, "channel": "email"}})
 
     def _who(self, request: Request) -> Unsubscription:
@@ -183,22 +184,3 @@ class NotifierRoutes:
             Route(PREFERENCES, self.put_preferences, methods=["PUT"]),
             Route(PREFERENCES, self.get_preferences, methods=["GET"]),
         ]
-
-
-def _categories(body: Any) -> dict[str, dict[str, bool]]:
-    """`{"categories": {"lifecycle": {"email": false}}}`, checked."""
-    shape = 'send {"categories": {"<category>": {"<channel>": true|false}}}'
-    if not isinstance(body, dict):
-        raise ApiError(400, shape)
-    if set(body) - {"categories"}:
-        raise ApiError(422, f"not supported: {', '.join(sorted(set(body) - {'categories'}))}; {shape}")
-    categories = body.get("categories", {})
-    if not isinstance(categories, dict) or len(categories) > 100:
-        raise ApiError(400, "categories is an object of at most 100 categories")
-    for category, channels in categories.items():
-        if not isinstance(channels, dict) or not all(isinstance(v, bool) for v in channels.values()):
-            raise ApiError(400, f"categories.{category} maps channels to true or false")
-        unknown = set(channels) - set(CHANNEL_FIELDS)
-        if unknown:
-            raise ApiError(400, f"categories.{category}: unknown channels {', '.join(sorted(unknown))}")
-    return categories

@@ -13,6 +13,7 @@ from psycopg import AsyncConnection
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
+from gamemetrics.services.notifier.preferences import Preferences, stored_preferences
 from gamemetrics.services.notifier.templates import Template
 
 
@@ -64,27 +65,54 @@ async def player_traits(conn: AsyncConnection, tenant_id: uuid.UUID, game_id: uu
     return dict(row[0] or {}) if row else None
 
 
-async def opted_out(conn: AsyncConnection, tenant_id: uuid.UUID, game_id: uuid.UUID, player_id: str) -> dict[str, Any]:
-    """The player's per-category, per-channel choices: `{"lifecycle": {"email": false}}`."""
-    cur = await conn.execute("SELECT categories FROM notification_preferences WHERE tenant_id = %s AND game_id = %s"
-                             " AND player_id = %s", (tenant_id, game_id, player_id))
+async def load_preferences(conn: AsyncConnection, tenant_id: uuid.UUID, game_id: uuid.UUID,
+                           player_id: str) -> Preferences:
+    """The player's preferences (none set: everything allowed, no quiet hours, no caps)."""
+    cur = await conn.execute("SELECT categories, quiet_hours, daily_caps FROM notification_preferences"
+                             " WHERE tenant_id = %s AND game_id = %s AND player_id = %s",
+                             (tenant_id, game_id, player_id))
     row = await cur.fetchone()
-    return dict(row[0]) if row else {}
+    return stored_preferences(*row) if row else Preferences()
 
 
 async def set_preferences(conn: AsyncConnection, tenant_id: uuid.UUID, game_id: uuid.UUID, player_id: str,
-                          categories: dict[str, dict[str, bool]], *, merge: bool) -> dict[str, Any]:
-    """Replace (or, with `merge`, update) the player's choices; the choices now."""
-    update = ("jsonb_strip_nulls(notification_preferences.categories || excluded.categories)" if merge
-              else "excluded.categories")
-    cur = await conn.execute(
-        "INSERT INTO notification_preferences (tenant_id, game_id, player_id, categories) VALUES (%s, %s, %s, %s)"
-        f" ON CONFLICT (tenant_id, game_id, player_id) DO UPDATE SET categories = {update}, updated_at = now()"
-        " RETURNING categories", (tenant_id, game_id, player_id, Jsonb(categories)),
+                          preferences: Preferences) -> Preferences:
+    """Replace the player's preferences."""
+    quiet = preferences.quiet_hours
+    await conn.execute(
+        "INSERT INTO notification_preferences (tenant_id, game_id, player_id, categories, quiet_hours, daily_caps)"
+        " VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (tenant_id, game_id, player_id) DO UPDATE SET"
+        " categories = excluded.categories, quiet_hours = excluded.quiet_hours, daily_caps = excluded.daily_caps,"
+        " updated_at = now()",
+        (tenant_id, game_id, player_id, Jsonb(preferences.categories), Jsonb(quiet.json()) if quiet else None,
+         Jsonb(preferences.daily_caps)),
     )
+    return preferences
+
+
+async def opt_out(conn: AsyncConnection, tenant_id: uuid.UUID, game_id: uuid.UUID, player_id: str, category: str,
+                  channel: str) -> None:
+    """Record one opt-out beside the player's other choices (an unsubscribe link's)."""
+    await conn.execute(
+        "INSERT INTO notification_preferences (tenant_id, game_id, player_id, categories) VALUES (%s, %s, %s, %s)"
+        " ON CONFLICT (tenant_id, game_id, player_id) DO UPDATE SET categories = jsonb_set("
+        "   notification_preferences.categories, ARRAY[%s::text],"
+        "   coalesce(notification_preferences.categories -> %s::text, '{}') || jsonb_build_object(%s::text, false)),"
+        " updated_at = now()",
+        (tenant_id, game_id, player_id, Jsonb({category: {channel: False}}), category, category, channel),
+    )
+
+
+async def sent_today(conn: AsyncConnection, tenant_id: uuid.UUID, game_id: uuid.UUID, player_id: str,
+                     channel: str, since: datetime) -> int:
+    """Messages on `channel` to the player accepted since `since` and not suppressed or given up."""
+    cur = await conn.execute(
+        "SELECT count(*) FROM notifications n JOIN notification_deliveries d USING (tenant_id, notification_id)"
+        " WHERE n.tenant_id = %s AND n.game_id = %s AND n.player_id = %s AND d.channel = %s"
+        " AND n.created_at >= %s AND d.state IN ('queued', 'sending', 'sent')",
+        (tenant_id, game_id, player_id, channel, since))
     row = await cur.fetchone()
-    assert row is not None
-    return dict(row[0])
+    return int(row[0]) if row else 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +126,8 @@ class DeliveryRow:
     subject: str = ""
     body: str = ""
     headers: dict[str, str] | None = None
+    not_before: datetime | None = None
+    """Quiet hours: the first attempt waits until then (else until the notification's send_at)."""
 
 
 async def existing_notification(conn: AsyncConnection, tenant_id: uuid.UUID, key: str) -> uuid.UUID | None:
@@ -124,9 +154,9 @@ async def insert_notification(conn: AsyncConnection, tenant_id: uuid.UUID, game_
         await cur.executemany(
             "INSERT INTO notification_deliveries (tenant_id, notification_id, channel, state, reason, message_id,"
             " recipient, subject, body, headers, next_attempt_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s,"
-            " coalesce(%s, now()))",
+            " coalesce(%s, %s, now()))",
             [(tenant_id, notification_id, d.channel, d.state, d.reason, uuid.uuid4(), d.recipient, d.subject, d.body,
-              Jsonb(d.headers or {}), send_at) for d in deliveries],
+              Jsonb(d.headers or {}), d.not_before, send_at) for d in deliveries],
         )
     return notification_id
 
