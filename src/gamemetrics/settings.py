@@ -98,6 +98,11 @@ class MailSettings(BaseSettings):
                                                                     " when the first keeps failing; same port,"
                                                                     " TLS and login settings.")
     smtp_fallback_port: int | None = Field(default=None, description="Unset: GAMEMETRICS_SMTP_PORT.")
+    twilio_account_sid: str | None = Field(default=None, description="SMS through a Twilio-compatible API when"
+                                                                     " set; unset keeps SMS in the outbox table.")
+    twilio_auth_token: SecretStr | None = None
+    twilio_from: str | None = Field(default=None, description="The sender number (E.164) or messaging service.")
+    twilio_base_url: str = "https://api.twilio.com"
 
 
 class NotifierSettings(BaseSettings):

@@ -20,6 +20,7 @@ import pytest_asyncio
 
 from gamemetrics.adapters.mail.outbox import OutboxMail
 from gamemetrics.adapters.mail.smtp import SmtpMail
+from gamemetrics.adapters.mail.twilio import TwilioSms
 from gamemetrics.events.dead_letters import read_dead_letter
 from gamemetrics.events.gdpr_requests import ErasureRequest
 from gamemetrics.events.notification_requests import NotificationRequest, request_message
@@ -36,6 +37,7 @@ from gamemetrics.services.notifier.templates import parse_template
 from gamemetrics.services.notifier.unsubscribe import LinkSigner
 from gamemetrics.settings import MailSettings, NotifierSettings
 from tests.conftest import free_port
+from tests.http_providers import TwilioServer
 from tests.integration.notifier_fixtures import WELCOME
 from tests.smtp_server import SmtpServer, running_smtp_server
 
@@ -103,8 +105,8 @@ async def game(platform: Platform) -> AsyncIterator[Game]:
         for player in ("hero", "other"):
             await conn.execute("INSERT INTO players (tenant_id, game_id, player_id, first_seen, last_seen, traits)"
                                " VALUES (%s, %s, %s, now(), now(), %s)",
-                               (tenant, game_id, player, msgspec.json.encode({"email": f"{player}@studio.example"})
-                                .decode()))
+                               (tenant, game_id, player, msgspec.json.encode(
+                                   {"email": f"{player}@studio.example", "phone": "+358 40 765 4321"}).decode()))
     async with store.tenant_transaction(platform.pool, tenant) as conn:
         await store.save_template(conn, tenant, game_id, parse_template("welcome", WELCOME))
     links = LinkSigner(b"k" * 32, "https://play.example")
@@ -225,3 +227,30 @@ async def test_erasure_forgets_the_player_and_keeps_the_counts(game: Game) -> No
         cur = await conn.execute("SELECT count(*) FROM notification_deliveries WHERE recipient LIKE '%%hero%%'")
         assert await cur.fetchone() == (0,)
     assert (await eraser.erase(request, b"hash"))["notifications"].rows == 0  # idempotent
+
+
+async def test_sms_through_the_twilio_api_honours_retry_after_and_refusals(game: Game,
+                                                                         twilio_server: TwilioServer) -> None:
+    sms = TwilioSms(twilio_server.settings())
+    deliverer = Deliverer(game.platform.pool, game.platform.bus.producer(), {"sms": [("twilio", sms)]}, settings())
+    twilio_server.replies = [(429, {"Retry-After": "1"}, {"code": 20429, "message": "Too Many Requests"})]
+    notification = await game.send(channels=["sms"])
+    started = time.monotonic()
+    rows = await settle(game, deliverer, notification)
+    assert rows["sms"][:2] == ("sent", 2) and time.monotonic() - started >= 1.0  # not before Retry-After
+    [message] = twilio_server.received
+    assert (message["To"], message["From"], message["Body"]) == ("+358407654321", "+15005550006", "GG Ada")
+    async with game.platform.pool.connection() as conn:
+        cur = await conn.execute("SELECT message_id::text FROM notification_deliveries WHERE notification_id = %s",
+                                 (notification,))
+        assert message["idempotency"] == (await cur.fetchone() or [None])[0]
+    twilio_server.replies = [(400, {}, {"code": 21211, "message": "Invalid 'To' Phone Number"})]
+    refused = await settle(game, deliverer, await game.send(channels=["sms"]))
+    assert refused["sms"][:2] == ("failed", 1) and "21211" in refused["sms"][2]
+    wrong = TwilioSms(twilio_server.settings(twilio_auth_token="not-the-token"))
+    denied = Deliverer(game.platform.pool, game.platform.bus.producer(), {"sms": [("twilio", wrong)]}, settings())
+    unauthorised = await settle(game, denied, await game.send(channels=["sms"]))
+    assert unauthorised["sms"][:2] == ("failed", 1) and "401" in unauthorised["sms"][2]
+    assert len(twilio_server.received) == 1 and len(await game.dead_letters()) == 2
+    await sms.close()
+    await wrong.close()

@@ -1,19 +1,46 @@
-"""Adapters of the Mail port: the outbox table (the embedded default) and SMTP (with an optional
-second server that takes over)."""
+"""Adapters of the Mail port: the outbox table (the embedded default), SMTP for email (with an
+optional second server that takes over) and a Twilio-compatible API for SMS, joined per channel."""
 
 from __future__ import annotations
+
+from collections.abc import Mapping
 
 from psycopg_pool import AsyncConnectionPool
 
 from gamemetrics.adapters.mail.outbox import OutboxMail
 from gamemetrics.adapters.mail.smtp import SmtpMail
-from gamemetrics.ports.mail import Mail
+from gamemetrics.adapters.mail.twilio import TwilioSms
+from gamemetrics.ports.mail import Channel, Mail, OutgoingMessage, UnsupportedChannel
 from gamemetrics.settings import MailSettings
 
 
+class ChannelMail:
+    """One Mail that hands each message to the adapter of its channel."""
+
+    def __init__(self, by_channel: Mapping[Channel, Mail]) -> None:
+        self._by_channel = dict(by_channel)
+
+    @property
+    def channels(self) -> frozenset[Channel]:
+        return frozenset(self._by_channel)
+
+    async def send(self, message: OutgoingMessage) -> None:
+        adapter = self._by_channel.get(message.channel)
+        if adapter is None:
+            raise UnsupportedChannel(f"no provider carries {message.channel} (message {message.message_id})")
+        await adapter.send(message)
+
+
 def make_mail(settings: MailSettings, pool: AsyncConnectionPool) -> Mail:
-    """SMTP when GAMEMETRICS_SMTP_HOST is set, else the outbox table of the platform's database."""
-    return SmtpMail(settings) if settings.smtp_host else OutboxMail(pool)
+    """Email by SMTP when GAMEMETRICS_SMTP_HOST is set, SMS by the Twilio-compatible API when
+    GAMEMETRICS_TWILIO_ACCOUNT_SID is; every other channel (and those, unset) into the outbox table."""
+    outbox = OutboxMail(pool)
+    by_channel: dict[Channel, Mail] = dict.fromkeys(outbox.channels, outbox)
+    if settings.smtp_host:
+        by_channel["email"] = SmtpMail(settings)
+    if settings.twilio_account_sid:
+        by_channel["sms"] = TwilioSms(settings)
+    return ChannelMail(by_channel)
 
 
 def make_fallback_mail(settings: MailSettings) -> Mail | None:

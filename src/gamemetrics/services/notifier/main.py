@@ -34,7 +34,7 @@ def providers_of(adapters: Adapters) -> Providers:
             continue
         for channel in CHANNEL_FIELDS:
             if channel in mail.channels:
-                chain.setdefault(channel, []).append((f"{name}:{type(mail).__name__}", mail))
+                chain.setdefault(channel, []).append((name, mail))
     return chain
 
 
