@@ -88,6 +88,7 @@ SERVICES: tuple[ServiceSpec, ...] = (
         "templates, notifications by API, topic and rules; delivery with retries, fallback and a DLQ",
         # The game-scoped paths lie below the users service's /v1/games: the longer prefix owns them.
         paths=("/v1/notifications", "/v1/games/{game_id}/notification-templates",
+               "/v1/games/{game_id}/notification-rules",
                "/v1/games/{game_id}/players/{player_id}/notification-preferences",
                "/v1/games/{game_id}/players/{player_id}/inbox"),
         gdpr_stores=("notifications",),

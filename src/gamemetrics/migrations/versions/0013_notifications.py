@@ -21,7 +21,8 @@ depends_on = None
 APP_ROLE = "gamemetrics_app"
 TRUSTED_ROLE = "gamemetrics_trusted"
 TENANT_OF_TRANSACTION = "nullif(current_setting('gamemetrics.tenant_id', true), '')::uuid"
-TABLES = ("notification_templates", "notifications", "notification_deliveries", "notification_preferences")
+TABLES = ("notification_templates", "notifications", "notification_deliveries", "notification_preferences",
+          "notification_rules", "notification_rule_progress", "notification_rule_fires")
 
 SCHEMA = """
 CREATE TABLE notification_templates (
@@ -94,6 +95,42 @@ CREATE TABLE notification_preferences (
     daily_caps  jsonb NOT NULL DEFAULT '{}',
     updated_at timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (tenant_id, game_id, player_id)
+);
+
+CREATE TABLE notification_rules (
+    tenant_id  uuid NOT NULL REFERENCES tenants ON DELETE CASCADE,
+    game_id    uuid NOT NULL REFERENCES games ON DELETE CASCADE,
+    name       text NOT NULL,
+    event_type text NOT NULL,
+    rule       jsonb NOT NULL,
+    enabled    boolean NOT NULL DEFAULT true,
+    updated_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (tenant_id, game_id, name)
+);
+
+-- Events counted towards a rule's "N events within a session", by their ids, so an event read
+-- twice counts once; when the rule fires the count restarts and fired_by keeps the event that made
+-- N, so that event read again (before its offset was committed) fires again, under the same key.
+CREATE TABLE notification_rule_progress (
+    tenant_id uuid NOT NULL,
+    game_id   uuid NOT NULL,
+    rule      text NOT NULL,
+    player_id text NOT NULL,
+    bucket    text NOT NULL,
+    event_ids uuid[] NOT NULL,
+    fired_by  uuid,
+    PRIMARY KEY (tenant_id, game_id, rule, player_id, bucket)
+);
+
+-- When a rule last fired for a player (the event's time, and which event): its cooldown counts from there.
+CREATE TABLE notification_rule_fires (
+    tenant_id uuid NOT NULL,
+    game_id   uuid NOT NULL,
+    rule      text NOT NULL,
+    player_id text NOT NULL,
+    fired_at  timestamptz NOT NULL,
+    fired_by  uuid NOT NULL,
+    PRIMARY KEY (tenant_id, game_id, rule, player_id)
 );
 """
 

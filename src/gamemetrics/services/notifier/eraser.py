@@ -1,5 +1,5 @@
-"""Erasure from the notifier's store: the player's preferences and the outbox copies of their
-messages are deleted; their notifications stay as counts, without the player, their addresses
+"""Erasure from the notifier's store: the player's preferences, rule counts and cooldowns, and the
+outbox copies of their messages are deleted; their notifications stay as counts, without the player, their addresses
 or what was said; their requests on the embedded bus are deleted."""
 
 from __future__ import annotations
@@ -29,8 +29,15 @@ WITH theirs AS (
 ), choices AS (
     DELETE FROM notification_preferences
     WHERE tenant_id = %(tenant)s AND game_id = %(game)s AND player_id = %(player)s RETURNING 1
+), progress AS (
+    DELETE FROM notification_rule_progress
+    WHERE tenant_id = %(tenant)s AND game_id = %(game)s AND player_id = %(player)s RETURNING 1
+), fires AS (
+    DELETE FROM notification_rule_fires
+    WHERE tenant_id = %(tenant)s AND game_id = %(game)s AND player_id = %(player)s RETURNING 1
 )
 SELECT (SELECT count(*) FROM cleared) + (SELECT count(*) FROM outboxed) + (SELECT count(*) FROM choices)
+     + (SELECT count(*) FROM progress) + (SELECT count(*) FROM fires)
 """
 
 

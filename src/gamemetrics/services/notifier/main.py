@@ -18,6 +18,7 @@ from gamemetrics.services.notifier.inbox import InboxRoutes
 from gamemetrics.services.notifier.player_tokens import PLAYER_TOKEN_PURPOSE, PlayerTokens
 from gamemetrics.services.notifier.requests import RequestWorker
 from gamemetrics.services.notifier.templates import CHANNEL_FIELDS
+from gamemetrics.services.notifier.triggers import RuleRoutes, RuleWorker
 from gamemetrics.services.notifier.unsubscribe import UNSUBSCRIBE_PURPOSE, LinkSigner
 from gamemetrics.settings import Settings
 from gamemetrics.tenancy.store import TenancyStore
@@ -53,9 +54,11 @@ async def build(adapters: Adapters, settings: Settings) -> AsyncIterator[Service
     yield Service(
         routes=[*NotifierRoutes(pool, guard, tenancy, acceptor, links).routes(),
                 *InboxRoutes(pool, guard, PlayerTokens(derive(secret, PLAYER_TOKEN_PURPOSE),
-                                                       own.player_token_ttl_seconds)).routes()],
+                                                       own.player_token_ttl_seconds)).routes(),
+                *RuleRoutes(pool, guard).routes()],
         exception_handlers=exception_handlers(token_message=lambda exc: f"invalid token: {exc}"),
-        workers={"notification-requests": requests.run, "deliveries": deliverer.run},
+        workers={"notification-requests": requests.run, "deliveries": deliverer.run,
+                 "notification-rules": RuleWorker(pool, bus, acceptor).run},
         checks={"database": database_probe(pool), "bus": bus.ping},
         erasers=[NotificationsEraser(pool, bus)],
     )
