@@ -103,6 +103,15 @@ class MailSettings(BaseSettings):
     twilio_auth_token: SecretStr | None = None
     twilio_from: str | None = Field(default=None, description="The sender number (E.164) or messaging service.")
     twilio_base_url: str = "https://api.twilio.com"
+    fcm_project_id: str | None = Field(default=None, description="Mobile push through FCM HTTP v1 when set; unset"
+                                                                 " keeps push in the outbox table.")
+    fcm_credentials_file: Path | None = Field(default=None, description="The service account's JSON key file.")
+    fcm_base_url: str = "https://fcm.googleapis.com"
+    vapid_private_key: SecretStr | None = Field(default=None, description="Web Push through the browsers' push"
+                                                                          " services when set (a PEM or base64url"
+                                                                          " P-256 key); unset keeps web_push in"
+                                                                          " the outbox table.")
+    vapid_subject: str | None = Field(default=None, description="mailto: or https: contact for push services.")
 
 
 class NotifierSettings(BaseSettings):

@@ -1,4 +1,4 @@
-"""The Mail port: hand one message to the provider of its channel (email, SMS, push, in-app).
+"""The Mail port: hand one message to the provider of its channel (email, SMS, push, Web Push, in-app).
 
 A send returns once the provider has taken the message, or raises: MailError for a failure worth
 retrying (the notifier retries with backoff, after `retry_after` when the provider said so),
@@ -15,8 +15,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
-Channel = Literal["email", "sms", "push", "in_app"]
-CHANNELS: frozenset[Channel] = frozenset({"email", "sms", "push", "in_app"})
+Channel = Literal["email", "sms", "push", "web_push", "in_app"]
+CHANNELS: frozenset[Channel] = frozenset({"email", "sms", "push", "web_push", "in_app"})
 
 
 class MailError(Exception):
@@ -28,7 +28,12 @@ class MailError(Exception):
 
 
 class Rejected(MailError):
-    """The provider refused the message for good; sending it again will not help."""
+    """The provider refused the message for good; sending it again will not help. `recipient_gone`:
+    the address itself is dead (an unregistered push token, an expired subscription)."""
+
+    def __init__(self, message: str, *, recipient_gone: bool = False) -> None:
+        super().__init__(message)
+        self.recipient_gone = recipient_gone
 
 
 class UnsupportedChannel(Rejected):

@@ -1,5 +1,6 @@
 """Adapters of the Mail port: the outbox table (the embedded default), SMTP for email (with an
-optional second server that takes over) and a Twilio-compatible API for SMS, joined per channel."""
+optional second server that takes over), a Twilio-compatible API for SMS, FCM for push and Web
+Push, joined per channel."""
 
 from __future__ import annotations
 
@@ -7,9 +8,11 @@ from collections.abc import Mapping
 
 from psycopg_pool import AsyncConnectionPool
 
+from gamemetrics.adapters.mail.fcm import FcmPush
 from gamemetrics.adapters.mail.outbox import OutboxMail
 from gamemetrics.adapters.mail.smtp import SmtpMail
 from gamemetrics.adapters.mail.twilio import TwilioSms
+from gamemetrics.adapters.mail.webpush import WebPush
 from gamemetrics.ports.mail import Channel, Mail, OutgoingMessage, UnsupportedChannel
 from gamemetrics.settings import MailSettings
 
@@ -33,13 +36,18 @@ class ChannelMail:
 
 def make_mail(settings: MailSettings, pool: AsyncConnectionPool) -> Mail:
     """Email by SMTP when GAMEMETRICS_SMTP_HOST is set, SMS by the Twilio-compatible API when
-    GAMEMETRICS_TWILIO_ACCOUNT_SID is; every other channel (and those, unset) into the outbox table."""
+    GAMEMETRICS_TWILIO_ACCOUNT_SID is, push by FCM when GAMEMETRICS_FCM_PROJECT_ID is, Web Push when
+    GAMEMETRICS_VAPID_PRIVATE_KEY is; every other channel (and those, unset) into the outbox table."""
     outbox = OutboxMail(pool)
     by_channel: dict[Channel, Mail] = dict.fromkeys(outbox.channels, outbox)
     if settings.smtp_host:
         by_channel["email"] = SmtpMail(settings)
     if settings.twilio_account_sid:
         by_channel["sms"] = TwilioSms(settings)
+    if settings.fcm_project_id:
+        by_channel["push"] = FcmPush(settings)
+    if settings.vapid_private_key:
+        by_channel["web_push"] = WebPush(settings)
     return ChannelMail(by_channel)
 
 

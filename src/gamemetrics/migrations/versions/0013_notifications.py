@@ -22,7 +22,7 @@ APP_ROLE = "gamemetrics_app"
 TRUSTED_ROLE = "gamemetrics_trusted"
 TENANT_OF_TRANSACTION = "nullif(current_setting('gamemetrics.tenant_id', true), '')::uuid"
 TABLES = ("notification_templates", "notifications", "notification_deliveries", "notification_preferences",
-          "notification_rules", "notification_rule_progress", "notification_rule_fires")
+          "notification_rules", "notification_rule_progress", "notification_rule_fires", "notification_devices")
 
 SCHEMA = """
 CREATE TABLE notification_templates (
@@ -132,6 +132,24 @@ CREATE TABLE notification_rule_fires (
     fired_by  uuid NOT NULL,
     PRIMARY KEY (tenant_id, game_id, rule, player_id)
 );
+
+-- A player's push contact points: an FCM registration token (kind push) or a Web Push
+-- subscription (kind web_push: its endpoint and keys as JSON in address).
+CREATE TABLE notification_devices (
+    tenant_id  uuid NOT NULL REFERENCES tenants ON DELETE CASCADE,
+    game_id    uuid NOT NULL,
+    player_id  text NOT NULL,
+    kind       text NOT NULL CHECK (kind IN ('push', 'web_push')),
+    address    text NOT NULL,
+    created_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (tenant_id, game_id, kind, address)
+);
+CREATE INDEX notification_devices_player ON notification_devices (tenant_id, game_id, player_id, kind, created_at);
+
+-- The outbox carries every channel of the notifier, Web Push among them.
+ALTER TABLE outbox DROP CONSTRAINT outbox_channel_check;
+ALTER TABLE outbox ADD CONSTRAINT outbox_channel_check
+    CHECK (channel IN ('email', 'sms', 'push', 'web_push', 'in_app'));
 """
 
 
@@ -152,4 +170,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    op.execute("DROP TABLE " + ", ".join(reversed(TABLES)))
+    op.execute("DROP TABLE " + ", ".join(reversed(TABLES)) + ";"
+               " ALTER TABLE outbox DROP CONSTRAINT outbox_channel_check;"
+               " ALTER TABLE outbox ADD CONSTRAINT outbox_channel_check"
+               " CHECK (channel IN ('email', 'sms', 'push', 'in_app'))")

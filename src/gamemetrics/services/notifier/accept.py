@@ -49,10 +49,14 @@ class Accepted:
     created: bool
 
 
-def contact_point(channel: str, player_id: str, traits: Mapping[str, Any]) -> tuple[str | None, str | None]:
+def contact_point(channel: str, player_id: str, traits: Mapping[str, Any],
+                  devices: Mapping[str, str] | None = None) -> tuple[str | None, str | None]:
     """The player's address on `channel` (None and why when there is none usable)."""
     if channel == "in_app":
         return player_id, None
+    if channel in ("push", "web_push"):
+        address = (devices or {}).get(channel)
+        return (address, None) if address else (None, f"no contact point: no {channel} registration for this player")
     if channel == "email":
         email = traits.get("email")
         if not isinstance(email, str) or not email:
@@ -64,15 +68,15 @@ def contact_point(channel: str, player_id: str, traits: Mapping[str, Any]) -> tu
             return None, "no contact point: the profile has no phone trait"
         compact = re.sub(r"[\s().-]", "", phone)
         return (compact, None) if _PHONE.match(compact) else (None, f"invalid phone number {phone[:40]!r} (E.164)")
-    return None, f"no contact point: no {channel} registration for this player"
+    return None, f"no contact point for {channel}"
 
 
 def chosen_channels(requested: Sequence[str] | str, template: Template, player_id: str,
-                    traits: Mapping[str, Any], choices: Preferences) -> list[str]:
+                    traits: Mapping[str, Any], choices: Preferences, devices: Mapping[str, str]) -> list[str]:
     """The channels to write records for: the requested ones, or for `auto` the first reachable one."""
     if requested == "auto":
         for channel in AUTO_ORDER:
-            if channel in template.content and contact_point(channel, player_id, traits)[0] is not None \
+            if channel in template.content and contact_point(channel, player_id, traits, devices)[0] is not None \
                     and choices.allows(template.category, channel):
                 return [channel]
         return [template.channels[0]]  # none reachable: its record says why
@@ -119,12 +123,13 @@ class Acceptor:
             if traits is None:
                 raise Refused(404, f"no player {player!r} in game {game}")
             choices = await store.load_preferences(conn, tenant, game, player)
-            channels = chosen_channels(request.channels, template, player, traits, choices)
+            devices = await store.latest_devices(conn, tenant, game, player)
+            channels = chosen_channels(request.channels, template, player, traits, choices, devices)
             context = {**request.data, "player": {"id": player, "traits": traits}}
             moment = send_at or now or datetime.now(UTC)
             rows = []
             for channel in channels:
-                row = self._row(template, channel, tenant, game, player, traits, choices, context)
+                row = self._row(template, channel, tenant, game, player, traits, devices, choices, context)
                 if row.state == "queued" and not template.critical:
                     row = await self._limit(conn, row, request, choices, moment)
                 rows.append(row)
@@ -150,11 +155,12 @@ class Acceptor:
         return replace(row, not_before=until) if until else row
 
     def _row(self, template: Template, channel: str, tenant: uuid.UUID, game: uuid.UUID, player: str,
-             traits: Mapping[str, Any], choices: Preferences, context: Mapping[str, Any]) -> DeliveryRow:
+             traits: Mapping[str, Any], devices: Mapping[str, str], choices: Preferences,
+             context: Mapping[str, Any]) -> DeliveryRow:
         # An opt-out holds even for critical templates: the law requires honouring it.
         if not choices.allows(template.category, channel):
             return DeliveryRow(channel, "suppressed", f"opted out of {template.category} by {channel}")
-        recipient, why = contact_point(channel, player, traits)
+        recipient, why = contact_point(channel, player, traits, devices)
         if recipient is None:
             return DeliveryRow(channel, "suppressed" if why and why.startswith("no contact") else "failed", why)
         try:

@@ -125,6 +125,8 @@ class Deliverer:
         try:
             await asyncio.wait_for(provider.send(claimed.message()), settings.notify_send_timeout_seconds)
         except Rejected as exc:
+            if exc.recipient_gone:  # an unregistered token or expired subscription: no longer a contact point
+                await self._forget(claimed)
             await self._give_up(claimed, f"{name} refused it: {exc}", name)
         except (MailError, TimeoutError, OSError) as exc:
             reason = f"{name}: timed out after {settings.notify_send_timeout_seconds}s" \
@@ -154,6 +156,12 @@ class Deliverer:
                 (state, reason, provider, delay, state, claimed.tenant_id, claimed.notification_id, claimed.channel,
                  claimed.attempts),
             )
+
+    async def _forget(self, claimed: Claimed) -> None:
+        async with self._pool.connection() as conn:
+            await conn.execute("DELETE FROM notification_devices WHERE tenant_id = %s AND game_id = %s AND kind = %s"
+                               " AND address = %s", (claimed.tenant_id, claimed.game_id, claimed.channel,
+                                                     claimed.recipient))
 
     async def _give_up(self, claimed: Claimed, reason: str, provider: str | None) -> None:
         metrics.NOTIFICATION_ATTEMPTS.labels(channel=claimed.channel, outcome="failed").inc()

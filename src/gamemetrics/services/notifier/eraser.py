@@ -1,6 +1,7 @@
-"""Erasure from the notifier's store: the player's preferences, rule counts and cooldowns, and the
-outbox copies of their messages are deleted; their notifications stay as counts, without the player, their addresses
-or what was said; their requests on the embedded bus are deleted."""
+"""Erasure from the notifier's store: the player's preferences, push registrations, rule counts and
+cooldowns, and the outbox copies of their messages are deleted; their notifications stay as counts,
+without the player, their addresses or what was said; their requests on the embedded bus are
+deleted."""
 
 from __future__ import annotations
 
@@ -35,9 +36,12 @@ WITH theirs AS (
 ), fires AS (
     DELETE FROM notification_rule_fires
     WHERE tenant_id = %(tenant)s AND game_id = %(game)s AND player_id = %(player)s RETURNING 1
+), devices AS (
+    DELETE FROM notification_devices
+    WHERE tenant_id = %(tenant)s AND game_id = %(game)s AND player_id = %(player)s RETURNING 1
 )
 SELECT (SELECT count(*) FROM cleared) + (SELECT count(*) FROM outboxed) + (SELECT count(*) FROM choices)
-     + (SELECT count(*) FROM progress) + (SELECT count(*) FROM fires)
+     + (SELECT count(*) FROM progress) + (SELECT count(*) FROM fires) + (SELECT count(*) FROM devices)
 """
 
 

@@ -1,12 +1,18 @@
-"""The in-app inbox: `GET /v1/games/{game_id}/players/{player_id}/inbox` and marking a message read,
-for the game client holding the player's token; `POST .../inbox/token` for the game's server, which
-issues that token to the player it signed in."""
+"""What the game client calls with its player's token: the in-app inbox
+(`GET /v1/games/{game_id}/players/{player_id}/inbox`, marking a message read) and registering the
+device's push token or Web Push subscription (`.../devices`, which the game's server may also call
+with its own token); and `POST .../inbox/token`, with which the game's server issues that player
+token to the player it signed in."""
 
 from __future__ import annotations
 
+import base64
+import uuid
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlsplit
 
+import msgspec
 from psycopg_pool import AsyncConnectionPool
 from starlette.requests import Request
 from starlette.responses import Response
@@ -17,10 +23,12 @@ from gamemetrics.services.notifier.player_tokens import BadPlayerToken, PlayerCl
 from gamemetrics.web.challenge import bearer_challenge
 from gamemetrics.web.errors import ApiError
 from gamemetrics.web.principal import Guard
-from gamemetrics.web.requests import path_player, path_uuid
+from gamemetrics.web.requests import json_body, path_player, path_uuid
 from gamemetrics.web.responses import json_response
 
 INBOX = "/v1/games/{game_id}/players/{player_id}/inbox"
+DEVICES = "/v1/games/{game_id}/players/{player_id}/devices"
+MAX_ADDRESS = 4096
 SEND = "notifications:send"
 
 
@@ -92,9 +100,67 @@ class InboxRoutes:
             raise ApiError(404, f"no message {notification_id} in this inbox")
         return Response(status_code=204)
 
+    async def _owner(self, request: Request) -> tuple[uuid.UUID, uuid.UUID, str]:
+        """The path's tenant, game and player, for the player's own token or the game's server."""
+        if request.headers.get("authorization", "").partition(" ")[2].strip().startswith("gmp_"):
+            claim = self._player(request)
+            return claim.tenant_id, claim.game_id, claim.player_id
+        principal, game_id = await self._guard.tenant_game(request, SEND)
+        return principal.tenant_id, game_id, path_player(request)
+
+    async def register(self, request: Request) -> Response:
+        tenant, game, player = await self._owner(request)
+        kind, address = device_address(await json_body(request))
+        async with store.tenant_transaction(self._pool, tenant) as conn:
+            created = await store.register_device(conn, tenant, game, player, kind, address)
+        return json_response({"kind": kind, "registered": True}, 201 if created else 200)
+
+    async def unregister(self, request: Request) -> Response:
+        tenant, game, player = await self._owner(request)
+        kind, address = device_address(await json_body(request))
+        async with store.tenant_transaction(self._pool, tenant) as conn:
+            removed = await store.forget_device(conn, tenant, game, kind, address, player)
+        if not removed:
+            raise ApiError(404, f"no such {kind} registration for this player")
+        return Response(status_code=204)
+
     def routes(self) -> list[Route]:
         return [
+            Route(DEVICES, self.register, methods=["POST"]),
+            Route(DEVICES, self.unregister, methods=["DELETE"]),
             Route(INBOX + "/token", self.issue, methods=["POST"]),
             Route(INBOX, self.inbox, methods=["GET"]),
             Route(INBOX + "/{notification_id}/read", self.mark_read, methods=["POST"]),
         ]
+
+
+def _b64_length(value: Any, size: int) -> bool:
+    try:
+        return isinstance(value, str) and len(base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))) == size
+    except ValueError:
+        return False
+
+
+def device_address(body: Any) -> tuple[str, str]:
+    """`{"kind": "push", "token": ...}` or `{"kind": "web_push", "subscription": {"endpoint", "keys"}}`,
+    checked: the kind and the address to keep."""
+    if not isinstance(body, dict) or body.get("kind") not in ("push", "web_push"):
+        raise ApiError(400, 'send {"kind": "push", "token": "<FCM registration token>"} or {"kind": "web_push",'
+                            ' "subscription": {"endpoint": ..., "keys": {"p256dh": ..., "auth": ...}}}')
+    if body["kind"] == "push":
+        token = body.get("token")
+        if not isinstance(token, str) or not 1 <= len(token) <= MAX_ADDRESS or not token.isprintable():
+            raise ApiError(400, f"token is the device's FCM registration token (1-{MAX_ADDRESS} characters)")
+        return "push", token
+    subscription = body.get("subscription")
+    keys = subscription.get("keys") if isinstance(subscription, dict) else None
+    endpoint = subscription.get("endpoint") if isinstance(subscription, dict) else None
+    parsed = urlsplit(endpoint) if isinstance(endpoint, str) else None
+    if parsed is None or parsed.scheme not in ("https", "http") or not parsed.hostname:
+        raise ApiError(400, "subscription.endpoint is the push service's URL from PushManager.subscribe()")
+    if not isinstance(keys, dict) or not _b64_length(keys.get("p256dh"), 65) or not _b64_length(keys.get("auth"), 16):
+        raise ApiError(400, "subscription.keys holds p256dh (a P-256 public key) and auth (16 bytes), base64url")
+    address = msgspec.json.encode({"endpoint": endpoint, "keys": {"p256dh": keys["p256dh"], "auth": keys["auth"]}})
+    if len(address) > MAX_ADDRESS:
+        raise ApiError(400, f"the subscription is longer than {MAX_ADDRESS} bytes")
+    return "web_push", address.decode()

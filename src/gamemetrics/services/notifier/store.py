@@ -208,3 +208,32 @@ async def replay(conn: AsyncConnection, notification_id: uuid.UUID, channel: str
         " WHERE notification_id = %s AND state = 'failed' AND (%s::text IS NULL OR channel = %s::text)"
         " AND recipient <> ''", (notification_id, channel, channel))
     return cur.rowcount
+
+
+async def register_device(conn: AsyncConnection, tenant_id: uuid.UUID, game_id: uuid.UUID, player_id: str,
+                          kind: str, address: str) -> bool:
+    """Keep a push token or Web Push subscription for the player (moved to them if another player had it)."""
+    cur = await conn.execute(
+        "INSERT INTO notification_devices (tenant_id, game_id, player_id, kind, address) VALUES (%s, %s, %s, %s, %s)"
+        " ON CONFLICT (tenant_id, game_id, kind, address) DO UPDATE SET player_id = excluded.player_id,"
+        " created_at = now() RETURNING xmax = 0", (tenant_id, game_id, player_id, kind, address))
+    row = await cur.fetchone()
+    return bool(row and row[0])
+
+
+async def forget_device(conn: AsyncConnection, tenant_id: uuid.UUID, game_id: uuid.UUID | None, kind: str,
+                        address: str, player_id: str | None = None) -> int:
+    cur = await conn.execute(
+        "DELETE FROM notification_devices WHERE tenant_id = %s AND (%s::uuid IS NULL OR game_id = %s::uuid)"
+        " AND kind = %s AND address = %s AND (%s::text IS NULL OR player_id = %s::text)",
+        (tenant_id, game_id, game_id, kind, address, player_id, player_id))
+    return cur.rowcount
+
+
+async def latest_devices(conn: AsyncConnection, tenant_id: uuid.UUID, game_id: uuid.UUID,
+                         player_id: str) -> dict[str, str]:
+    """The player's most recently registered address per kind (push, web_push)."""
+    cur = await conn.execute(
+        "SELECT DISTINCT ON (kind) kind, address FROM notification_devices WHERE tenant_id = %s AND game_id = %s"
+        " AND player_id = %s ORDER BY kind, created_at DESC", (tenant_id, game_id, player_id))
+    return {kind: address for kind, address in await cur.fetchall()}
