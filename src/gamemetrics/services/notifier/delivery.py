@@ -98,14 +98,15 @@ class Deliverer:
                 await asyncio.sleep(self._settings.notify_poll_seconds)
 
     async def once(self) -> int:
-        """Claim up to a batch of due deliveries and take each through its provider; how many."""
+        """Claim up to a batch of due deliveries, send each, record the outcomes; how many."""
         settings = self._settings
         async with self._pool.connection() as conn, conn.transaction():
             cur = await conn.execute(_CLAIM, {"lease": settings.notify_lease_seconds,
                                               "limit": settings.notify_batch_size})
             claimed = [Claimed(*row) for row in await cur.fetchall()]
         if claimed:
-            await asyncio.gather(*(self._deliver(one) for one in claimed))
+            outcomes = await asyncio.gather(*(self._deliver(one) for one in claimed))
+            await self._record(outcomes)
         return len(claimed)
 
     def _provider(self, claimed: Claimed) -> tuple[str, Mail] | None:
@@ -115,64 +116,73 @@ class Deliverer:
         use_fallback = claimed.attempts > self._settings.notify_fallback_after and len(chain) > 1
         return chain[1] if use_fallback else chain[0]
 
-    async def _deliver(self, claimed: Claimed) -> None:
+    async def _deliver(self, claimed: Claimed) -> Outcome:
+        """Hand the message to its provider; what is to be recorded."""
         settings = self._settings
         chosen = self._provider(claimed)
         if chosen is None:
-            await self._give_up(claimed, f"no provider carries the {claimed.channel} channel", None)
-            return
+            return self._given_up(claimed, f"no provider carries the {claimed.channel} channel", None)
         name, provider = chosen
         try:
             await asyncio.wait_for(provider.send(claimed.message()), settings.notify_send_timeout_seconds)
         except Rejected as exc:
-            if exc.recipient_gone:  # an unregistered token or expired subscription: no longer a contact point
-                await self._forget(claimed)
-            await self._give_up(claimed, f"{name} refused it: {exc}", name)
+            # An unregistered token or expired subscription is no longer a contact point.
+            return self._given_up(claimed, f"{name} refused it: {exc}", name, forget=exc.recipient_gone)
         except (MailError, TimeoutError, OSError) as exc:
             reason = f"{name}: timed out after {settings.notify_send_timeout_seconds}s" \
                 if isinstance(exc, TimeoutError) else f"{name}: {exc}"
             if claimed.attempts >= settings.notify_max_attempts:
-                await self._give_up(claimed, f"gave up after {claimed.attempts} attempts; last: {reason}", name)
-                return
+                return self._given_up(claimed, f"gave up after {claimed.attempts} attempts; last: {reason}", name)
             delay = retry_delay(claimed.attempts, settings.notify_backoff_initial_seconds,
                                 settings.notify_backoff_cap_seconds, getattr(exc, "retry_after", None), self._rng)
             metrics.NOTIFICATION_ATTEMPTS.labels(channel=claimed.channel, outcome="retry").inc()
             log.info("delivery failed; retrying", tenant_id=str(claimed.tenant_id),
                      notification_id=str(claimed.notification_id), channel=claimed.channel,
                      attempts=claimed.attempts, retry_in_s=round(delay, 3), reason=reason)
-            await self._record(claimed, "queued", reason, name, delay=delay)
-        else:
-            metrics.NOTIFICATION_ATTEMPTS.labels(channel=claimed.channel, outcome="sent").inc()
-            await self._record(claimed, "sent", None, name)
+            return Outcome(claimed, "queued", reason, name, delay)
+        metrics.NOTIFICATION_ATTEMPTS.labels(channel=claimed.channel, outcome="sent").inc()
+        return Outcome(claimed, "sent", None, name)
 
-    async def _record(self, claimed: Claimed, state: str, reason: str | None, provider: str | None, *,
-                      delay: float = 0.0) -> None:
-        async with self._pool.connection() as conn:
-            await conn.execute(
+    def _given_up(self, claimed: Claimed, reason: str, provider: str | None, *, forget: bool = False) -> Outcome:
+        metrics.NOTIFICATION_ATTEMPTS.labels(channel=claimed.channel, outcome="failed").inc()
+        log.warning("delivery given up", tenant_id=str(claimed.tenant_id),
+                    notification_id=str(claimed.notification_id), channel=claimed.channel, reason=reason)
+        return Outcome(claimed, "failed", reason, provider, forget=forget)
+
+    async def _record(self, outcomes: Sequence[Outcome]) -> None:
+        """Every outcome of the round in one transaction, then the round's dead letters in one send."""
+        async with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
+            # `attempts` guards against a late answer overwriting a newer claim after a lease ran out.
+            await cur.executemany(
                 "UPDATE notification_deliveries SET state = %s, reason = %s, provider = %s, updated_at = now(),"
                 " next_attempt_at = now() + make_interval(secs => %s),"
                 " sent_at = CASE WHEN %s::text = 'sent' THEN now() END"
                 " WHERE tenant_id = %s AND notification_id = %s AND channel = %s AND attempts = %s",
-                (state, reason, provider, delay, state, claimed.tenant_id, claimed.notification_id, claimed.channel,
-                 claimed.attempts),
-            )
+                [(o.state, o.reason, o.provider, o.delay, o.state, o.claimed.tenant_id, o.claimed.notification_id,
+                  o.claimed.channel, o.claimed.attempts) for o in outcomes])
+            gone = [(o.claimed.tenant_id, o.claimed.game_id, o.claimed.channel, o.claimed.recipient)
+                    for o in outcomes if o.forget]
+            if gone:
+                await cur.executemany("DELETE FROM notification_devices WHERE tenant_id = %s AND game_id = %s"
+                                      " AND kind = %s AND address = %s", gone)
+        letters = [dead_letter(o.claimed, o.reason or "") for o in outcomes if o.state == "failed"]
+        if letters:
+            try:
+                await self._producer.send(NOTIFICATIONS_DLQ, letters)
+            except Exception:  # the records say failed with their reasons; the letters are the dashboard's copy
+                log.warning("could not publish dead letters", count=len(letters), exc_info=True)
 
-    async def _forget(self, claimed: Claimed) -> None:
-        async with self._pool.connection() as conn:
-            await conn.execute("DELETE FROM notification_devices WHERE tenant_id = %s AND game_id = %s AND kind = %s"
-                               " AND address = %s", (claimed.tenant_id, claimed.game_id, claimed.channel,
-                                                     claimed.recipient))
 
-    async def _give_up(self, claimed: Claimed, reason: str, provider: str | None) -> None:
-        metrics.NOTIFICATION_ATTEMPTS.labels(channel=claimed.channel, outcome="failed").inc()
-        log.warning("delivery given up", tenant_id=str(claimed.tenant_id),
-                    notification_id=str(claimed.notification_id), channel=claimed.channel, reason=reason)
-        await self._record(claimed, "failed", reason, provider)
-        try:
-            await self._producer.send(NOTIFICATIONS_DLQ, [dead_letter(claimed, reason)])
-        except Exception:  # the record says failed with its reason; the letter is the dashboard's copy
-            log.warning("could not publish the dead letter", notification_id=str(claimed.notification_id),
-                        channel=claimed.channel, exc_info=True)
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What became of one claimed delivery: its next state, why, by which provider, when to retry."""
+
+    claimed: Claimed
+    state: str
+    reason: str | None
+    provider: str | None
+    delay: float = 0.0
+    forget: bool = False
 
 
 def dead_letter(claimed: Claimed, reason: str) -> Message:

@@ -3,6 +3,7 @@ a fallback, checked at save by rendering every text with the template's sample d
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,6 +22,12 @@ CHANNEL_FIELDS: dict[str, tuple[str, ...]] = {
 
 MAX_NAME = 128
 _ENV = ImmutableSandboxedEnvironment(undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=True)
+
+
+@functools.lru_cache(maxsize=4096)
+def _compiled(source: str) -> jinja2.Template:
+    """A text compiled once: compiling costs far more than rendering, and every send renders."""
+    return _ENV.from_string(source)
 
 Texts = dict[str, dict[str, str]]
 """Per channel, per field (`subject`, `title`, `body`), the template source."""
@@ -135,7 +142,7 @@ def render_texts(where: str, texts: Mapping[str, str], context: Mapping[str, Any
     rendered: dict[str, str] = {}
     for name, source in texts.items():
         try:
-            rendered[name] = _ENV.from_string(source).render(context)
+            rendered[name] = _compiled(source).render(context)
         except jinja2.TemplateSyntaxError as exc:
             raise TemplateInvalid(f"{where}.{name}: line {exc.lineno}: {exc.message}") from None
         except jinja2.UndefinedError as exc:
