@@ -220,3 +220,22 @@ def test_daily_caps_suppress_beyond_the_cap_but_not_critical_and_opt_out_binds_c
     bad = notifier.http.put(prefs, json={"quiet_hours": {"start": "22:00", "end": "8", "timezone": "UTC"}},
                             headers=notifier.auth(SEND))
     assert bad.status_code == 400 and "HH:MM" in bad.json()["error"]
+
+
+def test_export_answers_what_the_notifier_holds_about_a_player(notifier: Notifier) -> None:
+    notifier.template("welcome")
+    player = notifier.player("exported", email="ex@studio.example")
+    prefs = f"/v1/games/{notifier.game_id}/players/{player}/notification-preferences"
+    notifier.http.put(prefs, json={"categories": {"news": {"sms": False}}}, headers=notifier.auth(SEND))
+    sent = notifier.settled(notifier.send(player, "welcome", channels=["email", "in_app"])["id"])
+    notifier.send(notifier.player("someone-else"), "welcome")
+    path = f"/v1/games/{notifier.game_id}/players/{player}/notification-data"
+    assert notifier.http.get(path, headers=notifier.auth(SEND)).status_code == 403
+    exported = notifier.http.get(path, headers=notifier.auth("players:read"))
+    assert exported.status_code == 200, exported.text
+    body = exported.json()
+    assert body["preferences"]["categories"] == {"news": {"sms": False}}
+    [notification] = body["notifications"]
+    assert notification["id"] == sent["id"]
+    assert [(c["channel"], c["recipient"], c["subject"]) for c in notification["channels"]] == [
+        ("email", "ex@studio.example", "Welcome, Ada"), ("in_app", "exported", "Level 7")]

@@ -13,6 +13,7 @@ from gamemetrics.service import Adapters, Service
 from gamemetrics.services.notifier.accept import Acceptor
 from gamemetrics.services.notifier.delivery import Deliverer, Providers
 from gamemetrics.services.notifier.eraser import NotificationsEraser
+from gamemetrics.services.notifier.export import ExportRoutes
 from gamemetrics.services.notifier.http import NotifierRoutes
 from gamemetrics.services.notifier.inbox import InboxRoutes
 from gamemetrics.services.notifier.player_tokens import PLAYER_TOKEN_PURPOSE, PlayerTokens
@@ -55,7 +56,7 @@ async def build(adapters: Adapters, settings: Settings) -> AsyncIterator[Service
         routes=[*NotifierRoutes(pool, guard, tenancy, acceptor, links).routes(),
                 *InboxRoutes(pool, guard, PlayerTokens(derive(secret, PLAYER_TOKEN_PURPOSE),
                                                        own.player_token_ttl_seconds)).routes(),
-                *RuleRoutes(pool, guard).routes()],
+                *RuleRoutes(pool, guard).routes(), *ExportRoutes(pool, guard).routes()],
         exception_handlers=exception_handlers(token_message=lambda exc: f"invalid token: {exc}"),
         workers={"notification-requests": requests.run, "deliveries": deliverer.run,
                  "notification-rules": RuleWorker(pool, bus, acceptor).run},
