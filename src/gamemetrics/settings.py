@@ -134,6 +134,8 @@ class NotifierSettings(BaseSettings):
     notify_poll_seconds: float = Field(default=0.5, description="How long the delivery worker sleeps when"
                                                                 " nothing is due.")
     notify_batch_size: int = 200
+    notify_schedule_seconds: float = Field(default=60.0, description="How often the inactivity rules look for"
+                                                                     " players who went quiet.")
     notify_max_body_bytes: int = 64 * 1024
     player_token_ttl_seconds: int = Field(default=24 * 3600, description="How long a player token (the inbox's"
                                                                          " credential) is valid.")

@@ -35,7 +35,7 @@ WELCOME: dict[str, Any] = {
 def fast_settings(tmp_path: Path, database_url: str, **notifier: Any) -> Settings:
     """Settings whose retries and polls take milliseconds, so the fault tests stay quick."""
     own = {"notify_backoff_initial_seconds": 0.05, "notify_backoff_cap_seconds": 0.2, "notify_poll_seconds": 0.05,
-           "notify_lease_seconds": 5.0, "notify_send_timeout_seconds": 3.0, **notifier}
+           "notify_lease_seconds": 5.0, "notify_schedule_seconds": 0.2, "notify_send_timeout_seconds": 3.0, **notifier}
     return Settings(data_dir=tmp_path, database_url=database_url, bus_partitions=4,
                     notifier=NotifierSettings(**own))
 

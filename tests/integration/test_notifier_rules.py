@@ -56,6 +56,13 @@ def _notified(notifier: Notifier, player: str, expected: int) -> list[str]:
         time.sleep(0.05)
 
 
+def _wait_for(check: Any) -> None:
+    deadline = time.monotonic() + 20
+    while not check():
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+
+
 def test_rules_fire_on_matching_events_once_per_cooldown(notifier: Notifier) -> None:
     notifier.template("thanks", THANKS)
     notifier.template("stuck", STUCK)
@@ -85,8 +92,9 @@ def test_rules_fire_on_matching_events_once_per_cooldown(notifier: Notifier) -> 
     [status] = notifier.sql("SELECT notification_id FROM notifications WHERE player_id = %s AND idempotency_key"
                             " = %s", (ada, f"rule:big-buyer:{first.event_id}"))
     assert notifier.settled(str(status[0]))["state"] == "sent"
-    assert notifier.sql("SELECT body FROM outbox WHERE recipient = 'ada' ORDER BY created_at")[0] == \
-        ("Enjoy your sword",)
+    _wait_for(lambda: len(notifier.sql("SELECT 1 FROM outbox WHERE recipient = 'ada'")) == 2)
+    assert sorted(notifier.sql("SELECT body FROM outbox WHERE recipient = 'ada'")) == [
+        ("Enjoy your bow",), ("Enjoy your sword",)]
 
 
 def test_bad_rules_are_refused_with_reasons(notifier: Notifier) -> None:
@@ -111,3 +119,27 @@ def test_bad_rules_are_refused_with_reasons(notifier: Notifier) -> None:
     assert notifier.http.put(f"{rules}/ok", json=good, headers=notifier.auth("players:read")).status_code == 403
     assert notifier.http.put(f"{rules}/ok", json=good, headers=auth).status_code == 201
     assert notifier.http.delete(f"{rules}/ok", headers=auth).status_code == 204
+
+
+def test_an_inactivity_rule_notifies_each_quiet_player_once_per_spell(notifier: Notifier) -> None:
+    notifier.template("miss-you", {"category": "winback", "content": {"in_app": {
+        "title": "We miss you", "body": "Quiet since {{ inactive_since[:10] }}"}},
+        "sample": {"inactive_since": "2026-01-01T00:00:00+00:00"}})
+    quiet, active = notifier.player("quiet"), notifier.player("active")
+    notifier.sql("UPDATE players SET last_seen = now() - interval '10 days' WHERE player_id = %s", (quiet,))
+    rule = {"trigger": {"schedule": {"inactive_days": 7}}, "template": "miss-you", "channels": ["in_app"]}
+    saved = notifier.http.put(f"/v1/games/{notifier.game_id}/notification-rules/win-back", json=rule,
+                              headers=notifier.auth(SEND))
+    assert saved.status_code == 201 and saved.json()["trigger"] == {"schedule": {"inactive_days": 7.0}}, saved.text
+    assert _notified(notifier, quiet, 1) == ["miss-you"]
+    time.sleep(0.5)  # further passes of the scheduler: the same spell is not notified again
+    assert _notified(notifier, quiet, 1) == ["miss-you"] and _notified(notifier, active, 0) == []
+    # The player came back (an event after the firing) and went quiet again: a new spell.
+    notifier.sql("UPDATE players SET last_seen = now() - interval '8 days' + interval '1 second'"
+                 " WHERE player_id = %s", (quiet,))
+    notifier.sql("UPDATE notification_rule_fires SET fired_at = now() - interval '9 days' WHERE player_id = %s",
+                 (quiet,))
+    assert _notified(notifier, quiet, 2) == ["miss-you", "miss-you"]
+    bad = notifier.http.put(f"/v1/games/{notifier.game_id}/notification-rules/bad",
+                            json={**rule, "trigger": {"schedule": {"inactive_days": 0}}}, headers=notifier.auth(SEND))
+    assert bad.status_code == 422 and "inactive_days" in bad.json()["error"]

@@ -18,6 +18,7 @@ from gamemetrics.services.notifier.http import NotifierRoutes
 from gamemetrics.services.notifier.inbox import InboxRoutes
 from gamemetrics.services.notifier.player_tokens import PLAYER_TOKEN_PURPOSE, PlayerTokens
 from gamemetrics.services.notifier.requests import RequestWorker
+from gamemetrics.services.notifier.schedule import Scheduler
 from gamemetrics.services.notifier.templates import CHANNEL_FIELDS
 from gamemetrics.services.notifier.triggers import RuleRoutes, RuleWorker
 from gamemetrics.services.notifier.unsubscribe import UNSUBSCRIBE_PURPOSE, LinkSigner
@@ -59,7 +60,8 @@ async def build(adapters: Adapters, settings: Settings) -> AsyncIterator[Service
                 *RuleRoutes(pool, guard).routes(), *ExportRoutes(pool, guard).routes()],
         exception_handlers=exception_handlers(token_message=lambda exc: f"invalid token: {exc}"),
         workers={"notification-requests": requests.run, "deliveries": deliverer.run,
-                 "notification-rules": RuleWorker(pool, bus, acceptor).run},
+                 "notification-rules": RuleWorker(pool, bus, acceptor).run,
+                 "scheduled-rules": Scheduler(pool, acceptor, interval_seconds=own.notify_schedule_seconds).run},
         checks={"database": database_probe(pool), "bus": bus.ping},
         erasers=[NotificationsEraser(pool, bus)],
     )

@@ -60,6 +60,8 @@ class Rule:
     cooldown_seconds: int = 0
     data: dict[str, Any] = field(default_factory=dict)
     enabled: bool = True
+    inactive_days: float | None = None
+    """A schedule instead of an event: players whose last event is older than this."""
 
     def matches(self, event_type: str, event: Mapping[str, Any], properties: Mapping[str, Any]) -> bool:
         return event_type == self.event_type and all(c.holds(event, properties) for c in self.conditions)
@@ -72,7 +74,9 @@ class Rule:
     def json(self) -> dict[str, Any]:
         trigger: dict[str, Any] = {"event_type": self.event_type,
                                    "where": {c.path: {c.operator: c.value} for c in self.conditions}}
-        if self.count > 1:
+        if self.inactive_days is not None:
+            trigger = {"schedule": {"inactive_days": self.inactive_days}}
+        elif self.count > 1:
             trigger |= {"count": self.count, "within": "session", "per": list(self.per)}
         return {"name": self.name, "trigger": trigger, "template": self.template, "channels": self.channels,
                 "cooldown_seconds": self.cooldown_seconds, "data": self.data, "enabled": self.enabled}
@@ -118,9 +122,11 @@ def parse_rule(name: str, body: Any) -> Rule:
         raise RuleInvalid('send {"trigger": {"event_type": ..., "where": {...}}, "template": ..., "channels": ...,'
                           ' "cooldown_seconds": ...}')
     trigger = body.get("trigger")
+    if isinstance(trigger, dict) and set(trigger) == {"schedule"}:
+        return _scheduled(name, body, trigger["schedule"])
     if not isinstance(trigger, dict) or set(trigger) - {"event_type", "where", "count", "within", "per"}:
         raise RuleInvalid('trigger is {"event_type": ..., "where": {...}, "count": n, "within": "session",'
-                          ' "per": [...]}')
+                          ' "per": [...]} or {"schedule": {"inactive_days": n}}')
     event_type = trigger.get("event_type")
     if event_type not in EVENT_TYPES:
         raise RuleInvalid(f"unknown event type {event_type!r}; choose from {', '.join(sorted(EVENT_TYPES))}")
@@ -131,6 +137,23 @@ def parse_rule(name: str, body: Any) -> Rule:
         raise RuleInvalid('trigger.within is "session": counted events are those of one session')
     if not isinstance(per, list) or not all(isinstance(p, str) and p for p in per) or len(per) > 5:
         raise RuleInvalid("trigger.per is a list of at most 5 property paths")
+    template, channels, cooldown, data, enabled = _delivery(body)
+    return Rule(name, event_type, template, _conditions(trigger.get("where", {})), count, tuple(per), channels,
+                cooldown, data, enabled)
+
+
+def _scheduled(name: str, body: dict[str, Any], schedule: Any) -> Rule:
+    days = schedule.get("inactive_days") if isinstance(schedule, dict) and set(schedule) == {"inactive_days"} \
+        else None
+    if isinstance(days, bool) or not isinstance(days, int | float) or not 0 < days <= 3650:
+        raise RuleInvalid('trigger.schedule is {"inactive_days": n}: players without events for n days (up to 3650)')
+    template, channels, cooldown, data, enabled = _delivery(body)
+    return Rule(name, "", template, channels=channels, cooldown_seconds=cooldown, data=data, enabled=enabled,
+                inactive_days=float(days))
+
+
+def _delivery(body: dict[str, Any]) -> tuple[str, list[str] | str, int, dict[str, Any], bool]:
+    """The template, channels, cooldown, data and enabled flag of a rule's body, checked."""
     template, channels = body.get("template"), body.get("channels", "auto")
     if not isinstance(template, str) or not template:
         raise RuleInvalid("template names a notification template of the game")
@@ -142,8 +165,7 @@ def parse_rule(name: str, body: Any) -> Rule:
         raise RuleInvalid("cooldown_seconds is 0 to a year, in seconds")
     if not isinstance(data, dict) or not isinstance(enabled, bool):
         raise RuleInvalid("data is an object of template variables; enabled is true or false")
-    return Rule(name, event_type, template, _conditions(trigger.get("where", {})), count, tuple(per), channels,
-                cooldown, data, enabled)
+    return template, channels, cooldown, data, enabled
 
 
 def stored_rule(name: str, body: Mapping[str, Any]) -> Rule:
