@@ -4,6 +4,7 @@ given up, and sending a given-up delivery again."""
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -31,8 +32,16 @@ def _show(rows: list[dict[str, Any]], as_json: bool, title: str, columns: list[s
     for column in columns:
         table.add_column(column.replace("_", " "), overflow="fold")
     for row in rows:
-        table.add_row(*(str(row[column] if row[column] is not None else "") for column in columns))
+        table.add_row(*(_cell(row[column]) for column in columns))
     Console().print(table)
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
+    return str(value)
 
 
 @app.command("outbox")
