@@ -114,16 +114,14 @@ class Acceptor:
                 raise Refused(422, f"send_at {send_at.isoformat()} is in the past")
         tenant, game, player = request.tenant_id, request.game_id, request.player_id
         async with store.tenant_transaction(self._pool, tenant) as conn:
-            if key is not None and (seen := await store.existing_notification(conn, tenant, key)) is not None:
-                return Accepted(seen, created=False)
-            template = await store.load_template(conn, tenant, game, request.template)
+            found = await store.accept_context(conn, tenant, game, player, request.template, key)
+            if found.existing is not None:
+                return Accepted(found.existing, created=False)
+            template, traits, choices, devices = found.template, found.traits, found.preferences, found.devices
             if template is None:
                 raise Refused(404, f"no template {request.template!r} in game {game}")
-            traits = await store.player_traits(conn, tenant, game, player)
             if traits is None:
                 raise Refused(404, f"no player {player!r} in game {game}")
-            choices = await store.load_preferences(conn, tenant, game, player)
-            devices = await store.latest_devices(conn, tenant, game, player)
             channels = chosen_channels(request.channels, template, player, traits, choices, devices)
             context = {**request.data, "player": {"id": player, "traits": traits}}
             moment = send_at or now or datetime.now(UTC)

@@ -230,10 +230,37 @@ async def forget_device(conn: AsyncConnection, tenant_id: uuid.UUID, game_id: uu
     return cur.rowcount
 
 
-async def latest_devices(conn: AsyncConnection, tenant_id: uuid.UUID, game_id: uuid.UUID,
-                         player_id: str) -> dict[str, str]:
-    """The player's most recently registered address per kind (push, web_push)."""
-    cur = await conn.execute(
-        "SELECT DISTINCT ON (kind) kind, address FROM notification_devices WHERE tenant_id = %s AND game_id = %s"
-        " AND player_id = %s ORDER BY kind, created_at DESC", (tenant_id, game_id, player_id))
-    return {kind: address for kind, address in await cur.fetchall()}
+@dataclass(frozen=True, slots=True)
+class AcceptContext:
+    """What accepting a request reads, in one round trip: the key's notification if it was seen,
+    the template, the player's traits (None: no such player), preferences and devices."""
+
+    existing: uuid.UUID | None
+    template: Template | None
+    traits: dict[str, Any] | None
+    preferences: Preferences
+    devices: dict[str, str]
+
+
+_CONTEXT = """
+SELECT (SELECT notification_id FROM notifications WHERE tenant_id = %(t)s AND idempotency_key = %(key)s),
+       (SELECT jsonb_build_array(name, category, critical, content, locales, fallback_locale, sample)
+          FROM notification_templates WHERE tenant_id = %(t)s AND game_id = %(g)s AND name = %(name)s),
+       (SELECT coalesce(traits, '{}') FROM players WHERE tenant_id = %(t)s AND game_id = %(g)s AND player_id = %(p)s),
+       (SELECT jsonb_build_array(categories, quiet_hours, daily_caps) FROM notification_preferences
+         WHERE tenant_id = %(t)s AND game_id = %(g)s AND player_id = %(p)s),
+       (SELECT jsonb_object_agg(kind, address) FROM (
+          SELECT DISTINCT ON (kind) kind, address FROM notification_devices
+           WHERE tenant_id = %(t)s AND game_id = %(g)s AND player_id = %(p)s ORDER BY kind, created_at DESC) latest)
+"""
+
+
+async def accept_context(conn: AsyncConnection, tenant_id: uuid.UUID, game_id: uuid.UUID, player_id: str,
+                         template: str, key: str | None) -> AcceptContext:
+    cur = await conn.execute(_CONTEXT, {"t": tenant_id, "g": game_id, "p": player_id, "name": template, "key": key})
+    row = await cur.fetchone()
+    assert row is not None
+    existing, found, traits, preferences, devices = row
+    return AcceptContext(existing, Template(*found) if found else None,
+                         dict(traits) if traits is not None else None,
+                         stored_preferences(*preferences) if preferences else Preferences(), dict(devices or {}))
