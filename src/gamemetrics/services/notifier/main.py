@@ -54,7 +54,7 @@ async def build(adapters: Adapters, settings: Settings) -> AsyncIterator[Service
     requests = RequestWorker(bus, acceptor)
     deliverer = Deliverer(pool, bus.producer(), providers_of(adapters), own)
     yield Service(
-        routes=[*NotifierRoutes(pool, guard, tenancy, acceptor, links).routes(),
+        routes=[*NotifierRoutes(pool, guard, acceptor, links).routes(),
                 *InboxRoutes(pool, guard, PlayerTokens(derive(secret, PLAYER_TOKEN_PURPOSE),
                                                        own.player_token_ttl_seconds)).routes(),
                 *RuleRoutes(pool, guard).routes(), *ExportRoutes(pool, guard).routes()],
