@@ -54,6 +54,10 @@ def test_a_notification_is_sent_once_per_idempotency_key(notifier: Notifier) -> 
     first = notifier.send(player, "welcome", key, channels=["in_app", "email"])
     again = notifier.send(player, "welcome", key, channels=["in_app", "email"])
     assert first["id"] == again["id"] and first["created"] and not again["created"]
+    reused = notifier.http.post("/v1/notifications", headers={**notifier.auth(SEND), "Idempotency-Key": key}, json={
+        "game_id": str(notifier.game_id), "player_id": player, "template": "welcome",
+        "data": {"name": "Eve", "level": 1}, "channels": ["in_app", "email"]})
+    assert reused.status_code == 422 and "different request" in reused.json()["error"], reused.text
     status = notifier.settled(first["id"])
     assert status["state"] == "sent"
     assert {c: s["state"] for c, s in status["channels"].items()} == {"email": "sent", "in_app": "sent"}

@@ -48,6 +48,7 @@ CREATE TABLE notifications (
     template        text NOT NULL,
     category        text NOT NULL,
     idempotency_key text,
+    request_hash    bytea,  -- of what was asked: a key reused for another request is refused
     send_at         timestamptz,
     created_at      timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (tenant_id, notification_id),

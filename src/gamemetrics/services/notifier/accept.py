@@ -7,6 +7,7 @@ refuses it refuses with a status and a reason (a 4xx at the API, a dead letter o
 
 from __future__ import annotations
 
+import hashlib
 import re
 import uuid
 from collections.abc import Mapping, Sequence
@@ -15,6 +16,7 @@ from datetime import UTC, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import msgspec
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
@@ -115,7 +117,10 @@ class Acceptor:
         tenant, game, player = request.tenant_id, request.game_id, request.player_id
         async with store.tenant_transaction(self._pool, tenant) as conn:
             found = await store.accept_context(conn, tenant, game, player, request.template, key)
+            fingerprint = request_hash(request)
             if found.existing is not None:
+                if found.existing_hash not in (None, fingerprint):
+                    raise Refused(422, "this Idempotency-Key was used for a different request; use a new key")
                 return Accepted(found.existing, created=False)
             template, traits, choices, devices = found.template, found.traits, found.preferences, found.devices
             if template is None:
@@ -131,7 +136,8 @@ class Acceptor:
                 if row.state == "queued" and not template.critical:
                     row = await self._limit(conn, row, request, choices, moment)
                 rows.append(row)
-            created = await store.insert_notification(conn, tenant, game, player, template, key, send_at, rows)
+            created = await store.insert_notification(conn, tenant, game, player, template, key, send_at, rows,
+                                                      fingerprint)
         if created is None:  # the same key accepted by a concurrent request: theirs is the notification
             async with store.tenant_transaction(self._pool, tenant) as conn:
                 seen = await store.existing_notification(conn, tenant, key or "")
@@ -171,6 +177,12 @@ class Acceptor:
         headers = self._links.headers(Unsubscription(tenant, game, player, template.category)) \
             if channel == "email" else {}
         return DeliveryRow(channel, "queued", None, recipient, message.subject, message.body, headers)
+
+
+def request_hash(request: NotificationRequest) -> bytes:
+    """What a request asks, hashed: the same key with other contents is another request."""
+    asked = msgspec.structs.replace(request, idempotency_key=None, requested_by="")
+    return hashlib.sha256(msgspec.json.encode(asked, order="sorted")).digest()
 
 
 def _locale(traits: Mapping[str, Any]) -> str | None:

@@ -139,14 +139,15 @@ async def existing_notification(conn: AsyncConnection, tenant_id: uuid.UUID, key
 
 async def insert_notification(conn: AsyncConnection, tenant_id: uuid.UUID, game_id: uuid.UUID, player_id: str,
                               template: Template, key: str | None, send_at: datetime | None,
-                              deliveries: Sequence[DeliveryRow]) -> uuid.UUID | None:
+                              deliveries: Sequence[DeliveryRow], request_hash: bytes | None = None) -> uuid.UUID | None:
     """Write the notification and its delivery records; None when `key` was taken meanwhile."""
     notification_id = uuid.uuid4()
     cur = await conn.execute(
         "INSERT INTO notifications (tenant_id, notification_id, game_id, player_id, template, category,"
-        " idempotency_key, send_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
+        " idempotency_key, request_hash, send_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
         " ON CONFLICT (tenant_id, idempotency_key) DO NOTHING RETURNING notification_id",
-        (tenant_id, notification_id, game_id, player_id, template.name, template.category, key, send_at),
+        (tenant_id, notification_id, game_id, player_id, template.name, template.category, key, request_hash,
+         send_at),
     )
     if await cur.fetchone() is None:
         return None
@@ -236,6 +237,7 @@ class AcceptContext:
     the template, the player's traits (None: no such player), preferences and devices."""
 
     existing: uuid.UUID | None
+    existing_hash: bytes | None
     template: Template | None
     traits: dict[str, Any] | None
     preferences: Preferences
@@ -244,6 +246,7 @@ class AcceptContext:
 
 _CONTEXT = """
 SELECT (SELECT notification_id FROM notifications WHERE tenant_id = %(t)s AND idempotency_key = %(key)s),
+       (SELECT request_hash FROM notifications WHERE tenant_id = %(t)s AND idempotency_key = %(key)s),
        (SELECT jsonb_build_array(name, category, critical, content, locales, fallback_locale, sample)
           FROM notification_templates WHERE tenant_id = %(t)s AND game_id = %(g)s AND name = %(name)s),
        (SELECT coalesce(traits, '{}') FROM players WHERE tenant_id = %(t)s AND game_id = %(g)s AND player_id = %(p)s),
@@ -260,7 +263,7 @@ async def accept_context(conn: AsyncConnection, tenant_id: uuid.UUID, game_id: u
     cur = await conn.execute(_CONTEXT, {"t": tenant_id, "g": game_id, "p": player_id, "name": template, "key": key})
     row = await cur.fetchone()
     assert row is not None
-    existing, found, traits, preferences, devices = row
-    return AcceptContext(existing, Template(*found) if found else None,
+    existing, existing_hash, found, traits, preferences, devices = row
+    return AcceptContext(existing, existing_hash, Template(*found) if found else None,
                          dict(traits) if traits is not None else None,
                          stored_preferences(*preferences) if preferences else Preferences(), dict(devices or {}))
