@@ -2,14 +2,17 @@
 the providers the tests cannot reach: a Twilio-compatible SMS API (HTTP basic auth with the
 account SID and auth token), FCM HTTP v1 with its OAuth token endpoint (a service account's RS256
 JWT exchanged for a bearer token), and a Web Push service (a VAPID ES256 JWT for its origin, the
-payload decrypted with the subscription's keys). Each runs in a thread of its own and keeps what
+payload decrypted with the subscription's keys), and APNs over HTTP/2 with TLS (an ES256 provider
+token). Each runs in a thread of its own and keeps what
 it accepted."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import secrets
+import ssl
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -18,6 +21,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
+import h2.config
+import h2.connection
+import h2.events
 import http_ece
 import jwt
 import pytest
@@ -260,3 +266,100 @@ def web_push_server() -> Iterator[WebPushServer]:
     finally:
         httpd.shutdown()
         httpd.server_close()
+
+
+@dataclass
+class ApnsServer:
+    port: int
+    ca_file: Path
+    key_file: Path
+    public_key: Any
+    key_id: str = "ABC123DEFG"
+    team_id: str = "TEAM456XYZ"
+    topic: str = "com.studio.game"
+    received: list[dict[str, Any]] = field(default_factory=list)
+    gone: set[str] = field(default_factory=lambda: {"dead0dead"})
+
+    def settings(self) -> MailSettings:
+        return MailSettings(apns_key_file=self.key_file, apns_key_id=self.key_id, apns_team_id=self.team_id,
+                            apns_topic=self.topic, apns_base_url=f"https://127.0.0.1:{self.port}",
+                            apns_ca_file=self.ca_file, smtp_timeout_seconds=5.0)
+
+
+@pytest.fixture
+def apns_server(tmp_path: Path) -> Iterator[ApnsServer]:
+    """APNs over HTTP/2 and TLS (ALPN h2) on loopback, checking the provider token's ES256
+    signature, key id and team, and the topic."""
+    from tests.smtp_server import _certificates
+
+    (tmp_path / "apns").mkdir()
+    ca, certificate, tls_key = _certificates(tmp_path / "apns")
+    signing = ec.generate_private_key(ec.SECP256R1())
+    key_file = tmp_path / "AuthKey.p8"
+    key_file.write_bytes(signing.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                               serialization.NoEncryption()))
+    server = ApnsServer(0, ca, key_file, signing.public_key())
+    tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    tls.load_cert_chain(certificate, tls_key)
+    tls.set_alpn_protocols(["h2"])
+
+    def answer(headers: dict[str, str], body: bytes) -> tuple[int, dict[str, Any] | None]:
+        token = headers.get("authorization", "").removeprefix("bearer ")
+        try:
+            claims = jwt.decode(token, server.public_key, algorithms=["ES256"])
+            kid = jwt.get_unverified_header(token).get("kid")
+        except jwt.PyJWTError:
+            return 403, {"reason": "InvalidProviderToken"}
+        if claims.get("iss") != server.team_id or kid != server.key_id:
+            return 403, {"reason": "InvalidProviderToken"}
+        if headers.get("apns-topic") != server.topic or headers.get(":method") != "POST":
+            return 400, {"reason": "BadTopic"}
+        device = headers.get(":path", "").removeprefix("/3/device/")
+        if device in server.gone:
+            return 410, {"reason": "Unregistered", "timestamp": 0}
+        server.received.append({"device": device, "apns_id": headers.get("apns-id"), **json.loads(body)})
+        return 200, None
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        conn = h2.connection.H2Connection(config=h2.config.H2Configuration(client_side=False,
+                                                                            header_encoding="utf-8"))
+        conn.initiate_connection()
+        writer.write(conn.data_to_send())
+        requests: dict[int, tuple[dict[str, str], bytearray]] = {}
+        while data := await reader.read(65536):
+            for event in conn.receive_data(data):
+                if isinstance(event, h2.events.RequestReceived):
+                    requests[event.stream_id] = (dict(event.headers), bytearray())  # type: ignore[arg-type]
+                elif isinstance(event, h2.events.DataReceived):
+                    requests[event.stream_id][1].extend(event.data)
+                    conn.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
+                elif isinstance(event, h2.events.StreamEnded):
+                    headers, body = requests.pop(event.stream_id)
+                    status, reply = answer(headers, bytes(body))
+                    content = json.dumps(reply).encode() if reply else b""
+                    conn.send_headers(event.stream_id, [(":status", str(status)), ("apns-id", headers.get(
+                        "apns-id", "")), ("content-length", str(len(content)))], end_stream=not content)
+                    if content:
+                        conn.send_data(event.stream_id, content, end_stream=True)
+            writer.write(conn.data_to_send())
+            await writer.drain()
+        writer.close()
+
+    loop = asyncio.new_event_loop()
+    started = threading.Event()
+    holder: dict[str, Any] = {}
+
+    async def main() -> None:
+        holder["server"] = await asyncio.start_server(serve, "127.0.0.1", 0, ssl=tls)
+        server.port = holder["server"].sockets[0].getsockname()[1]
+        started.set()
+
+    thread = threading.Thread(target=lambda: (loop.run_until_complete(main()), loop.run_forever()), daemon=True)
+    thread.start()
+    started.wait(10)
+    try:
+        yield server
+    finally:
+        loop.call_soon_threadsafe(holder["server"].close)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(5)

@@ -107,6 +107,13 @@ class MailSettings(BaseSettings):
                                                                  " keeps push in the outbox table.")
     fcm_credentials_file: Path | None = Field(default=None, description="The service account's JSON key file.")
     fcm_base_url: str = "https://fcm.googleapis.com"
+    apns_key_file: Path | None = Field(default=None, description="Push to Apple devices through APNs when set:"
+                                                                 " the team's .p8 signing key.")
+    apns_key_id: str | None = None
+    apns_team_id: str | None = None
+    apns_topic: str | None = Field(default=None, description="The app's bundle id.")
+    apns_base_url: str = "https://api.push.apple.com"
+    apns_ca_file: Path | None = Field(default=None, description="CA bundle for APNs; unset uses the system's.")
     vapid_private_key: SecretStr | None = Field(default=None, description="Web Push through the browsers' push"
                                                                           " services when set (a PEM or base64url"
                                                                           " P-256 key); unset keeps web_push in"

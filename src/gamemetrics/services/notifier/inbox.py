@@ -145,12 +145,18 @@ def device_address(body: Any) -> tuple[str, str]:
     """`{"kind": "push", "token": ...}` or `{"kind": "web_push", "subscription": {"endpoint", "keys"}}`,
     checked: the kind and the address to keep."""
     if not isinstance(body, dict) or body.get("kind") not in ("push", "web_push"):
-        raise ApiError(400, 'send {"kind": "push", "token": "<FCM registration token>"} or {"kind": "web_push",'
+        raise ApiError(400, 'send {"kind": "push", "token": ..., "platform": "android|ios"} or {"kind": "web_push",'
                             ' "subscription": {"endpoint": ..., "keys": {"p256dh": ..., "auth": ...}}}')
     if body["kind"] == "push":
-        token = body.get("token")
+        token, platform = body.get("token"), body.get("platform", "android")
         if not isinstance(token, str) or not 1 <= len(token) <= MAX_ADDRESS or not token.isprintable():
-            raise ApiError(400, f"token is the device's FCM registration token (1-{MAX_ADDRESS} characters)")
+            raise ApiError(400, f"token is the device's FCM or APNs token (1-{MAX_ADDRESS} characters)")
+        if platform not in ("android", "ios", "web"):
+            raise ApiError(400, 'platform is "android" or "web" (FCM) or "ios" (APNs)')
+        if platform == "ios":
+            if not all(c in "0123456789abcdefABCDEF" for c in token):
+                raise ApiError(400, "an APNs device token is hexadecimal")
+            return "push", "apns:" + token.lower()
         return "push", token
     subscription = body.get("subscription")
     keys = subscription.get("keys") if isinstance(subscription, dict) else None
