@@ -1,5 +1,5 @@
 """The users and notifier services in one app on a fresh database (as `gamemetrics up` serves
-them), with fast retry settings, a tenant, a game, a client and helpers to make players and
+them), with fast retry settings, a tenant, a game, a client and functions to make players and
 templates and wait for deliveries."""
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ def fast_settings(tmp_path: Path, database_url: str, **notifier: Any) -> Setting
 
 
 class Notifier(Users):
-    """The users helpers, plus the notifier's."""
+    """The users service's test client, plus the notifier's calls."""
 
     def player(self, player_id: str, **traits: Any) -> str:
         response = self.http.put(f"/v1/games/{self.game_id}/players/{player_id}", json={"traits": traits},
