@@ -83,6 +83,7 @@ bench: install kafka-libs browser-tools
 	$(VENV)/bin/python bench/ingest.py --kafka
 	$(VENV)/bin/python bench/analytics.py --sizes 1000000,10000000
 	$(VENV)/bin/python bench/dashboard.py --events 10000000
+	$(VENV)/bin/python bench/notifier.py
 
 ## ruff, then mypy --strict over src/ (configured in pyproject.toml).
 lint: install

@@ -19,6 +19,12 @@ from gamemetrics.migrations import upgrade
 from gamemetrics.runtime import Platform, connect
 from gamemetrics.settings import BusSettings, Settings
 from gamemetrics.tenancy.store import CreatedKey, TenancyStore
+from tests.http_providers import (  # noqa: F401  (started when a test asks)
+    apns_server,
+    fcm_server,
+    twilio_server,
+    web_push_server,
+)
 from tests.kafka_broker import kafka_broker, kafka_tls_broker  # noqa: F401  (Kafka brokers, started when a test asks)
 from tests.net import free_port  # noqa: F401  (tests import it from here)
 from tests.redis_server import redis_server  # noqa: F401  (started when a test asks)

@@ -1,6 +1,7 @@
 """The test SMTP server: a real `aiosmtpd` on a free loopback port, in a thread of its own, that
 requires STARTTLS (with a certificate a throw-away CA signed for 127.0.0.1) and a login, and keeps
-every message it accepts for the test to read."""
+every message it accepts for the test to read. A test may script the next replies to DATA (`replies`,
+e.g. a 451 then a 250) to play a provider that fails for a while."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import ipaddress
 import secrets
 import ssl
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from email import message_from_bytes, policy
 from email.message import EmailMessage
@@ -45,6 +47,9 @@ class SmtpServer:
     password: str
     ca_file: Path
     received: list[Received] = field(default_factory=list)
+    replies: list[str] = field(default_factory=list)
+    """Replies to the next DATA commands, in order, instead of accepting (e.g. "451 4.3.0 try later")."""
+    refused: int = 0
 
     def settings(self, **overrides: Any) -> MailSettings:
         """Mail settings that reach this server with STARTTLS and the right login."""
@@ -60,6 +65,9 @@ class _Keeper:
         self._server = server
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:  # noqa: N802
+        if self._server.replies:
+            self._server.refused += 1
+            return self._server.replies.pop(0)
         # Lines end in CRLF on the wire; read back as text they end in a newline, as they were sent.
         content = (envelope.original_content or b"").replace(b"\r\n", b"\n")
         parsed = message_from_bytes(content, policy=policy.default)
@@ -94,10 +102,10 @@ def _certificates(directory: Path) -> tuple[Path, Path, Path]:
     return paths
 
 
-@pytest.fixture
-def smtp_server(tmp_path: Path) -> Iterator[SmtpServer]:
-    """A server of the test's own, so what it received is the test's alone."""
-    ca, certificate, key = _certificates(tmp_path)
+@contextmanager
+def running_smtp_server(directory: Path) -> Iterator[SmtpServer]:
+    """A server on a free port, its certificates in `directory`, stopped on exit."""
+    ca, certificate, key = _certificates(directory)
     tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     tls.load_cert_chain(certificate, key)
     server = SmtpServer(free_port(), secrets.token_hex(8), ca)
@@ -115,3 +123,10 @@ def smtp_server(tmp_path: Path) -> Iterator[SmtpServer]:
         yield server
     finally:
         controller.stop()
+
+
+@pytest.fixture
+def smtp_server(tmp_path: Path) -> Iterator[SmtpServer]:
+    """A server of the test's own, so what it received is the test's alone."""
+    with running_smtp_server(tmp_path) as server:
+        yield server

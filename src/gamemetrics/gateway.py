@@ -116,7 +116,7 @@ def _specs(names: Sequence[str]) -> list[ServiceSpec]:
 
 def owned_routes(specs: Sequence[ServiceSpec], services: Mapping[str, Service]) -> list[BaseRoute]:
     """A route per owned prefix; refuses to start when a service serves a path it did not declare."""
-    owned: list[BaseRoute] = []
+    owned: list[Owned] = []
     for spec in specs:
         service = services[spec.name]
         stray = registry.stray_routes(spec, service.routes)
@@ -125,4 +125,5 @@ def owned_routes(specs: Sequence[ServiceSpec], services: Mapping[str, Service]) 
                                f" it ({', '.join(spec.paths) or 'none'}); add the prefix to its registry entry")
         app = service_app(service)
         owned += [Owned(prefix, app) for prefix in spec.paths]
-    return owned
+    # The most specific prefix is tried first, so a claim below another's gets its own paths.
+    return [route for route in sorted(owned, key=lambda route: registry.specificity(route.prefix))]

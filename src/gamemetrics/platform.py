@@ -78,6 +78,7 @@ def run_platform(settings: Settings, *, demo: bool, kafka: bool = False) -> int:
         if demo:
             key = _demo_key(env, data_dir)
             console.print_json(json.dumps(key))
+            _demo_notifications(env, base_url, key)
             children["simulator"] = subprocess.Popen(
                 [sys.executable, "-m", "gamemetrics.cli", "simulate", "--write-key", key["write_key"],
                  "--import-key", key["import_key"], "--players", "200", "--days", "14", "--rate", "200",
@@ -211,6 +212,36 @@ def _demo_key(env: dict[str, str], data_dir: Path) -> dict[str, str]:
     saved.write_text(json.dumps(key))
     saved.chmod(0o600)
     return key
+
+
+DEMO_TEMPLATES = {
+    "thanks": {"category": "lifecycle", "content": {"in_app": {
+        "title": "Thank you!", "body": "Enjoy your {{ event.properties.item_id }}."}},
+        "sample": {"event": {"properties": {"item_id": "gems"}}}},
+    "stuck": {"category": "help", "content": {"in_app": {
+        "title": "Stuck on level {{ event.properties.level }}?", "body": "Here is a hint to get past it."}},
+        "sample": {"event": {"properties": {"level": 3}}}},
+}
+DEMO_RULES = {
+    "thank-buyers": {"trigger": {"event_type": "purchase"}, "template": "thanks", "channels": ["in_app"],
+                     "cooldown_seconds": 86400},
+    "help-the-stuck": {"trigger": {"event_type": "level_fail", "count": 3, "within": "session", "per": ["level"]},
+                       "template": "stuck", "channels": ["in_app"], "cooldown_seconds": 3600},
+}
+
+
+def _demo_notifications(env: dict[str, str], base_url: str, key: dict[str, str]) -> None:
+    """The demo game's templates and rules, so the simulated players' purchases and lost levels
+    fire notifications into the outbox (`gamemetrics notifications outbox`)."""
+    out = subprocess.run([sys.executable, "-m", "gamemetrics.cli", "admin", "issue-token", "--tenant",
+                          key["tenant_id"], "--scopes", "notifications:send"], env=env, check=True,
+                         capture_output=True, text=True).stdout
+    auth = {"Authorization": f"Bearer {json.loads(out)['access_token']}"}
+    game = f"{base_url}/v1/games/{key['game_id']}"
+    for name, template in DEMO_TEMPLATES.items():
+        httpx.put(f"{game}/notification-templates/{name}", json=template, headers=auth).raise_for_status()
+    for name, rule in DEMO_RULES.items():
+        httpx.put(f"{game}/notification-rules/{name}", json=rule, headers=auth).raise_for_status()
 
 
 def _supervise(children: dict[str, subprocess.Popen[bytes]]) -> int:

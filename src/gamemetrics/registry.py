@@ -89,6 +89,19 @@ SERVICES: tuple[ServiceSpec, ...] = (
         paths=("/dashboard",),
         pool_size=lambda settings: 4,
     ),
+    ServiceSpec(
+        "notifier", "both", "gamemetrics.services.notifier.main:build",
+        "templates, notifications by API, topic and rules; delivery with retries, fallback and a DLQ",
+        # The game-scoped paths lie below the users service's /v1/games: the longer prefix owns them.
+        paths=("/v1/notifications", "/v1/games/{game_id}/notification-templates",
+               "/v1/games/{game_id}/notification-rules",
+               "/v1/games/{game_id}/players/{player_id}/notification-preferences",
+               "/v1/games/{game_id}/players/{player_id}/inbox",
+               "/v1/games/{game_id}/players/{player_id}/devices",
+               "/v1/games/{game_id}/players/{player_id}/notification-data"),
+        gdpr_stores=("notifications",),
+        pool_size=lambda settings: settings.notifier.notifier_pool_size,
+    ),
 )
 
 NAMES = tuple(spec.name for spec in SERVICES)
@@ -108,20 +121,50 @@ def gdpr_stores() -> tuple[str, ...]:
     return tuple(store for spec in SERVICES for store in spec.gdpr_stores)
 
 
+def _segments(path: str) -> list[str]:
+    return path.rstrip("/").split("/")
+
+
+def _is_parameter(segment: str) -> bool:
+    return len(segment) > 2 and segment.startswith("{") and segment.endswith("}")
+
+
 def owns(prefix: str, path: str) -> bool:
-    """Whether `path` lies under `prefix` (the prefix itself, or below it at a `/`)."""
-    return path == prefix or path.startswith(prefix.rstrip("/") + "/")
+    """Whether `path` lies under `prefix` (the prefix itself, or below it at a `/`); a `{name}`
+    segment of the prefix stands for any one non-empty segment."""
+    wanted, given = _segments(prefix), path.split("/")
+    if len(given) < len(wanted):
+        return False
+    return all(w == g or (_is_parameter(w) and g != "") for w, g in zip(wanted, given, strict=False))
+
+
+def specificity(prefix: str) -> tuple[int, int]:
+    """Sort key of claims: more segments first, then fewer parameters; the most specific owner wins."""
+    segments = _segments(prefix)
+    return -len(segments), sum(map(_is_parameter, segments))
 
 
 def claim_conflicts(specs: Iterable[ServiceSpec] = SERVICES) -> list[str]:
-    """Prefixes claimed by two services (or one shadowing another, or a platform path): empty when none."""
-    claims = [("the platform", path) for path in PLATFORM_PATHS]
-    claims += [(spec.name, prefix) for spec in specs for prefix in spec.paths]
-    return [
+    """Prefixes claimed twice (the same segments, parameters named alike or not) or overlapping a
+    platform path: empty when none. A claim below another's is no conflict: the longer prefix
+    owns its paths (`/v1/games/{game_id}/notification-rules` within `/v1/games`)."""
+    platform = [("the platform", path) for path in PLATFORM_PATHS]
+    claims = [(spec.name, prefix) for spec in specs for prefix in spec.paths]
+
+    def same(a: str, b: str) -> bool:
+        return owns(a, b) and owns(b, a) and len(_segments(a)) == len(_segments(b))
+
+    found = [
+        f"{prefix!r} of {owner} overlaps {other_prefix!r} of {other}"
+        for owner, prefix in platform
+        for other, other_prefix in claims
+        if owns(prefix, other_prefix) or owns(other_prefix, prefix)
+    ]
+    return found + [
         f"{prefix!r} of {owner} overlaps {other_prefix!r} of {other}"
         for i, (owner, prefix) in enumerate(claims)
         for other, other_prefix in claims[i + 1:]
-        if owns(prefix, other_prefix) or owns(other_prefix, prefix)
+        if same(prefix, other_prefix)
     ]
 
 

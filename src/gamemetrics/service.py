@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from gamemetrics.gdpr.erasers import PlayerEraser
     from gamemetrics.ports.bus import Bus
     from gamemetrics.ports.cache import Caches
+    from gamemetrics.ports.mail import Mail
     from gamemetrics.settings import Settings
 
 Worker = Callable[[], Coroutine[Any, Any, None]]
@@ -42,6 +43,10 @@ class Adapters:
     caches: Caches
     player_data_stores: tuple[str, ...] = ()
     """Every store of the platform that holds player data (the registry's): an erasure waits for each."""
+    mail: Mail | None = None
+    """The Mail port's provider (SMTP when configured, else the outbox table)."""
+    mail_fallback: Mail | None = None
+    """A second provider that takes over when `mail` keeps failing, if configured."""
 
 
 @dataclass(frozen=True, slots=True)

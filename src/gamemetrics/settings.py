@@ -228,6 +228,60 @@ class MailSettings(BaseSettings):
                                                                 " system's.")
     smtp_timeout_seconds: float = 10.0
     mail_from: str = "GameMetrics <noreply@localhost>"
+    smtp_fallback_host: str | None = Field(default=None, description="A second SMTP server that takes email over"
+                                                                    " when the first keeps failing; same port,"
+                                                                    " TLS and login settings.")
+    smtp_fallback_port: int | None = Field(default=None, description="Unset: GAMEMETRICS_SMTP_PORT.")
+    twilio_account_sid: str | None = Field(default=None, description="SMS through a Twilio-compatible API when"
+                                                                     " set; unset keeps SMS in the outbox table.")
+    twilio_auth_token: SecretStr | None = None
+    twilio_from: str | None = Field(default=None, description="The sender number (E.164) or messaging service.")
+    twilio_base_url: str = "https://api.twilio.com"
+    fcm_project_id: str | None = Field(default=None, description="Mobile push through FCM HTTP v1 when set; unset"
+                                                                 " keeps push in the outbox table.")
+    fcm_credentials_file: Path | None = Field(default=None, description="The service account's JSON key file.")
+    fcm_base_url: str = "https://fcm.googleapis.com"
+    apns_key_file: Path | None = Field(default=None, description="Push to Apple devices through APNs when set:"
+                                                                 " the team's .p8 signing key.")
+    apns_key_id: str | None = None
+    apns_team_id: str | None = None
+    apns_topic: str | None = Field(default=None, description="The app's bundle id.")
+    apns_base_url: str = "https://api.push.apple.com"
+    apns_ca_file: Path | None = Field(default=None, description="CA bundle for APNs; unset uses the system's.")
+    vapid_private_key: SecretStr | None = Field(default=None, description="Web Push through the browsers' push"
+                                                                          " services when set (a PEM or base64url"
+                                                                          " P-256 key); unset keeps web_push in"
+                                                                          " the outbox table.")
+    vapid_subject: str | None = Field(default=None, description="mailto: or https: contact for push services.")
+
+
+class NotifierSettings(BaseSettings):
+    """The notifier: its pool, how deliveries are retried, and the links it puts in messages."""
+
+    model_config = _ENV
+
+    notifier_pool_size: int = 4
+    notify_max_attempts: int = Field(default=6, description="Attempts per channel before a delivery is given up"
+                                                            " (dead-lettered).")
+    notify_fallback_after: int = Field(default=2, description="Failed attempts on a channel's first provider after"
+                                                              " which its fallback provider takes over.")
+    notify_backoff_initial_seconds: float = 2.0
+    notify_backoff_cap_seconds: float = 600.0
+    notify_send_timeout_seconds: float = Field(default=20.0, description="A provider that has not answered by"
+                                                                         " then has failed (transiently).")
+    notify_lease_seconds: float = Field(default=60.0, description="A delivery claimed by a notifier that died is"
+                                                                  " tried again after this long; keep it above"
+                                                                  " the send timeout.")
+    notify_poll_seconds: float = Field(default=0.5, description="How long the delivery worker sleeps when"
+                                                                " nothing is due.")
+    notify_batch_size: int = 200
+    notify_schedule_seconds: float = Field(default=60.0, description="How often the inactivity rules look for"
+                                                                     " players who went quiet.")
+    notify_max_body_bytes: int = 64 * 1024
+    player_token_ttl_seconds: int = Field(default=24 * 3600, description="How long a player token (the inbox's"
+                                                                         " credential) is valid.")
+    public_url: str = Field(default="http://127.0.0.1:8000", description="The platform's base URL as players"
+                                                                          " reach it (unsubscribe links).")
 
 
 class DashboardSettings(BaseSettings):
@@ -282,6 +336,9 @@ class Settings(BaseSettings):
     vectors: VectorSettings = Field(default_factory=VectorSettings)
     mail: MailSettings = Field(default_factory=MailSettings)
     dashboard: DashboardSettings = Field(default_factory=DashboardSettings)
+
+
+    notifier: NotifierSettings = Field(default_factory=NotifierSettings)
 
     def secret_path(self) -> Path:
         """Where the platform secret is kept when `secret_key` is unset."""

@@ -19,6 +19,7 @@ def test_readyz_under_up_reports_each_services_checks(running: RunningPlatform) 
                 "analytics": {"status": "ok", "checks": {"database": "ok"}},
                 "users": {"status": "ok", "checks": {"database": "ok", "bus": "ok"}},
                 "dashboard": {"status": "ok", "checks": {"database": "ok", "bus": "ok"}},
+                "notifier": {"status": "ok", "checks": {"database": "ok", "bus": "ok"}},
                 "processor": {"status": "ok", "checks": {"database": "ok", "bus": "ok"}},
             },
         }

@@ -12,6 +12,7 @@ from gamemetrics import registry
 from gamemetrics.cli import app as cli_app
 from gamemetrics.cli import platform as cli
 from gamemetrics.registry import SERVICES, ServiceSpec
+from gamemetrics.services.notifier.eraser import NotificationsEraser
 from gamemetrics.services.users.eraser import StoreEraser
 
 
@@ -44,9 +45,23 @@ def test_overlapping_claims_are_found() -> None:
     a = ServiceSpec("a", "http", "x:y", "a", paths=("/v1/games",))
     b = ServiceSpec("b", "http", "x:y", "b", paths=("/v1/games/{game_id}/items",))
     c = ServiceSpec("c", "http", "x:y", "c", paths=("/metrics",))
-    assert registry.claim_conflicts([a, b]) == ["'/v1/games' of a overlaps '/v1/games/{game_id}/items' of b"]
+    b2 = ServiceSpec("b2", "http", "x:y", "b2", paths=("/v1/games/{id}/items",))
+    assert registry.claim_conflicts([a, b]) == []  # a claim below another's: the longer one owns its paths
+    assert registry.claim_conflicts([b, b2]) == [
+        "'/v1/games/{game_id}/items' of b overlaps '/v1/games/{id}/items' of b2"]
     assert registry.claim_conflicts([c]) == ["'/metrics' of the platform overlaps '/metrics' of c"]
     assert registry.claim_conflicts([a, ServiceSpec("d", "http", "x:y", "d", paths=("/v1/gamesx",))]) == []
+
+
+def test_parameter_segments_of_a_prefix_match_one_segment() -> None:
+    prefix = "/v1/games/{game_id}/notification-rules"
+    assert registry.owns(prefix, "/v1/games/abc/notification-rules/first-buy")
+    assert registry.owns(prefix, "/v1/games/abc/notification-rules")
+    assert not registry.owns(prefix, "/v1/games//notification-rules")
+    assert not registry.owns(prefix, "/v1/games/abc/notification-rulesx")
+    assert not registry.owns(prefix, "/v1/games/abc")
+    assert registry.owns("/v1/games", "/v1/games/abc/notification-rules")
+    assert sorted(["/v1/games", prefix], key=registry.specificity) == [prefix, "/v1/games"]
 
 
 def test_http_services_own_paths_and_worker_services_none() -> None:
@@ -69,7 +84,7 @@ def test_stray_routes_are_named() -> None:
 
 
 def test_the_gdpr_stores_are_the_ones_an_erasure_waits_for() -> None:
-    assert sorted(registry.gdpr_stores()) == sorted(StoreEraser.stores)
+    assert sorted(registry.gdpr_stores()) == sorted([*StoreEraser.stores, *NotificationsEraser.stores])
 
 
 def test_unknown_service_names_the_choices() -> None:

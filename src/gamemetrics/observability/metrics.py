@@ -35,6 +35,11 @@ CONSUMER_FAILURES = Counter(
     ["group"],
 )
 
+NOTIFICATION_ATTEMPTS = Counter(
+    "gamemetrics_notification_attempts_total", "Provider calls of the notifier, by channel and outcome"
+    " (sent, retry, failed)", ["channel", "outcome"],
+)
+
 
 def render() -> tuple[bytes, str]:
     """The exposition text: this process's metrics, or every process's in multiprocess mode."""

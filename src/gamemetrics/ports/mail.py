@@ -1,9 +1,11 @@
-"""The Mail port: hand one message to the provider of its channel (email, SMS, push, in-app).
+"""The Mail port: hand one message to the provider of its channel (email, SMS, push, Web Push, in-app).
 
 A send returns once the provider has taken the message, or raises: MailError for a failure worth
-retrying (the notifier retries with backoff), UnsupportedChannel when this provider cannot carry
-the channel at all. Each message has an id of its sender's, so a send retried after a failure that
-happened after delivery is recognisable (the outbox stores it once; SMTP carries it as Message-ID).
+retrying (the notifier retries with backoff, after `retry_after` when the provider said so),
+Rejected when the provider refused the message for good (an SMTP 5xx, an invalid address or
+token), UnsupportedChannel when this provider cannot carry the channel at all. Each message has an
+id of its sender's, so a send retried after a failure that happened after delivery is
+recognisable (the outbox stores it once; SMTP carries it as Message-ID).
 """
 
 from __future__ import annotations
@@ -13,15 +15,28 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
-Channel = Literal["email", "sms", "push", "in_app"]
-CHANNELS: frozenset[Channel] = frozenset({"email", "sms", "push", "in_app"})
+Channel = Literal["email", "sms", "push", "web_push", "in_app"]
+CHANNELS: frozenset[Channel] = frozenset({"email", "sms", "push", "web_push", "in_app"})
 
 
 class MailError(Exception):
-    """The provider did not take the message now; retry later."""
+    """The provider did not take the message now; retry later (not before `retry_after` seconds, if given)."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
-class UnsupportedChannel(MailError):
+class Rejected(MailError):
+    """The provider refused the message for good; sending it again will not help. `recipient_gone`:
+    the address itself is dead (an unregistered push token, an expired subscription)."""
+
+    def __init__(self, message: str, *, recipient_gone: bool = False) -> None:
+        super().__init__(message)
+        self.recipient_gone = recipient_gone
+
+
+class UnsupportedChannel(Rejected):
     """This provider does not carry the message's channel; retrying will not help."""
 
 

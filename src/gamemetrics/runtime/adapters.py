@@ -10,6 +10,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from gamemetrics import registry
 from gamemetrics.adapters.caching import open_caching
+from gamemetrics.adapters.mail import make_fallback_mail, make_mail
 from gamemetrics.adapters.pglog import PgLogBus
 from gamemetrics.adapters.postgres.embedded import EmbeddedPostgres
 from gamemetrics.adapters.postgres.pool import open_pool
@@ -75,7 +76,9 @@ async def connect(settings: Settings, url: str, *, name: str, pool_size: int = 8
         if isinstance(bus, PgLogBus):
             await bus.create_topics(topic_partitions(settings))
         async with open_caching(settings.cache) as caches:
-            yield Adapters(url, pool, bus, caches, player_data_stores=registry.gdpr_stores())
+            # Cheap to make: neither adapter connects before its first send.
+            yield Adapters(url, pool, bus, caches, player_data_stores=registry.gdpr_stores(),
+                           mail=make_mail(settings.mail, pool), mail_fallback=make_fallback_mail(settings.mail))
     finally:
         await bus.close()
         await pool.close()

@@ -1,15 +1,75 @@
-"""Adapters of the Mail port: the outbox table (the embedded default) and SMTP."""
+"""Adapters of the Mail port: the outbox table (the embedded default), SMTP for email (with an
+optional second server that takes over), a Twilio-compatible API for SMS, FCM and APNs for push,
+and Web Push, joined per channel."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from psycopg_pool import AsyncConnectionPool
 
+from gamemetrics.adapters.mail.apns import APNS_PREFIX, ApnsPush
+from gamemetrics.adapters.mail.fcm import FcmPush
 from gamemetrics.adapters.mail.outbox import OutboxMail
 from gamemetrics.adapters.mail.smtp import SmtpMail
-from gamemetrics.ports.mail import Mail
+from gamemetrics.adapters.mail.twilio import TwilioSms
+from gamemetrics.adapters.mail.webpush import WebPush
+from gamemetrics.ports.mail import Channel, Mail, OutgoingMessage, UnsupportedChannel
 from gamemetrics.settings import MailSettings
 
 
+class ChannelMail:
+    """One Mail that hands each message to the adapter of its channel."""
+
+    def __init__(self, by_channel: Mapping[Channel, Mail]) -> None:
+        self._by_channel = dict(by_channel)
+
+    @property
+    def channels(self) -> frozenset[Channel]:
+        return frozenset(self._by_channel)
+
+    async def send(self, message: OutgoingMessage) -> None:
+        adapter = self._by_channel.get(message.channel)
+        if adapter is None:
+            raise UnsupportedChannel(f"no provider carries {message.channel} (message {message.message_id})")
+        await adapter.send(message)
+
+
+class PushMail:
+    """Push to Apple devices through APNs (addresses `apns:<token>`), to the others through FCM."""
+
+    def __init__(self, fcm: Mail, apns: Mail) -> None:
+        self._fcm, self._apns = fcm, apns
+
+    @property
+    def channels(self) -> frozenset[Channel]:
+        return frozenset({"push"})
+
+    async def send(self, message: OutgoingMessage) -> None:
+        await (self._apns if message.recipient.startswith(APNS_PREFIX) else self._fcm).send(message)
+
+
 def make_mail(settings: MailSettings, pool: AsyncConnectionPool) -> Mail:
-    """SMTP when GAMEMETRICS_SMTP_HOST is set, else the outbox table of the platform's database."""
-    return SmtpMail(settings) if settings.smtp_host else OutboxMail(pool)
+    """Email by SMTP when GAMEMETRICS_SMTP_HOST is set, SMS by the Twilio-compatible API when
+    GAMEMETRICS_TWILIO_ACCOUNT_SID is, push by FCM when GAMEMETRICS_FCM_PROJECT_ID is (and to Apple devices by APNs when
+    GAMEMETRICS_APNS_KEY_FILE is), Web Push when
+    GAMEMETRICS_VAPID_PRIVATE_KEY is; every other channel (and those, unset) into the outbox table."""
+    outbox = OutboxMail(pool)
+    by_channel: dict[Channel, Mail] = dict.fromkeys(outbox.channels, outbox)
+    if settings.smtp_host:
+        by_channel["email"] = SmtpMail(settings)
+    if settings.twilio_account_sid:
+        by_channel["sms"] = TwilioSms(settings)
+    if settings.fcm_project_id or settings.apns_key_file:
+        fcm = FcmPush(settings) if settings.fcm_project_id else outbox
+        by_channel["push"] = PushMail(fcm, ApnsPush(settings)) if settings.apns_key_file else fcm
+    if settings.vapid_private_key:
+        by_channel["web_push"] = WebPush(settings)
+    return ChannelMail(by_channel)
+
+
+def make_fallback_mail(settings: MailSettings) -> Mail | None:
+    """The second SMTP server of GAMEMETRICS_SMTP_FALLBACK_HOST, or None."""
+    if not settings.smtp_fallback_host:
+        return None
+    return SmtpMail(settings, host=settings.smtp_fallback_host, port=settings.smtp_fallback_port)

@@ -3,6 +3,8 @@ when no real provider is configured. Every channel is accepted."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import psycopg
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
@@ -37,3 +39,13 @@ class OutboxMail:
         except psycopg.Error as exc:
             raise MailError(f"could not keep message {message.message_id} of tenant {message.tenant_id}"
                             f" in the outbox: {exc}") from exc
+
+
+async def recent_outbox(pool: AsyncConnectionPool, limit: int) -> list[dict[str, Any]]:
+    """The newest `limit` messages of every tenant, oldest first (read as a trusted worker)."""
+    async with pool.connection() as conn:
+        cur = await conn.execute(
+            "SELECT * FROM (SELECT created_at, tenant_id, channel, recipient, subject, body, message_id FROM outbox"
+            " ORDER BY created_at DESC, message_id LIMIT %s) newest ORDER BY created_at, message_id", (limit,))
+        names = [column.name for column in cur.description or ()]
+        return [dict(zip(names, row, strict=True)) for row in await cur.fetchall()]

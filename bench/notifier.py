@@ -1,0 +1,225 @@
+"""Notifier benchmark: notifications/s end to end (request accepted → delivered) into the in-app
+channel and into an SMTP server, with p50/p99 latency, beside the raw rate of the same SMTP server
+driven directly.
+
+    python bench/notifier.py [--notifications 2000] [--concurrency 16]
+
+It starts an embedded PostgreSQL in a temporary directory, a tenant with a game, players with an
+email trait and an OAuth2 client, an `aiosmtpd` server on loopback (plain SMTP, no login: the
+provider's own cost is not what is measured), and `gamemetrics serve users,notifier` as its own
+process pointed at that server. Each phase posts --notifications requests with --concurrency
+kept-alive connections; a notification's latency runs from its acceptance (the notifications row)
+to its delivery record's `sent_at` (the provider took it), and the rate is the notifications over
+the span from the first acceptance to the last delivery. The raw figure sends the same number of
+messages to the SMTP server with `aiosmtplib`, one connection per message as the notifier's SMTP
+adapter does, at the same concurrency. It prints figures; it never passes or fails.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
+
+import aiosmtplib
+import httpx
+import psycopg
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP, Envelope, Session
+from raw_http import connection, exchange, post_request  # bench/ is the script's directory
+from rich.console import Console
+from rich.table import Table
+
+from gamemetrics.adapters.postgres.embedded import EmbeddedPostgres
+from gamemetrics.migrations import upgrade
+from gamemetrics.services.users.clients import secret_digest
+
+console = Console()
+RESULTS = Path(__file__).parent / "results" / "notifier.json"
+PLAYERS = 200
+TEMPLATE = {"category": "lifecycle", "content": {
+    "email": {"subject": "Level {{ level }}", "body": "Well played, {{ name }}!"},
+    "in_app": {"title": "Level {{ level }}", "body": "Well played, {{ name }}!"}},
+    "sample": {"name": "Ada", "level": 1}}
+
+
+class Counter:
+    def __init__(self) -> None:
+        self.messages = 0
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:  # noqa: N802
+        self.messages += 1
+        return "250 OK"
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
+
+
+def setup(url: str) -> tuple[uuid.UUID, str, str]:
+    tenant, game = uuid.uuid4(), uuid.uuid4()
+    client_id, secret = f"gmc_bench{uuid.uuid4().hex[:8]}", f"gmcs_{uuid.uuid4().hex}"
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("INSERT INTO tenants (tenant_id, name) VALUES (%s, 'bench')", (tenant,))
+        conn.execute("INSERT INTO games (game_id, tenant_id, name) VALUES (%s, %s, 'bench')", (game, tenant))
+        conn.execute("INSERT INTO oauth_clients (client_id, tenant_id, name, secret_hash, scopes)"
+                     " VALUES (%s, %s, 'bench', %s, %s)", (client_id, tenant, secret_digest(secret),
+                                                           ["notifications:send"]))
+        conn.execute("INSERT INTO players (tenant_id, game_id, player_id, first_seen, last_seen, traits)"
+                     " SELECT %s, %s, 'p' || n, now(), now(), jsonb_build_object('email', 'p' || n || '@bench.test')"
+                     " FROM generate_series(0, %s - 1) n", (tenant, game, PLAYERS))
+    return game, client_id, secret
+
+
+async def post_all(port: int, token: str, game: uuid.UUID, channel: str, count: int, concurrency: int,
+                   run: str) -> int:
+    """Post `count` notifications on `concurrency` kept-alive connections; how many were accepted."""
+    accepted = 0
+    queue = iter(range(count))
+
+    async def worker() -> None:
+        nonlocal accepted
+        reader, writer = await connection(port)
+        for n in queue:
+            body = json.dumps({"game_id": str(game), "player_id": f"p{n % PLAYERS}", "template": "bench",
+                               "data": {"name": "Ada", "level": n}, "channels": [channel]}).encode()
+            request = post_request("/v1/notifications", token, body).replace(
+                b"Content-Type:", f"Idempotency-Key: {run}-{n}\r\nContent-Type:".encode(), 1)
+            status, _, _ = await exchange(reader, writer, request)
+            accepted += status == 202
+        writer.close()
+
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return accepted
+
+
+def delivered(url: str, channel: str, since: float) -> tuple[int, list[float], float]:
+    """(sent, latencies in ms, span from first acceptance to last delivery in s) of the phase."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT extract(epoch FROM n.created_at), extract(epoch FROM d.sent_at) FROM notifications n"
+            " JOIN notification_deliveries d USING (tenant_id, notification_id) WHERE d.channel = %s"
+            " AND d.state = 'sent' AND n.created_at >= to_timestamp(%s)", (channel, since)).fetchall()
+    if not rows:
+        return 0, [], 0.0
+    latencies = [(float(sent) - float(created)) * 1000 for created, sent in rows]
+    span = max(float(s) for _, s in rows) - min(float(c) for c, _ in rows)
+    return len(rows), latencies, span
+
+
+async def raw_smtp(port: int, count: int, concurrency: int) -> float:
+    """Messages/s sent straight to the SMTP server, one connection per message."""
+    semaphore = asyncio.Semaphore(concurrency)
+
+    async def one(n: int) -> None:
+        message = EmailMessage()
+        message["From"], message["To"], message["Subject"] = "bench@bench.test", f"p{n}@bench.test", f"raw {n}"
+        message.set_content("Well played, Ada!")
+        async with semaphore:
+            await aiosmtplib.send(message, hostname="127.0.0.1", port=port, start_tls=False, use_tls=False)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(one(n) for n in range(count)))
+    return count / (time.perf_counter() - started)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--notifications", type=int, default=2000)
+    parser.add_argument("--concurrency", type=int, default=16)
+    args = parser.parse_args()
+    root = Path(tempfile.mkdtemp(prefix="gm-bench-notifier-"))
+    server = EmbeddedPostgres(root / "pg")
+    counter = Counter()
+    smtp_port = free_port()
+    smtp = Controller(counter, hostname="127.0.0.1", port=smtp_port)
+    smtp.start()
+    process: subprocess.Popen[bytes] | None = None
+    results: dict[str, Any] = {"notifications": args.notifications, "concurrency": args.concurrency}
+    try:
+        url = server.ensure_database("bench")
+        upgrade(url)
+        game, client_id, secret = setup(url)
+        port = free_port()
+        env = {**os.environ, "GAMEMETRICS_DATABASE_URL": url, "GAMEMETRICS_PORT": str(port),
+               "GAMEMETRICS_DATA_DIR": str(root), "GAMEMETRICS_LOG_LEVEL": "warning",
+               "GAMEMETRICS_SMTP_HOST": "127.0.0.1", "GAMEMETRICS_SMTP_PORT": str(smtp_port),
+               "GAMEMETRICS_SMTP_STARTTLS": "false", "GAMEMETRICS_NOTIFY_POLL_SECONDS": "0.01",
+               "GAMEMETRICS_NOTIFIER_POOL_SIZE": "8"}
+        env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+        process = subprocess.Popen([sys.executable, "-m", "gamemetrics.cli", "serve", "users,notifier"], env=env,
+                                   stdout=(root / "notifier.log").open("wb"), stderr=subprocess.STDOUT)
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline or process.poll() is not None:
+                raise SystemExit(f"the notifier did not start:\n{(root / 'notifier.log').read_text()[-2000:]}")
+            time.sleep(0.2)
+        token = httpx.post(f"{base}/oauth/token", data={"grant_type": "client_credentials",
+                                                        "scope": "notifications:send"},
+                           auth=(client_id, secret)).json()["access_token"]
+        httpx.put(f"{base}/v1/games/{game}/notification-templates/bench", json=TEMPLATE,
+                  headers={"Authorization": f"Bearer {token}"}).raise_for_status()
+        for channel in ("in_app", "email"):
+            since = time.time() - 1
+            accepted = asyncio.run(post_all(port, token, game, channel, args.notifications, args.concurrency,
+                                            channel))
+            wait_until = time.monotonic() + 300
+            while (sent := delivered(url, channel, since))[0] < accepted and time.monotonic() < wait_until:
+                time.sleep(0.2)
+            count, latencies, span = sent
+            results[channel] = {"accepted": accepted, "delivered": count,
+                                "per_second": round(count / span, 1) if span else None,
+                                "p50_ms": round(percentile(latencies, 0.5), 1),
+                                "p99_ms": round(percentile(latencies, 0.99), 1)}
+        results["smtp_server_received"] = counter.messages
+        results["raw_smtp_per_second"] = round(asyncio.run(raw_smtp(smtp_port, args.notifications,
+                                                                    args.concurrency)), 1)
+    finally:
+        if process is not None:
+            process.terminate()
+            process.wait(timeout=30)
+        smtp.stop()
+        server.stop()
+        shutil.rmtree(root, ignore_errors=True)
+    table = Table(title=f"notifier: {args.notifications} notifications per phase, {args.concurrency} connections")
+    for column in ("path", "delivered", "notifications/s", "p50 ms", "p99 ms"):
+        table.add_column(column)
+    for channel, name in (("in_app", "in-app, end to end"), ("email", "SMTP, end to end")):
+        r = results[channel]
+        table.add_row(name, f"{r['delivered']}/{r['accepted']}", str(r["per_second"]), str(r["p50_ms"]),
+                      str(r["p99_ms"]))
+    table.add_row("SMTP server driven directly", str(args.notifications), str(results["raw_smtp_per_second"]), "",
+                  "")
+    console.print(table)
+    RESULTS.parent.mkdir(exist_ok=True)
+    RESULTS.write_text(json.dumps({"measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **results},
+                                  indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

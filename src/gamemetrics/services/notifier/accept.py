@@ -1,0 +1,190 @@
+"""Accepting a notification request: check it, find the player's contact points and choices,
+render each channel's message, and write the notification with a delivery record per channel.
+
+The same path serves `POST /v1/notifications` and the `notifications.requests` topic; what it
+refuses it refuses with a status and a reason (a 4xx at the API, a dead letter on the topic).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, time, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import msgspec
+from psycopg import AsyncConnection
+from psycopg_pool import AsyncConnectionPool
+
+from gamemetrics.events.notification_requests import NotificationRequest
+from gamemetrics.services.notifier import store
+from gamemetrics.services.notifier.preferences import Preferences
+from gamemetrics.services.notifier.store import DeliveryRow
+from gamemetrics.services.notifier.templates import CHANNEL_FIELDS, Template, TemplateInvalid, render
+from gamemetrics.services.notifier.unsubscribe import LinkSigner, Unsubscription
+
+AUTO_ORDER = ("push", "web_push", "email", "sms", "in_app")
+"""`"channels": "auto"` picks the first of these the template has and the player can be reached on."""
+
+_EMAIL = re.compile(r"^[^@\s<>\"',;]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9-]{1,63})+$")
+_PHONE = re.compile(r"^\+[1-9][0-9]{6,14}$")  # E.164
+SEND_AT_SKEW = timedelta(seconds=60)
+MAX_KEY = 255
+
+
+class Refused(Exception):
+    """A request that cannot become a notification: its status and the reason."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class Accepted:
+    notification_id: uuid.UUID
+    created: bool
+
+
+def contact_point(channel: str, player_id: str, traits: Mapping[str, Any],
+                  devices: Mapping[str, str] | None = None) -> tuple[str | None, str | None]:
+    """The player's address on `channel` (None and why when there is none usable)."""
+    if channel == "in_app":
+        return player_id, None
+    if channel in ("push", "web_push"):
+        address = (devices or {}).get(channel)
+        return (address, None) if address else (None, f"no contact point: no {channel} registration for this player")
+    if channel == "email":
+        email = traits.get("email")
+        if not isinstance(email, str) or not email:
+            return None, "no contact point: the profile has no email trait"
+        return (email, None) if _EMAIL.match(email) else (None, f"invalid email address {email[:80]!r}")
+    if channel == "sms":
+        phone = traits.get("phone")
+        if not isinstance(phone, str) or not phone:
+            return None, "no contact point: the profile has no phone trait"
+        compact = re.sub(r"[\s().-]", "", phone)
+        return (compact, None) if _PHONE.match(compact) else (None, f"invalid phone number {phone[:40]!r} (E.164)")
+    return None, f"no contact point for {channel}"
+
+
+def chosen_channels(requested: Sequence[str] | str, template: Template, player_id: str,
+                    traits: Mapping[str, Any], choices: Preferences, devices: Mapping[str, str]) -> list[str]:
+    """The channels to write records for: the requested ones, or for `auto` the first reachable one."""
+    if requested == "auto":
+        for channel in AUTO_ORDER:
+            if channel in template.content and contact_point(channel, player_id, traits, devices)[0] is not None \
+                    and choices.allows(template.category, channel):
+                return [channel]
+        return [template.channels[0]]  # none reachable: its record says why
+    if isinstance(requested, str) or not requested or not all(isinstance(c, str) for c in requested):
+        raise Refused(400, 'channels is "auto" or a non-empty list of channels')
+    unknown = [c for c in requested if c not in CHANNEL_FIELDS]
+    if unknown:
+        raise Refused(400, f"unknown channels {', '.join(unknown)}; choose from {', '.join(CHANNEL_FIELDS)}")
+    missing = [c for c in requested if c not in template.content]
+    if missing:
+        raise Refused(422, f"template {template.name!r} has no text for {', '.join(missing)}")
+    return list(dict.fromkeys(requested))
+
+
+class Acceptor:
+    """Turns requests into stored notifications, once per idempotency key."""
+
+    def __init__(self, pool: AsyncConnectionPool, links: LinkSigner, *, max_body_bytes: int) -> None:
+        self._pool = pool
+        self._links = links
+        self._max_body = max_body_bytes
+
+    async def accept(self, request: NotificationRequest, *, now: datetime | None = None) -> Accepted:
+        """The notification of `request` (the existing one when its key was seen); Refused says why not."""
+        key = request.idempotency_key
+        if key is not None and not 1 <= len(key) <= MAX_KEY:
+            raise Refused(400, f"an idempotency key has 1-{MAX_KEY} characters")
+        if not 1 <= len(request.player_id) <= 256 or "\x00" in request.player_id:
+            raise Refused(400, "a player id has 1-256 characters and no NUL")
+        send_at = request.send_at
+        if send_at is not None:
+            if send_at.tzinfo is None:
+                raise Refused(400, "send_at needs a time zone, e.g. 2026-12-24T18:00:00Z")
+            if send_at < (now or datetime.now(UTC)) - SEND_AT_SKEW:
+                raise Refused(422, f"send_at {send_at.isoformat()} is in the past")
+        tenant, game, player = request.tenant_id, request.game_id, request.player_id
+        async with store.tenant_transaction(self._pool, tenant) as conn:
+            found = await store.accept_context(conn, tenant, game, player, request.template, key)
+            fingerprint = request_hash(request)
+            if found.existing is not None:
+                if found.existing_hash not in (None, fingerprint):
+                    raise Refused(422, "this Idempotency-Key was used for a different request; use a new key")
+                return Accepted(found.existing, created=False)
+            template, traits, choices, devices = found.template, found.traits, found.preferences, found.devices
+            if template is None:
+                raise Refused(404, f"no template {request.template!r} in game {game}")
+            if traits is None:
+                raise Refused(404, f"no player {player!r} in game {game}")
+            channels = chosen_channels(request.channels, template, player, traits, choices, devices)
+            context = {**request.data, "player": {"id": player, "traits": traits}}
+            moment = send_at or now or datetime.now(UTC)
+            rows = []
+            for channel in channels:
+                row = self._row(template, channel, tenant, game, player, traits, devices, choices, context)
+                if row.state == "queued" and not template.critical:
+                    row = await self._limit(conn, row, request, choices, moment)
+                rows.append(row)
+            created = await store.insert_notification(conn, tenant, game, player, template, key, send_at, rows,
+                                                      fingerprint)
+        if created is None:  # the same key accepted by a concurrent request: theirs is the notification
+            async with store.tenant_transaction(self._pool, tenant) as conn:
+                seen = await store.existing_notification(conn, tenant, key or "")
+            assert seen is not None
+            return Accepted(seen, created=False)
+        return Accepted(created, created=True)
+
+    async def _limit(self, conn: AsyncConnection, row: DeliveryRow, request: NotificationRequest,
+                     choices: Preferences, moment: datetime) -> DeliveryRow:
+        """The row within the player's daily cap (else suppressed) and outside their quiet hours (else deferred)."""
+        cap = choices.daily_caps.get(row.channel)
+        if cap is not None:
+            zone = ZoneInfo(choices.quiet_hours.timezone) if choices.quiet_hours else UTC
+            midnight = datetime.combine(moment.astimezone(zone).date(), time(0), zone)
+            if await store.sent_today(conn, request.tenant_id, request.game_id, request.player_id, row.channel,
+                                      midnight) >= cap:
+                return replace(row, state="suppressed", reason=f"capped: {cap} {row.channel} messages a day")
+        until = choices.quiet_hours.until(moment) if choices.quiet_hours else None
+        return replace(row, not_before=until) if until else row
+
+    def _row(self, template: Template, channel: str, tenant: uuid.UUID, game: uuid.UUID, player: str,
+             traits: Mapping[str, Any], devices: Mapping[str, str], choices: Preferences,
+             context: Mapping[str, Any]) -> DeliveryRow:
+        # An opt-out holds even for critical templates: the law requires honouring it.
+        if not choices.allows(template.category, channel):
+            return DeliveryRow(channel, "suppressed", f"opted out of {template.category} by {channel}")
+        recipient, why = contact_point(channel, player, traits, devices)
+        if recipient is None:
+            return DeliveryRow(channel, "suppressed" if why and why.startswith("no contact") else "failed", why)
+        try:
+            message = render(template, channel, _locale(traits), context)
+        except TemplateInvalid as exc:
+            raise Refused(422, f"the template does not render with this data: {exc}") from None
+        size = len(message.body.encode())
+        if size > self._max_body:
+            raise Refused(422, f"the rendered {channel} body is {size} bytes; at most {self._max_body}")
+        headers = self._links.headers(Unsubscription(tenant, game, player, template.category)) \
+            if channel == "email" else {}
+        return DeliveryRow(channel, "queued", None, recipient, message.subject, message.body, headers)
+
+
+def request_hash(request: NotificationRequest) -> bytes:
+    """What a request asks, hashed: the same key with other contents is another request."""
+    asked = msgspec.structs.replace(request, idempotency_key=None, requested_by="")
+    return hashlib.sha256(msgspec.json.encode(asked, order="sorted")).digest()
+
+
+def _locale(traits: Mapping[str, Any]) -> str | None:
+    locale = traits.get("locale")
+    return locale.replace("_", "-") if isinstance(locale, str) else None

@@ -1,0 +1,269 @@
+"""The notifier's tables: templates, notifications with their delivery records, preferences."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from psycopg import AsyncConnection
+from psycopg.types.json import Jsonb
+from psycopg_pool import AsyncConnectionPool
+
+from gamemetrics.services.notifier.preferences import Preferences, stored_preferences
+from gamemetrics.services.notifier.templates import Template
+
+
+@asynccontextmanager
+async def tenant_transaction(pool: AsyncConnectionPool, tenant_id: uuid.UUID) -> AsyncIterator[AsyncConnection]:
+    """A transaction that names `tenant_id`, so row-level security shows and takes that tenant's rows only."""
+    async with pool.connection() as conn, conn.transaction():
+        await conn.execute("SELECT set_config('gamemetrics.tenant_id', %s, true)", (str(tenant_id),))
+        yield conn
+
+
+async def save_template(conn: AsyncConnection, tenant_id: uuid.UUID, game_id: uuid.UUID, t: Template) -> bool:
+    """Insert or replace the template; True when it is new."""
+    cur = await conn.execute(
+        "INSERT INTO notification_templates (tenant_id, game_id, name, category, critical, content, locales,"
+        " fallback_locale, sample) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
+        " ON CONFLICT (tenant_id, game_id, name) DO UPDATE SET category = excluded.category,"
+        " critical = excluded.critical, content = excluded.content, locales = excluded.locales,"
+        " fallback_locale = excluded.fallback_locale, sample = excluded.sample, updated_at = now()"
+        " RETURNING xmax = 0",
+        (tenant_id, game_id, t.name, t.category, t.critical, Jsonb(t.content), Jsonb(t.locales), t.fallback_locale,
+         Jsonb(t.sample)),
+    )
+    row = await cur.fetchone()
+    return bool(row and row[0])
+
+
+async def load_template(conn: AsyncConnection, tenant_id: uuid.UUID, game_id: uuid.UUID, name: str) -> Template | None:
+    cur = await conn.execute(
+        "SELECT name, category, critical, content, locales, fallback_locale, sample FROM notification_templates"
+        " WHERE tenant_id = %s AND game_id = %s AND name = %s", (tenant_id, game_id, name),
+    )
+    row = await cur.fetchone()
+    return Template(*row) if row else None
+
+
+async def delete_template(conn: AsyncConnection, tenant_id: uuid.UUID, game_id: uuid.UUID, name: str) -> bool:
+    cur = await conn.execute("DELETE FROM notification_templates WHERE tenant_id = %s AND game_id = %s AND name = %s",
+                             (tenant_id, game_id, name))
+    return cur.rowcount > 0
+
+
+async def player_traits(conn: AsyncConnection, tenant_id: uuid.UUID, game_id: uuid.UUID,
+                        player_id: str) -> dict[str, Any] | None:
+    """The player's profile traits (`email`, `phone`, `locale`, ...), or None when the game has no such player."""
+    cur = await conn.execute("SELECT traits FROM players WHERE tenant_id = %s AND game_id = %s AND player_id = %s",
+                             (tenant_id, game_id, player_id))
+    row = await cur.fetchone()
+    return dict(row[0] or {}) if row else None
+
+
+async def load_preferences(conn: AsyncConnection, tenant_id: uuid.UUID, game_id: uuid.UUID,
+                           player_id: str) -> Preferences:
+    """The player's preferences (none set: everything allowed, no quiet hours, no caps)."""
+    cur = await conn.execute("SELECT categories, quiet_hours, daily_caps FROM notification_preferences"
+                             " WHERE tenant_id = %s AND game_id = %s AND player_id = %s",
+                             (tenant_id, game_id, player_id))
+    row = await cur.fetchone()
+    return stored_preferences(*row) if row else Preferences()
+
+
+async def set_preferences(conn: AsyncConnection, tenant_id: uuid.UUID, game_id: uuid.UUID, player_id: str,
+                          preferences: Preferences) -> Preferences:
+    """Replace the player's preferences."""
+    quiet = preferences.quiet_hours
+    await conn.execute(
+        "INSERT INTO notification_preferences (tenant_id, game_id, player_id, categories, quiet_hours, daily_caps)"
+        " VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (tenant_id, game_id, player_id) DO UPDATE SET"
+        " categories = excluded.categories, quiet_hours = excluded.quiet_hours, daily_caps = excluded.daily_caps,"
+        " updated_at = now()",
+        (tenant_id, game_id, player_id, Jsonb(preferences.categories), Jsonb(quiet.json()) if quiet else None,
+         Jsonb(preferences.daily_caps)),
+    )
+    return preferences
+
+
+async def opt_out(conn: AsyncConnection, tenant_id: uuid.UUID, game_id: uuid.UUID, player_id: str, category: str,
+                  channel: str) -> None:
+    """Record one opt-out beside the player's other choices (an unsubscribe link's)."""
+    await conn.execute(
+        "INSERT INTO notification_preferences (tenant_id, game_id, player_id, categories) VALUES (%s, %s, %s, %s)"
+        " ON CONFLICT (tenant_id, game_id, player_id) DO UPDATE SET categories = jsonb_set("
+        "   notification_preferences.categories, ARRAY[%s::text],"
+        "   coalesce(notification_preferences.categories -> %s::text, '{}') || jsonb_build_object(%s::text, false)),"
+        " updated_at = now()",
+        (tenant_id, game_id, player_id, Jsonb({category: {channel: False}}), category, category, channel),
+    )
+
+
+async def sent_today(conn: AsyncConnection, tenant_id: uuid.UUID, game_id: uuid.UUID, player_id: str,
+                     channel: str, since: datetime) -> int:
+    """Messages on `channel` to the player accepted since `since` and not suppressed or given up."""
+    cur = await conn.execute(
+        "SELECT count(*) FROM notifications n JOIN notification_deliveries d USING (tenant_id, notification_id)"
+        " WHERE n.tenant_id = %s AND n.game_id = %s AND n.player_id = %s AND d.channel = %s"
+        " AND n.created_at >= %s AND d.state IN ('queued', 'sending', 'sent')",
+        (tenant_id, game_id, player_id, channel, since))
+    row = await cur.fetchone()
+    return int(row[0]) if row else 0
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryRow:
+    """One channel of a notification, as it is to be written."""
+
+    channel: str
+    state: str
+    reason: str | None
+    recipient: str = ""
+    subject: str = ""
+    body: str = ""
+    headers: dict[str, str] | None = None
+    not_before: datetime | None = None
+    """Quiet hours: the first attempt waits until then (else until the notification's send_at)."""
+
+
+async def existing_notification(conn: AsyncConnection, tenant_id: uuid.UUID, key: str) -> uuid.UUID | None:
+    cur = await conn.execute("SELECT notification_id FROM notifications WHERE tenant_id = %s AND idempotency_key = %s",
+                             (tenant_id, key))
+    row = await cur.fetchone()
+    return row[0] if row else None
+
+
+async def insert_notification(conn: AsyncConnection, tenant_id: uuid.UUID, game_id: uuid.UUID, player_id: str,
+                              template: Template, key: str | None, send_at: datetime | None,
+                              deliveries: Sequence[DeliveryRow], request_hash: bytes | None = None) -> uuid.UUID | None:
+    """Write the notification and its delivery records; None when `key` was taken meanwhile."""
+    notification_id = uuid.uuid4()
+    cur = await conn.execute(
+        "INSERT INTO notifications (tenant_id, notification_id, game_id, player_id, template, category,"
+        " idempotency_key, request_hash, send_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
+        " ON CONFLICT (tenant_id, idempotency_key) DO NOTHING RETURNING notification_id",
+        (tenant_id, notification_id, game_id, player_id, template.name, template.category, key, request_hash,
+         send_at),
+    )
+    if await cur.fetchone() is None:
+        return None
+    async with conn.cursor() as cur:
+        await cur.executemany(
+            "INSERT INTO notification_deliveries (tenant_id, notification_id, channel, state, reason, message_id,"
+            " recipient, subject, body, headers, next_attempt_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s,"
+            " coalesce(%s, %s, now()))",
+            [(tenant_id, notification_id, d.channel, d.state, d.reason, uuid.uuid4(), d.recipient, d.subject, d.body,
+              Jsonb(d.headers or {}), d.not_before, send_at) for d in deliveries],
+        )
+    return notification_id
+
+
+async def notification_status(conn: AsyncConnection, tenant_id: uuid.UUID,
+                              notification_id: uuid.UUID) -> dict[str, Any] | None:
+    """`{"id", "state", "channels": {...}}`, or None when the tenant has no such notification."""
+    cur = await conn.execute(
+        "SELECT n.game_id, n.player_id, n.template, n.send_at, n.created_at, d.channel, d.state, d.reason,"
+        " d.attempts, d.next_attempt_at, d.next_attempt_at > now(), d.sent_at FROM notifications n"
+        " JOIN notification_deliveries d USING (tenant_id, notification_id)"
+        " WHERE n.tenant_id = %s AND n.notification_id = %s ORDER BY d.channel", (tenant_id, notification_id),
+    )
+    rows = await cur.fetchall()
+    if not rows:
+        return None
+    channels: dict[str, Any] = {}
+    for *_, channel, state, reason, attempts, next_at, later, sent_at in rows:
+        entry: dict[str, Any] = {"state": state, "reason": reason, "attempts": attempts}
+        if state in ("queued", "sending"):
+            # A claimed delivery is still queued to its caller; a first attempt not yet due is deferred.
+            entry["state"] = "deferred" if later and attempts == 0 else "queued"
+            entry["deferred_until" if entry["state"] == "deferred" else "next_attempt_at"] = next_at
+        if sent_at is not None:
+            entry["sent_at"] = sent_at
+        channels[channel] = entry
+    states = {entry["state"] for entry in channels.values()}
+    overall = next(s for s in ("queued", "deferred", "sent", "failed", "suppressed") if s in states)
+    game_id, player_id, template, send_at, created_at = rows[0][:5]
+    return {"id": notification_id, "game_id": game_id, "player_id": player_id, "template": template,
+            "send_at": send_at, "created_at": created_at, "state": overall, "channels": channels}
+
+
+async def given_up(conn: AsyncConnection, limit: int) -> list[dict[str, Any]]:
+    """Deliveries given up (the dead-letter queue as the database keeps it), newest last, every tenant."""
+    cur = await conn.execute(
+        "SELECT * FROM (SELECT d.updated_at, d.tenant_id, n.game_id, d.notification_id, d.channel, d.attempts,"
+        " d.reason FROM notification_deliveries d JOIN notifications n USING (tenant_id, notification_id)"
+        " WHERE d.state = 'failed' ORDER BY d.updated_at DESC LIMIT %s) newest ORDER BY updated_at", (limit,))
+    names = [column.name for column in cur.description or ()]
+    return [dict(zip(names, row, strict=True)) for row in await cur.fetchall()]
+
+
+async def replay(conn: AsyncConnection, notification_id: uuid.UUID, channel: str | None) -> int:
+    """Queue the given-up deliveries of a notification again, attempts from zero; how many."""
+    cur = await conn.execute(
+        "UPDATE notification_deliveries SET state = 'queued', attempts = 0, next_attempt_at = now(),"
+        " reason = 'replayed after: ' || coalesce(reason, ''), updated_at = now()"
+        " WHERE notification_id = %s AND state = 'failed' AND (%s::text IS NULL OR channel = %s::text)"
+        " AND recipient <> ''", (notification_id, channel, channel))
+    return cur.rowcount
+
+
+async def register_device(conn: AsyncConnection, tenant_id: uuid.UUID, game_id: uuid.UUID, player_id: str,
+                          kind: str, address: str) -> bool:
+    """Keep a push token or Web Push subscription for the player (moved to them if another player had it)."""
+    cur = await conn.execute(
+        "INSERT INTO notification_devices (tenant_id, game_id, player_id, kind, address) VALUES (%s, %s, %s, %s, %s)"
+        " ON CONFLICT (tenant_id, game_id, kind, address) DO UPDATE SET player_id = excluded.player_id,"
+        " created_at = now() RETURNING xmax = 0", (tenant_id, game_id, player_id, kind, address))
+    row = await cur.fetchone()
+    return bool(row and row[0])
+
+
+async def forget_device(conn: AsyncConnection, tenant_id: uuid.UUID, game_id: uuid.UUID | None, kind: str,
+                        address: str, player_id: str | None = None) -> int:
+    cur = await conn.execute(
+        "DELETE FROM notification_devices WHERE tenant_id = %s AND (%s::uuid IS NULL OR game_id = %s::uuid)"
+        " AND kind = %s AND address = %s AND (%s::text IS NULL OR player_id = %s::text)",
+        (tenant_id, game_id, game_id, kind, address, player_id, player_id))
+    return cur.rowcount
+
+
+@dataclass(frozen=True, slots=True)
+class AcceptContext:
+    """What accepting a request reads, in one round trip: the key's notification if it was seen,
+    the template, the player's traits (None: no such player), preferences and devices."""
+
+    existing: uuid.UUID | None
+    existing_hash: bytes | None
+    template: Template | None
+    traits: dict[str, Any] | None
+    preferences: Preferences
+    devices: dict[str, str]
+
+
+_CONTEXT = """
+SELECT (SELECT notification_id FROM notifications WHERE tenant_id = %(t)s AND idempotency_key = %(key)s),
+       (SELECT request_hash FROM notifications WHERE tenant_id = %(t)s AND idempotency_key = %(key)s),
+       (SELECT jsonb_build_array(name, category, critical, content, locales, fallback_locale, sample)
+          FROM notification_templates WHERE tenant_id = %(t)s AND game_id = %(g)s AND name = %(name)s),
+       (SELECT coalesce(traits, '{}') FROM players WHERE tenant_id = %(t)s AND game_id = %(g)s AND player_id = %(p)s),
+       (SELECT jsonb_build_array(categories, quiet_hours, daily_caps) FROM notification_preferences
+         WHERE tenant_id = %(t)s AND game_id = %(g)s AND player_id = %(p)s),
+       (SELECT jsonb_object_agg(kind, address) FROM (
+          SELECT DISTINCT ON (kind) kind, address FROM notification_devices
+           WHERE tenant_id = %(t)s AND game_id = %(g)s AND player_id = %(p)s ORDER BY kind, created_at DESC) latest)
+"""
+
+
+async def accept_context(conn: AsyncConnection, tenant_id: uuid.UUID, game_id: uuid.UUID, player_id: str,
+                         template: str, key: str | None) -> AcceptContext:
+    cur = await conn.execute(_CONTEXT, {"t": tenant_id, "g": game_id, "p": player_id, "name": template, "key": key})
+    row = await cur.fetchone()
+    assert row is not None
+    existing, existing_hash, found, traits, preferences, devices = row
+    return AcceptContext(existing, existing_hash, Template(*found) if found else None,
+                         dict(traits) if traits is not None else None,
+                         stored_preferences(*preferences) if preferences else Preferences(), dict(devices or {}))

@@ -1,0 +1,256 @@
+"""The delivery worker against real SMTP servers (aiosmtpd on loopback, STARTTLS and a login) and
+the real PostgreSQL: a provider failing three times then succeeding, a provider that is down (the
+fallback delivers), a permanent refusal (no retry, a dead letter), a provider that hangs, the
+request topic with its dead letters, and erasure."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pytest_asyncio
+
+from gamemetrics.adapters.mail.outbox import OutboxMail
+from gamemetrics.adapters.mail.smtp import SmtpMail
+from gamemetrics.adapters.mail.twilio import TwilioSms
+from gamemetrics.events.dead_letters import read_dead_letter
+from gamemetrics.events.gdpr_requests import ErasureRequest
+from gamemetrics.events.notification_requests import NotificationRequest, request_message
+from gamemetrics.ports.bus import NOTIFICATION_REQUESTS, NOTIFICATIONS_DLQ, Record
+from gamemetrics.ports.mail import Mail
+from gamemetrics.runtime import Platform
+from gamemetrics.services.notifier import store
+from gamemetrics.services.notifier.accept import Acceptor
+from gamemetrics.services.notifier.delivery import Deliverer, Providers
+from gamemetrics.services.notifier.eraser import NotificationsEraser
+from gamemetrics.services.notifier.preferences import Preferences
+from gamemetrics.services.notifier.requests import RequestWorker
+from gamemetrics.services.notifier.templates import parse_template
+from gamemetrics.services.notifier.unsubscribe import LinkSigner
+from gamemetrics.settings import MailSettings, NotifierSettings
+from tests.conftest import free_port
+from tests.http_providers import TwilioServer
+from tests.integration.notifier_fixtures import WELCOME
+from tests.smtp_server import SmtpServer, running_smtp_server
+
+PATIENCE_S = 20.0
+
+
+class MaxJitter(random.Random):
+    """Full jitter at its ceiling, so the backoff's total wait is known."""
+
+    def uniform(self, a: float, b: float) -> float:
+        return b
+
+
+@dataclass
+class Game:
+    platform: Platform
+    tenant_id: uuid.UUID
+    game_id: uuid.UUID
+    acceptor: Acceptor
+
+    async def send(self, player_id: str = "hero", channels: list[str] | None = None, **fields: Any) -> uuid.UUID:
+        accepted = await self.acceptor.accept(NotificationRequest(
+            self.tenant_id, self.game_id, player_id, "welcome", {"name": "Ada", "level": 5},
+            channels or ["email"], **fields))
+        return accepted.notification_id
+
+    async def deliveries(self, notification_id: uuid.UUID) -> dict[str, tuple[Any, ...]]:
+        async with self.platform.pool.connection() as conn:
+            cur = await conn.execute("SELECT channel, state, attempts, reason, provider FROM notification_deliveries"
+                                     " WHERE notification_id = %s", (notification_id,))
+            return {row[0]: row[1:] for row in await cur.fetchall()}
+
+    async def dead_letters(self, group: str = "test-dlq") -> list[Record]:
+        consumer = self.platform.bus.consumer(group, [NOTIFICATIONS_DLQ])
+        try:
+            return await consumer.poll(100, 2.0)
+        finally:
+            await consumer.close()
+
+
+def settings(**overrides: Any) -> NotifierSettings:
+    return NotifierSettings(**{"notify_backoff_initial_seconds": 0.05, "notify_backoff_cap_seconds": 1.0,
+                               "notify_poll_seconds": 0.02, "notify_send_timeout_seconds": 3.0,
+                               "notify_max_attempts": 6, "notify_fallback_after": 2, **overrides})
+
+
+async def settle(game: Game, deliverer: Deliverer, notification_id: uuid.UUID) -> dict[str, tuple[Any, ...]]:
+    """Run delivery rounds until no channel of the notification is queued or sending."""
+    deadline = time.monotonic() + PATIENCE_S
+    while True:
+        await deliverer.once()
+        rows = await game.deliveries(notification_id)
+        if all(row[0] not in ("queued", "sending") for row in rows.values()):
+            return rows
+        assert time.monotonic() < deadline, rows
+        await asyncio.sleep(0.01)
+
+
+@pytest_asyncio.fixture
+async def game(platform: Platform) -> AsyncIterator[Game]:
+    tenant, game_id = uuid.uuid4(), uuid.uuid4()
+    async with platform.pool.connection() as conn:
+        await conn.execute("INSERT INTO tenants (tenant_id, name) VALUES (%s, 'studio')", (tenant,))
+        await conn.execute("INSERT INTO games (game_id, tenant_id, name) VALUES (%s, %s, 'game')", (game_id, tenant))
+        for player in ("hero", "other"):
+            await conn.execute("INSERT INTO players (tenant_id, game_id, player_id, first_seen, last_seen, traits)"
+                               " VALUES (%s, %s, %s, now(), now(), %s)",
+                               (tenant, game_id, player, msgspec.json.encode(
+                                   {"email": f"{player}@studio.example", "phone": "+358 40 765 4321"}).decode()))
+    async with store.tenant_transaction(platform.pool, tenant) as conn:
+        await store.save_template(conn, tenant, game_id, parse_template("welcome", WELCOME))
+    links = LinkSigner(b"k" * 32, "https://play.example")
+    yield Game(platform, tenant, game_id, Acceptor(platform.pool, links, max_body_bytes=10_000))
+
+
+def smtp(server: SmtpServer, **overrides: Any) -> Mail:
+    return SmtpMail(server.settings(**overrides))
+
+
+async def test_a_provider_failing_three_times_then_succeeding_delivers_one_message_after_backoff(
+        game: Game, smtp_server: SmtpServer) -> None:
+    smtp_server.replies = ["451 4.3.0 try again later"] * 3
+    deliverer = Deliverer(game.platform.pool, game.platform.bus.producer(), {"email": [("smtp", smtp(smtp_server))]},
+                          settings(notify_fallback_after=10), rng=MaxJitter())
+    notification = await game.send()
+    started = time.monotonic()
+    rows = await settle(game, deliverer, notification)
+    assert rows["email"][:2] == ("sent", 4) and rows["email"][3] == "smtp"
+    assert time.monotonic() - started >= 0.05 + 0.1 + 0.2  # the three backoffs, at full jitter's ceiling
+    assert smtp_server.refused == 3 and len(smtp_server.received) == 1
+    message = smtp_server.received[0].message
+    assert message["Subject"] == "Welcome, Ada" and smtp_server.received[0].recipients == ["hero@studio.example"]
+    assert message["List-Unsubscribe"].startswith("<https://play.example/v1/notifications/unsubscribe/")
+    assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+
+
+async def test_a_provider_that_is_down_is_replaced_by_the_fallback(game: Game, tmp_path: Path) -> None:
+    with running_smtp_server(tmp_path) as fallback:
+        down = SmtpMail(fallback.settings(smtp_port=free_port()))  # nothing listens there
+        providers: Providers = {"email": [("primary", down), ("fallback", smtp(fallback))]}
+        deliverer = Deliverer(game.platform.pool, game.platform.bus.producer(), providers, settings())
+        notification = await game.send()
+        rows = await settle(game, deliverer, notification)
+        assert rows["email"][:2] == ("sent", 3) and rows["email"][3] == "fallback"
+        assert len(fallback.received) == 1
+
+
+async def test_a_permanent_refusal_is_not_retried_and_is_dead_lettered(game: Game, smtp_server: SmtpServer) -> None:
+    smtp_server.replies = ["550 5.1.1 no such mailbox"]
+    deliverer = Deliverer(game.platform.pool, game.platform.bus.producer(), {"email": [("smtp", smtp(smtp_server))]},
+                          settings())
+    notification = await game.send()
+    rows = await settle(game, deliverer, notification)
+    assert rows["email"][:2] == ("failed", 1) and "550" in rows["email"][2]
+    assert smtp_server.refused == 1 and smtp_server.received == []
+    [letter] = await game.dead_letters()
+    assert letter.key == game.tenant_id.bytes and "550" in letter.headers["error.reason"]
+    value = msgspec.json.decode(letter.value)
+    assert value["notification_id"] == str(notification) and value["channel"] == "email"
+
+
+async def test_a_hanging_provider_times_out_and_is_given_up_after_the_last_attempt(game: Game) -> None:
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await asyncio.sleep(30)  # never greets: a hang
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        hanging = SmtpMail(MailSettings(smtp_host="127.0.0.1", smtp_port=port, smtp_starttls=False))
+        deliverer = Deliverer(game.platform.pool, game.platform.bus.producer(), {"email": [("smtp", hanging)]},
+                              settings(notify_send_timeout_seconds=0.2, notify_max_attempts=2))
+        notification = await game.send()
+        rows = await settle(game, deliverer, notification)
+    finally:
+        server.close()
+    assert rows["email"][0] == "failed" and rows["email"][1] == 2
+    assert "gave up after 2 attempts" in rows["email"][2] and "timed out" in rows["email"][2]
+    assert len(await game.dead_letters()) == 1
+
+
+async def test_requests_from_the_topic_are_accepted_once_and_bad_ones_dead_lettered(game: Game) -> None:
+    bus = game.platform.bus
+    good = NotificationRequest(game.tenant_id, game.game_id, "hero", "welcome", {"name": "Ada", "level": 2},
+                               ["in_app"])
+    unknown = NotificationRequest(game.tenant_id, game.game_id, "hero", "nope", {}, ["in_app"])
+    await bus.producer().send(NOTIFICATION_REQUESTS, [request_message(good), request_message(unknown)])
+    worker = RequestWorker(bus, game.acceptor, poll_timeout=2.0)
+    assert await worker.loop.once() is not None
+    async with game.platform.pool.connection() as conn:
+        cur = await conn.execute("SELECT idempotency_key FROM notifications WHERE tenant_id = %s", (game.tenant_id,))
+        keys = [row[0] for row in await cur.fetchall()]
+    assert len(keys) == 1 and keys[0].startswith(f"{NOTIFICATION_REQUESTS}:")
+    [letter] = [read_dead_letter(record) for record in await game.dead_letters()]
+    assert letter.reason == "404: no template 'nope' in game " + str(game.game_id)
+    assert letter.source.topic == NOTIFICATION_REQUESTS and letter.tenant_id == game.tenant_id
+    # Read again from the start (a crash before the commit): still one notification.
+    again = RequestWorker(bus, game.acceptor, poll_timeout=2.0)
+    async with game.platform.pool.connection() as conn:
+        await conn.execute("DELETE FROM bus_offsets WHERE group_id = 'notifier-requests'")
+    await again.loop.once()
+    async with game.platform.pool.connection() as conn:
+        cur = await conn.execute("SELECT count(*) FROM notifications WHERE tenant_id = %s", (game.tenant_id,))
+        assert (await cur.fetchone()) == (1,)
+
+
+async def test_erasure_forgets_the_player_and_keeps_the_counts(game: Game) -> None:
+    outbox = OutboxMail(game.platform.pool)
+    deliverer = Deliverer(game.platform.pool, game.platform.bus.producer(), {"in_app": [("outbox", outbox)],
+                                                                           "email": [("outbox", outbox)]}, settings())
+    mine, theirs = await game.send(channels=["in_app", "email"]), await game.send("other", ["in_app"])
+    await settle(game, deliverer, mine)
+    await settle(game, deliverer, theirs)
+    async with store.tenant_transaction(game.platform.pool, game.tenant_id) as conn:
+        await store.set_preferences(conn, game.tenant_id, game.game_id, "hero",
+                                    Preferences(categories={"news": {"sms": False}}))
+    eraser = NotificationsEraser(game.platform.pool, game.platform.bus)
+    request = ErasureRequest(uuid.uuid4(), game.tenant_id, game.game_id, "hero", "test", datetime.now(UTC))
+    states = await eraser.erase(request, b"hash")
+    assert states["notifications"].state == "erased" and (states["notifications"].rows or 0) >= 5
+    async with game.platform.pool.connection() as conn:
+        cur = await conn.execute("SELECT player_id, count(*) FROM notifications GROUP BY player_id ORDER BY 1")
+        assert await cur.fetchall() == [("other", 1), (None, 1)]
+        cur = await conn.execute("SELECT recipient FROM outbox ORDER BY 1")
+        assert await cur.fetchall() == [("other",)]
+        cur = await conn.execute("SELECT count(*) FROM notification_preferences")
+        assert await cur.fetchone() == (0,)
+        cur = await conn.execute("SELECT count(*) FROM notification_deliveries WHERE recipient LIKE '%%hero%%'")
+        assert await cur.fetchone() == (0,)
+    assert (await eraser.erase(request, b"hash"))["notifications"].rows == 0  # idempotent
+
+
+async def test_sms_through_the_twilio_api_honours_retry_after_and_refusals(game: Game,
+                                                                         twilio_server: TwilioServer) -> None:
+    sms = TwilioSms(twilio_server.settings())
+    deliverer = Deliverer(game.platform.pool, game.platform.bus.producer(), {"sms": [("twilio", sms)]}, settings())
+    twilio_server.replies = [(429, {"Retry-After": "1"}, {"code": 20429, "message": "Too Many Requests"})]
+    notification = await game.send(channels=["sms"])
+    started = time.monotonic()
+    rows = await settle(game, deliverer, notification)
+    assert rows["sms"][:2] == ("sent", 2) and time.monotonic() - started >= 1.0  # not before Retry-After
+    [message] = twilio_server.received
+    assert (message["To"], message["From"], message["Body"]) == ("+358407654321", "+15005550006", "GG Ada")
+    async with game.platform.pool.connection() as conn:
+        cur = await conn.execute("SELECT message_id::text FROM notification_deliveries WHERE notification_id = %s",
+                                 (notification,))
+        assert message["idempotency"] == (await cur.fetchone() or [None])[0]
+    twilio_server.replies = [(400, {}, {"code": 21211, "message": "Invalid 'To' Phone Number"})]
+    refused = await settle(game, deliverer, await game.send(channels=["sms"]))
+    assert refused["sms"][:2] == ("failed", 1) and "21211" in refused["sms"][2]
+    wrong = TwilioSms(twilio_server.settings(twilio_auth_token="not-the-token"))
+    denied = Deliverer(game.platform.pool, game.platform.bus.producer(), {"sms": [("twilio", wrong)]}, settings())
+    unauthorised = await settle(game, denied, await game.send(channels=["sms"]))
+    assert unauthorised["sms"][:2] == ("failed", 1) and "401" in unauthorised["sms"][2]
+    assert len(twilio_server.received) == 1 and len(await game.dead_letters()) == 2
+    await sms.close()
+    await wrong.close()
