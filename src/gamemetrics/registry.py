@@ -103,20 +103,53 @@ def gdpr_stores() -> tuple[str, ...]:
 
 
 def owns(prefix: str, path: str) -> bool:
-    """Whether `path` lies under `prefix` (the prefix itself, or below it at a `/`)."""
-    return path == prefix or path.startswith(prefix.rstrip("/") + "/")
+    """Whether `path` lies under `prefix` (the prefix itself, or below it at a `/`).
+
+    A `{name}` segment of the prefix stands for any one segment, so a service can own the paths
+    below a resource of another's (`/v1/games/{game_id}/items` inside `/v1/games`)."""
+    if "{" not in prefix:
+        return path == prefix or path.startswith(prefix.rstrip("/") + "/")
+    wanted, given = prefix.rstrip("/").split("/"), path.split("/")
+    if len(given) < len(wanted):
+        return False
+    return all(w == g or (w.startswith("{") and w.endswith("}") and g != "") for w, g in zip(wanted, given))
+
+
+def specificity(prefix: str) -> int:
+    """How deep a prefix reaches: the deeper claim of two that both own a path serves it."""
+    return prefix.rstrip("/").count("/")
+
+
+def _same_claim(a: str, b: str) -> bool:
+    return owns(a, b) and owns(b, a)
 
 
 def claim_conflicts(specs: Iterable[ServiceSpec] = SERVICES) -> list[str]:
-    """Prefixes claimed by two services (or one shadowing another, or a platform path): empty when none."""
+    """Prefixes claimed by two services (or overlapping a platform path): empty when none.
+
+    A claim strictly inside another service's is a carve-out, served by the deeper claim; the
+    gateway refuses routes of the outer service that a carve-out would hide (`shadowed_routes`)."""
     claims = [("the platform", path) for path in PLATFORM_PATHS]
     claims += [(spec.name, prefix) for spec in specs for prefix in spec.paths]
     return [
         f"{prefix!r} of {owner} overlaps {other_prefix!r} of {other}"
         for i, (owner, prefix) in enumerate(claims)
         for other, other_prefix in claims[i + 1:]
-        if owns(prefix, other_prefix) or owns(other_prefix, prefix)
+        if _same_claim(prefix, other_prefix)
+        or ("the platform" in (owner, other) and (owns(prefix, other_prefix) or owns(other_prefix, prefix)))
     ]
+
+
+def shadowed_routes(spec: ServiceSpec, routes: Sequence[BaseRoute], specs: Iterable[ServiceSpec]) -> list[str]:
+    """Paths of `spec`'s `routes` that a deeper claim of another service would serve instead."""
+    deeper = [(other.name, prefix) for other in specs if other.name != spec.name for prefix in other.paths]
+    shadowed = []
+    for route in routes:
+        path = str(getattr(route, "path", ""))
+        mine = max((specificity(p) for p in spec.paths if owns(p, path)), default=-1)
+        shadowed += [f"{path} (under {prefix} of {name})" for name, prefix in deeper
+                     if owns(prefix, path) and specificity(prefix) > mine]
+    return shadowed
 
 
 def stray_routes(spec: ServiceSpec, routes: Sequence[BaseRoute]) -> list[str]:

@@ -44,7 +44,12 @@ def test_overlapping_claims_are_found() -> None:
     a = ServiceSpec("a", "http", "x:y", "a", paths=("/v1/games",))
     b = ServiceSpec("b", "http", "x:y", "b", paths=("/v1/games/{game_id}/items",))
     c = ServiceSpec("c", "http", "x:y", "c", paths=("/metrics",))
-    assert registry.claim_conflicts([a, b]) == ["'/v1/games' of a overlaps '/v1/games/{game_id}/items' of b"]
+    assert registry.claim_conflicts([a, b]) == []  # a carve-out, served by the deeper claim
+    twice = ServiceSpec("e", "http", "x:y", "e", paths=("/v1/games/{id}/items",))
+    assert registry.claim_conflicts([b, twice]) == [
+        "'/v1/games/{game_id}/items' of b overlaps '/v1/games/{id}/items' of e"]
+    assert registry.claim_conflicts([a, ServiceSpec("f", "http", "x:y", "f", paths=("/v1/games",))]) == [
+        "'/v1/games' of a overlaps '/v1/games' of f"]
     assert registry.claim_conflicts([c]) == ["'/metrics' of the platform overlaps '/metrics' of c"]
     assert registry.claim_conflicts([a, ServiceSpec("d", "http", "x:y", "d", paths=("/v1/gamesx",))]) == []
 
@@ -59,6 +64,22 @@ def test_every_builder_imports_and_takes_adapters_and_settings() -> None:
     for spec in SERVICES:
         builder = spec.load()
         assert list(inspect.signature(builder).parameters) == ["adapters", "settings"], spec.name
+
+
+def test_templated_claims_own_paths_below_them() -> None:
+    items = "/v1/games/{game_id}/items"
+    assert registry.owns(items, "/v1/games/5d3c/items") and registry.owns(items, "/v1/games/5d3c/items/sword")
+    assert not registry.owns(items, "/v1/games/5d3c/itemsx") and not registry.owns(items, "/v1/games//items")
+    assert not registry.owns(items, "/v1/games/5d3c") and not registry.owns(items, "/v1/games/5d3c/players/p")
+
+
+def test_routes_hidden_by_a_carve_out_are_named() -> None:
+    a = ServiceSpec("a", "http", "x:y", "a", paths=("/v1/games",))
+    b = ServiceSpec("b", "http", "x:y", "b", paths=("/v1/games/{game_id}/items",))
+    routes = [Route("/v1/games/{game_id}/players", _endpoint), Route("/v1/games/{game_id}/items/{x}", _endpoint)]
+    assert registry.shadowed_routes(a, routes, [a, b]) == [
+        "/v1/games/{game_id}/items/{x} (under /v1/games/{game_id}/items of b)"]
+    assert registry.shadowed_routes(b, routes[1:], [a, b]) == []
 
 
 def test_stray_routes_are_named() -> None:
