@@ -83,6 +83,14 @@ SERVICES: tuple[ServiceSpec, ...] = (
         gdpr_stores=("events", "rollups", "profile", "dead_letters", "bus"),
         pool_size=lambda settings: settings.users_pool_size,
     ),
+    ServiceSpec(
+        "recommender", "both", "gamemetrics.services.recommender.main:build",
+        "items ranked for each player from trained vectors in Qdrant, with cold start and a cache",
+        # Carved out of users' /v1/games: the deeper claims serve these paths.
+        paths=("/v1/games/{game_id}/items", "/v1/games/{game_id}/players/{player_id}/recommendations",
+               "/v1/games/{game_id}/recommendations"),
+        gdpr_stores=("vectors",),
+    ),
 )
 
 NAMES = tuple(spec.name for spec in SERVICES)
@@ -112,7 +120,7 @@ def owns(prefix: str, path: str) -> bool:
     wanted, given = prefix.rstrip("/").split("/"), path.split("/")
     if len(given) < len(wanted):
         return False
-    return all(w == g or (w.startswith("{") and w.endswith("}") and g != "") for w, g in zip(wanted, given))
+    return all(w == g or (w.startswith("{") and w.endswith("}") and g != "") for w, g in zip(wanted, given, strict=False))
 
 
 def specificity(prefix: str) -> int:

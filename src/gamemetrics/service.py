@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from gamemetrics.gdpr.erasers import PlayerEraser
     from gamemetrics.ports.bus import Bus
     from gamemetrics.ports.cache import Caches
+    from gamemetrics.ports.vectors import Vectors
     from gamemetrics.settings import Settings
 
 Worker = Callable[[], Coroutine[Any, Any, None]]
@@ -42,6 +43,9 @@ class Adapters:
     caches: Caches
     player_data_stores: tuple[str, ...] = ()
     """Every store of the platform that holds player data (the registry's): an erasure waits for each."""
+    open_vectors: Callable[[], Vectors] | None = None
+    """Opens the Vectors port (the caller closes it); lazy, because Qdrant's local mode lets one
+    process at a time hold its directory, so only the service that searches vectors opens it."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,6 +13,7 @@ from gamemetrics.adapters.caching import open_caching
 from gamemetrics.adapters.pglog import PgLogBus
 from gamemetrics.adapters.postgres.embedded import EmbeddedPostgres
 from gamemetrics.adapters.postgres.pool import open_pool
+from gamemetrics.adapters.qdrant.vectors import make_vectors
 from gamemetrics.ports import bus as topics
 from gamemetrics.service import Adapters
 from gamemetrics.settings import Settings
@@ -75,7 +76,8 @@ async def connect(settings: Settings, url: str, *, name: str, pool_size: int = 8
         if isinstance(bus, PgLogBus):
             await bus.create_topics(topic_partitions(settings))
         async with open_caching(settings.cache) as caches:
-            yield Adapters(url, pool, bus, caches, player_data_stores=registry.gdpr_stores())
+            yield Adapters(url, pool, bus, caches, player_data_stores=registry.gdpr_stores(),
+                           open_vectors=lambda: make_vectors(settings.vectors, settings.data_dir))
     finally:
         await bus.close()
         await pool.close()
