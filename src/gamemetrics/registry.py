@@ -120,7 +120,8 @@ def owns(prefix: str, path: str) -> bool:
     wanted, given = prefix.rstrip("/").split("/"), path.split("/")
     if len(given) < len(wanted):
         return False
-    return all(w == g or (w.startswith("{") and w.endswith("}") and g != "") for w, g in zip(wanted, given, strict=False))
+    return all(w == g or (w.startswith("{") and w.endswith("}") and g != "")
+               for w, g in zip(wanted, given, strict=False))
 
 
 def specificity(prefix: str) -> int:

@@ -80,7 +80,8 @@ async def test_points_outlive_the_client(tmp_path: Path) -> None:
 
 
 async def test_ranges_exclusions_payload_updates_and_vectors(vectors: QdrantVectors) -> None:
-    priced = [Point(p.name, p.vector, {**p.payload, "price": price}) for p, price in zip(_items(), [5, 1.5, 20, 5, 9], strict=True)]
+    prices = [5, 1.5, 20, 5, 9]
+    priced = [Point(p.name, p.vector, {**p.payload, "price": price}) for p, price in zip(_items(), prices, strict=True)]
     await vectors.upsert(ITEMS, priced)
     cheap = await vectors.search(ITEMS, [1.0, 0.0, 0.0], limit=10, where={"tenant": "a", "price": Range(lte=9)})
     assert [h.name for h in cheap] == ["sword", "axe", "bow"]

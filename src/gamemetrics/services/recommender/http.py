@@ -25,6 +25,7 @@ from gamemetrics.services.recommender.catalogue import (
 from gamemetrics.services.recommender.interactions import ITEM_EVENTS, Interactions
 from gamemetrics.services.recommender.models import Models
 from gamemetrics.services.recommender.serving import Answer, Query, Recommender
+from gamemetrics.services.recommender.training import NothingToTrain, Trainer
 from gamemetrics.web.errors import ApiError
 from gamemetrics.web.principal import Guard
 from gamemetrics.web.requests import json_body, path_player
@@ -81,13 +82,14 @@ class Feedback(msgspec.Struct, forbid_unknown_fields=True):
 
 class RecommenderRoutes:
     def __init__(self, pool: AsyncConnectionPool, guard: Guard, catalogue: Catalogue, interactions: Interactions,
-                 models: Models, recommender: Recommender) -> None:
+                 models: Models, recommender: Recommender, trainer: Trainer) -> None:
         self._pool = pool
         self._guard = guard
         self._catalogue = catalogue
         self._interactions = interactions
         self._models = models
         self._recommender = recommender
+        self._trainer = trainer
 
     async def _game(self, request: Request, scope: str) -> tuple[uuid.UUID, uuid.UUID]:
         principal, game_id = await self._guard.tenant_game(request, scope)
@@ -199,6 +201,19 @@ class RecommenderRoutes:
         await self._interactions.set_weights(tenant_id, game_id, {k: float(v) for k, v in weights.items()})
         return json_response({"weights": await self._interactions.weights(tenant_id, game_id)})
 
+    async def train(self, request: Request) -> Response:
+        """Train and switch to a new version now (the schedule does the same when it is due)."""
+        tenant_id, game_id = await self._game(request, WRITE)
+        algorithm = request.query_params.get("algorithm")
+        if algorithm not in (None, "als", "bpr"):
+            raise ApiError(400, "algorithm is als or bpr")
+        try:
+            trained = await self._trainer.train(tenant_id, game_id, algorithm=algorithm)  # type: ignore[arg-type]
+        except NothingToTrain as exc:
+            raise ApiError(409, str(exc)) from None
+        return json_response({"model_version": trained.model.version, "players": trained.players,
+                              "items": trained.items, "interactions": trained.interactions}, 201)
+
     def routes(self) -> list[BaseRoute]:
         item = "/v1/games/{game_id}/items/{item_id}"
         return [
@@ -211,4 +226,5 @@ class RecommenderRoutes:
             Route("/v1/games/{game_id}/recommendations/feedback", self.feedback, methods=["POST"]),
             Route("/v1/games/{game_id}/recommendations/weights", self.get_weights, methods=["GET"]),
             Route("/v1/games/{game_id}/recommendations/weights", self.put_weights, methods=["PUT"]),
+            Route("/v1/games/{game_id}/recommendations/train", self.train, methods=["POST"]),
         ]

@@ -54,7 +54,7 @@ async def build(adapters: Adapters, settings: Settings) -> AsyncIterator[Service
         loop = interaction_loop(adapters.bus, InteractionSink(interactions, cache, generations),
                                 batch_size=s.recommender_batch_events)
         guard = Guard(token_verifier(settings, pool), TenancyStore(pool))
-        routes = RecommenderRoutes(pool, guard, catalogue, interactions, models, recommender).routes()
+        routes = RecommenderRoutes(pool, guard, catalogue, interactions, models, recommender, trainer).routes()
         yield Service(
             routes=routes,
             exception_handlers=exception_handlers(unavailable_errors=(*UNAVAILABLE, VectorStoreError)),
