@@ -23,8 +23,10 @@ from gamemetrics.runtime import connect
 from gamemetrics.settings import RecommenderSettings, Settings
 from tests.integration.users_fixtures import Users, add_tenant
 
-# Small models train in well under a second; the schedule is left to its own tests.
-FAST = RecommenderSettings(recommender_factors=8, recommender_iterations=12, recommender_check_seconds=3600)
+# Small models train in well under a second; the schedule is left to its own tests. The test data
+# have two tastes, which few factors learn without memorising each player.
+FAST = RecommenderSettings(recommender_factors=4, recommender_iterations=15, recommender_regularization=1.0,
+                           recommender_check_seconds=3600)
 
 
 @dataclass(frozen=True)

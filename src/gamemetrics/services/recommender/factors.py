@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-# implicit's CPU solvers run their own threads; BLAS threads beneath them only contend for the cores.
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-
-import numpy as np  # noqa: E402
-import numpy.typing as npt  # noqa: E402
-import scipy.sparse as sp  # noqa: E402
+import numpy as np
+import numpy.typing as npt
+import scipy.sparse as sp
+from threadpoolctl import threadpool_limits
 
 Algorithm = Literal["als", "bpr"]
 Progress = Callable[[int, int], object]
@@ -60,13 +57,6 @@ def fit(m: Matrix, *, algorithm: Algorithm, factors: int, iterations: int, regul
     from implicit.cpu.als import AlternatingLeastSquares
     from implicit.cpu.bpr import BayesianPersonalizedRanking
 
-    model: AlternatingLeastSquares | BayesianPersonalizedRanking
-    if algorithm == "als":
-        model = AlternatingLeastSquares(factors=factors, iterations=iterations, regularization=regularization,
-                                        random_state=seed)
-    else:
-        model = BayesianPersonalizedRanking(factors=factors, iterations=iterations, regularization=regularization,
-                                            random_state=seed)
     done = 0
 
     def step(*_: object) -> None:
@@ -75,7 +65,16 @@ def fit(m: Matrix, *, algorithm: Algorithm, factors: int, iterations: int, regul
         if progress is not None:
             progress(done, iterations)
 
-    model.fit(m.weights, show_progress=False, callback=step)
+    # implicit's CPU solvers run threads of their own; BLAS threads beneath them only contend for the cores.
+    with threadpool_limits(1, "blas"):
+        model: AlternatingLeastSquares | BayesianPersonalizedRanking
+        if algorithm == "als":
+            model = AlternatingLeastSquares(factors=factors, iterations=iterations, regularization=regularization,
+                                            random_state=seed)
+        else:
+            model = BayesianPersonalizedRanking(factors=factors, iterations=iterations,
+                                                regularization=regularization, random_state=seed)
+        model.fit(m.weights, show_progress=False, callback=step)
     return Factors(m.players, m.items, np.asarray(model.user_factors, np.float32),
                    np.asarray(model.item_factors, np.float32))
 
