@@ -104,7 +104,7 @@ class RecommenderSettings(BaseSettings):
     recommender_algorithm: Literal["als", "bpr"] = Field(default="als", description="Matrix factorisation of"
                                                          " the `implicit` library: alternating least squares or"
                                                          " Bayesian personalised ranking.")
-    recommender_factors: int = Field(default=32, ge=2, le=512)
+    recommender_factors: int = Field(default=16, ge=2, le=512)
     recommender_iterations: int = Field(default=15, ge=1, le=1000)
     recommender_regularization: float = 0.05
     recommender_retrain_seconds: float = Field(default=3600.0, description="A game with new interactions is"
