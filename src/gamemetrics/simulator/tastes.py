@@ -45,8 +45,8 @@ class Taste:
         """An item this player goes for (any item alike when the taste has no structure)."""
         if not self.structured:
             return rng.choice(CATALOGUE)
-        weights = [self.categories[CATEGORIES.index(item.category)] * math.exp(-abs(item.price_level - self.price_level))
-                   for item in CATALOGUE]
+        weights = [self.categories[CATEGORIES.index(item.category)]
+                   * math.exp(-abs(item.price_level - self.price_level)) for item in CATALOGUE]
         return rng.choices(CATALOGUE, weights=weights)[0]
 
     def drift(self, rng: random.Random) -> None:
