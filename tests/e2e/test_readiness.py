@@ -13,12 +13,13 @@ def test_readyz_under_up_reports_each_services_checks(running: RunningPlatform) 
         assert response.status_code == 200, response.text
         assert response.json() == {
             "status": "ok",
-            "checks": {"database": "ok", "bus": "ok"},
+            "checks": {"database": "ok", "bus": "ok", "vectors": "ok"},
             "services": {
                 "ingest": {"status": "ok", "checks": {"database": "ok", "bus": "ok"}},
                 "analytics": {"status": "ok", "checks": {"database": "ok"}},
                 "users": {"status": "ok", "checks": {"database": "ok", "bus": "ok"}},
                 "processor": {"status": "ok", "checks": {"database": "ok", "bus": "ok"}},
+                "recommender": {"status": "ok", "checks": {"database": "ok", "bus": "ok", "vectors": "ok"}},
             },
         }
         assert sorted(response.json()["services"]) == sorted(registry.NAMES)
