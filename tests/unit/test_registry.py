@@ -12,6 +12,7 @@ from gamemetrics import registry
 from gamemetrics.cli import app as cli_app
 from gamemetrics.cli import platform as cli
 from gamemetrics.registry import SERVICES, ServiceSpec
+from gamemetrics.services.recommender.eraser import VectorsEraser
 from gamemetrics.services.users.eraser import StoreEraser
 
 
@@ -90,7 +91,7 @@ def test_stray_routes_are_named() -> None:
 
 
 def test_the_gdpr_stores_are_the_ones_an_erasure_waits_for() -> None:
-    assert sorted(registry.gdpr_stores()) == sorted(StoreEraser.stores)
+    assert sorted(registry.gdpr_stores()) == sorted([*StoreEraser.stores, *VectorsEraser.stores])
 
 
 def test_unknown_service_names_the_choices() -> None:
