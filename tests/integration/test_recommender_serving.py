@@ -181,6 +181,13 @@ def test_erasure_removes_vectors_interactions_and_answers(recommender: Platform)
     recommender.train()
     users, http = recommender.users, recommender.http
     assert recommender.recommend("a2", "?n=3")["items"][0]["source"] == "collaborative"
+    assert http.put(f"/v1/games/{users.game_id}/players/a2", json={"traits": {}},
+                    headers=users.auth("players:write")).status_code == 201
+    exported = http.get(f"/v1/games/{users.game_id}/players/a2/export", headers=users.auth("players:read"))
+    assert exported.status_code == 200, exported.text
+    held = exported.json()["recommender"]
+    assert sorted(i["item_id"] for i in held["interactions"]) == sorted(
+        t.item for t in taste_history() if t.player == "a2") and held["feedback"] == []
     erased = http.delete(f"/v1/games/{users.game_id}/players/a2", headers=users.auth("gdpr:erase"))
     assert erased.status_code == 202, erased.text
     status_path = erased.headers["location"]
@@ -192,5 +199,9 @@ def test_erasure_removes_vectors_interactions_and_answers(recommender: Platform)
         assert time.monotonic() < deadline, status
         time.sleep(0.2)
     assert users.sql("SELECT count(*) FROM rec_interactions WHERE player_id = 'a2'") == [(0,)]
+    # An event of theirs published before the erasure and read after it is not learnt again.
+    recommender.publish([Touch("a2", "w9"), Touch("a3", "w9", "item_used")], expect=1)
+    assert users.sql("SELECT player_id FROM rec_interactions WHERE item_id = 'w9' AND event_type = 'item_used'"
+                     " OR player_id = 'a2'") == [("a3",)]
     after = recommender.recommend("a2", "?n=3")
     assert {pick["source"] for pick in after["items"]} == {"popular"}  # no vector, no history, no cached answer

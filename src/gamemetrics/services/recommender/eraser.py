@@ -9,6 +9,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from gamemetrics.events.gdpr_requests import ErasureRequest
 from gamemetrics.gdpr.erasers import StoreState
+from gamemetrics.gdpr.tombstones import ERASURE_LOCK
 from gamemetrics.ports.cache import Cache
 from gamemetrics.ports.vectors import Vectors
 from gamemetrics.services.recommender.catalogue import tenant_transaction
@@ -34,6 +35,11 @@ class VectorsEraser:
     async def erase(self, request: ErasureRequest, player_hash: bytes) -> Mapping[str, StoreState]:
         tenant, game, player = request.tenant_id, request.game_id, request.player_id
         async with self._pool.connection() as conn, conn.transaction():
+            # Exclusive, with the tombstone left here too (whichever eraser runs first): interaction
+            # batches already writing finish first, later ones see the tombstone and drop the player.
+            await conn.execute("SELECT pg_advisory_xact_lock(%s)", (ERASURE_LOCK,))
+            await conn.execute("INSERT INTO erased_players (player_hash, tenant_id, game_id) VALUES (%s, %s, %s)"
+                               " ON CONFLICT DO NOTHING", (player_hash, tenant, game))
             await tenant_transaction(conn, tenant)
             rows = 0
             for table in ("rec_interactions", "rec_feedback"):

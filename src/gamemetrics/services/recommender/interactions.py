@@ -9,9 +9,11 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import msgspec
+from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
 from gamemetrics.events.processed import ProcessedEvent
+from gamemetrics.gdpr.tombstones import ERASURE_LOCK, Tombstones
 from gamemetrics.services.recommender.catalogue import tenant_transaction
 
 ITEM_EVENTS = ("purchase", "item_acquired", "item_used")
@@ -68,16 +70,24 @@ def weights_sql(weights: Mapping[str, float]) -> tuple[str, list[object]]:
 class Interactions:
     """The interactions, ownership and weights in the database."""
 
-    def __init__(self, pool: AsyncConnectionPool) -> None:
+    def __init__(self, pool: AsyncConnectionPool, tombstones: Tombstones | None = None) -> None:
         self._pool = pool
+        self._tombstones = tombstones
 
     async def add(self, found: list[Interaction]) -> int:
-        """Keep the interactions (each event once) and learn their items; how many were new."""
+        """Keep the interactions (each event once) and learn their items; how many were new. An
+        erased player's interactions (published before their erasure, read after it) are dropped."""
         if not found:
             return 0
-        rows = [(i.tenant_id, i.event_id, i.game_id, i.player_id, i.item_id, i.event_type, i.at, i.country,
-                 i.platform) for i in found]
         async with self._pool.connection() as conn, conn.transaction():
+            if self._tombstones is not None:
+                # Shared: an erasure (exclusive) waits for this batch, and later batches see its tombstone.
+                await conn.execute("SELECT pg_advisory_xact_lock_shared(%s)", (ERASURE_LOCK,))
+                found = await self._living(conn, found, self._tombstones)
+                if not found:
+                    return 0
+            rows = [(i.tenant_id, i.event_id, i.game_id, i.player_id, i.item_id, i.event_type, i.at, i.country,
+                     i.platform) for i in found]
             cur = await conn.execute(
                 "WITH given AS (SELECT * FROM unnest(%s::uuid[], %s::uuid[], %s::uuid[], %s::text[], %s::text[],"
                 " %s::text[], %s::timestamptz[], %s::text[], %s::text[])"
@@ -90,6 +100,17 @@ class Interactions:
             )
             row = await cur.fetchone()
         return int(row[0]) if row else 0
+
+    @staticmethod
+    async def _living(conn: AsyncConnection, found: list[Interaction], tombstones: Tombstones) -> list[Interaction]:
+        hashes = {(i.tenant_id, i.game_id, i.player_id): tombstones.player_hash(i.tenant_id, i.game_id, i.player_id)
+                  for i in found}
+        cur = await conn.execute("SELECT player_hash FROM erased_players WHERE player_hash = ANY(%s)",
+                                 (list(hashes.values()),))
+        gone = {bytes(row[0]) for row in await cur.fetchall()}
+        if not gone:
+            return found
+        return [i for i in found if hashes[(i.tenant_id, i.game_id, i.player_id)] not in gone]
 
     async def owned(self, tenant_id: uuid.UUID, game_id: uuid.UUID, player_id: str) -> list[str]:
         """The items the player purchased or acquired, up to now."""

@@ -6,7 +6,9 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+from gamemetrics.auth.secret import platform_secret
 from gamemetrics.auth.verifier import token_verifier
+from gamemetrics.gdpr.tombstones import Tombstones
 from gamemetrics.ports.vectors import Vectors, VectorStoreError
 from gamemetrics.service import Adapters, Service
 from gamemetrics.services.recommender.catalogue import Catalogue
@@ -47,7 +49,8 @@ async def build(adapters: Adapters, settings: Settings) -> AsyncIterator[Service
         cache = caches.cache(CACHE_NAMESPACE)
         # A generation outlives every answer kept under it, so no answer is ever read under an old one.
         generations = 2 * s.recommender_cache_seconds
-        catalogue, interactions, models = Catalogue(pool), Interactions(pool), Models(pool, vectors)
+        tombstones = Tombstones(platform_secret(settings))
+        catalogue, interactions, models = Catalogue(pool), Interactions(pool, tombstones), Models(pool, vectors)
         recommender = Recommender(pool, interactions, models, vectors, cache, cache_seconds=s.recommender_cache_seconds,
                                   popular_days=s.recommender_popular_days)
         trainer = Trainer(pool, interactions, models, s)
