@@ -3,9 +3,13 @@ tenants refused; items learnt from events."""
 
 from __future__ import annotations
 
+import time
+from datetime import UTC, datetime, timedelta
+
 import pytest
 
-from tests.integration.recommender_fixtures import Platform, Touch
+from gamemetrics.settings import Settings
+from tests.integration.recommender_fixtures import FAST, Platform, Touch, recommender_platform
 from tests.integration.recommender_fixtures import recommender as recommender  # noqa: F401
 from tests.integration.users_fixtures import add_tenant
 
@@ -64,3 +68,31 @@ def test_items_are_learnt_from_events_and_interactions_kept_once(recommender: Pl
     assert [(i["item_id"], i["described_at"]) for i in learnt.json()["items"]] == [("bow", None), ("shield", None)]
     rows = users.sql("SELECT player_id, item_id, event_type FROM rec_interactions ORDER BY 1, 3")
     assert rows == [("p1", "shield", "item_acquired"), ("p1", "shield", "item_used"), ("p2", "bow", "purchase")]
+
+
+def test_the_schedule_trains_a_new_game_and_retrains_after_enough_interactions(
+        settings: Settings, database_url: str) -> None:
+    eager = FAST.model_copy(update={"recommender_check_seconds": 0.2, "recommender_retrain_interactions": 6})
+    for platform in recommender_platform(settings.model_copy(update={"recommender": eager}), database_url):
+        old = datetime.now(UTC) - timedelta(days=30)  # history: event time counts for nothing here
+        # One player's events share a partition, so each publish is read as one batch.
+        platform.publish([Touch("p0", f"i{n}", at=old) for n in range(4)])
+        assert _version_within(platform, 1)
+        platform.publish([Touch("p9", f"i{n}", "item_used", at=old) for n in range(5)])
+        time.sleep(1.0)
+        assert _versions(platform) == [1]  # five new: not yet enough, and the model is young
+        platform.publish([Touch("p8", "i1", at=old)])
+        assert _version_within(platform, 2)
+
+
+def _versions(platform: Platform) -> list[int]:
+    return [row[0] for row in platform.users.sql("SELECT version FROM rec_models ORDER BY version")]
+
+
+def _version_within(platform: Platform, version: int, seconds: float = 30) -> bool:
+    deadline = time.monotonic() + seconds
+    while version not in _versions(platform):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+    return True

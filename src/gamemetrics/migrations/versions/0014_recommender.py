@@ -47,10 +47,13 @@ CREATE TABLE rec_interactions (
     at         timestamptz NOT NULL,
     country    text,
     platform   text,
+    -- When the recommender stored it: what "new since the last training" counts, whatever `at` says.
+    stored_at  timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (tenant_id, event_id)
 );
 CREATE INDEX rec_interactions_player ON rec_interactions (tenant_id, game_id, player_id);
 CREATE INDEX rec_interactions_recent ON rec_interactions (tenant_id, game_id, at);
+CREATE INDEX rec_interactions_stored ON rec_interactions (tenant_id, game_id, stored_at);
 
 CREATE TABLE rec_weights (
     tenant_id  uuid NOT NULL REFERENCES tenants ON DELETE CASCADE,
@@ -70,6 +73,7 @@ CREATE TABLE rec_models (
     players      integer NOT NULL,
     items        integer NOT NULL,
     interactions bigint NOT NULL,
+    -- When its interactions were read: those stored later are new to it.
     trained_at   timestamptz NOT NULL DEFAULT now(),
     active       boolean NOT NULL DEFAULT false,
     PRIMARY KEY (tenant_id, game_id, version)

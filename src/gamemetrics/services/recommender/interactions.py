@@ -92,7 +92,8 @@ class Interactions:
                 "WITH given AS (SELECT * FROM unnest(%s::uuid[], %s::uuid[], %s::uuid[], %s::text[], %s::text[],"
                 " %s::text[], %s::timestamptz[], %s::text[], %s::text[])"
                 " AS g(tenant_id, event_id, game_id, player_id, item_id, event_type, at, country, platform)),"
-                " kept AS (INSERT INTO rec_interactions SELECT * FROM given ON CONFLICT DO NOTHING RETURNING 1),"
+                " kept AS (INSERT INTO rec_interactions (tenant_id, event_id, game_id, player_id, item_id,"
+                " event_type, at, country, platform) SELECT * FROM given ON CONFLICT DO NOTHING RETURNING 1),"
                 " items AS (INSERT INTO rec_items (tenant_id, game_id, item_id)"
                 " SELECT DISTINCT tenant_id, game_id, item_id FROM given ON CONFLICT DO NOTHING)"
                 " SELECT count(*) FROM kept",
@@ -150,12 +151,12 @@ class Interactions:
                     (tenant_id, game_id, event_type, weight))
 
     async def since(self, tenant_id: uuid.UUID, game_id: uuid.UUID, after: datetime | None) -> int:
-        """Interactions of the game received after `after` (every one when None)."""
+        """Interactions of the game stored after `after` (every one when None)."""
         async with self._pool.connection() as conn, conn.transaction():
             await tenant_transaction(conn, tenant_id)
             cur = await conn.execute(
                 "SELECT count(*) FROM rec_interactions WHERE tenant_id = %s AND game_id = %s"
-                " AND (%s::timestamptz IS NULL OR at > %s)", (tenant_id, game_id, after, after))
+                " AND (%s::timestamptz IS NULL OR stored_at > %s)", (tenant_id, game_id, after, after))
             row = await cur.fetchone()
         return int(row[0]) if row else 0
 

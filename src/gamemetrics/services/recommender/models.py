@@ -7,6 +7,7 @@ import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from psycopg_pool import AsyncConnectionPool
@@ -107,7 +108,7 @@ class Models:
         return row[0] if row else None
 
     async def publish(self, tenant_id: uuid.UUID, game_id: uuid.UUID, factors: Factors, *, algorithm: str,
-                      interactions: int, progress: Any = None) -> ActiveModel:
+                      interactions: int, read_at: datetime, progress: Any = None) -> ActiveModel:
         """Store a new version's vectors, then switch serving to it in one transaction; the version
         before stays searchable until the next switch, for requests that read it a moment ago."""
         async with self._pool.connection() as conn, conn.transaction():
@@ -115,10 +116,10 @@ class Models:
             await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (f"rec-model:{game_id}",))
             cur = await conn.execute(
                 "INSERT INTO rec_models (tenant_id, game_id, version, algorithm, factors, players, items,"
-                " interactions) SELECT %s, %s, coalesce(max(version), 0) + 1, %s, %s, %s, %s, %s FROM rec_models"
-                " WHERE tenant_id = %s AND game_id = %s RETURNING version",
+                " interactions, trained_at) SELECT %s, %s, coalesce(max(version), 0) + 1, %s, %s, %s, %s, %s, %s"
+                " FROM rec_models WHERE tenant_id = %s AND game_id = %s RETURNING version",
                 (tenant_id, game_id, algorithm, factors.size, len(factors.players), len(factors.items),
-                 interactions, tenant_id, game_id))
+                 interactions, read_at, tenant_id, game_id))
             row = await cur.fetchone()
             assert row is not None
             described = await Catalogue.payloads(conn, tenant_id, game_id, factors.items)

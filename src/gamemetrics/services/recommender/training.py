@@ -62,6 +62,11 @@ class Trainer:
         s = self._settings
         algorithm = algorithm or s.recommender_algorithm
         async with self._lock:
+            # What is stored from now on is new to this version, even while it is being fitted.
+            async with self._pool.connection() as conn:
+                cur = await conn.execute("SELECT now()")
+                row = await cur.fetchone()
+            read_at: datetime = row[0] if row else datetime.now().astimezone()
             triples = await weighted(self._pool, self._interactions, tenant_id, game_id)
             if not triples:
                 raise NothingToTrain(f"game {game_id} has no interactions to learn from yet")
@@ -70,7 +75,7 @@ class Trainer:
                 fit, m, algorithm=algorithm, factors=s.recommender_factors, iterations=s.recommender_iterations,
                 regularization=s.recommender_regularization, progress=fitting)
             model = await self._models.publish(tenant_id, game_id, factors, algorithm=algorithm,
-                                               interactions=len(triples), progress=storing)
+                                               interactions=len(triples), read_at=read_at, progress=storing)
         log.info("model trained", tenant=str(tenant_id), game=str(game_id), version=model.version,
                  algorithm=algorithm, players=len(m.players), items=len(m.items))
         return Trained(model, len(m.players), len(m.items), len(triples))
