@@ -7,11 +7,14 @@ from __future__ import annotations
 import random
 import threading
 import time
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 from prometheus_client import REGISTRY
+from starlette.testclient import TestClient
 
+from gamemetrics.gateway import combined_app
 from tests.integration.recommender_fixtures import Platform, Touch
 from tests.integration.recommender_fixtures import recommender as recommender  # noqa: F401
 
@@ -137,6 +140,20 @@ def test_similar_items_and_feedback(recommender: Platform) -> None:
                                      {"kind": "clicked", "source": "collaborative"}) == before + 1
     for bad in ({**body, "kind": "liked"}, {**body, "recommendation_id": "x"}, {"kind": "shown"}):
         assert http.post(feedback, json=bad, headers=read).status_code == 422, bad
+    for item in items(answer):
+        assert http.post(feedback, json={**body, "kind": "shown", "item_id": item}, headers=read).status_code == 201
+
+    # A studio reads click-through and conversion per source over GraphQL.
+    today = datetime.now(UTC).date().isoformat()
+    query = ('query($g: ID!, $d: Date!) { recommendationFeedback(gameId: $g, from: $d, to: $d)'
+             ' { source shown clicked purchased clickThrough conversion } }')
+    with TestClient(combined_app(users.settings, users.database_url, ["analytics"])) as analytics:
+        answered = analytics.post("/graphql", json={"query": query, "variables": {"g": str(users.game_id), "d": today}},
+                                  headers=users.auth("analytics:read"))
+    assert answered.status_code == 200, answered.text
+    assert answered.json()["data"]["recommendationFeedback"] == [
+        {"source": "collaborative", "shown": 3, "clicked": 1, "purchased": 0, "clickThrough": 1 / 3,
+         "conversion": 0.0}]
 
 
 def test_a_model_switch_while_serving_fails_no_request(recommender: Platform) -> None:
