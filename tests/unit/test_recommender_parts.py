@@ -88,3 +88,19 @@ def test_top_items_rank_by_dot_product_without_the_excluded() -> None:
     assert top_items(factors, 0, 2, set()) == [1, 3]
     assert top_items(factors, 0, 3, {1}) == [3, 2, 0]
     assert top_items(factors, 0, 10, set()) == [1, 3, 2, 0]
+
+
+def test_a_record_of_an_unknown_schema_is_skipped_and_counted() -> None:
+    from prometheus_client import REGISTRY
+
+    from gamemetrics.events.processed import HEADERS
+    from gamemetrics.ports.bus import Record
+    from gamemetrics.services.recommender.worker import decode
+
+    good = msgspec.json.encode(_event("purchase", {"item_id": "sword", "price": 1}))
+    before = REGISTRY.get_sample_value("gamemetrics_recommender_events_skipped_total") or 0.0
+    records = [Record("player.events.processed", 0, 1, b"k", good, HEADERS),
+               Record("player.events.processed", 0, 2, b"k", good, {"schema_version": "9"}),
+               Record("player.events.processed", 0, 3, b"k", b"{", HEADERS)]
+    assert [i.item_id for i in decode(records)] == ["sword"]
+    assert REGISTRY.get_sample_value("gamemetrics_recommender_events_skipped_total") == before + 2

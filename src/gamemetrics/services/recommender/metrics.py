@@ -11,3 +11,5 @@ FEEDBACK = Counter("gamemetrics_recommendation_feedback_total",
                    ["kind", "source"])
 LATENCY = Histogram("gamemetrics_recommendation_seconds", "Time to answer a recommendation request",
                     buckets=(0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1.0))
+SKIPPED = Counter("gamemetrics_recommender_events_skipped_total",
+                  "Processed-topic records the recommender could not read (an unknown schema version)")

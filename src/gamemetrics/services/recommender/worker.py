@@ -9,9 +9,9 @@ import structlog
 
 from gamemetrics.consuming.loop import ConsumerLoop
 from gamemetrics.events.processed import ProcessedEvent, UnreadableProcessedEvent, read_processed
-from gamemetrics.observability import metrics
 from gamemetrics.ports.bus import PROCESSED_EVENTS, Bus, Record
 from gamemetrics.ports.cache import Cache
+from gamemetrics.services.recommender import metrics
 from gamemetrics.services.recommender.interactions import Interaction, Interactions, interactions_of
 from gamemetrics.services.recommender.serving import generation_key
 
@@ -27,7 +27,7 @@ def decode(records: list[Record]) -> list[Interaction]:
         try:
             events.append(read_processed(record))
         except UnreadableProcessedEvent as exc:
-            metrics.CONSUMER_FAILURES.labels(group=GROUP).inc()
+            metrics.SKIPPED.inc()
             log.warning("processed event skipped", reason=str(exc), group=GROUP)
     return interactions_of(events)
 
