@@ -123,7 +123,11 @@ def owned_routes(specs: Sequence[ServiceSpec], services: Mapping[str, Service]) 
         if stray:
             raise RuntimeError(f"{spec.name} serves {', '.join(stray)} outside the paths the registry declares for"
                                f" it ({', '.join(spec.paths) or 'none'}); add the prefix to its registry entry")
+        shadowed = registry.shadowed_routes(spec, service.routes, specs)
+        if shadowed:
+            raise RuntimeError(f"{spec.name} serves {', '.join(shadowed)}, paths another service's deeper claim"
+                               f" serves; move the route or the claim")
         app = service_app(service)
         owned += [Owned(prefix, app) for prefix in spec.paths]
-    # The most specific prefix is tried first, so a claim below another's gets its own paths.
-    return [route for route in sorted(owned, key=lambda route: registry.specificity(route.prefix))]
+    # The deepest claim first: a carve-out inside another service's prefix takes its paths.
+    return sorted(owned, key=lambda route: -registry.specificity(route.prefix) if isinstance(route, Owned) else 0)

@@ -102,6 +102,14 @@ SERVICES: tuple[ServiceSpec, ...] = (
         gdpr_stores=("notifications",),
         pool_size=lambda settings: settings.notifier.notifier_pool_size,
     ),
+    ServiceSpec(
+        "recommender", "both", "gamemetrics.services.recommender.main:build",
+        "items ranked for each player from trained vectors in Qdrant, with cold start and a cache",
+        # Carved out of users' /v1/games: the deeper claims serve these paths.
+        paths=("/v1/games/{game_id}/items", "/v1/games/{game_id}/players/{player_id}/recommendations",
+               "/v1/games/{game_id}/recommendations"),
+        gdpr_stores=("vectors",),
+    ),
 )
 
 NAMES = tuple(spec.name for spec in SERVICES)
@@ -121,51 +129,58 @@ def gdpr_stores() -> tuple[str, ...]:
     return tuple(store for spec in SERVICES for store in spec.gdpr_stores)
 
 
-def _segments(path: str) -> list[str]:
-    return path.rstrip("/").split("/")
-
-
 def _is_parameter(segment: str) -> bool:
     return len(segment) > 2 and segment.startswith("{") and segment.endswith("}")
 
 
 def owns(prefix: str, path: str) -> bool:
-    """Whether `path` lies under `prefix` (the prefix itself, or below it at a `/`); a `{name}`
-    segment of the prefix stands for any one non-empty segment."""
-    wanted, given = _segments(prefix), path.split("/")
+    """Whether `path` lies under `prefix` (the prefix itself, or below it at a `/`).
+
+    A `{name}` segment of the prefix stands for any one segment, so a service can own the paths
+    below a resource of another's (`/v1/games/{game_id}/items` inside `/v1/games`)."""
+    if "{" not in prefix:
+        return path == prefix or path.startswith(prefix.rstrip("/") + "/")
+    wanted, given = prefix.rstrip("/").split("/"), path.split("/")
     if len(given) < len(wanted):
         return False
     return all(w == g or (_is_parameter(w) and g != "") for w, g in zip(wanted, given, strict=False))
 
 
-def specificity(prefix: str) -> tuple[int, int]:
-    """Sort key of claims: more segments first, then fewer parameters; the most specific owner wins."""
-    segments = _segments(prefix)
-    return -len(segments), sum(map(_is_parameter, segments))
+def specificity(prefix: str) -> int:
+    """How deep a prefix reaches: the deeper claim of two that both own a path serves it."""
+    return prefix.rstrip("/").count("/")
+
+
+def _same_claim(a: str, b: str) -> bool:
+    return owns(a, b) and owns(b, a)
 
 
 def claim_conflicts(specs: Iterable[ServiceSpec] = SERVICES) -> list[str]:
-    """Prefixes claimed twice (the same segments, parameters named alike or not) or overlapping a
-    platform path: empty when none. A claim below another's is no conflict: the longer prefix
-    owns its paths (`/v1/games/{game_id}/notification-rules` within `/v1/games`)."""
-    platform = [("the platform", path) for path in PLATFORM_PATHS]
-    claims = [(spec.name, prefix) for spec in specs for prefix in spec.paths]
+    """Prefixes claimed by two services (or overlapping a platform path): empty when none.
 
-    def same(a: str, b: str) -> bool:
-        return owns(a, b) and owns(b, a) and len(_segments(a)) == len(_segments(b))
-
-    found = [
-        f"{prefix!r} of {owner} overlaps {other_prefix!r} of {other}"
-        for owner, prefix in platform
-        for other, other_prefix in claims
-        if owns(prefix, other_prefix) or owns(other_prefix, prefix)
-    ]
-    return found + [
+    A claim strictly inside another service's is a carve-out, served by the deeper claim; the
+    gateway refuses routes of the outer service that a carve-out would hide (`shadowed_routes`)."""
+    claims = [("the platform", path) for path in PLATFORM_PATHS]
+    claims += [(spec.name, prefix) for spec in specs for prefix in spec.paths]
+    return [
         f"{prefix!r} of {owner} overlaps {other_prefix!r} of {other}"
         for i, (owner, prefix) in enumerate(claims)
         for other, other_prefix in claims[i + 1:]
-        if same(prefix, other_prefix)
+        if _same_claim(prefix, other_prefix)
+        or ("the platform" in (owner, other) and (owns(prefix, other_prefix) or owns(other_prefix, prefix)))
     ]
+
+
+def shadowed_routes(spec: ServiceSpec, routes: Sequence[BaseRoute], specs: Iterable[ServiceSpec]) -> list[str]:
+    """Paths of `spec`'s `routes` that a deeper claim of another service would serve instead."""
+    deeper = [(other.name, prefix) for other in specs if other.name != spec.name for prefix in other.paths]
+    shadowed = []
+    for route in routes:
+        path = str(getattr(route, "path", ""))
+        mine = max((specificity(p) for p in spec.paths if owns(p, path)), default=-1)
+        shadowed += [f"{path} (under {prefix} of {name})" for name, prefix in deeper
+                     if owns(prefix, path) and specificity(prefix) > mine]
+    return shadowed
 
 
 def stray_routes(spec: ServiceSpec, routes: Sequence[BaseRoute]) -> list[str]:

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from gamemetrics.ports.bus import Bus
     from gamemetrics.ports.cache import Caches
     from gamemetrics.ports.mail import Mail
+    from gamemetrics.ports.vectors import Vectors
     from gamemetrics.settings import Settings
 
 Worker = Callable[[], Coroutine[Any, Any, None]]
@@ -47,6 +48,9 @@ class Adapters:
     """The Mail port's provider (SMTP when configured, else the outbox table)."""
     mail_fallback: Mail | None = None
     """A second provider that takes over when `mail` keeps failing, if configured."""
+    open_vectors: Callable[[], Vectors] | None = None
+    """Opens the Vectors port (the caller closes it); lazy, because Qdrant's local mode lets one
+    process at a time hold its directory, so only the service that searches vectors opens it."""
 
 
 @dataclass(frozen=True, slots=True)

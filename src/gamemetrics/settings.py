@@ -304,6 +304,27 @@ class DashboardSettings(BaseSettings):
     dashboard_tail_events: int = Field(default=200, description="Latest processed events kept for the tail.")
 
 
+class RecommenderSettings(BaseSettings):
+    """The recommender: how it trains, how long it keeps answers, what counts as recent."""
+
+    model_config = _ENV
+
+    recommender_algorithm: Literal["als", "bpr"] = Field(default="als", description="Matrix factorisation of"
+                                                         " the `implicit` library: alternating least squares or"
+                                                         " Bayesian personalised ranking.")
+    recommender_factors: int = Field(default=16, ge=2, le=512)
+    recommender_iterations: int = Field(default=15, ge=1, le=1000)
+    recommender_regularization: float = 0.05
+    recommender_retrain_seconds: float = Field(default=3600.0, description="A game with new interactions is"
+                                                                          " retrained at least this often.")
+    recommender_retrain_interactions: int = Field(default=10_000, description="...and as soon as this many new"
+                                                                               " interactions arrived.")
+    recommender_check_seconds: float = Field(default=30.0, description="How often the trainer looks for work.")
+    recommender_cache_seconds: float = Field(default=300.0, description="Answers are kept at most this long.")
+    recommender_popular_days: float = Field(default=14.0, description="The window of cold-start popularity.")
+    recommender_batch_events: int = 5_000
+
+
 class Settings(BaseSettings):
     """Platform settings; unset infrastructure URLs mean the embedded defaults."""
 
@@ -339,6 +360,9 @@ class Settings(BaseSettings):
 
 
     notifier: NotifierSettings = Field(default_factory=NotifierSettings)
+
+
+    recommender: RecommenderSettings = Field(default_factory=RecommenderSettings)
 
     def secret_path(self) -> Path:
         """Where the platform secret is kept when `secret_key` is unset."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -174,9 +175,24 @@ def test_the_ingress_routes_exactly_the_registry_paths(rendered: dict[str, list[
         (path["path"], path["pathType"], path["backend"]["service"]["name"], path["backend"]["service"]["port"]["name"])
         for rule in ingress["spec"]["rules"] for path in rule["http"]["paths"]
     ]
-    expected = [(prefix, "Prefix", full(spec.name), "http") for spec in SPECS for prefix in spec.paths]
+    expected = [(*ingress_path(prefix), full(spec.name), "http") for spec in SPECS for prefix in spec.paths]
     assert sorted(routes) == sorted(expected)
+    templated = any("{" in prefix for spec in SPECS for prefix in spec.paths)
+    assert (ingress["metadata"].get("annotations", {}).get("nginx.ingress.kubernetes.io/use-regex") == "true") \
+        == templated
     assert len(routes) == len(set(routes))
+
+
+def ingress_path(prefix: str) -> tuple[str, str]:
+    """How the Ingress routes a registry prefix: as a prefix, or (with `{name}` segments) as an expression."""
+    if "{" not in prefix:
+        return prefix, "Prefix"
+    return re.sub(r"\{[^}/]+\}", "[^/]+", prefix), "ImplementationSpecific"
+
+
+def test_a_templated_prefix_becomes_one_segment_of_an_expression() -> None:
+    assert ingress_path("/v1/games/{game_id}/items") == ("/v1/games/[^/]+/items", "ImplementationSpecific")
+    assert ingress_path("/v1/games") == ("/v1/games", "Prefix")
 
 
 @pytest.mark.parametrize("values", ALL_VALUES)

@@ -13,7 +13,7 @@ def test_readyz_under_up_reports_each_services_checks(running: RunningPlatform) 
         assert response.status_code == 200, response.text
         assert response.json() == {
             "status": "ok",
-            "checks": {"database": "ok", "bus": "ok"},
+            "checks": {"database": "ok", "bus": "ok", "vectors": "ok"},
             "services": {
                 "ingest": {"status": "ok", "checks": {"database": "ok", "bus": "ok"}},
                 "analytics": {"status": "ok", "checks": {"database": "ok"}},
@@ -21,6 +21,7 @@ def test_readyz_under_up_reports_each_services_checks(running: RunningPlatform) 
                 "dashboard": {"status": "ok", "checks": {"database": "ok", "bus": "ok"}},
                 "notifier": {"status": "ok", "checks": {"database": "ok", "bus": "ok"}},
                 "processor": {"status": "ok", "checks": {"database": "ok", "bus": "ok"}},
+                "recommender": {"status": "ok", "checks": {"database": "ok", "bus": "ok", "vectors": "ok"}},
             },
         }
         assert sorted(response.json()["services"]) == sorted(registry.NAMES)

@@ -28,7 +28,7 @@ WRITE_KEY = "write key"
 CLIENT = "client credentials"
 PASSWORD = "operator password"
 REQUIRES: dict[tuple[str, str, str], str] = {
-    **{(app, path, "GET"): OPEN for app in ("ingest", "analytics", "users")
+    **{(app, path, "GET"): OPEN for app in ("ingest", "analytics", "users", "recommender")
        for path in ("/healthz", "/readyz", "/health/live", "/health/ready", "/metrics")},
     ("users", "/.well-known/jwks.json", "GET"): OPEN,
     ("users", "/.well-known/oauth-authorization-server", "GET"): OPEN,
@@ -56,6 +56,16 @@ REQUIRES: dict[tuple[str, str, str], str] = {
     ("users", "/v1/games/{game_id}/players/{player_id}", "DELETE"): "gdpr:erase",
     ("users", "/v1/games/{game_id}/players/{player_id}/export", "GET"): "players:read",
     ("users", "/v1/erasures/{erasure_id}", "GET"): "gdpr:erase",
+    ("recommender", "/v1/games/{game_id}/items", "GET"): "recommendations:read",
+    ("recommender", "/v1/games/{game_id}/items/{item_id}", "GET"): "recommendations:read",
+    ("recommender", "/v1/games/{game_id}/items/{item_id}", "PUT"): "admin",
+    ("recommender", "/v1/games/{game_id}/items/{item_id}", "DELETE"): "admin",
+    ("recommender", "/v1/games/{game_id}/items/{item_id}/similar", "GET"): "recommendations:read",
+    ("recommender", "/v1/games/{game_id}/players/{player_id}/recommendations", "GET"): "recommendations:read",
+    ("recommender", "/v1/games/{game_id}/recommendations/feedback", "POST"): "recommendations:read",
+    ("recommender", "/v1/games/{game_id}/recommendations/weights", "GET"): "recommendations:read",
+    ("recommender", "/v1/games/{game_id}/recommendations/weights", "PUT"): "admin",
+    ("recommender", "/v1/games/{game_id}/recommendations/train", "POST"): "admin",
 }
 
 
@@ -66,6 +76,7 @@ def apps(users: Users, settings: Settings, database_url: str) -> Iterator[dict[s
             "users": users.http,
             "ingest": stack.enter_context(TestClient(combined_app(settings, database_url, ["ingest"]))),
             "analytics": stack.enter_context(TestClient(combined_app(settings, database_url, ["analytics"]))),
+            "recommender": stack.enter_context(TestClient(combined_app(settings, database_url, ["recommender"]))),
         }
 
 
@@ -84,7 +95,7 @@ def _routes(routes: list[BaseRoute]) -> set[tuple[str, str]]:
 
 def _url(path: str, users: Users) -> str:
     return path.format(game_id=users.game_id, player_id="audited-player", key_id=uuid.uuid4(),
-                       client_id="gmc_nobody", erasure_id=uuid.uuid4())
+                       client_id="gmc_nobody", erasure_id=uuid.uuid4(), item_id="audited-item")
 
 
 def _call(client: TestClient, method: str, url: str, headers: dict[str, str]) -> int:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest_asyncio
 
 from gamemetrics.adapters.qdrant.vectors import QdrantVectors, local_vectors, make_vectors, point_id
-from gamemetrics.ports.vectors import Point
+from gamemetrics.ports.vectors import Point, Range
 from gamemetrics.settings import VectorSettings
 
 ITEMS = "items"
@@ -77,3 +77,22 @@ async def test_points_outlive_the_client(tmp_path: Path) -> None:
     finally:
         await again.close()
     assert point_id("shield") == point_id("shield") != point_id("sword")
+
+
+async def test_ranges_exclusions_payload_updates_and_vectors(vectors: QdrantVectors) -> None:
+    prices = [5, 1.5, 20, 5, 9]
+    priced = [Point(p.name, p.vector, {**p.payload, "price": price}) for p, price in zip(_items(), prices, strict=True)]
+    await vectors.upsert(ITEMS, priced)
+    cheap = await vectors.search(ITEMS, [1.0, 0.0, 0.0], limit=10, where={"tenant": "a", "price": Range(lte=9)})
+    assert [h.name for h in cheap] == ["sword", "axe", "bow"]
+    band = await vectors.search(ITEMS, [1.0, 0.0, 0.0], limit=10, where={"tenant": "a", "price": Range(gte=2, lte=9)})
+    assert [h.name for h in band] == ["sword", "bow"]
+    others = await vectors.search(ITEMS, [1.0, 0.0, 0.0], limit=10, where={"game": "g1"}, exclude=["sword", "nope"])
+    assert [h.name for h in others] == ["axe", "shield"]
+    assert [h.name for h in await vectors.search(ITEMS, [1.0, 0.0, 0.0], limit=1, exclude=["sword"])] == [
+        "other-sword"]
+    await vectors.set_payload(ITEMS, {"available": False}, where={"tenant": "a", "kind": "weapon"})
+    assert [h.name for h in await vectors.search(ITEMS, [1.0, 0.0, 0.0], limit=10,
+                                                 where={"tenant": "a", "available": False})] == ["sword", "axe", "bow"]
+    found = await vectors.vectors(ITEMS, ["shield", "sword", "missing"])
+    assert found == {"shield": [0.0, 1.0, 0.0], "sword": [1.0, 0.0, 0.0]}

@@ -13,6 +13,7 @@ from gamemetrics.cli import app as cli_app
 from gamemetrics.cli import platform as cli
 from gamemetrics.registry import SERVICES, ServiceSpec
 from gamemetrics.services.notifier.eraser import NotificationsEraser
+from gamemetrics.services.recommender.eraser import VectorsEraser
 from gamemetrics.services.users.eraser import StoreEraser
 
 
@@ -45,10 +46,12 @@ def test_overlapping_claims_are_found() -> None:
     a = ServiceSpec("a", "http", "x:y", "a", paths=("/v1/games",))
     b = ServiceSpec("b", "http", "x:y", "b", paths=("/v1/games/{game_id}/items",))
     c = ServiceSpec("c", "http", "x:y", "c", paths=("/metrics",))
-    b2 = ServiceSpec("b2", "http", "x:y", "b2", paths=("/v1/games/{id}/items",))
-    assert registry.claim_conflicts([a, b]) == []  # a claim below another's: the longer one owns its paths
-    assert registry.claim_conflicts([b, b2]) == [
-        "'/v1/games/{game_id}/items' of b overlaps '/v1/games/{id}/items' of b2"]
+    assert registry.claim_conflicts([a, b]) == []  # a carve-out, served by the deeper claim
+    twice = ServiceSpec("e", "http", "x:y", "e", paths=("/v1/games/{id}/items",))
+    assert registry.claim_conflicts([b, twice]) == [
+        "'/v1/games/{game_id}/items' of b overlaps '/v1/games/{id}/items' of e"]
+    assert registry.claim_conflicts([a, ServiceSpec("f", "http", "x:y", "f", paths=("/v1/games",))]) == [
+        "'/v1/games' of a overlaps '/v1/games' of f"]
     assert registry.claim_conflicts([c]) == ["'/metrics' of the platform overlaps '/metrics' of c"]
     assert registry.claim_conflicts([a, ServiceSpec("d", "http", "x:y", "d", paths=("/v1/gamesx",))]) == []
 
@@ -61,7 +64,7 @@ def test_parameter_segments_of_a_prefix_match_one_segment() -> None:
     assert not registry.owns(prefix, "/v1/games/abc/notification-rulesx")
     assert not registry.owns(prefix, "/v1/games/abc")
     assert registry.owns("/v1/games", "/v1/games/abc/notification-rules")
-    assert sorted(["/v1/games", prefix], key=registry.specificity) == [prefix, "/v1/games"]
+    assert registry.specificity(prefix) > registry.specificity("/v1/games")  # the deeper claim serves
 
 
 def test_http_services_own_paths_and_worker_services_none() -> None:
@@ -76,6 +79,22 @@ def test_every_builder_imports_and_takes_adapters_and_settings() -> None:
         assert list(inspect.signature(builder).parameters) == ["adapters", "settings"], spec.name
 
 
+def test_templated_claims_own_paths_below_them() -> None:
+    items = "/v1/games/{game_id}/items"
+    assert registry.owns(items, "/v1/games/5d3c/items") and registry.owns(items, "/v1/games/5d3c/items/sword")
+    assert not registry.owns(items, "/v1/games/5d3c/itemsx") and not registry.owns(items, "/v1/games//items")
+    assert not registry.owns(items, "/v1/games/5d3c") and not registry.owns(items, "/v1/games/5d3c/players/p")
+
+
+def test_routes_hidden_by_a_carve_out_are_named() -> None:
+    a = ServiceSpec("a", "http", "x:y", "a", paths=("/v1/games",))
+    b = ServiceSpec("b", "http", "x:y", "b", paths=("/v1/games/{game_id}/items",))
+    routes = [Route("/v1/games/{game_id}/players", _endpoint), Route("/v1/games/{game_id}/items/{x}", _endpoint)]
+    assert registry.shadowed_routes(a, routes, [a, b]) == [
+        "/v1/games/{game_id}/items/{x} (under /v1/games/{game_id}/items of b)"]
+    assert registry.shadowed_routes(b, routes[1:], [a, b]) == []
+
+
 def test_stray_routes_are_named() -> None:
     users = registry.service("users")
     routes = [Route("/v1/games/{game_id}/players", _endpoint), Route("/v1/gamesx", _endpoint),
@@ -84,7 +103,8 @@ def test_stray_routes_are_named() -> None:
 
 
 def test_the_gdpr_stores_are_the_ones_an_erasure_waits_for() -> None:
-    assert sorted(registry.gdpr_stores()) == sorted([*StoreEraser.stores, *NotificationsEraser.stores])
+    assert sorted(registry.gdpr_stores()) == sorted([*StoreEraser.stores, *NotificationsEraser.stores,
+                                                     *VectorsEraser.stores])
 
 
 def test_unknown_service_names_the_choices() -> None:

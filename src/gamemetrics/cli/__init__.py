@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from gamemetrics.cli import admin, audit, kafka, notifications, platform, traffic
+from gamemetrics.cli import admin, audit, kafka, notifications, platform, recommender, traffic
 
 app = typer.Typer(no_args_is_help=True, help="GameMetrics Pro: real-time player analytics for game studios.")
 app.add_typer(platform.app)
@@ -13,3 +13,4 @@ app.add_typer(admin.app, name="admin")
 app.add_typer(kafka.app, name="kafka")
 app.add_typer(audit.app, name="audit")
 app.add_typer(notifications.app, name="notifications")
+app.add_typer(recommender.app, name="recommender")

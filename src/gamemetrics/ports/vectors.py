@@ -7,9 +7,19 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
-Scalar = str | int | bool
-# Every field named must match: a scalar exactly, a sequence by any of its values.
-Where = Mapping[str, Scalar | Sequence[Scalar]]
+Scalar = str | int | float | bool
+
+
+@dataclass(frozen=True, slots=True)
+class Range:
+    """A numeric payload field between `gte` and `lte` (either bound may be open)."""
+
+    gte: float | None = None
+    lte: float | None = None
+
+
+# Every field named must match: a scalar exactly, a sequence by any of its values, a Range by lying in it.
+Where = Mapping[str, Scalar | Sequence[Scalar] | Range]
 Distance = Literal["cosine", "dot", "euclid"]
 
 
@@ -45,8 +55,16 @@ class Vectors(Protocol):
         ...
 
     async def search(self, collection: str, vector: Sequence[float], *, limit: int,
-                     where: Where | None = None) -> list[Hit]:
-        """The `limit` points most similar to `vector` among those matching `where`."""
+                     where: Where | None = None, exclude: Sequence[str] = ()) -> list[Hit]:
+        """The `limit` points most similar to `vector` among those matching `where`, none named in `exclude`."""
+        ...
+
+    async def vectors(self, collection: str, names: Sequence[str]) -> dict[str, list[float]]:
+        """The vectors of the points named that exist."""
+        ...
+
+    async def set_payload(self, collection: str, payload: Mapping[str, Scalar], *, where: Where) -> None:
+        """Set these payload fields on every point matching `where`."""
         ...
 
     async def delete(self, collection: str, *, names: Sequence[str] = (), where: Where | None = None) -> None:

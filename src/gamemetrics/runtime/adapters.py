@@ -14,6 +14,7 @@ from gamemetrics.adapters.mail import make_fallback_mail, make_mail
 from gamemetrics.adapters.pglog import PgLogBus
 from gamemetrics.adapters.postgres.embedded import EmbeddedPostgres
 from gamemetrics.adapters.postgres.pool import open_pool
+from gamemetrics.adapters.qdrant.vectors import make_vectors
 from gamemetrics.ports import bus as topics
 from gamemetrics.service import Adapters
 from gamemetrics.settings import Settings
@@ -78,7 +79,8 @@ async def connect(settings: Settings, url: str, *, name: str, pool_size: int = 8
         async with open_caching(settings.cache) as caches:
             # Cheap to make: neither adapter connects before its first send.
             yield Adapters(url, pool, bus, caches, player_data_stores=registry.gdpr_stores(),
-                           mail=make_mail(settings.mail, pool), mail_fallback=make_fallback_mail(settings.mail))
+                           mail=make_mail(settings.mail, pool), mail_fallback=make_fallback_mail(settings.mail),
+                           open_vectors=lambda: make_vectors(settings.vectors, settings.data_dir))
     finally:
         await bus.close()
         await pool.close()

@@ -21,6 +21,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from gamemetrics.settings import DEFAULT_FX_RATES_USD
+from gamemetrics.simulator.tastes import Taste, taste_of
 
 Event = dict[str, Any]
 
@@ -91,6 +92,7 @@ class Progress:
     inventory: list[str] = field(default_factory=list)
     achievements: set[str] = field(default_factory=set)
     churned_on: date | None = None
+    taste: Taste | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,9 +105,12 @@ class Day:
 
 
 class Simulation:
-    """A population of `players` arriving over `arrival_days` days from `start` (UTC dates)."""
+    """A population of `players` arriving over `arrival_days` days from `start` (UTC dates).
 
-    def __init__(self, *, seed: int, players: int, start: date, arrival_days: int) -> None:
+    Each player has a latent taste (`simulator.tastes`) that picks the items they acquire; with
+    `tastes=False` every item is as likely for everyone, a game without structure to learn."""
+
+    def __init__(self, *, seed: int, players: int, start: date, arrival_days: int, tastes: bool = True) -> None:
         if players < 1:
             raise ValueError("a simulation needs at least one player")
         self.seed = seed
@@ -113,7 +118,10 @@ class Simulation:
         self._key = f"{seed}:{start.isoformat()}"
         span = max(1, arrival_days)
         self.players = [self._player(i, span) for i in range(players)]
-        self.progress = {p.player_id: Progress() for p in self.players}
+        self.progress = {
+            p.player_id: Progress(taste=taste_of(random.Random(f"{self._key}:taste:{p.index}"), structured=tastes))
+            for p in self.players
+        }
 
     def days(self) -> Iterator[Day]:
         """Day after day from `start`, without end; each day depends on the ones before it."""
@@ -178,7 +186,10 @@ class Simulation:
                 return []
         progress.days_played += 1
         progress.streak += 1
-        journey = _Journey(rng, player, progress, app_version=f"1.{min(9, (day - self.start).days // 5)}.0")
+        if progress.taste is not None:
+            progress.taste.drift(random.Random(f"{self._key}:{player.index}:{day.isoformat()}:drift"))
+        journey = _Journey(rng, player, progress, app_version=f"1.{min(9, (day - self.start).days // 5)}.0",
+                           taste_rng=random.Random(f"{self._key}:{player.index}:{day.isoformat()}:items"))
         starts = sorted(_midnight(day) + timedelta(hours=_weighted_hour(rng), seconds=rng.uniform(0, 3599))
                         for _ in range(rng.choices((1, 2, 3, 4), (45, 30, 17, 8))[0]))
         if since_install == 0:
@@ -198,11 +209,13 @@ class Simulation:
 class _Journey:
     """Builds one player's events for one day, clock advancing event by event."""
 
-    def __init__(self, rng: random.Random, player: Player, progress: Progress, *, app_version: str) -> None:
+    def __init__(self, rng: random.Random, player: Player, progress: Progress, *, app_version: str,
+                 taste_rng: random.Random) -> None:
         self.rng = rng
         self.player = player
         self.progress = progress
         self.events: list[Event] = []
+        self.taste_rng = taste_rng
         self.context = {
             "platform": player.platform, "os": player.os, "app_version": app_version,
             "country": player.country, "device": player.device, "locale": player.locale,
@@ -280,6 +293,8 @@ class _Journey:
                 self._achieve(step(1, 2), _LEVEL_MILESTONES[level], session_id)
             if rng.random() < 0.35:
                 item = rng.choice(_ITEMS)
+                if progress.taste is not None:  # drawn apart, so the day's other events stay as they were
+                    item = progress.taste.pick(self.taste_rng).item_id
                 progress.inventory.append(item)
                 self.emit(step(1, 3), "item_acquired", {"item_id": item, "quantity": rng.randint(1, 3)},
                           session_id=session_id)

@@ -9,13 +9,13 @@ UUID (version 5, so the same name is always the same point) and kept in the payl
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from qdrant_client import AsyncQdrantClient, models
 from qdrant_client.http.exceptions import ApiException
 
-from gamemetrics.ports.vectors import Distance, Hit, Point, Scalar, VectorStoreError, Where
+from gamemetrics.ports.vectors import Distance, Hit, Point, Range, Scalar, VectorStoreError, Where
 from gamemetrics.settings import VectorSettings
 
 _NAMES = uuid.UUID("5d3c1e0e-2b7e-4f57-9a44-6a1f0c7b9e21")
@@ -31,7 +31,13 @@ def point_id(name: str) -> str:
 def _filter(where: Where) -> models.Filter:
     conditions: list[models.Condition] = []
     for key, value in where.items():
+        if isinstance(value, Range):
+            conditions.append(models.FieldCondition(key=key, range=models.Range(gte=value.gte, lte=value.lte)))
+            continue
         match: models.MatchValue | models.MatchAny
+        if isinstance(value, float):
+            conditions.append(models.FieldCondition(key=key, range=models.Range(gte=value, lte=value)))
+            continue
         if isinstance(value, str | int | bool):
             match = models.MatchValue(value=value)
         elif all(isinstance(v, str) for v in value):
@@ -69,11 +75,14 @@ class QdrantVectors:
                                    f" {exc}") from exc
 
     async def search(self, collection: str, vector: Sequence[float], *, limit: int,
-                     where: Where | None = None) -> list[Hit]:
+                     where: Where | None = None, exclude: Sequence[str] = ()) -> list[Hit]:
+        query_filter = _filter(where) if where else None
+        if exclude:
+            query_filter = query_filter or models.Filter()
+            query_filter.must_not = [models.HasIdCondition(has_id=[point_id(name) for name in exclude])]
         try:
             found = await self._client.query_points(
-                collection, query=list(vector), query_filter=_filter(where) if where else None, limit=limit,
-                with_payload=True)
+                collection, query=list(vector), query_filter=query_filter, limit=limit, with_payload=True)
         except (ApiException, OSError, ValueError) as exc:
             raise VectorStoreError(f"could not search {collection} of {self._where}: {exc}") from exc
         hits = []
@@ -82,6 +91,25 @@ class QdrantVectors:
             name = str(payload.pop(_NAME_FIELD, point.id))
             hits.append(Hit(name, point.score, payload))
         return hits
+
+    async def vectors(self, collection: str, names: Sequence[str]) -> dict[str, list[float]]:
+        try:
+            points = await self._client.retrieve(collection, ids=[point_id(n) for n in names], with_payload=True,
+                                                 with_vectors=True)
+        except (ApiException, OSError, ValueError) as exc:
+            raise VectorStoreError(f"could not read vectors of {collection} in {self._where}: {exc}") from exc
+        found: dict[str, list[float]] = {}
+        for point in points:
+            if isinstance(point.vector, list) and point.payload is not None:
+                found[str(point.payload[_NAME_FIELD])] = [float(x) for x in point.vector]  # type: ignore[arg-type]
+        return found
+
+    async def set_payload(self, collection: str, payload: Mapping[str, Scalar], *, where: Where) -> None:
+        try:
+            await self._client.set_payload(collection, payload=dict(payload),
+                                           points=models.FilterSelector(filter=_filter(where)), wait=True)
+        except (ApiException, OSError, ValueError) as exc:
+            raise VectorStoreError(f"could not update payloads in {collection} of {self._where}: {exc}") from exc
 
     async def delete(self, collection: str, *, names: Sequence[str] = (), where: Where | None = None) -> None:
         try:

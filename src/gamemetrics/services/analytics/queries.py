@@ -22,6 +22,7 @@ from gamemetrics.services.analytics.types import (
     EventCount,
     FunnelStep,
     MinuteCount,
+    RecommendationFeedback,
     RetentionCohort,
     RetentionDay,
     RevenueDay,
@@ -218,3 +219,19 @@ async def events_per_minute(conn: Conn, tenant: uuid.UUID, game: uuid.UUID, days
     minutes = int((end - start).total_seconds() // 60) if end > start else 0
     return [MinuteCount(minute=m, value=counts.get(m, 0))
             for m in (start + timedelta(minutes=i) for i in range(minutes))]
+
+
+async def recommendation_feedback(conn: Conn, tenant: uuid.UUID, game: uuid.UUID,
+                                  days: Sequence[date]) -> list[RecommendationFeedback]:
+    """Shown, clicked and purchased recommended items per source over the days, with the rates."""
+    rows = await _rows(
+        conn,
+        "SELECT source, count(*) FILTER (WHERE kind = 'shown'), count(*) FILTER (WHERE kind = 'clicked'),"
+        " count(*) FILTER (WHERE kind = 'purchased') FROM rec_feedback WHERE tenant_id = %s AND game_id = %s"
+        " AND at >= %s AND at < %s GROUP BY source ORDER BY source",
+        (tenant, game, midnight(days[0]), midnight(days[-1] + timedelta(days=1))),
+    )
+    return [RecommendationFeedback(source=source, shown=shown, clicked=clicked, purchased=purchased,
+                                   click_through=clicked / shown if shown else None,
+                                   conversion=purchased / shown if shown else None)
+            for source, shown, clicked, purchased in rows]

@@ -31,6 +31,7 @@ from gamemetrics.services.analytics.types import (
     MinuteCount,
     Player,
     PlayerStats,
+    RecommendationFeedback,
     RetentionCohort,
     RevenueDay,
     SessionDay,
@@ -191,6 +192,14 @@ class Query:
         return await info.context.store.per_game(
             tenant, game, ("eventsPerMinute", from_, to, event_type, now),
             lambda conn: queries.events_per_minute(conn, tenant, game, days, event_type, now))
+
+    @strawberry.field(description="Click-through and conversion of the recommender's answers, per source.")
+    async def recommendation_feedback(self, info: Ctx, game_id: strawberry.ID, from_: From,
+                                      to: date) -> list[RecommendationFeedback] | None:
+        tenant, game, days = _tenant(info), _uuid(game_id, "gameId"), _days(info, from_, to)
+        # Uncached: feedback does not move the data version that keys the answer cache.
+        return await info.context.store.uncached(
+            tenant, lambda conn: queries.recommendation_feedback(conn, tenant, game, days))
 
     @strawberry.field(description="One player of a game.")
     async def player(self, info: Ctx, game_id: strawberry.ID, player_id: str) -> Player | None:

@@ -91,6 +91,16 @@ class EventCount:
     count: int
 
 
+@strawberry.type(description="Feedback on recommended items from one source (collaborative, similar, popular).")
+class RecommendationFeedback:
+    source: str
+    shown: int
+    clicked: int
+    purchased: int
+    click_through: float | None = strawberry.field(description="clicked / shown; null before anything was shown.")
+    conversion: float | None = strawberry.field(description="purchased / shown; null before anything was shown.")
+
+
 @strawberry.type(description="Events whose time falls in one UTC minute.")
 class MinuteCount:
     minute: datetime

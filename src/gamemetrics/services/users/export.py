@@ -1,6 +1,8 @@
 """Export (GDPR Art. 15 and 20): `GET /v1/games/{game_id}/players/{player_id}/export` answers
 everything the platform holds about the player as one JSON document, streamed: the profile, every
-event, the daily and session rollups, and the dead letters that are their events."""
+event, the daily and session rollups, the dead letters that are their events, and what the
+recommender learnt from them (its interactions and the feedback on its answers; the player's vector
+is computed from those interactions and is not readable on its own)."""
 
 from __future__ import annotations
 
@@ -36,6 +38,8 @@ _EVENTS = ", ".join(_EVENT_NAMES)
 _DAY_COLUMNS = ("day", "events", "sessions", "playtime_seconds", "purchases", "revenue_usd", "first_event_at",
                 "last_event_at")
 _SESSION_COLUMNS = ("session_id", "started_at", "ended_at", "events")
+_INTERACTION_COLUMNS = ("event_id", "item_id", "event_type", "at", "country", "platform")
+_FEEDBACK_COLUMNS = ("recommendation_id", "kind", "item_id", "source", "at")
 
 
 class ExportRoutes:
@@ -105,7 +109,11 @@ class ExportRoutes:
                 conn, "sessions", _SESSION_COLUMNS, key, "started_at"))
             letters = [{"created_at": at, "reason": reason, "payload": _payload(payload)}
                        for _, at, reason, payload in await dead_letters_of(conn, *key)]
-            yield b', "dead_letters": ' + _json.encode(letters) + b"}"
+            yield b', "dead_letters": ' + _json.encode(letters)
+            yield b', "recommender": {"interactions": ' + _json.encode(await _rows(
+                conn, "rec_interactions", _INTERACTION_COLUMNS, key, "at"))
+            yield b', "feedback": ' + _json.encode(await _rows(
+                conn, "rec_feedback", _FEEDBACK_COLUMNS, key, "at")) + b"}}"
 
     def routes(self) -> list[Route]:
         return [Route("/v1/games/{game_id}/players/{player_id}/export", self.export, methods=["GET"])]

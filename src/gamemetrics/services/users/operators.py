@@ -28,9 +28,10 @@ from gamemetrics.web.errors import ApiError, retry_after
 from gamemetrics.web.requests import json_body
 from gamemetrics.web.responses import json_response
 
+_ADMIN = ("admin", "analytics:read", "players:read", "players:write", "gdpr:erase", "recommendations:read")
 ROLES = {
-    "platform_admin": ("admin", "analytics:read", "players:read", "players:write", "gdpr:erase"),
-    "tenant_admin": ("admin", "analytics:read", "players:read", "players:write", "gdpr:erase"),
+    "platform_admin": _ADMIN,
+    "tenant_admin": _ADMIN,
     "analyst": ("analytics:read", "players:read"),
 }
 MIN_PASSWORD = 12

@@ -1,0 +1,15 @@
+"""The recommender's Prometheus metrics."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Histogram
+
+RECOMMENDATIONS = Counter("gamemetrics_recommendations_total", "Recommendation answers given",
+                          ["kind", "cached", "fallback"])
+FEEDBACK = Counter("gamemetrics_recommendation_feedback_total",
+                   "Feedback on recommended items (shown, clicked, purchased), by the source that picked them",
+                   ["kind", "source"])
+LATENCY = Histogram("gamemetrics_recommendation_seconds", "Time to answer a recommendation request",
+                    buckets=(0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1.0))
+SKIPPED = Counter("gamemetrics_recommender_events_skipped_total",
+                  "Processed-topic records the recommender could not read (an unknown schema version)")

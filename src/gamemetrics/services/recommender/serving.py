@@ -1,0 +1,190 @@
+"""Answering "what should this player be offered next?": the trained model's items, items like the
+player's own when they are newer than the model, popular ones for the rest; cached per query."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import msgspec
+import numpy as np
+from psycopg_pool import AsyncConnectionPool
+
+from gamemetrics.ports.cache import Cache, CacheError
+from gamemetrics.ports.vectors import Range, Scalar, Vectors, VectorStoreError, Where
+from gamemetrics.services.recommender.catalogue import tenant_transaction
+from gamemetrics.services.recommender.interactions import Interactions, weights_sql
+from gamemetrics.services.recommender.models import ActiveModel, Models
+
+
+class Query(msgspec.Struct, frozen=True):
+    """What is asked beside the player: how many, and which items qualify."""
+
+    n: int = 10
+    category: str | None = None
+    min_price: float | None = None
+    max_price: float | None = None
+    country: str | None = None
+    platform: str | None = None
+
+
+class Pick(msgspec.Struct, frozen=True):
+    item_id: str
+    score: float
+    source: str
+
+
+class Answer(msgspec.Struct):
+    recommendation_id: uuid.UUID
+    model_version: int | None
+    items: list[Pick]
+    fallback: list[str] = msgspec.field(default_factory=list)
+
+
+@dataclass(slots=True)
+class Degraded:
+    """Dependencies that did not answer while serving one request."""
+
+    reasons: list[str] = field(default_factory=list)
+
+
+_answer = msgspec.json.Decoder(Answer)
+
+
+def generation_key(tenant_id: uuid.UUID, game_id: uuid.UUID, player_id: str) -> str:
+    """The key of a player's answer generation, renewed when they interact or are erased."""
+    return f"gen:{tenant_id}:{game_id}:{player_id}"
+
+
+def _filters(query: Query) -> dict[str, Scalar | Range]:
+    where: dict[str, Scalar | Range] = {"available": True}
+    if query.category is not None:
+        where["category"] = query.category
+    if query.min_price is not None or query.max_price is not None:
+        where["price"] = Range(gte=query.min_price, lte=query.max_price)
+    return where
+
+
+class Recommender:
+    """Ranks items for players and items like an item, on the active model and the catalogue."""
+
+    def __init__(self, pool: AsyncConnectionPool, interactions: Interactions, models: Models, vectors: Vectors,
+                 cache: Cache, *, cache_seconds: float, popular_days: float) -> None:
+        self._pool = pool
+        self._interactions = interactions
+        self._models = models
+        self._vectors = vectors
+        self._cache = cache
+        self._ttl = cache_seconds
+        self._window = timedelta(days=popular_days)
+
+    async def recommend(self, tenant_id: uuid.UUID, game_id: uuid.UUID, player_id: str, query: Query) -> Answer:
+        """The player's answer: from the cache when kept, else computed and kept."""
+        degraded = Degraded()
+        model = await self._models.active(tenant_id, game_id)
+        key = await self._answer_key(tenant_id, game_id, player_id, query, model, degraded)
+        if key is not None:
+            try:
+                kept = await self._cache.get(key)
+                if kept is not None:
+                    return _answer.decode(kept)
+            except CacheError:
+                degraded.reasons.append("cache")
+        answer = await self._compute(tenant_id, game_id, player_id, query, model, degraded)
+        if key is not None and "vectors" not in degraded.reasons:
+            try:
+                await self._cache.set(key, msgspec.json.encode(answer), self._ttl)
+            except CacheError:
+                answer.fallback.append("cache")
+        return answer
+
+    async def _answer_key(self, tenant_id: uuid.UUID, game_id: uuid.UUID, player_id: str, query: Query,
+                          model: ActiveModel | None, degraded: Degraded) -> str | None:
+        try:
+            generation = await self._cache.get(generation_key(tenant_id, game_id, player_id))
+        except CacheError:
+            degraded.reasons.append("cache")
+            return None
+        version = model.version if model else 0
+        asked = msgspec.json.encode(query).decode()
+        return f"answer:{tenant_id}:{game_id}:{player_id}:{version}:{(generation or b'0').decode()}:{asked}"
+
+    async def _compute(self, tenant_id: uuid.UUID, game_id: uuid.UUID, player_id: str, query: Query,
+                       model: ActiveModel | None, degraded: Degraded) -> Answer:
+        owned = await self._interactions.owned(tenant_id, game_id, player_id)
+        picks: list[Pick] = []
+        if model is not None:
+            try:
+                picks = await self._personal(model, player_id, owned, query)
+            except VectorStoreError:
+                degraded.reasons.append("vectors")
+        if len(picks) < query.n:
+            taken = {p.item_id for p in picks}
+            country, platform = await self._interactions.segment(tenant_id, game_id, player_id)
+            popular = await self.popular(tenant_id, game_id, query, exclude=[*owned, *taken],
+                                         country=country or query.country, platform=platform or query.platform)
+            picks += popular[:query.n - len(picks)]
+        return Answer(uuid.uuid4(), model.version if model else None, picks, sorted(set(degraded.reasons)))
+
+    async def _personal(self, model: ActiveModel, player_id: str, owned: list[str], query: Query) -> list[Pick]:
+        """The model's picks: the player's own vector, or the mean of their items' vectors when the
+        player is newer than the model."""
+        found = await self._vectors.vectors(model.players, [model.name(player_id)])
+        source = "collaborative"
+        vector = found.get(model.name(player_id))
+        if vector is None and owned:
+            theirs = await self._vectors.vectors(model.items, [model.name(item) for item in owned])
+            if theirs:
+                vector = np.mean(np.array(list(theirs.values()), dtype=np.float32), axis=0).tolist()
+                source = "similar"
+        if vector is None:
+            return []
+        return await self._search(model, vector, query, owned, source)
+
+    async def _search(self, model: ActiveModel, vector: list[float], query: Query, exclude: list[str],
+                      source: str) -> list[Pick]:
+        where: Where = {**model.where(), **_filters(query)}
+        hits = await self._vectors.search(model.items, vector, limit=query.n, where=where,
+                                          exclude=[model.name(item) for item in exclude])
+        return [Pick(str(hit.payload["item"]), round(float(hit.score), 6), source) for hit in hits]
+
+    async def similar(self, tenant_id: uuid.UUID, game_id: uuid.UUID, item_id: str, query: Query) -> Answer:
+        """Items whose vectors lie nearest the item's; popular items when the model does not know it."""
+        model = await self._models.active(tenant_id, game_id)
+        picks: list[Pick] = []
+        degraded = Degraded()
+        if model is not None:
+            try:
+                found = await self._vectors.vectors(model.items, [model.name(item_id)])
+                if found:
+                    picks = await self._search(model, next(iter(found.values())), query, [item_id], "similar")
+            except VectorStoreError:
+                degraded.reasons.append("vectors")
+        if len(picks) < query.n:
+            more = await self.popular(tenant_id, game_id, query, exclude=[item_id, *(p.item_id for p in picks)])
+            picks += more[:query.n - len(picks)]
+        return Answer(uuid.uuid4(), model.version if model else None, picks, degraded.reasons)
+
+    async def popular(self, tenant_id: uuid.UUID, game_id: uuid.UUID, query: Query, *, exclude: list[str],
+                      country: str | None = None, platform: str | None = None) -> list[Pick]:
+        """Items most interacted with over the recent window: in the player's segment first, then overall."""
+        case, params = weights_sql(await self._interactions.weights(tenant_id, game_id))
+        since = datetime.now(UTC) - self._window
+        async with self._pool.connection() as conn, conn.transaction():
+            await tenant_transaction(conn, tenant_id)
+            cur = await conn.execute(
+                f"SELECT r.item_id, sum({case})::float8 AS score,"
+                f" sum({case}) FILTER (WHERE (%s::text IS NULL OR r.country = %s)"
+                " AND (%s::text IS NULL OR r.platform = %s))::float8 AS in_segment"
+                " FROM rec_interactions r JOIN rec_items i USING (tenant_id, game_id, item_id)"
+                " WHERE r.tenant_id = %s AND r.game_id = %s AND r.at >= %s AND i.available"
+                " AND NOT (r.item_id = ANY(%s)) AND (%s::text IS NULL OR i.category = %s)"
+                " AND (%s::numeric IS NULL OR i.price >= %s) AND (%s::numeric IS NULL OR i.price <= %s)"
+                " GROUP BY r.item_id ORDER BY in_segment DESC NULLS LAST, score DESC, r.item_id LIMIT %s",
+                [*params, *params, country, country, platform, platform,
+                 tenant_id, game_id, since, exclude, query.category, query.category, query.min_price,
+                 query.min_price, query.max_price, query.max_price, query.n])
+            rows: list[Any] = await cur.fetchall()
+        return [Pick(row[0], round(float(row[2] if row[2] is not None else row[1]), 6), "popular") for row in rows]
