@@ -12,7 +12,7 @@ import shutil
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,8 +20,10 @@ from pathlib import Path
 import httpx
 import pytest
 from selenium import webdriver
+from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
 from selenium.webdriver.chrome.service import Service as ChromeService
 from selenium.webdriver.common.by import By
+from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.expected_conditions import staleness_of
 from selenium.webdriver.support.ui import WebDriverWait
 
@@ -138,8 +140,12 @@ class Dashboard:
     def text(self, element_id: str) -> str:
         return str(self.driver.find_element(By.ID, element_id).text)
 
-    def wait(self, check: object, what: str) -> None:
-        WebDriverWait(self.driver, WAIT_S, poll_frequency=0.2).until(check, message=f"waited for {what}")  # type: ignore[arg-type]
+    def wait(self, check: Callable[[WebDriver], object], what: str) -> None:
+        """Wait until `check` holds. A check that reads an element of the page an action is leaving
+        (a form's answer still on its way) is asked again on the next page rather than failing."""
+        WebDriverWait(self.driver, WAIT_S, poll_frequency=0.2,
+                      ignored_exceptions=(StaleElementReferenceException, NoSuchElementException)).until(
+            check, message=f"waited for {what}")
 
 
 @pytest.fixture
