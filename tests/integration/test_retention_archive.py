@@ -1,0 +1,108 @@
+"""The archive run on the real PostgreSQL, into a local directory and into S3Proxy: cold days become
+verified Parquet, leave the database, and the analytics answers for them stay the same."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow.parquet as pq
+import pytest
+
+from gamemetrics.adapters.objects.store import ObjectStore, local_objects, s3_objects
+from gamemetrics.audit import AuditLog
+from gamemetrics.auth.secret import platform_secret
+from gamemetrics.runtime import Platform
+from gamemetrics.services.retention.archiver import Archiver, RunBusy, RUN_LOCK
+from gamemetrics.services.retention.layout import load_manifest, manifest_key
+from gamemetrics.settings import Settings
+from gamemetrics.tenancy.store import CreatedKey
+from tests.integration.retention_fixtures import answers, day_of, history, store_history
+from tests.s3_server import S3Server
+
+
+@pytest.fixture(params=["local", "s3"])
+def objects(request: pytest.FixtureRequest, tmp_path: Path) -> ObjectStore:
+    if request.param == "local":
+        return local_objects(tmp_path / "objects")
+    server: S3Server = request.getfixturevalue("s3_server")
+    return s3_objects(server.settings(f"run-{uuid.uuid4().hex[:10]}"))
+
+
+def archiver(platform: Platform, settings: Settings, objects: ObjectStore, part_rows: int = 1000) -> Archiver:
+    return Archiver(platform.pool, objects, AuditLog(platform_secret(settings)), part_rows=part_rows, zstd_level=3)
+
+
+async def rows(platform: Platform, query: str, *params: Any) -> list[tuple[Any, ...]]:
+    async with platform.pool.connection() as conn:
+        return await (await conn.execute(query, params)).fetchall()
+
+
+async def test_cold_days_are_archived_verified_and_dropped_with_metrics_unchanged(
+        platform: Platform, settings: Settings, write_key: CreatedKey, objects: ObjectStore, tmp_path: Path) -> None:
+    sent = history([120, 100, 95, 10])
+    await store_history(platform, settings, write_key, sent)
+    cold = [day_of(ago) for ago in (120, 100, 95)]
+    before = await answers(platform, write_key, [*cold, day_of(10)])
+    online_before = {r[0]: r[1:] for r in await rows(
+        platform, "SELECT event_id::text, player_id, event_type, properties::text, revenue_usd FROM events")}
+
+    report = await archiver(platform, settings, objects, part_rows=20).run()
+
+    assert [(d.job.day, d.state) for d in report.days] == [(day, "archived") for day in cold]
+    assert all(d.partition_dropped for d in report.days)
+    partitions = {r[0] for r in await rows(platform, "SELECT relname FROM pg_class WHERE relname LIKE 'events_2%%'")}
+    assert not partitions & {f"events_{d:%Y%m%d}" for d in cold}
+    assert f"events_{day_of(10):%Y%m%d}" in partitions
+    assert (await rows(platform, "SELECT count(*) FROM events"))[0][0] == 30
+    assert await answers(platform, write_key, [*cold, day_of(10)]) == before
+
+    # Every archived row is the one that was online, read back with pyarrow from the store's files.
+    archived: dict[str, tuple[Any, ...]] = {}
+    for day in cold:
+        manifest = await load_manifest(objects, manifest_key(write_key.tenant_id, write_key.game_id, day))
+        assert manifest is not None and manifest.rows == 30 and len(manifest.files) == 2
+        for file in manifest.files:
+            assert f"tenant_id={write_key.tenant_id}/game_id={write_key.game_id}/dt={day}/part-" in file.key
+            local = tmp_path / "part.parquet"
+            await objects.download(file.key, local)
+            for row in pq.read_table(local).to_pylist():
+                archived[row["event_id"]] = (row["player_id"], row["event_type"], row["properties"],
+                                             row["revenue_usd"])
+    expected = {k: v for k, v in online_before.items()
+                if k in {e["event_id"] for e in sent[:90]}}
+    assert archived == expected
+
+    # A second run finds nothing to do; the audit log holds each day and both runs.
+    assert (await archiver(platform, settings, objects).run()).days == []
+    actions = [r[0] for r in await rows(platform, "SELECT action FROM audit_log ORDER BY seq")]
+    assert actions == ["retention.day_archived"] * 3 + ["retention.run"] * 2
+    assert (await AuditLog(platform_secret(settings)).verify(await platform.pool.getconn())).ok
+
+
+async def test_dry_run_changes_nothing_and_a_held_lock_refuses(
+        platform: Platform, settings: Settings, write_key: CreatedKey, tmp_path: Path) -> None:
+    await store_history(platform, settings, write_key, history([200], players=2, per_player=2))
+    objects = local_objects(tmp_path / "objects")
+    report = await archiver(platform, settings, objects).run(dry_run=True)
+    assert [(d.job.day, d.state, d.job.online_rows) for d in report.days] == [(day_of(200), "planned", 4)]
+    assert await objects.list() == []
+    async with platform.pool.connection() as holder:
+        await holder.execute("SELECT pg_advisory_lock(%s)", (RUN_LOCK,))
+        with pytest.raises(RunBusy, match="another retention run"):
+            await archiver(platform, settings, objects).run()
+        await holder.execute("SELECT pg_advisory_unlock(%s)", (RUN_LOCK,))
+    assert (await rows(platform, "SELECT count(*) FROM events"))[0][0] == 4
+
+
+async def test_a_per_game_policy_keeps_days_online(
+        platform: Platform, settings: Settings, write_key: CreatedKey, tmp_path: Path) -> None:
+    await store_history(platform, settings, write_key, history([100, 40], players=1, per_player=1))
+    async with platform.pool.connection() as conn:
+        await conn.execute(
+            "INSERT INTO retention_policies (tenant_id, game_id, events_online_days, archive_days, dead_letter_days,"
+            " notification_days) VALUES (%s, %s, 30, 365, 30, 180)", (write_key.tenant_id, write_key.game_id))
+    report = await archiver(platform, settings, local_objects(tmp_path / "o")).run()
+    assert sorted(d.job.day for d in report.days) == [day_of(100), day_of(40)]
