@@ -120,4 +120,5 @@ def owned_routes(specs: Sequence[ServiceSpec], services: Mapping[str, Service]) 
                                f" it ({', '.join(spec.paths) or 'none'}); add the prefix to its registry entry")
         app = service_app(service)
         owned += [Owned(prefix, app) for prefix in spec.paths]
-    return owned
+    # The longest prefix first: a service's path below another's prefix goes to the former.
+    return sorted(owned, key=lambda route: -len(route.prefix) if isinstance(route, Owned) else 0)

@@ -83,6 +83,13 @@ SERVICES: tuple[ServiceSpec, ...] = (
         gdpr_stores=("events", "rollups", "profile", "dead_letters", "bus"),
         pool_size=lambda settings: settings.users_pool_size,
     ),
+    ServiceSpec(
+        "retention", "both", "gamemetrics.services.retention.main:build",
+        "retention policies; archives cold event days as verified Parquet; erases players from archives",
+        paths=("/v1/admin/retention",),
+        gdpr_stores=("archive",),
+        pool_size=lambda settings: 2,
+    ),
 )
 
 NAMES = tuple(spec.name for spec in SERVICES)
@@ -108,14 +115,21 @@ def owns(prefix: str, path: str) -> bool:
 
 
 def claim_conflicts(specs: Iterable[ServiceSpec] = SERVICES) -> list[str]:
-    """Prefixes claimed by two services (or one shadowing another, or a platform path): empty when none."""
-    claims = [("the platform", path) for path in PLATFORM_PATHS]
-    claims += [(spec.name, prefix) for spec in specs for prefix in spec.paths]
+    """Prefixes claimed by two services, or overlapping a platform path: empty when none.
+
+    A service may claim a path below another's prefix (`/v1/admin/retention` below `/v1/admin`):
+    the longer prefix wins, in the host as in an Ingress."""
+    platform = [("the platform", path) for path in PLATFORM_PATHS]
+    claims = [(spec.name, prefix) for spec in specs for prefix in spec.paths]
     return [
         f"{prefix!r} of {owner} overlaps {other_prefix!r} of {other}"
+        for owner, prefix in platform for other, other_prefix in claims
+        if owns(prefix, other_prefix) or owns(other_prefix, prefix)
+    ] + [
+        f"{prefix!r} of {owner} is claimed again by {other}"
         for i, (owner, prefix) in enumerate(claims)
         for other, other_prefix in claims[i + 1:]
-        if owns(prefix, other_prefix) or owns(other_prefix, prefix)
+        if prefix.rstrip("/") == other_prefix.rstrip("/")
     ]
 
 

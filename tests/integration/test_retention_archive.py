@@ -7,7 +7,6 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import duckdb
 import pyarrow.parquet as pq
 import pytest
 
@@ -15,7 +14,7 @@ from gamemetrics.adapters.objects.store import ObjectStore, local_objects, s3_ob
 from gamemetrics.audit import AuditLog
 from gamemetrics.auth.secret import platform_secret
 from gamemetrics.runtime import Platform
-from gamemetrics.services.retention.archiver import Archiver, RunBusy, RUN_LOCK
+from gamemetrics.services.retention.archiver import RUN_LOCK, Archiver, RunBusy
 from gamemetrics.services.retention.layout import load_manifest, manifest_key
 from gamemetrics.settings import Settings
 from gamemetrics.tenancy.store import CreatedKey

@@ -12,6 +12,7 @@ from gamemetrics import registry
 from gamemetrics.cli import app as cli_app
 from gamemetrics.cli import platform as cli
 from gamemetrics.registry import SERVICES, ServiceSpec
+from gamemetrics.services.retention.eraser import ArchiveEraser
 from gamemetrics.services.users.eraser import StoreEraser
 
 
@@ -44,7 +45,9 @@ def test_overlapping_claims_are_found() -> None:
     a = ServiceSpec("a", "http", "x:y", "a", paths=("/v1/games",))
     b = ServiceSpec("b", "http", "x:y", "b", paths=("/v1/games/{game_id}/items",))
     c = ServiceSpec("c", "http", "x:y", "c", paths=("/metrics",))
-    assert registry.claim_conflicts([a, b]) == ["'/v1/games' of a overlaps '/v1/games/{game_id}/items' of b"]
+    assert registry.claim_conflicts([a, b]) == []  # the longer prefix wins
+    assert registry.claim_conflicts([a, b, ServiceSpec("e", "http", "x:y", "e", paths=("/v1/games/",))]) == [
+        "'/v1/games' of a is claimed again by e"]
     assert registry.claim_conflicts([c]) == ["'/metrics' of the platform overlaps '/metrics' of c"]
     assert registry.claim_conflicts([a, ServiceSpec("d", "http", "x:y", "d", paths=("/v1/gamesx",))]) == []
 
@@ -69,9 +72,9 @@ def test_stray_routes_are_named() -> None:
 
 
 def test_the_gdpr_stores_are_the_ones_an_erasure_waits_for() -> None:
-    assert sorted(registry.gdpr_stores()) == sorted(StoreEraser.stores)
+    assert sorted(registry.gdpr_stores()) == sorted([*StoreEraser.stores, *ArchiveEraser.stores])
 
 
 def test_unknown_service_names_the_choices() -> None:
-    with pytest.raises(KeyError, match="ingest, processor, analytics, users"):
+    with pytest.raises(KeyError, match="ingest, processor, analytics, users, retention"):
         registry.service("nope")

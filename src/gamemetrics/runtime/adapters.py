@@ -10,6 +10,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from gamemetrics import registry
 from gamemetrics.adapters.caching import open_caching
+from gamemetrics.adapters.objects.store import make_objects
 from gamemetrics.adapters.pglog import PgLogBus
 from gamemetrics.adapters.postgres.embedded import EmbeddedPostgres
 from gamemetrics.adapters.postgres.pool import open_pool
@@ -64,7 +65,7 @@ def open_bus(settings: Settings, url: str, pool: AsyncConnectionPool, *, name: s
 
 @asynccontextmanager
 async def connect(settings: Settings, url: str, *, name: str, pool_size: int = 8) -> AsyncIterator[Adapters]:
-    """Open the pool, bus and caches, close them on exit.
+    """Open the pool, bus, caches and object storage, close them on exit.
 
     The embedded log's topics are made here; Kafka's come from `gamemetrics kafka init`, because a
     service's Kafka credentials need not (and in production should not) be allowed to create topics.
@@ -75,7 +76,9 @@ async def connect(settings: Settings, url: str, *, name: str, pool_size: int = 8
         if isinstance(bus, PgLogBus):
             await bus.create_topics(topic_partitions(settings))
         async with open_caching(settings.cache) as caches:
-            yield Adapters(url, pool, bus, caches, player_data_stores=registry.gdpr_stores())
+            # Cheap to make: no connection is opened until an object is asked for.
+            objects = make_objects(settings.objects, settings.data_dir)
+            yield Adapters(url, pool, bus, caches, objects, player_data_stores=registry.gdpr_stores())
     finally:
         await bus.close()
         await pool.close()

@@ -14,6 +14,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 from datetime import UTC, date, datetime, timedelta
 
 import pyarrow as pa
@@ -23,10 +24,15 @@ from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
 from gamemetrics.audit import AuditEntry, AuditLog
-from gamemetrics.ports.objects import ObjectStoreError, Objects
+from gamemetrics.ports.objects import Objects, ObjectStoreError
 from gamemetrics.services.retention import parquet
 from gamemetrics.services.retention.layout import (
-    ArchivedFile, ArchiveError, Manifest, load_manifest, manifest_key, next_part_number, store_manifest,
+    ArchiveError,
+    Manifest,
+    load_manifest,
+    manifest_key,
+    next_part_number,
+    store_manifest,
 )
 from gamemetrics.services.retention.parts import read_day, write_part
 from gamemetrics.services.retention.policy import PolicyStore
@@ -187,7 +193,7 @@ class Archiver:
         return DayOutcome(job, "archived", rows_archived=fresh.num_rows, rows_deleted=deleted,
                           partition_dropped=dropped)
 
-    async def _delete_online(self, job: DayJob, ids: pa.ChunkedArray, manifest: Manifest,
+    async def _delete_online(self, job: DayJob, ids: pa.ChunkedArray[Any], manifest: Manifest,
                              key: str) -> tuple[int, bool]:
         """Delete exactly the verified rows; drop the day's partition if nothing else is left in it."""
         start, end = _bounds(job.day)

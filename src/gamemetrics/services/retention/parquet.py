@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -13,7 +14,7 @@ import pyarrow.parquet as pq
 
 SCHEMA_VERSION = 1
 
-SCHEMA = pa.schema([
+SCHEMA = pa.schema([  # type: ignore[arg-type]  # the stubs miss decimal128 fields
     ("tenant_id", pa.string()),
     ("game_id", pa.string()),
     ("event_id", pa.string()),
@@ -83,7 +84,8 @@ def from_parquet(data: bytes) -> pa.Table:
 def content_hash(table: pa.Table) -> str:
     """sha256 over the rows in event-id order, each column as text: equal for equal rows however stored."""
     ordered = table.sort_by("event_id")
-    columns = [pc.fill_null(pc.cast(ordered[name], pa.string()), _NULL) for name in SCHEMA.names]
+    columns: list[Any] = [pc.fill_null(pc.cast(ordered[name], pa.string()), _NULL)  # type: ignore[type-var]
+                          for name in SCHEMA.names]
     digest = hashlib.sha256()
     if ordered.num_rows:
         lines = pc.binary_join_element_wise(*columns, "\x1f")

@@ -10,7 +10,7 @@ from datetime import date
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from gamemetrics.ports.objects import ObjectNotFound, ObjectStoreError, Objects
+from gamemetrics.ports.objects import ObjectNotFound, Objects, ObjectStoreError
 from gamemetrics.services.retention import parquet
 from gamemetrics.services.retention.layout import ArchivedFile, ArchiveError, Manifest, part_key
 
