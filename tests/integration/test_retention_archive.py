@@ -4,6 +4,7 @@ verified Parquet, leave the database, and the analytics answers for them stay th
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -13,9 +14,13 @@ import pytest
 from gamemetrics.adapters.objects.store import ObjectStore, local_objects, s3_objects
 from gamemetrics.audit import AuditLog
 from gamemetrics.auth.secret import platform_secret
+from gamemetrics.events.gdpr_requests import ErasureRequest
+from gamemetrics.gdpr.erasers import StoreState
 from gamemetrics.runtime import Platform
 from gamemetrics.services.retention.archiver import RUN_LOCK, Archiver, RunBusy
+from gamemetrics.services.retention.eraser import ArchiveEraser
 from gamemetrics.services.retention.layout import load_manifest, manifest_key
+from gamemetrics.services.retention.parts import read_day
 from gamemetrics.settings import Settings
 from gamemetrics.tenancy.store import CreatedKey
 from tests.integration.retention_fixtures import answers, day_of, history, store_history
@@ -105,3 +110,35 @@ async def test_a_per_game_policy_keeps_days_online(
             " notification_days) VALUES (%s, %s, 30, 365, 30, 180)", (write_key.tenant_id, write_key.game_id))
     report = await archiver(platform, settings, local_objects(tmp_path / "o")).run()
     assert sorted(d.job.day for d in report.days) == [day_of(100), day_of(40)]
+
+
+async def test_an_erasure_rewrites_the_files_holding_the_player(
+        platform: Platform, settings: Settings, write_key: CreatedKey, objects: ObjectStore) -> None:
+    sent = history([120, 100], players=4, per_player=5)
+    await store_history(platform, settings, write_key, sent)
+    await archiver(platform, settings, objects, part_rows=6).run()
+    key = manifest_key(write_key.tenant_id, write_key.game_id, day_of(120))
+    before = await load_manifest(objects, key)
+    assert before is not None
+    eraser = ArchiveEraser(platform.pool, objects, zstd_level=3)
+    request = ErasureRequest(uuid.uuid4(), write_key.tenant_id, write_key.game_id, "player-1", "test",
+                             datetime.now(UTC))
+
+    states = await eraser.erase(request, b"h" * 32)
+
+    assert states == {"archive": StoreState("erased", rows=10)}
+    remaining: list[str] = []
+    for ago in (120, 100):
+        manifest = await load_manifest(objects, manifest_key(write_key.tenant_id, write_key.game_id, day_of(ago)))
+        assert manifest is not None and manifest.rows == 15
+        remaining += (await read_day(objects, manifest))["player_id"].to_pylist()
+    assert sorted(set(remaining)) == ["player-0", "player-2", "player-3"]
+    after = await load_manifest(objects, key)
+    assert after is not None
+    rewritten = {f.key for f in before.files} - {f.key for f in after.files}
+    assert rewritten and not any([await objects.exists(k) for k in rewritten])  # the old files are gone
+    stored = {info.key for info in await objects.list(key.rsplit("/", 1)[0] + "/")}
+    assert stored == {f.key for f in after.files} | {key}
+    assert (await rows(platform, "SELECT rows FROM archived_days ORDER BY day")) == [(15,), (15,)]
+    # Asked again (a redelivered request), nothing is left to remove.
+    assert await eraser.erase(request, b"h" * 32) == {"archive": StoreState("erased", rows=0)}
