@@ -3,6 +3,7 @@ verified Parquet, leave the database, and the analytics answers for them stay th
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
@@ -16,11 +17,14 @@ from gamemetrics.audit import AuditLog
 from gamemetrics.auth.secret import platform_secret
 from gamemetrics.events.gdpr_requests import ErasureRequest
 from gamemetrics.gdpr.erasers import StoreState
+from gamemetrics.gdpr.tombstones import Tombstones
 from gamemetrics.runtime import Platform
 from gamemetrics.services.retention.archiver import RUN_LOCK, Archiver, RunBusy
 from gamemetrics.services.retention.eraser import ArchiveEraser
 from gamemetrics.services.retention.layout import load_manifest, manifest_key
 from gamemetrics.services.retention.parts import read_day
+from gamemetrics.services.retention.query import connect, fetch_archive, run_query
+from gamemetrics.services.retention.restore import Restorer
 from gamemetrics.settings import Settings
 from gamemetrics.tenancy.store import CreatedKey
 from tests.integration.retention_fixtures import answers, day_of, history, store_history
@@ -142,3 +146,37 @@ async def test_an_erasure_rewrites_the_files_holding_the_player(
     assert (await rows(platform, "SELECT rows FROM archived_days ORDER BY day")) == [(15,), (15,)]
     # Asked again (a redelivered request), nothing is left to remove.
     assert await eraser.erase(request, b"h" * 32) == {"archive": StoreState("erased", rows=0)}
+
+
+async def test_duckdb_queries_and_a_restore_brings_days_back_once_without_erased_players(
+        platform: Platform, settings: Settings, write_key: CreatedKey, objects: ObjectStore, tmp_path: Path) -> None:
+    sent = history([120, 100], players=4, per_player=5)
+    await store_history(platform, settings, write_key, sent)
+    online = sorted(r[0] for r in await rows(platform, "SELECT event_id::text FROM events"))
+    await archiver(platform, settings, objects, part_rows=6).run()
+
+    files = await fetch_archive(objects, tmp_path / "scratch", tenant_id=write_key.tenant_id)
+    db = connect(files)
+    counted = run_query(db, "SELECT dt, count(*) AS n, sum(revenue_usd) AS gross FROM events GROUP BY dt ORDER BY dt")
+    assert counted.columns == ["dt", "n", "gross"]
+    assert [(r[0], r[1]) for r in counted.rows] == [(day_of(120), 20), (day_of(100), 20)]
+    assert sorted(r[0] for r in run_query(db, "SELECT event_id FROM events").rows) == online
+    assert run_query(db, "SELECT DISTINCT game_id FROM events").rows == [(str(write_key.game_id),)]
+    with pytest.raises(ValueError, match="nowhere"):
+        run_query(db, "SELECT * FROM nowhere")
+
+    secret = platform_secret(settings)
+    tombstones = Tombstones(secret)
+    async with platform.pool.connection() as conn:
+        await conn.execute("INSERT INTO erased_players (player_hash, tenant_id, game_id) VALUES (%s, %s, %s)",
+                           (tombstones.player_hash(write_key.tenant_id, write_key.game_id, "player-2"),
+                            write_key.tenant_id, write_key.game_id))
+    restorer = Restorer(platform.pool, objects, tombstones, AuditLog(secret), "test")
+    first = await restorer.restore(write_key.game_id, day_of(130), day_of(90))
+    assert [(d.restored, d.already_online, d.erased_skipped) for d in first] == [(15, 0, 5), (15, 0, 5)]
+    again = await restorer.restore(write_key.game_id, day_of(130), day_of(90))
+    assert [(d.restored, d.already_online) for d in again] == [(0, 15), (0, 15)]
+    back = await rows(platform, "SELECT event_id::text, player_id, properties::text FROM events ORDER BY 1")
+    assert len(back) == 30 and "player-2" not in {r[1] for r in back}
+    by_id = {e["event_id"]: e for e in sent}
+    assert all(json.loads(r[2]) == by_id[r[0]]["properties"] for r in back)

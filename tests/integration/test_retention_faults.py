@@ -7,7 +7,6 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 from signal import SIGKILL
 
 import pytest
@@ -53,7 +52,7 @@ asyncio.run(main())
 
 def environment(settings: Settings) -> dict[str, str]:
     return {**os.environ, "GAMEMETRICS_DATABASE_URL": str(settings.database_url),
-            "GAMEMETRICS_DATA_DIR": str(settings.data_dir), "GAMEMETRICS_RETENTION_PART_ROWS": "7"}
+            "GAMEMETRICS_DATA_DIR": str(settings.data_dir), "GAMEMETRICS_RETENTION_PART_ROWS": "7", "COLUMNS": "220"}
 
 
 def cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
@@ -134,7 +133,8 @@ async def test_a_corrupted_file_is_found_before_anything_is_deleted(
     assert len(failures) == 1 and damaged in failures[0][0]
 
 
-def test_the_cli_sets_shows_and_refuses_bad_policies(settings: Settings, write_key: CreatedKey, tmp_path: Path) -> None:
+async def test_the_cli_sets_policies_runs_queries_and_restores(
+        platform: Platform, settings: Settings, write_key: CreatedKey) -> None:
     bad = cli(settings, "retention", "set", "--game", str(write_key.game_id), "--events-online-days", "900")
     assert bad.returncode == 1 and "archive_days (730) must be at least events_online_days (900)" in bad.stderr
     done = cli(settings, "retention", "set", "--game", str(write_key.game_id), "--events-online-days", "30")
@@ -142,7 +142,21 @@ def test_the_cli_sets_shows_and_refuses_bad_policies(settings: Settings, write_k
     assert json.loads(done.stdout)["tenant_id"] == str(write_key.tenant_id)
     shown = cli(settings, "retention", "show", "--json")
     assert [json.loads(line)["events_online_days"] for line in shown.stdout.splitlines()] == [90, 30]
-    table = cli(settings, "retention", "show")
-    assert "30 days" in table.stdout and "for ever" in table.stdout
-    dry = cli(settings, "retention", "run", "--dry-run")
-    assert dry.returncode == 0 and "nothing to archive" in dry.stdout
+
+    await store_history(platform, settings, write_key, history([40, 20], players=2, per_player=3))
+    run = cli(settings, "retention", "run")
+    assert run.returncode == 0 and "archived" in run.stdout, run.stderr
+
+    counted = cli(settings, "archive", "query", "SELECT dt, count(*) AS n FROM events GROUP BY dt", "--json")
+    assert counted.returncode == 0, counted.stderr
+    assert [json.loads(line) for line in counted.stdout.splitlines()] == [{"dt": str(day_of(40)), "n": 6}]
+    wrong = cli(settings, "archive", "query", "SELECT nothing FROM events", "--csv")
+    assert wrong.returncode == 1 and "nothing" in wrong.stderr
+
+    for restored in ("6", "0"):
+        back = cli(settings, "archive", "restore", "--game", str(write_key.game_id), "--from", str(day_of(60)),
+                   "--to", str(day_of(30)))
+        assert back.returncode == 0, back.stderr
+        assert restored in back.stdout.splitlines()[-2]
+    async with platform.pool.connection() as conn:
+        assert (await (await conn.execute("SELECT count(*) FROM events")).fetchone() or [None])[0] == 12
