@@ -25,6 +25,7 @@ from gamemetrics.services.retention.layout import load_manifest, manifest_key
 from gamemetrics.services.retention.parts import read_day
 from gamemetrics.services.retention.query import connect, fetch_archive, run_query
 from gamemetrics.services.retention.restore import Restorer
+from gamemetrics.services.retention.trim import Trimmer
 from gamemetrics.settings import Settings
 from gamemetrics.tenancy.store import CreatedKey
 from tests.integration.retention_fixtures import answers, day_of, history, store_history
@@ -180,3 +181,40 @@ async def test_duckdb_queries_and_a_restore_brings_days_back_once_without_erased
     assert len(back) == 30 and "player-2" not in {r[1] for r in back}
     by_id = {e["event_id"]: e for e in sent}
     assert all(json.loads(r[2]) == by_id[r[0]]["properties"] for r in back)
+
+
+async def test_runs_trim_dead_letters_notifications_the_bus_and_expired_archives(
+        platform: Platform, settings: Settings, write_key: CreatedKey, tmp_path: Path) -> None:
+    await store_history(platform, settings, write_key, history([40], players=1, per_player=2))
+    t, g = write_key.tenant_id, write_key.game_id
+    async with platform.pool.connection() as conn:
+        await conn.execute(
+            "INSERT INTO retention_policies (tenant_id, game_id, events_online_days, archive_days, dead_letter_days,"
+            " notification_days) VALUES (%s, NULL, 30, 35, 10, 20)", (t,))
+        for n, age in enumerate((11, 9)):
+            await conn.execute(
+                "INSERT INTO dead_letters (tenant_id, game_id, source_topic, source_partition, source_offset, reason,"
+                " payload, created_at) VALUES (%s, %s, 't', 0, %s, 'bad', '', now() - make_interval(days => %s))",
+                (t, g, n, age))
+            await conn.execute(
+                "INSERT INTO outbox (tenant_id, message_id, channel, recipient, body, created_at)"
+                " VALUES (%s, %s, 'email', 'a@b.c', 'hi', now() - make_interval(days => %s))",
+                (t, uuid.uuid4(), age * 2 + 1))
+    objects = local_objects(tmp_path / "objects")
+    trimmer = Trimmer(platform.pool, objects, AuditLog(platform_secret(settings)), platform.bus,
+                      bus_retention_hours=0.0, actor="test")
+    run = Archiver(platform.pool, objects, AuditLog(platform_secret(settings)), part_rows=100, zstd_level=3,
+                   trimmer=trimmer)
+
+    report = await run.run()
+
+    assert [d.state for d in report.days] == ["archived"]
+    assert report.trimmed is not None
+    assert (report.trimmed.dead_letters, report.trimmed.notifications, report.trimmed.archived_days_expired,
+            report.trimmed.archive_files_deleted) == (1, 1, 1, 1)
+    assert report.trimmed.bus_messages >= 2  # the raw messages the processor has read
+    assert await rows(platform, "SELECT source_offset FROM dead_letters") == [(1,)]
+    assert len(await rows(platform, "SELECT 1 FROM outbox")) == 1
+    assert await objects.list() == [] and await rows(platform, "SELECT 1 FROM archived_days") == []
+    actions = [r[0] for r in await rows(platform, "SELECT action FROM audit_log ORDER BY seq")]
+    assert actions == ["retention.day_archived", "retention.archive_expired", "retention.trimmed", "retention.run"]

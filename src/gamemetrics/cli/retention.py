@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import asdict
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from gamemetrics.cli.database import cli_actor, run_admin, with_pool
+from gamemetrics.cli.database import cli_actor, cli_pool, run_admin, with_database, with_pool
 from gamemetrics.cli.output import fail, print_json
 from gamemetrics.settings import Settings
 
@@ -101,17 +102,28 @@ def retention_run(
     from rich.progress import Progress
 
     from gamemetrics.adapters.objects.store import make_objects
+    from gamemetrics.adapters.pglog import PgLogBus
     from gamemetrics.audit import AuditLog
     from gamemetrics.auth.secret import platform_secret
+    from gamemetrics.runtime.adapters import topic_partitions
     from gamemetrics.services.retention.archiver import Archiver, DayJob, RunBusy
+    from gamemetrics.services.retention.trim import Trimmer
 
     console = Console(stderr=True)
 
-    async def work(settings: Settings, pool: AsyncConnectionPool) -> RunReport:
-        options = settings.retention
-        archiver = Archiver(pool, make_objects(settings.objects, settings.data_dir),
-                            AuditLog(platform_secret(settings)), part_rows=options.retention_part_rows,
-                            zstd_level=options.retention_zstd_level, actor=cli_actor())
+    async def work(settings: Settings, url: str) -> RunReport:
+        async with cli_pool(url) as pool:
+            return await run_on(settings, url, pool)
+
+    async def run_on(settings: Settings, url: str, pool: AsyncConnectionPool) -> RunReport:
+        options, objects = settings.retention, make_objects(settings.objects, settings.data_dir)
+        audit = AuditLog(platform_secret(settings))
+        # The embedded log's batches are trimmed by the processor and by this run; Kafka trims its own.
+        bus = None if settings.kafka_bootstrap else PgLogBus(url, pool, topic_partitions(settings))
+        trimmer = Trimmer(pool, objects, audit, bus, bus_retention_hours=settings.bus_retention_hours,
+                          actor=cli_actor())
+        archiver = Archiver(pool, objects, audit, part_rows=options.retention_part_rows,
+                            zstd_level=options.retention_zstd_level, actor=cli_actor(), trimmer=trimmer)
         with Progress(console=console, disable=as_json) as progress:
             tasks: dict[DayJob, Any] = {}
 
@@ -130,12 +142,13 @@ def retention_run(
                 progress.update(tasks[job], completed=4)
         return report
 
-    report = with_pool(work)
+    report = with_database(work)
     if as_json:
         print_json({"dry_run": report.dry_run, "days": [
             {"tenant_id": d.job.tenant_id, "game_id": d.job.game_id, "day": d.job.day, "state": d.state,
              "online_rows": d.job.online_rows, "rows_archived": d.rows_archived, "rows_deleted": d.rows_deleted,
-             "partition_dropped": d.partition_dropped, "error": d.error} for d in report.days]})
+             "partition_dropped": d.partition_dropped, "error": d.error} for d in report.days],
+            "trimmed": asdict(report.trimmed) if report.trimmed else None})
     else:
         _summary(report)
     if report.failed:
@@ -152,3 +165,9 @@ def _summary(report: RunReport) -> None:
         table.add_row(str(d.job.game_id), str(d.job.day), d.state, str(d.job.online_rows), str(d.rows_archived),
                       str(d.rows_deleted), "yes" if d.partition_dropped else "no", d.error or "")
     Console().print(table if report.days else "nothing to archive: no event day is past its online window")
+    if report.trimmed:
+        trimmed = Table("dead letters", "notifications", "bus messages", "archived days expired",
+                        title="trimmed by policy")
+        trimmed.add_row(*(str(v) for v in (report.trimmed.dead_letters, report.trimmed.notifications,
+                                           report.trimmed.bus_messages, report.trimmed.archived_days_expired)))
+        Console().print(trimmed)

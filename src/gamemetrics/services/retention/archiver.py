@@ -36,6 +36,7 @@ from gamemetrics.services.retention.layout import (
 )
 from gamemetrics.services.retention.parts import read_day, write_part
 from gamemetrics.services.retention.policy import PolicyStore
+from gamemetrics.services.retention.trim import Trimmer, TrimReport
 
 RUN_LOCK = 0x676D5F726574656E  # "gm_reten"
 ACTOR = "retention"
@@ -72,6 +73,7 @@ class DayOutcome:
 class RunReport:
     dry_run: bool
     days: list[DayOutcome] = field(default_factory=list)
+    trimmed: TrimReport | None = None
 
     @property
     def failed(self) -> list[DayOutcome]:
@@ -95,14 +97,14 @@ class Archiver:
     """Runs archive passes over the store into `objects`."""
 
     def __init__(self, pool: AsyncConnectionPool, objects: Objects, audit: AuditLog, *, part_rows: int,
-                 zstd_level: int, actor: str = ACTOR) -> None:
+                 zstd_level: int, actor: str = ACTOR, trimmer: Trimmer | None = None) -> None:
         self._pool = pool
         self._objects = objects
         self._audit = audit
-        self._policies = PolicyStore(pool)
         self._part_rows = part_rows
         self._zstd_level = zstd_level
         self._actor = actor
+        self._trimmer = trimmer
 
     async def due(self, today: date) -> list[DayJob]:
         """Every game's day, still online, that is past its game's online window."""
@@ -140,6 +142,8 @@ class Archiver:
                     planned(jobs)
                 for job in jobs:
                     report.days.append(DayOutcome(job, "planned") if dry_run else await self._day(job, step))
+                if self._trimmer and not dry_run:
+                    report.trimmed = await self._trimmer.trim(today)
                 if not dry_run:
                     await self._audit.record(self._pool, AuditEntry(
                         self._actor, "retention.run", None, today.isoformat(),
