@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import hashlib
 import io
+from decimal import Decimal
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
@@ -44,7 +46,6 @@ SELECT_LIST = ", ".join(
     for name in SCHEMA.names
 )
 _CSV_TYPES = {field.name: (pa.int64() if field.name in _TIMES else field.type) for field in SCHEMA}
-_NULL = "\x00"
 
 
 def from_copy_csv(data: bytes) -> pa.Table:
@@ -82,14 +83,33 @@ def from_parquet(data: bytes) -> pa.Table:
 
 
 def content_hash(table: pa.Table) -> str:
-    """sha256 over the rows in event-id order, each column as text: equal for equal rows however stored."""
+    """sha256 over the rows in event-id order, column by column (nulls, then values in a fixed
+    binary form): equal for equal rows however they were read or stored."""
     ordered = table.sort_by("event_id")
-    columns: list[Any] = [pc.fill_null(pc.cast(ordered[name], pa.string()), _NULL)  # type: ignore[type-var]
-                          for name in SCHEMA.names]
-    digest = hashlib.sha256()
-    if ordered.num_rows:
-        lines = pc.binary_join_element_wise(*columns, "\x1f")
-        for chunk in lines.chunks:
-            digest.update("\x1e".join(chunk.to_pylist()).encode())
-            digest.update(b"\x1e")
+    digest = hashlib.sha256(ordered.num_rows.to_bytes(8, "little"))
+    for name in SCHEMA.names:
+        column = ordered[name].combine_chunks()
+        for part in _canonical(column):
+            digest.update(part)
     return digest.hexdigest()
+
+
+def _canonical(column: Any) -> list[bytes]:
+    """The column's nulls and values as bytes that do not depend on how its buffers are laid out."""
+    nulls = pc.is_null(column).to_numpy(zero_copy_only=False).tobytes()
+    kind = column.type
+    if pa.types.is_string(kind):
+        filled = pc.fill_null(column, "")
+        lengths = pc.binary_length(filled).to_numpy().astype("<i4").tobytes()
+        _, offsets, data = filled.buffers()
+        bounds = np.frombuffer(offsets, dtype="<i4")[filled.offset:filled.offset + len(filled) + 1] \
+            if offsets is not None and len(filled) else np.zeros(2, dtype="<i4")
+        return [nulls, lengths, data.to_pybytes()[bounds[0]:bounds[-1]] if data is not None else b""]
+    if pa.types.is_timestamp(kind):
+        return [nulls, pc.fill_null(column.cast(pa.int64()), 0).to_numpy().astype("<i8").tobytes()]
+    if pa.types.is_boolean(kind):
+        return [nulls, pc.fill_null(column, False).to_numpy(zero_copy_only=False).tobytes()]
+    # decimal128: 16 little-endian bytes a value.
+    filled = pc.fill_null(column, pa.scalar(Decimal(0), kind))
+    values = filled.buffers()[1]
+    return [nulls, values.to_pybytes()[filled.offset * 16:(filled.offset + len(filled)) * 16] if values else b""]
