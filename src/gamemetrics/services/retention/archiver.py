@@ -204,9 +204,7 @@ class Archiver:
         async with self._pool.connection() as conn, conn.transaction():
             cur = await conn.execute(
                 "DELETE FROM events WHERE tenant_id = %s AND game_id = %s AND event_time >= %s AND event_time < %s"
-                " AND event_id = ANY(%s::text::uuid[])",
-                # One array literal, parsed by the server: the ids are UUIDs, nothing to quote.
-                (job.tenant_id, job.game_id, start, end, "{" + ",".join(ids.to_pylist()) + "}"))
+                " AND event_id = ANY(%s::uuid[])", (job.tenant_id, job.game_id, start, end, ids.to_pylist()))
             deleted = cur.rowcount
             await conn.execute(
                 "INSERT INTO archived_days (tenant_id, game_id, day, rows, manifest_key) VALUES (%s, %s, %s, %s, %s)"
