@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from gamemetrics.cli import admin, archive, audit, kafka, platform, retention, traffic
+from gamemetrics.cli import admin, archive, audit, backup, kafka, platform, retention, traffic
 
 app = typer.Typer(no_args_is_help=True, help="GameMetrics Pro: real-time player analytics for game studios.")
 app.add_typer(platform.app)
@@ -14,3 +14,4 @@ app.add_typer(kafka.app, name="kafka")
 app.add_typer(audit.app, name="audit")
 app.add_typer(retention.app, name="retention")
 app.add_typer(archive.app, name="archive")
+app.add_typer(backup.app, name="backup")
