@@ -18,6 +18,7 @@ def test_readyz_under_up_reports_each_services_checks(running: RunningPlatform) 
                 "ingest": {"status": "ok", "checks": {"database": "ok", "bus": "ok"}},
                 "analytics": {"status": "ok", "checks": {"database": "ok"}},
                 "users": {"status": "ok", "checks": {"database": "ok", "bus": "ok"}},
+                "retention": {"status": "ok", "checks": {"database": "ok"}},
                 "processor": {"status": "ok", "checks": {"database": "ok", "bus": "ok"}},
             },
         }
