@@ -110,6 +110,13 @@ SERVICES: tuple[ServiceSpec, ...] = (
                "/v1/games/{game_id}/recommendations"),
         gdpr_stores=("vectors",),
     ),
+    ServiceSpec(
+        "retention", "both", "gamemetrics.services.retention.main:build",
+        "retention policies; archives cold event days as verified Parquet; erases players from archives",
+        paths=("/v1/admin/retention",),
+        gdpr_stores=("archive",),
+        pool_size=lambda settings: 2,
+    ),
 )
 
 NAMES = tuple(spec.name for spec in SERVICES)
@@ -158,16 +165,20 @@ def _same_claim(a: str, b: str) -> bool:
 def claim_conflicts(specs: Iterable[ServiceSpec] = SERVICES) -> list[str]:
     """Prefixes claimed by two services (or overlapping a platform path): empty when none.
 
-    A claim strictly inside another service's is a carve-out, served by the deeper claim; the
+    A claim strictly inside another service's is a carve-out, served by the deeper claim
+    (`/v1/admin/retention` inside `/v1/admin`, `/v1/games/{game_id}/items` inside `/v1/games`); the
     gateway refuses routes of the outer service that a carve-out would hide (`shadowed_routes`)."""
-    claims = [("the platform", path) for path in PLATFORM_PATHS]
-    claims += [(spec.name, prefix) for spec in specs for prefix in spec.paths]
+    platform = [("the platform", path) for path in PLATFORM_PATHS]
+    claims = [(spec.name, prefix) for spec in specs for prefix in spec.paths]
     return [
+        f"{prefix!r} of {owner} overlaps {other_prefix!r} of {other}"
+        for owner, prefix in platform for other, other_prefix in claims
+        if owns(prefix, other_prefix) or owns(other_prefix, prefix)
+    ] + [
         f"{prefix!r} of {owner} overlaps {other_prefix!r} of {other}"
         for i, (owner, prefix) in enumerate(claims)
         for other, other_prefix in claims[i + 1:]
         if _same_claim(prefix, other_prefix)
-        or ("the platform" in (owner, other) and (owns(prefix, other_prefix) or owns(other_prefix, prefix)))
     ]
 
 

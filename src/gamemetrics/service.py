@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from gamemetrics.ports.bus import Bus
     from gamemetrics.ports.cache import Caches
     from gamemetrics.ports.mail import Mail
+    from gamemetrics.ports.objects import Objects
     from gamemetrics.ports.vectors import Vectors
     from gamemetrics.settings import Settings
 
@@ -33,15 +34,16 @@ Worker = Callable[[], Coroutine[Any, Any, None]]
 class Adapters:
     """The infrastructure one service talks to, made by the runtime from the settings.
 
-    The Objects, Vectors and Mail ports join these fields with the first service that uses them;
-    their adapters are made by `adapters.objects.make_objects`, `adapters.qdrant.make_vectors` and
-    `adapters.mail.make_mail`.
+    The Vectors and Mail ports join these fields with the first service that uses them; their
+    adapters are made by `adapters.qdrant.make_vectors` and `adapters.mail.make_mail`.
     """
 
     url: str
     pool: AsyncConnectionPool
     bus: Bus
     caches: Caches
+    objects: Objects | None = None
+    """Object storage (archives, exports): a directory under the data dir, or an S3 bucket."""
     player_data_stores: tuple[str, ...] = ()
     """Every store of the platform that holds player data (the registry's): an erasure waits for each."""
     mail: Mail | None = None

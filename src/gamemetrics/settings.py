@@ -325,6 +325,17 @@ class RecommenderSettings(BaseSettings):
     recommender_batch_events: int = 5_000
 
 
+class RetentionSettings(BaseSettings):
+    """Retention runs: when the daily run starts and how archives are written."""
+
+    model_config = _ENV
+
+    retention_run_at: str = Field(default="02:00", pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$",
+                                  description="UTC time (HH:MM) of the daily retention run under `gamemetrics up`.")
+    retention_part_rows: int = Field(default=1_000_000, ge=1, description="Rows per archived Parquet file at most.")
+    retention_zstd_level: int = Field(default=3, ge=1, le=22)
+
+
 class Settings(BaseSettings):
     """Platform settings; unset infrastructure URLs mean the embedded defaults."""
 
@@ -357,12 +368,9 @@ class Settings(BaseSettings):
     vectors: VectorSettings = Field(default_factory=VectorSettings)
     mail: MailSettings = Field(default_factory=MailSettings)
     dashboard: DashboardSettings = Field(default_factory=DashboardSettings)
-
-
     notifier: NotifierSettings = Field(default_factory=NotifierSettings)
-
-
     recommender: RecommenderSettings = Field(default_factory=RecommenderSettings)
+    retention: RetentionSettings = Field(default_factory=RetentionSettings)
 
     def secret_path(self) -> Path:
         """Where the platform secret is kept when `secret_key` is unset."""

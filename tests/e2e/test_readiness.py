@@ -20,6 +20,7 @@ def test_readyz_under_up_reports_each_services_checks(running: RunningPlatform) 
                 "users": {"status": "ok", "checks": {"database": "ok", "bus": "ok"}},
                 "dashboard": {"status": "ok", "checks": {"database": "ok", "bus": "ok"}},
                 "notifier": {"status": "ok", "checks": {"database": "ok", "bus": "ok"}},
+                "retention": {"status": "ok", "checks": {"database": "ok"}},
                 "processor": {"status": "ok", "checks": {"database": "ok", "bus": "ok"}},
                 "recommender": {"status": "ok", "checks": {"database": "ok", "bus": "ok", "vectors": "ok"}},
             },

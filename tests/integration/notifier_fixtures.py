@@ -15,7 +15,7 @@ from starlette.testclient import TestClient
 
 from gamemetrics.gateway import combined_app
 from gamemetrics.migrations import upgrade
-from gamemetrics.settings import NotifierSettings, Settings
+from gamemetrics.settings import BusSettings, NotifierSettings, Settings
 from tests.integration.users_fixtures import Users, add_tenant
 
 SEND = "notifications:send"
@@ -36,7 +36,7 @@ def fast_settings(tmp_path: Path, database_url: str, **notifier: Any) -> Setting
     """Settings whose retries and polls take milliseconds, so the fault tests stay quick."""
     own = {"notify_backoff_initial_seconds": 0.05, "notify_backoff_cap_seconds": 0.2, "notify_poll_seconds": 0.05,
            "notify_lease_seconds": 5.0, "notify_schedule_seconds": 0.2, "notify_send_timeout_seconds": 3.0, **notifier}
-    return Settings(data_dir=tmp_path, database_url=database_url, bus_partitions=4,
+    return Settings(data_dir=tmp_path, database_url=database_url, bus=BusSettings(partitions=4),
                     notifier=NotifierSettings(**own))
 
 

@@ -14,6 +14,7 @@ from gamemetrics.cli import platform as cli
 from gamemetrics.registry import SERVICES, ServiceSpec
 from gamemetrics.services.notifier.eraser import NotificationsEraser
 from gamemetrics.services.recommender.eraser import VectorsEraser
+from gamemetrics.services.retention.eraser import ArchiveEraser
 from gamemetrics.services.users.eraser import StoreEraser
 
 
@@ -104,9 +105,9 @@ def test_stray_routes_are_named() -> None:
 
 def test_the_gdpr_stores_are_the_ones_an_erasure_waits_for() -> None:
     assert sorted(registry.gdpr_stores()) == sorted([*StoreEraser.stores, *NotificationsEraser.stores,
-                                                     *VectorsEraser.stores])
+                                                     *VectorsEraser.stores, *ArchiveEraser.stores])
 
 
 def test_unknown_service_names_the_choices() -> None:
-    with pytest.raises(KeyError, match="ingest, processor, analytics, users"):
+    with pytest.raises(KeyError, match=", ".join(registry.NAMES)):
         registry.service("nope")

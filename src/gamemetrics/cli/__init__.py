@@ -4,7 +4,18 @@ from __future__ import annotations
 
 import typer
 
-from gamemetrics.cli import admin, audit, kafka, notifications, platform, recommender, traffic
+from gamemetrics.cli import (
+    admin,
+    archive,
+    audit,
+    backup,
+    kafka,
+    notifications,
+    platform,
+    recommender,
+    retention,
+    traffic,
+)
 
 app = typer.Typer(no_args_is_help=True, help="GameMetrics Pro: real-time player analytics for game studios.")
 app.add_typer(platform.app)
@@ -14,3 +25,6 @@ app.add_typer(kafka.app, name="kafka")
 app.add_typer(audit.app, name="audit")
 app.add_typer(notifications.app, name="notifications")
 app.add_typer(recommender.app, name="recommender")
+app.add_typer(retention.app, name="retention")
+app.add_typer(archive.app, name="archive")
+app.add_typer(backup.app, name="backup")

@@ -11,6 +11,7 @@ from psycopg_pool import AsyncConnectionPool
 from gamemetrics import registry
 from gamemetrics.adapters.caching import open_caching
 from gamemetrics.adapters.mail import make_fallback_mail, make_mail
+from gamemetrics.adapters.objects.store import make_objects
 from gamemetrics.adapters.pglog import PgLogBus
 from gamemetrics.adapters.postgres.embedded import EmbeddedPostgres
 from gamemetrics.adapters.postgres.pool import open_pool
@@ -66,7 +67,7 @@ def open_bus(settings: Settings, url: str, pool: AsyncConnectionPool, *, name: s
 
 @asynccontextmanager
 async def connect(settings: Settings, url: str, *, name: str, pool_size: int = 8) -> AsyncIterator[Adapters]:
-    """Open the pool, bus and caches, close them on exit.
+    """Open the pool, bus, caches and object storage, close them on exit.
 
     The embedded log's topics are made here; Kafka's come from `gamemetrics kafka init`, because a
     service's Kafka credentials need not (and in production should not) be allowed to create topics.
@@ -77,8 +78,9 @@ async def connect(settings: Settings, url: str, *, name: str, pool_size: int = 8
         if isinstance(bus, PgLogBus):
             await bus.create_topics(topic_partitions(settings))
         async with open_caching(settings.cache) as caches:
-            # Cheap to make: neither adapter connects before its first send.
-            yield Adapters(url, pool, bus, caches, player_data_stores=registry.gdpr_stores(),
+            # Cheap to make: no adapter connects before its first use.
+            yield Adapters(url, pool, bus, caches, objects=make_objects(settings.objects, settings.data_dir),
+                           player_data_stores=registry.gdpr_stores(),
                            mail=make_mail(settings.mail, pool), mail_fallback=make_fallback_mail(settings.mail),
                            open_vectors=lambda: make_vectors(settings.vectors, settings.data_dir))
     finally:

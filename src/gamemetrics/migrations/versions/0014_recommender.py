@@ -6,7 +6,7 @@ once); a player owns an item they purchased or acquired. Row-level security as o
 table: a transaction sees and writes only the rows of the tenant it names.
 
 Revision ID: 0014
-Revises: 0011
+Revises: 0013
 Create Date: 2026-12-01
 """
 

@@ -3,7 +3,7 @@ to `player.events.raw` once, whoever clicks and however often. Row-level securit
 tenant table; the analytics role, which the dashboard's transactions take, may read and add rows.
 
 Revision ID: 0015
-Revises: 0011
+Revises: 0014
 Create Date: 2026-12-01
 """
 

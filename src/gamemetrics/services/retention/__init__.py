@@ -1,0 +1,1 @@
+"""The retention service: policies, archives of cold event days, erasure in archives."""

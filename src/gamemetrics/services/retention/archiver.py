@@ -1,0 +1,246 @@
+"""The archive run: each event day past its game's online window goes to object storage as
+Parquet, is read back and verified, and only then leaves the database.
+
+Per game and day: the parts the manifest lists are read and checked; online rows not yet in them
+become new parts (uploaded, read back); the manifest is written last; then the verified rows are
+deleted online and an emptied day partition is dropped, in one transaction with its audit entry.
+A run killed anywhere leaves either parts no manifest lists (written again under the same names
+next time), or a manifest whose rows are still online (deleted next time): never a lost row, and
+never a row in both places once a run has finished.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+from prometheus_client import Counter
+from psycopg import AsyncConnection
+from psycopg_pool import AsyncConnectionPool
+
+from gamemetrics.audit import AuditEntry, AuditLog
+from gamemetrics.ports.objects import Objects, ObjectStoreError
+from gamemetrics.services.retention import parquet
+from gamemetrics.services.retention.layout import (
+    ArchiveError,
+    Manifest,
+    load_manifest,
+    manifest_key,
+    next_part_number,
+    store_manifest,
+)
+from gamemetrics.services.retention.parts import read_day, write_part
+from gamemetrics.services.retention.policy import PolicyStore
+from gamemetrics.services.retention.trim import Trimmer, TrimReport
+
+RUN_LOCK = 0x676D5F726574656E  # "gm_reten"
+ACTOR = "retention"
+DAYS = Counter("gamemetrics_retention_days_total", "Event days handled by retention runs", ["outcome"])
+ROWS_ARCHIVED = Counter("gamemetrics_retention_rows_archived_total", "Event rows archived and deleted online")
+
+
+class RunBusy(RuntimeError):
+    """Another retention run holds the lock."""
+
+
+@dataclass(frozen=True, slots=True)
+class DayJob:
+    """One game's day due for the archive."""
+
+    tenant_id: uuid.UUID
+    game_id: uuid.UUID
+    day: date
+    online_rows: int
+
+
+@dataclass(slots=True)
+class DayOutcome:
+    job: DayJob
+    state: str
+    """archived, planned (dry run) or failed."""
+    rows_archived: int = 0
+    rows_deleted: int = 0
+    partition_dropped: bool = False
+    error: str | None = None
+
+
+@dataclass(slots=True)
+class RunReport:
+    dry_run: bool
+    days: list[DayOutcome] = field(default_factory=list)
+    trimmed: TrimReport | None = None
+
+    @property
+    def failed(self) -> list[DayOutcome]:
+        return [day for day in self.days if day.state == "failed"]
+
+
+Step = Callable[[str, DayJob], None]
+"""Told of each step of a day as it completes: `read`, `uploaded`, `manifest`, `deleted`."""
+
+
+def _partition(day: date) -> str:
+    return f"events_{day:%Y%m%d}"
+
+
+def _bounds(day: date) -> tuple[datetime, datetime]:
+    start = datetime(day.year, day.month, day.day, tzinfo=UTC)
+    return start, start + timedelta(days=1)
+
+
+class Archiver:
+    """Runs archive passes over the store into `objects`."""
+
+    def __init__(self, pool: AsyncConnectionPool, objects: Objects, audit: AuditLog, *, part_rows: int,
+                 zstd_level: int, actor: str = ACTOR, trimmer: Trimmer | None = None) -> None:
+        self._pool = pool
+        self._objects = objects
+        self._audit = audit
+        self._part_rows = part_rows
+        self._zstd_level = zstd_level
+        self._actor = actor
+        self._trimmer = trimmer
+
+    async def due(self, today: date) -> list[DayJob]:
+        """Every game's day, still online, that is past its game's online window."""
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid"
+                " WHERE i.inhparent = 'events'::regclass ORDER BY c.relname")
+            names = [row[0] for row in await cur.fetchall()]
+            jobs: list[DayJob] = []
+            for name in names:
+                day = datetime.strptime(name.removeprefix("events_"), "%Y%m%d").date()
+                if day >= today - timedelta(days=1):
+                    continue
+                cur = await conn.execute(
+                    f'SELECT tenant_id, game_id, count(*) FROM "{name}" GROUP BY 1, 2 ORDER BY 1, 2')
+                for tenant_id, game_id, rows in await cur.fetchall():
+                    policy = await PolicyStore.effective_in(conn, tenant_id, game_id)
+                    if day < today - timedelta(days=policy.events_online_days):
+                        jobs.append(DayJob(tenant_id, game_id, day, rows))
+        return jobs
+
+    async def run(self, *, today: date | None = None, dry_run: bool = False, step: Step | None = None,
+                  planned: Callable[[list[DayJob]], None] | None = None) -> RunReport:
+        """One pass; RunBusy when another run holds the lock. A failed day is reported, the others go on."""
+        today = today or datetime.now(UTC).date()
+        report = RunReport(dry_run)
+        async with self._pool.connection() as lock:
+            cur = await lock.execute("SELECT pg_try_advisory_lock(%s)", (RUN_LOCK,))
+            row = await cur.fetchone()
+            if not row or not row[0]:
+                raise RunBusy("another retention run is in progress (it holds the retention lock); try again later")
+            try:
+                jobs = await self.due(today)
+                if planned:
+                    planned(jobs)
+                for job in jobs:
+                    report.days.append(DayOutcome(job, "planned") if dry_run else await self._day(job, step))
+                if self._trimmer and not dry_run:
+                    report.trimmed = await self._trimmer.trim(today)
+                if not dry_run:
+                    await self._audit.record(self._pool, AuditEntry(
+                        self._actor, "retention.run", None, today.isoformat(),
+                        {"days": len(report.days), "failed": len(report.failed),
+                         "rows_archived": sum(d.rows_archived for d in report.days)}))
+            finally:
+                await lock.execute("SELECT pg_advisory_unlock(%s)", (RUN_LOCK,))
+        return report
+
+    async def _day(self, job: DayJob, step: Step | None) -> DayOutcome:
+        try:
+            outcome = await self.archive_day(job, step or (lambda name, job: None))
+        except (ArchiveError, ObjectStoreError) as exc:
+            DAYS.labels("failed").inc()
+            await self._audit.record(self._pool, AuditEntry(
+                self._actor, "retention.day_failed", job.tenant_id, f"{job.game_id}/{job.day}", {"error": str(exc)}))
+            return DayOutcome(job, "failed", error=str(exc))
+        DAYS.labels("archived").inc()
+        ROWS_ARCHIVED.inc(outcome.rows_deleted)
+        return outcome
+
+    async def archive_day(self, job: DayJob, step: Step) -> DayOutcome:
+        """Archive, verify and delete one game's day (see the module's docstring)."""
+        tenant_id, game_id, day = job.tenant_id, job.game_id, job.day
+        key = manifest_key(tenant_id, game_id, day)
+        manifest = await load_manifest(self._objects, key)
+        archived = await read_day(self._objects, manifest) if manifest else parquet.SCHEMA.empty_table()
+        async with self._pool.connection() as conn:
+            online = await read_online(conn, tenant_id, game_id, day)
+        step("read", job)
+        known = pc.is_in(online["event_id"], value_set=archived["event_id"])
+        fresh = online.filter(pc.invert(known))
+        kept = archived.filter(pc.is_in(archived["event_id"], value_set=online["event_id"]))
+        if parquet.content_hash(online.filter(known)) != parquet.content_hash(kept):
+            raise ArchiveError(f"online rows of {key.rsplit('/', 1)[0]} differ from their archived copies;"
+                               " nothing was deleted")
+        if fresh.num_rows:
+            files = list(manifest.files if manifest else ())
+            number = next_part_number(manifest)
+            for start in range(0, fresh.num_rows, self._part_rows):
+                files.append(await write_part(self._objects, tenant_id, game_id, day, number,
+                                              fresh.slice(start, self._part_rows), zstd_level=self._zstd_level))
+                number += 1
+                step("uploaded", job)
+            manifest = Manifest(tenant_id, game_id, day, parquet.SCHEMA_VERSION, tuple(files), datetime.now(UTC))
+            await store_manifest(self._objects, manifest)
+            step("manifest", job)
+        assert manifest is not None  # online rows exist, so either they were archived or they are now
+        deleted, dropped = await self._delete_online(job, online["event_id"], manifest, key)
+        step("deleted", job)
+        return DayOutcome(job, "archived", rows_archived=fresh.num_rows, rows_deleted=deleted,
+                          partition_dropped=dropped)
+
+    async def _delete_online(self, job: DayJob, ids: pa.ChunkedArray[Any], manifest: Manifest,
+                             key: str) -> tuple[int, bool]:
+        """Delete exactly the verified rows; drop the day's partition if nothing else is left in it."""
+        start, end = _bounds(job.day)
+        async with self._pool.connection() as conn, conn.transaction():
+            cur = await conn.execute(
+                "DELETE FROM events WHERE tenant_id = %s AND game_id = %s AND event_time >= %s AND event_time < %s"
+                " AND event_id = ANY(%s::uuid[])", (job.tenant_id, job.game_id, start, end, ids.to_pylist()))
+            deleted = cur.rowcount
+            await conn.execute(
+                "INSERT INTO archived_days (tenant_id, game_id, day, rows, manifest_key) VALUES (%s, %s, %s, %s, %s)"
+                " ON CONFLICT (tenant_id, game_id, day) DO UPDATE SET rows = excluded.rows, archived_at = now()",
+                (job.tenant_id, job.game_id, job.day, manifest.rows, key))
+            dropped = await drop_if_empty(conn, job.day)
+            await self._audit.append(conn, AuditEntry(
+                self._actor, "retention.day_archived", job.tenant_id, f"{job.game_id}/{job.day}",
+                {"rows_deleted": deleted, "rows_archived": manifest.rows, "manifest": key,
+                 "partition_dropped": dropped}))
+        return deleted, dropped
+
+
+async def read_online(conn: AsyncConnection, tenant_id: uuid.UUID, game_id: uuid.UUID, day: date) -> pa.Table:
+    """The game's rows of the day, as the archive stores them."""
+    start, end = _bounds(day)
+    query = (f"COPY (SELECT {parquet.SELECT_LIST} FROM events WHERE tenant_id = '{tenant_id}'"
+             f" AND game_id = '{game_id}' AND event_time >= '{start.isoformat()}'"
+             f" AND event_time < '{end.isoformat()}') TO STDOUT (FORMAT csv)")
+    chunks: list[bytes] = []
+    async with conn.cursor().copy(query) as copy:
+        async for chunk in copy:
+            chunks.append(bytes(chunk))
+    return parquet.from_copy_csv(b"".join(chunks))
+
+
+async def drop_if_empty(conn: AsyncConnection, day: date) -> bool:
+    """Drop the day's partition of `events` when no tenant has rows left in it."""
+    name = _partition(day)
+    cur = await conn.execute("SELECT to_regclass(%s) IS NOT NULL", (name,))
+    row = await cur.fetchone()
+    if not row or not row[0]:
+        return False
+    cur = await conn.execute(f'SELECT EXISTS (SELECT 1 FROM "{name}")')
+    row = await cur.fetchone()
+    if row and row[0]:
+        return False
+    await conn.execute(f'DROP TABLE "{name}"')
+    return True

@@ -1,0 +1,59 @@
+"""Writing a part and reading it back: a part counts only once its bytes, rows and content match."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import uuid
+from datetime import date
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from gamemetrics.ports.objects import ObjectNotFound, Objects, ObjectStoreError
+from gamemetrics.services.retention import parquet
+from gamemetrics.services.retention.layout import ArchivedFile, ArchiveError, Manifest, part_key
+
+
+async def read_part(objects: Objects, file: ArchivedFile) -> pa.Table:
+    """The part's rows, checked against what the manifest says of it; ArchiveError naming the object."""
+    try:
+        data = await objects.get(file.key)
+    except ObjectNotFound:
+        raise ArchiveError(f"archive file {file.key} is missing") from None
+    except ObjectStoreError as exc:
+        raise ArchiveError(str(exc)) from exc
+    digest = await asyncio.to_thread(lambda: hashlib.sha256(data).hexdigest())
+    if digest != file.sha256:
+        raise ArchiveError(f"archive file {file.key} is corrupted: its sha256 is {digest}, the manifest says"
+                           f" {file.sha256}")
+    try:
+        table = await asyncio.to_thread(parquet.from_parquet, data)
+    except ValueError as exc:
+        raise ArchiveError(f"archive file {file.key}: {exc}") from None
+    if table.num_rows != file.rows:
+        raise ArchiveError(f"archive file {file.key} holds {table.num_rows} rows, the manifest says {file.rows}")
+    if await asyncio.to_thread(parquet.content_hash, table) != file.content_hash:
+        raise ArchiveError(f"archive file {file.key}: its rows do not match the content hash of the manifest")
+    return table
+
+
+async def read_day(objects: Objects, manifest: Manifest) -> pa.Table:
+    """Every row of a day's archive, each part checked."""
+    tables = [await read_part(objects, file) for file in manifest.files]
+    return pa.concat_tables(tables) if tables else parquet.SCHEMA.empty_table()
+
+
+async def write_part(objects: Objects, tenant_id: uuid.UUID, game_id: uuid.UUID, day: date, number: int,
+                     rows: pa.Table, *, zstd_level: int) -> ArchivedFile:
+    """Upload `rows` as part `number` of the day and read it back; the entry for the manifest."""
+    key = part_key(tenant_id, game_id, day, number)
+    expected = await asyncio.to_thread(parquet.content_hash, rows)
+    data = await asyncio.to_thread(parquet.to_parquet, rows, zstd_level=zstd_level)
+    await objects.put(key, data)
+    times = rows["event_time"]
+    file = ArchivedFile(key, rows.num_rows, hashlib.sha256(data).hexdigest(), expected,
+                        pc.min(times).as_py(), pc.max(times).as_py())
+    # Read back what the store now holds, not what was sent: the verification before any deletion.
+    await read_part(objects, file)
+    return file

@@ -1,0 +1,82 @@
+"""The retention service's pure parts: policy checks, the content hash, part names, the daily schedule."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, date, datetime, time
+from decimal import Decimal
+
+import pyarrow as pa
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from gamemetrics.services.retention import parquet
+from gamemetrics.services.retention.layout import ArchivedFile, Manifest, next_part_number, part_key
+from gamemetrics.services.retention.policy import Policy, PolicyError
+from gamemetrics.services.retention.schedule import next_run, parse_time
+
+
+def test_policies_are_checked() -> None:
+    assert Policy().changed({"events_online_days": 30}) == Policy(events_online_days=30)
+    for changes, message in [({"events_online_days": 0}, "from 1 to"), ({"archive_days": 10}, "at least"),
+                             ({"dead_letter_days": True}, "whole number"), ({"x": 1}, "unknown policy fields x"),
+                             ({"notification_days": 1.5}, "whole number")]:
+        with pytest.raises(PolicyError, match=message):
+            Policy().changed(changes)
+
+
+_text = st.none() | st.text(max_size=8)
+
+
+@st.composite
+def rows(draw: st.DrawFn) -> list[dict[str, object]]:
+    count = draw(st.integers(0, 6))
+    return [{
+        "tenant_id": "t", "game_id": "g", "event_id": f"e{n}", "event_type": draw(st.text(min_size=1, max_size=5)),
+        "event_name": draw(_text), "player_id": draw(st.text(max_size=5)), "session_id": draw(_text),
+        "event_time": datetime(2026, 1, 1, tzinfo=UTC), "received_at": datetime(2026, 1, 2, tzinfo=UTC),
+        "source": "import", "platform": draw(_text), "os": None, "app_version": None, "country": draw(_text),
+        "is_new_player": draw(st.booleans()),
+        "revenue_usd": draw(st.none() | st.decimals(0, 1000, places=6, allow_nan=False)),
+        "properties": "{}", "context": draw(st.text(max_size=4)),
+    } for n in range(count)]
+
+
+@settings(deadline=None)  # the first call loads pyarrow's compute kernels
+@given(rows(), st.randoms())
+def test_the_content_hash_follows_the_rows_not_their_order_or_storage(data: list[dict[str, object]],
+                                                                      random: object) -> None:
+    table = pa.Table.from_pylist(data, schema=parquet.SCHEMA)
+    shuffled = list(data)
+    random.shuffle(shuffled)  # type: ignore[attr-defined]
+    again = pa.Table.from_pylist(shuffled, schema=parquet.SCHEMA)
+    stored = parquet.from_parquet(parquet.to_parquet(again, zstd_level=1))
+    assert parquet.content_hash(table) == parquet.content_hash(again) == parquet.content_hash(stored)
+    if data:
+        changed = [dict(data[0], revenue_usd=Decimal("1000.000001")), *data[1:]]
+        assert parquet.content_hash(pa.Table.from_pylist(changed, schema=parquet.SCHEMA)) != \
+            parquet.content_hash(table)
+
+
+def test_a_null_and_an_empty_string_hash_apart() -> None:
+    base = {name: None for name in parquet.SCHEMA.names} | {"event_id": "e", "is_new_player": False}
+    null = pa.Table.from_pylist([base], schema=parquet.SCHEMA)
+    empty = pa.Table.from_pylist([base | {"country": ""}], schema=parquet.SCHEMA)
+    assert parquet.content_hash(null) != parquet.content_hash(empty)
+
+
+def test_parts_are_numbered_past_every_listed_one() -> None:
+    t, g, day = uuid.uuid4(), uuid.uuid4(), date(2026, 3, 1)
+    when = datetime(2026, 3, 1, tzinfo=UTC)
+    assert next_part_number(None) == 0
+    files = tuple(ArchivedFile(part_key(t, g, day, n), 1, "", "", when, when) for n in (0, 3))
+    assert next_part_number(Manifest(t, g, day, 1, files, when)) == 4
+    assert part_key(t, g, day, 4) == f"events/tenant_id={t}/game_id={g}/dt=2026-03-01/part-0004.parquet"
+
+
+def test_the_daily_run_is_next_at_its_time() -> None:
+    at = parse_time("02:00")
+    assert at == time(2, 0)
+    assert next_run(datetime(2026, 3, 1, 1, 59, tzinfo=UTC), at) == datetime(2026, 3, 1, 2, 0, tzinfo=UTC)
+    assert next_run(datetime(2026, 3, 1, 2, 0, tzinfo=UTC), at) == datetime(2026, 3, 2, 2, 0, tzinfo=UTC)
