@@ -5,16 +5,15 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-
-from redis.asyncio import Redis
-from redis.exceptions import RedisError
+from typing import TYPE_CHECKING
 
 from gamemetrics.adapters.memory.cache import MemoryCache
 from gamemetrics.adapters.memory.ratelimit import TokenBucketLimiter
-from gamemetrics.adapters.redis.cache import RedisCache
-from gamemetrics.adapters.redis.ratelimit import RedisRateLimiter
 from gamemetrics.ports.cache import Cache, CacheError, RateLimiter
 from gamemetrics.settings import CacheSettings
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
 
 
 class Caching:
@@ -22,9 +21,12 @@ class Caching:
 
     def __init__(self, settings: CacheSettings) -> None:
         self._settings = settings
-        timeout = settings.redis_timeout_seconds
-        self._redis = (Redis.from_url(settings.redis_url, socket_timeout=timeout, socket_connect_timeout=timeout)
-                       if settings.redis_url else None)
+        self._redis: Redis | None = None
+        if settings.redis_url:  # the client is imported only where it is used
+            from redis.asyncio import Redis
+
+            timeout = settings.redis_timeout_seconds
+            self._redis = Redis.from_url(settings.redis_url, socket_timeout=timeout, socket_connect_timeout=timeout)
         self._caches: dict[str, Cache] = {}
 
     @property
@@ -36,21 +38,28 @@ class Caching:
         """The cache of `namespace`; the same one for every caller of this process."""
         cache = self._caches.get(namespace)
         if cache is None:
-            cache = self._caches[namespace] = (
-                RedisCache(self._redis, f"{self._settings.redis_namespace}:{namespace}") if self._redis is not None
-                else MemoryCache(self._settings.cache_max_bytes)
-            )
+            if self._redis is not None:
+                from gamemetrics.adapters.redis.cache import RedisCache
+
+                cache = RedisCache(self._redis, f"{self._settings.redis_namespace}:{namespace}")
+            else:
+                cache = MemoryCache(self._settings.cache_max_bytes)
+            self._caches[namespace] = cache
         return cache
 
     def limiter(self, name: str, rate: float, burst: float) -> RateLimiter:
         """`rate` tokens a second per key up to `burst`; `name` keeps each limiter's buckets apart."""
         if self._redis is not None:
+            from gamemetrics.adapters.redis.ratelimit import RedisRateLimiter
+
             return RedisRateLimiter(self._redis, f"{self._settings.redis_namespace}:limit:{name}", rate, burst)
         return TokenBucketLimiter(rate, burst, max_keys=self._settings.rate_limit_max_keys)
 
     async def ping(self) -> None:
         """Raise if the shared backend cannot be reached (a readiness check); in-process always answers."""
         if self._redis is not None:
+            from redis.exceptions import RedisError
+
             try:
                 await self._redis.ping()
             except RedisError as exc:

@@ -15,13 +15,13 @@ from gamemetrics.adapters.objects.store import make_objects
 from gamemetrics.adapters.pglog import PgLogBus
 from gamemetrics.adapters.postgres.embedded import EmbeddedPostgres
 from gamemetrics.adapters.postgres.pool import open_pool
-from gamemetrics.adapters.qdrant.vectors import make_vectors
 from gamemetrics.ports import bus as topics
 from gamemetrics.service import Adapters
 from gamemetrics.settings import Settings
 
 if TYPE_CHECKING:
     from gamemetrics.adapters.kafka import KafkaBus
+    from gamemetrics.ports.vectors import Vectors
 
 EMBEDDED_DATABASE = "gamemetrics"
 
@@ -82,7 +82,15 @@ async def connect(settings: Settings, url: str, *, name: str, pool_size: int = 8
             yield Adapters(url, pool, bus, caches, objects=make_objects(settings.objects, settings.data_dir),
                            player_data_stores=registry.gdpr_stores(),
                            mail=make_mail(settings.mail, pool), mail_fallback=make_fallback_mail(settings.mail),
-                           open_vectors=lambda: make_vectors(settings.vectors, settings.data_dir))
+                           open_vectors=lambda: _open_vectors(settings))
     finally:
         await bus.close()
         await pool.close()
+
+
+def _open_vectors(settings: Settings) -> Vectors:
+    """The Vectors port, imported when a service first opens it: Qdrant's client is large, and
+    only the recommender searches vectors."""
+    from gamemetrics.adapters.qdrant.vectors import make_vectors
+
+    return make_vectors(settings.vectors, settings.data_dir)
