@@ -119,7 +119,10 @@ def stop(state: dict[str, Any]) -> int | None:
 
 
 def database_url_of(state: dict[str, Any]) -> str:
-    """The URL of the run's database now (a restarted server may listen anew)."""
+    """The URL of the run's database now (a restarted server may listen anew); a platform on a
+    database of its own names it."""
+    if "data_dir" not in state:
+        return str(state["database_url"])
     return database_url(Path(state["data_dir"]))
 
 

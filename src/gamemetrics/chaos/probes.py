@@ -110,3 +110,8 @@ def services_answer(configuration: dict[str, Any] | None = None) -> dict[str, An
         if status != 200:
             violations.append(f"{path} answered {status}")
     return _verdict(violations)
+
+
+def held(value: dict[str, Any]) -> bool:
+    """The tolerance of every probe: its verdict says the hypothesis held."""
+    return value.get("ok") is True

@@ -72,6 +72,7 @@ def run(name: str, root: Path, *, seed: int | None = None, duration: float | Non
     try:
         journal = run_experiment(load_experiment(str(path)), settings={})
     finally:
+        _stop_what_is_left(folder)
         for key, value in saved.items():
             if value is None:
                 os.environ.pop(key, None)
@@ -80,3 +81,15 @@ def run(name: str, root: Path, *, seed: int | None = None, duration: float | Non
     (folder / "journal.json").write_text(json.dumps(journal, indent=1, default=str))
     return Outcome(path.stem, seed, folder, str(journal.get("status")), bool(journal.get("deviated")),
                    violations(journal))
+
+
+def _stop_what_is_left(folder: Path) -> None:
+    """A run that broke off before its control's end still stops its platform and database."""
+    from gamemetrics.chaos import platform
+
+    try:
+        state = json.loads((folder / "platform.json").read_text())
+    except FileNotFoundError:
+        return
+    platform.stop(state)
+    platform.stop_postgres(state)
