@@ -12,7 +12,7 @@ KAFKA_FETCHED := $(KAFKA_LIBS)/.fetched
 S3PROXY_LIBS := .s3proxy/libs
 S3PROXY_FETCHED := $(S3PROXY_LIBS)/.fetched
 
-.PHONY: install up test test-fast bench lint clean kafka kafka-libs kafka-tools redis-tools s3proxy-libs test-deps
+.PHONY: install up test test-fast bench lint clean kafka kafka-libs kafka-tools redis-tools s3proxy-libs test-deps chaos
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -60,6 +60,10 @@ test: test-deps
 
 test-fast: test-deps
 	$(VENV)/bin/pytest -m "not slow"
+
+## Every chaos experiment at full length, each on a platform of its own (SEED=N replays a run).
+chaos: test-deps
+	$(VENV)/bin/gamemetrics chaos run all $(if $(SEED),--seed $(SEED),)
 
 ## Long benchmarks that print figures beside the machine's raw limits.
 bench: install kafka-libs

@@ -13,15 +13,25 @@ from typing import Any
 import psutil
 
 from gamemetrics.chaos import run_dir
+from gamemetrics.chaos.proxy import Proxy
 from gamemetrics.chaos.traffic import Traffic
 
 _traffic: dict[Path, Traffic] = {}
+_proxies: dict[Path, Proxy] = {}
+
+
+def close_proxies(configuration: dict[str, Any] | None) -> None:
+    """Close the run's proxy (its load balancer), if it has one."""
+    proxy = _proxies.pop(run_dir.run_dir(configuration), None)
+    if proxy is not None:
+        proxy.close()
 
 
 def start_traffic(configuration: dict[str, Any] | None = None, batch: int = 20, pause: float = 0.1) -> str:
     """Start steady traffic with the run's write key."""
     state = run_dir.read(configuration, "platform")
-    traffic = Traffic(state["base_url"], state["write_key"], batch=batch, pause=pause)
+    # Through the run's load balancer when it has one.
+    traffic = Traffic(state.get("traffic_url") or state["base_url"], state["write_key"], batch=batch, pause=pause)
     _traffic[run_dir.run_dir(configuration)] = traffic
     traffic.start()
     return f"sending {batch} events every {pause:g}s to {state['base_url']}"
@@ -93,3 +103,134 @@ def restart_postgres(configuration: dict[str, Any] | None = None) -> str:
     EmbeddedPostgres(Path(state["data_dir"]), stop_on_exit=False)
     mark(configuration, "removed")
     return "restarted"
+
+
+def _platform_processes(state: dict[str, Any], marker: str) -> list[psutil.Process]:
+    """The run's processes whose command line holds `marker` and the platform's data dir."""
+    found = []
+    for process in psutil.process_iter(["cmdline"]):
+        command = " ".join(process.info["cmdline"] or ())
+        if marker in command and state["data_dir"] in command:
+            found.append(process)
+    return found
+
+
+def kill_process(configuration: dict[str, Any] | None = None, name: str = "", marker: str = "") -> list[int]:
+    """SIGKILL the platform's process `name` (found by `marker` in its command line), keeping how it
+    was started so `restart_process` can start it again as a restarted pod would be."""
+    state = run_dir.read(configuration, "platform")
+    victims = _platform_processes(state, marker)
+    if not victims:
+        raise RuntimeError(f"no process of the platform runs {marker!r}")
+    specs = [{"argv": v.cmdline(), "cwd": v.cwd(), "env": v.environ()} for v in victims]
+    run_dir.write(configuration, f"killed-{name}", {"processes": specs})
+    for victim in victims:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            victim.send_signal(signal.SIGKILL)
+    psutil.wait_procs(victims, timeout=10)
+    return [v.pid for v in victims]
+
+
+def restart_process(configuration: dict[str, Any] | None = None, name: str = "", log: str = "") -> list[int]:
+    """Start the processes `kill_process` killed under `name` again, with their command line and
+    environment; their output appended to `log` (relative to the platform's data dir)."""
+    import subprocess
+
+    state = run_dir.read(configuration, "platform")
+    specs = run_dir.read(configuration, f"killed-{name}")["processes"]
+    pids = []
+    target = Path(state["data_dir"]) / log if log else Path(os.devnull)
+    for spec in specs:
+        with target.open("ab") as out:
+            process = subprocess.Popen(spec["argv"], cwd=spec["cwd"], env=spec["env"], stdout=out,
+                                       stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+        pids.append(process.pid)
+    try:
+        restarted = run_dir.read(configuration, "restarted")
+    except FileNotFoundError:
+        restarted = {"pids": []}
+    restarted["pids"] += pids
+    run_dir.write(configuration, "restarted", restarted)
+    mark(configuration, "removed")
+    return pids
+
+
+_HTTP = "ingest,analytics,users"
+
+
+def _supervised(state: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    from gamemetrics.supervision import supervised_processes
+
+    processes = supervised_processes(Path(state["data_dir"]))
+    if processes is None:
+        raise RuntimeError("the platform's `up` is not running")
+    return {p["name"]: p for p in processes}
+
+
+def second_ingest_behind_balancer(configuration: dict[str, Any] | None = None) -> str:
+    """A second HTTP process like `up`'s own on a port of its own, and a round-robin load balancer
+    in front of both that the traffic then goes through."""
+    import subprocess
+
+    import httpx
+
+    from gamemetrics.chaos.platform import free_port
+
+    state = run_dir.read(configuration, "platform")
+    first = psutil.Process(int(next(p for name, p in _supervised(state).items() if name.startswith("ingest"))["pid"]))
+    port = free_port()
+    env = {**first.environ(), "GAMEMETRICS_PORT": str(port)}
+    with (run_dir.run_dir(configuration) / "ingest-2.log").open("ab") as log:
+        second = subprocess.Popen(first.cmdline(), cwd=first.cwd(), env=env, stdout=log, stderr=subprocess.STDOUT,
+                                  stdin=subprocess.DEVNULL, start_new_session=True)
+    try:
+        restarted = run_dir.read(configuration, "restarted")
+    except FileNotFoundError:
+        restarted = {"pids": []}
+    restarted["pids"].append(second.pid)
+    run_dir.write(configuration, "restarted", restarted)
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2.0).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline or second.poll() is not None:
+            raise RuntimeError("the second ingest process did not get ready")
+        time.sleep(0.2)
+    up_port = int(state["base_url"].rsplit(":", 1)[1])
+    proxy = Proxy([("127.0.0.1", up_port), ("127.0.0.1", port)])
+    _proxies[run_dir.run_dir(configuration)] = proxy
+    state["traffic_url"] = f"http://{proxy.address}"
+    run_dir.write(configuration, "platform", state)
+    return f"ingest on ports {up_port} and {port} behind {proxy.address}"
+
+
+def lose_a_zone(configuration: dict[str, Any] | None = None) -> list[str]:
+    """SIGKILL half the processor processes and `up`'s own HTTP process (one of the two ingest) at once."""
+    processes = _supervised(run_dir.read(configuration, "platform"))
+    processors = sorted(name for name in processes if name.startswith("processor "))
+    victims = [*processors[: len(processors) // 2], next(name for name in processes if name.startswith("ingest"))]
+    for name in victims:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(int(processes[name]["pid"]), signal.SIGKILL)
+    run_dir.write(configuration, "zone", {"victims": {name: processes[name]["pid"] for name in victims}})
+    return victims
+
+
+def wait_for_restarts(configuration: dict[str, Any] | None = None, seconds: float = 60.0) -> dict[str, int]:
+    """Until `up` has restarted every process the zone lost (new pids, running); their restart counts."""
+    state = run_dir.read(configuration, "platform")
+    victims = run_dir.read(configuration, "zone")["victims"]
+    deadline = time.monotonic() + seconds
+    while True:
+        processes = _supervised(state)
+        back = {name: processes[name] for name in victims
+                if processes[name]["state"] == "running" and processes[name]["pid"] != victims[name]}
+        if len(back) == len(victims):
+            mark(configuration, "removed")
+            return {name: int(p["restarts"]) for name, p in back.items()}
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"not restarted within {seconds:g}s: {sorted(set(victims) - set(back))}")
+        time.sleep(0.2)

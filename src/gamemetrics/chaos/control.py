@@ -28,9 +28,11 @@ def after_experiment_control(context: dict[str, Any], state: Any = None,
     from gamemetrics.chaos import actions
 
     actions.stop_traffic(configuration)
+    actions.close_proxies(configuration)
     try:
         started = run_dir.read(configuration, "platform")
     except FileNotFoundError:
         return
     platform.stop(started)
+    platform.stop_restarted(run_dir.run_dir(configuration))
     platform.stop_postgres(started)

@@ -3,6 +3,7 @@ tenant, a game and a write key made with the CLI; stopped with SIGTERM at the en
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -19,7 +20,7 @@ import httpx
 STARTUP_SECONDS = 120.0
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
@@ -48,7 +49,7 @@ def cli(env: dict[str, str], *args: str, timeout: float = 60.0) -> dict[str, Any
 def start(run_dir: Path, *options: str, settings: dict[str, str] | None = None) -> dict[str, Any]:
     """Start the platform and make its tenant; what the activities need to find it."""
     data_dir = Path(tempfile.mkdtemp(prefix="gamemetrics-chaos-"))
-    port = _free_port()
+    port = free_port()
     env = platform_env(data_dir, port, settings)
     log_path = run_dir / "platform.log"
     with log_path.open("wb") as log:
@@ -144,3 +145,27 @@ def stop_postgres(state: dict[str, Any]) -> None:
         except ProcessLookupError:
             return
         time.sleep(0.2)
+
+
+def stop_restarted(folder: Path) -> None:
+    """SIGTERM to what the run restarted itself (a broker): `up` stops only what it started."""
+    try:
+        pids = json.loads((folder / "restarted.json").read_text())["pids"]
+    except FileNotFoundError:
+        return
+    for pid in pids:
+        try:
+            os.kill(int(pid), signal.SIGTERM)
+        except ProcessLookupError:
+            continue
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(int(pid), os.WNOHANG)
+            try:
+                os.kill(int(pid), 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.2)
+        else:
+            os.kill(int(pid), signal.SIGKILL)

@@ -92,4 +92,5 @@ def _stop_what_is_left(folder: Path) -> None:
     except FileNotFoundError:
         return
     platform.stop(state)
+    platform.stop_restarted(folder)
     platform.stop_postgres(state)

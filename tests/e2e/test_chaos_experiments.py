@@ -1,0 +1,44 @@
+"""The chaos experiments in short form, each on a platform of its own: the hypothesis holds through
+the fault (a few seconds of it), with a fixed seed so a failure can be replayed."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from gamemetrics.chaos.runner import experiments, run
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(400)]
+
+
+@pytest.fixture(scope="module")
+def root() -> Iterator[Path]:
+    # Not under pytest's temporary root, for the same reason as the e2e platform's data dir.
+    folder = Path(tempfile.mkdtemp(prefix="gamemetrics-chaos-runs-"))
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_the_shipped_experiments_are_listed_with_their_titles() -> None:
+    assert {"kafka-broker-killed", "postgres-killed", "zone-lost"} <= experiments().keys()
+    for path in experiments().values():
+        experiment = json.loads(path.read_text())
+        assert experiment["title"] and experiment["steady-state-hypothesis"]["probes"]
+
+
+@pytest.mark.parametrize(("name", "seed"), [("postgres-killed", 3), ("kafka-broker-killed", 5), ("zone-lost", 7)])
+def test_the_hypothesis_holds_through_the_fault(root: Path, name: str, seed: int) -> None:
+    outcome = run(name, root, seed=seed, duration=3.0)
+    journal = json.loads((outcome.folder / "journal.json").read_text())
+    assert outcome.ok, f"{name} (seed {seed}) {outcome.status}: {outcome.violations}\n" + (
+        outcome.folder / "platform.log").read_text(errors="replace")[-3000:]
+    assert journal["steady_states"]["after"]["steady_state_met"] is True
+    traffic = json.loads((outcome.folder / "traffic.json").read_text())
+    assert traffic["acknowledged"], "no event was acknowledged"
+    assert not list(Path(json.loads((outcome.folder / "platform.json").read_text())["data_dir"]).glob(
+        "postgres/postmaster.pid")), "the run's PostgreSQL was left running"
