@@ -12,7 +12,7 @@ KAFKA_FETCHED := $(KAFKA_LIBS)/.fetched
 S3PROXY_LIBS := .s3proxy/libs
 S3PROXY_FETCHED := $(S3PROXY_LIBS)/.fetched
 
-.PHONY: install up test test-fast bench lint clean kafka kafka-libs kafka-tools redis-tools s3proxy-libs test-deps chaos
+.PHONY: install up test test-fast bench lint clean kafka kafka-libs kafka-tools redis-tools s3proxy-libs test-deps chaos chaos-tools
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -61,8 +61,12 @@ test: test-deps
 test-fast: test-deps
 	$(VENV)/bin/pytest -m "not slow"
 
+# stress-ng for the CPU-stress experiment, from the system's packages when missing.
+chaos-tools:
+	@deploy/tools/apt-tools.sh stress-ng=stress-ng
+
 ## Every chaos experiment at full length, each on a platform of its own (SEED=N replays a run).
-chaos: test-deps
+chaos: test-deps chaos-tools
 	$(VENV)/bin/gamemetrics chaos run all $(if $(SEED),--seed $(SEED),)
 
 ## Long benchmarks that print figures beside the machine's raw limits.

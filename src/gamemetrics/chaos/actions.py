@@ -234,3 +234,32 @@ def wait_for_restarts(configuration: dict[str, Any] | None = None, seconds: floa
         if time.monotonic() > deadline:
             raise RuntimeError(f"not restarted within {seconds:g}s: {sorted(set(victims) - set(back))}")
         time.sleep(0.2)
+
+
+_stress: dict[Path, Any] = {}
+
+
+def stress_cpu(configuration: dict[str, Any] | None = None, workers: int = 2, seconds: float = 60.0) -> int:
+    """`stress-ng --cpu N` beside the processors, bounded by its own timeout as well."""
+    import shutil
+    import subprocess
+
+    stress_ng = shutil.which("stress-ng")
+    if stress_ng is None:
+        raise RuntimeError("stress-ng is not installed: `make chaos-tools` installs it")
+    process = subprocess.Popen([stress_ng, "--cpu", str(workers), "--timeout", f"{int(seconds)}s", "--quiet"],
+                               stdin=subprocess.DEVNULL, start_new_session=True)
+    _stress[run_dir.run_dir(configuration)] = process
+    return process.pid
+
+
+def stop_stress(configuration: dict[str, Any] | None = None) -> int | None:
+    """End the CPU stress; its exit code."""
+    process = _stress.pop(run_dir.run_dir(configuration), None)
+    if process is None:
+        return None
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
+    code: int = process.wait(timeout=30)
+    mark(configuration, "removed")
+    return code

@@ -11,12 +11,12 @@ from gamemetrics.chaos import platform, run_dir
 
 
 def before_experiment_control(context: dict[str, Any], configuration: dict[str, Any] | None = None,
-                              options: list[str] | None = None, settings: dict[str, str] | None = None,
+                              options: list[str] | None = None, environment: dict[str, str] | None = None,
                               **kwargs: Any) -> None:
-    """Start `gamemetrics up [options]` with `settings` (GAMEMETRICS_* variables) for the run."""
+    """Start `gamemetrics up [options]` with `environment` (GAMEMETRICS_* settings) for the run."""
     folder = run_dir.run_dir(configuration)
     try:
-        state = platform.start(folder, *(options or []), settings=settings)
+        state = platform.start(folder, *(options or []), settings=environment)
     except Exception as exc:
         raise InterruptExecution(f"the platform did not start: {exc}") from exc
     run_dir.write(configuration, "platform", state)
@@ -29,6 +29,7 @@ def after_experiment_control(context: dict[str, Any], state: Any = None,
 
     actions.stop_traffic(configuration)
     actions.close_proxies(configuration)
+    actions.stop_stress(configuration)
     try:
         started = run_dir.read(configuration, "platform")
     except FileNotFoundError:

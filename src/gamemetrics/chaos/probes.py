@@ -98,12 +98,13 @@ def refusals_well_formed(configuration: dict[str, Any] | None = None) -> dict[st
 
 
 def services_answer(configuration: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The other services keep answering: /healthz and /metrics of the HTTP process."""
+    """The other services keep answering: /healthz and /metrics, through the load balancer when the run has one."""
     state = run_dir.read(configuration, "platform")
+    base_url = state.get("traffic_url") or state["base_url"]
     violations = []
     for path in ("/healthz", "/metrics"):
         try:
-            status = httpx.get(f"{state['base_url']}{path}", timeout=5.0).status_code
+            status = httpx.get(f"{base_url}{path}", timeout=5.0).status_code
         except httpx.HTTPError as exc:
             violations.append(f"{path} did not answer: {type(exc).__name__}")
             continue
