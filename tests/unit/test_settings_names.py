@@ -114,7 +114,9 @@ NAMES: dict[str, tuple[str, str, Any]] = {
 LISTED = {"ingest", "bus", "kafka", "processor", "auth", "analytics", "users", "cache", "objects", "vectors", "mail"}
 
 # Documented GAMEMETRICS_* names that are not settings: options of CLI commands.
-NOT_SETTINGS = {"GAMEMETRICS_WRITE_KEY"}
+# The chaos runner hands these to the Chaos Toolkit experiment's configuration, per run.
+NOT_SETTINGS = {"GAMEMETRICS_WRITE_KEY", "GAMEMETRICS_CHAOS_RUN_DIR", "GAMEMETRICS_CHAOS_SEED",
+                "GAMEMETRICS_CHAOS_DURATION"}
 
 
 def env_names(model: type[BaseSettings], path: str = "") -> dict[str, str]:
