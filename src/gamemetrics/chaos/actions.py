@@ -34,7 +34,7 @@ def start_traffic(configuration: dict[str, Any] | None = None, batch: int = 20, 
     traffic = Traffic(state.get("traffic_url") or state["base_url"], state["write_key"], batch=batch, pause=pause)
     _traffic[run_dir.run_dir(configuration)] = traffic
     traffic.start()
-    return f"sending {batch} events every {pause:g}s to {state['base_url']}"
+    return f"sending {batch} events every {pause:g}s to {traffic.base_url}"
 
 
 def stop_traffic(configuration: dict[str, Any] | None = None) -> dict[str, int]:
