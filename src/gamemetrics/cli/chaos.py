@@ -55,3 +55,17 @@ def run_experiments(
                       str(outcome.folder / "journal.json"))
     Console().print(table)
     raise typer.Exit(1 if failed else 0)
+
+
+@app.command("report")
+def report(
+    out: Annotated[str, typer.Option("--out", help="The HTML file to write.")] = "chaos-report.html",
+) -> None:
+    """The runs under the data dir as one HTML page: a summary table and plots around each fault."""
+    from pathlib import Path
+
+    from gamemetrics.chaos.report import load_runs, render
+
+    runs = load_runs(get_settings().data_dir.resolve() / "chaos")
+    Path(out).write_text(render(runs))
+    typer.echo(f"{len(runs)} runs in {out}")
