@@ -47,7 +47,7 @@ def main() -> None:
     args = parser.parse_args()
     seconds = max(1, min(args.seconds, 300))  # bounded: loopback load must end by itself
     args.out.mkdir(parents=True, exist_ok=True)
-    console = Console()
+    console = Console(width=180)
     state = platform.start(Path(tempfile.mkdtemp(prefix="gamemetrics-load-")))
     try:
         token = platform.cli(state["env"], "admin", "issue-token", "--tenant", state["tenant_id"])["access_token"]
