@@ -25,15 +25,18 @@ def root() -> Iterator[Path]:
 
 
 def test_the_shipped_experiments_are_listed_with_their_titles() -> None:
-    assert {"kafka-broker-killed", "postgres-killed", "zone-lost"} <= experiments().keys()
+    assert {"kafka-broker-killed", "postgres-killed", "zone-lost", "processor-frozen", "cpu-stress"} <= experiments().keys()
     for path in experiments().values():
         experiment = json.loads(path.read_text())
         assert experiment["title"] and experiment["steady-state-hypothesis"]["probes"]
 
 
-@pytest.mark.parametrize(("name", "seed"), [("postgres-killed", 3), ("kafka-broker-killed", 5), ("zone-lost", 7)])
-def test_the_hypothesis_holds_through_the_fault(root: Path, name: str, seed: int) -> None:
-    outcome = run(name, root, seed=seed, duration=3.0)
+# Each fault holds 3 s, except the frozen processor's: it must outlast the 6 s session timeout.
+@pytest.mark.parametrize(("name", "seed", "duration"), [
+    ("postgres-killed", 3, 3.0), ("kafka-broker-killed", 5, 3.0), ("zone-lost", 7, 3.0), ("processor-frozen", 13, 8.0),
+])
+def test_the_hypothesis_holds_through_the_fault(root: Path, name: str, seed: int, duration: float) -> None:
+    outcome = run(name, root, seed=seed, duration=duration)
     journal = json.loads((outcome.folder / "journal.json").read_text())
     assert outcome.ok, f"{name} (seed {seed}) {outcome.status}: {outcome.violations}\n" + (
         outcome.folder / "platform.log").read_text(errors="replace")[-3000:]

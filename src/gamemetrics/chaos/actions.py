@@ -263,3 +263,26 @@ def stop_stress(configuration: dict[str, Any] | None = None) -> int | None:
     code: int = process.wait(timeout=30)
     mark(configuration, "removed")
     return code
+
+
+def freeze_processor(configuration: dict[str, Any] | None = None, name: str = "processor 1") -> int:
+    """SIGSTOP one processor process: it neither heartbeats nor commits, as if cut off from the bus,
+    until `thaw_processor`; a hold past the session timeout makes its group rebalance without it."""
+    state = run_dir.read(configuration, "platform")
+    pid = int(_supervised(state)[name]["pid"])
+    os.kill(pid, signal.SIGSTOP)
+    run_dir.write(configuration, "frozen", {"pid": pid})
+    return pid
+
+
+def thaw_processor(configuration: dict[str, Any] | None = None) -> int | None:
+    """SIGCONT to the frozen processor: it wakes with the partitions it held before the rebalance."""
+    try:
+        pid = int(run_dir.read(configuration, "frozen")["pid"])
+    except FileNotFoundError:
+        return None
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGCONT)
+    (run_dir.run_dir(configuration) / "frozen.json").unlink()
+    mark(configuration, "removed")
+    return pid

@@ -30,6 +30,7 @@ def after_experiment_control(context: dict[str, Any], state: Any = None,
     actions.stop_traffic(configuration)
     actions.close_proxies(configuration)
     actions.stop_stress(configuration)
+    actions.thaw_processor(configuration)
     try:
         started = run_dir.read(configuration, "platform")
     except FileNotFoundError:
