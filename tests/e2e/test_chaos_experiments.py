@@ -25,7 +25,8 @@ def root() -> Iterator[Path]:
 
 
 def test_the_shipped_experiments_are_listed_with_their_titles() -> None:
-    assert {"kafka-broker-killed", "postgres-killed", "zone-lost", "processor-frozen", "cpu-stress"} <= experiments().keys()
+    shipped = {"kafka-broker-killed", "postgres-killed", "zone-lost", "processor-frozen", "cpu-stress"}
+    assert shipped <= experiments().keys()
     for path in experiments().values():
         experiment = json.loads(path.read_text())
         assert experiment["title"] and experiment["steady-state-hypothesis"]["probes"]
