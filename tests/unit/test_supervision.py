@@ -123,3 +123,18 @@ def test_a_record_left_by_an_up_that_is_gone_is_not_reported(tmp_path: Path) -> 
     (tmp_path / "processes.json").write_text(json.dumps({"pid": 2**22 + 12345, "processes": []}))
     assert supervised_processes(tmp_path) is None
     assert supervised_processes(tmp_path / "missing") is None
+
+
+def test_status_shows_each_process_with_its_restarts_and_last_exit(capsys: pytest.CaptureFixture[str]) -> None:
+    from gamemetrics.status import print_status
+
+    print_status({"games": [], "consumer_groups": [], "processes": [
+        {"name": "processor 1", "pid": 4242, "state": "running", "restarts": 3, "last_exit": "killed by SIGKILL",
+         "last_exit_at": "2026-01-01T00:00:00+00:00", "exits": []},
+        {"name": "ingest", "pid": 4343, "state": "waiting", "restarts": 0, "last_exit": None, "last_exit_at": None,
+         "exits": []}]})
+    out = capsys.readouterr().out
+    assert "Processes" in out
+    row = next(line for line in out.splitlines() if "processor 1" in line)
+    assert "4242" in row and "running" in row and " 3 " in row and "killed by SIGKILL" in row
+    assert "waiting" in next(line for line in out.splitlines() if "ingest" in line)
