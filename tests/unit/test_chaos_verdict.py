@@ -6,6 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from gamemetrics.chaos.runner import Outcome, violations
 
 
@@ -43,3 +45,16 @@ def test_a_run_holds_only_completed_undeviated_and_without_violations() -> None:
     assert not Outcome("x", 1, Path("."), "completed", True, []).ok
     assert not Outcome("x", 1, Path("."), "aborted", False, []).ok
     assert not Outcome("x", 1, Path("."), "completed", False, ["ready: /readyz answered 503"]).ok
+
+
+def test_every_shipped_experiment_is_valid_for_chaos_toolkit(tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    from chaoslib.experiment import ensure_experiment_is_valid
+    from chaoslib.loader import load_experiment
+
+    from gamemetrics.chaos.runner import experiments
+
+    monkeypatch.setenv("GAMEMETRICS_CHAOS_RUN_DIR", str(tmp_path))
+    assert len(experiments()) >= 5
+    for path in experiments().values():
+        ensure_experiment_is_valid(load_experiment(str(path)))  # raises naming what is wrong

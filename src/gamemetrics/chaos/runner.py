@@ -58,7 +58,7 @@ def violations(journal: dict[str, Any]) -> list[str]:
 
 def run(name: str, root: Path, *, seed: int | None = None, duration: float | None = None) -> Outcome:
     """Run experiment `name` (shipped, or a path to an experiment file) in a new folder under `root`."""
-    from chaoslib.experiment import run_experiment
+    from chaoslib.experiment import ensure_experiment_is_valid, run_experiment
     from chaoslib.loader import load_experiment
 
     path = experiments().get(name) or Path(name)
@@ -70,7 +70,9 @@ def run(name: str, root: Path, *, seed: int | None = None, duration: float | Non
     os.environ[SEED_VARIABLE] = str(seed)
     os.environ[DURATION_VARIABLE] = "" if duration is None else str(duration)
     try:
-        journal = run_experiment(load_experiment(str(path)), settings={})
+        experiment = load_experiment(str(path))
+        ensure_experiment_is_valid(experiment)  # a probe or action that does not exist fails here, not mid-run
+        journal = run_experiment(experiment, settings={})
     finally:
         _stop_what_is_left(folder)
         for key, value in saved.items():

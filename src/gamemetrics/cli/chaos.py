@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -35,10 +36,14 @@ def run_experiments(
         "--seed", help="Seed of the moment the fault comes; printed with each run to replay it.")] = None,
 ) -> None:
     """Run experiments; exits 1 when a hypothesis was violated."""
+    from chaoslib.exceptions import InvalidExperiment, InvalidSource
+
     from gamemetrics.chaos.runner import experiments, run
 
     console = Console(stderr=True)
     names = list(experiments()) if name == "all" else [name]
+    if name != "all" and name not in experiments() and not Path(name).is_file():
+        raise typer.BadParameter(f"no experiment {name!r}; `gamemetrics chaos list` names them", param_hint="NAME")
     root = get_settings().data_dir.resolve() / "chaos"
     table = Table(title="Chaos runs")
     for column in ("experiment", "seed", "verdict", "journal"):
@@ -46,7 +51,11 @@ def run_experiments(
     failed = False
     for each in names:
         console.print(f"[bold]{each}[/] …")
-        outcome = run(each, root, seed=seed, duration=duration)
+        try:
+            outcome = run(each, root, seed=seed, duration=duration)
+        except (InvalidExperiment, InvalidSource) as exc:
+            console.print(f"[red]{each} is not a valid experiment:[/] {exc}")
+            raise typer.Exit(2) from None
         console.print(f"{each}: seed {outcome.seed}")
         for violation in outcome.violations:
             console.print(f"  [red]violated[/] {violation}")
@@ -62,8 +71,6 @@ def report(
     out: Annotated[str, typer.Option("--out", help="The HTML file to write.")] = "chaos-report.html",
 ) -> None:
     """The runs under the data dir as one HTML page: a summary table and plots around each fault."""
-    from pathlib import Path
-
     from gamemetrics.chaos.report import load_runs, render
 
     runs = load_runs(get_settings().data_dir.resolve() / "chaos")
