@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -70,8 +71,12 @@ def run(name: str, root: Path, *, seed: int | None = None, duration: float | Non
     os.environ[SEED_VARIABLE] = str(seed)
     os.environ[DURATION_VARIABLE] = "" if duration is None else str(duration)
     try:
-        experiment = load_experiment(str(path))
-        ensure_experiment_is_valid(experiment)  # a probe or action that does not exist fails here, not mid-run
+        try:
+            experiment = load_experiment(str(path))
+            ensure_experiment_is_valid(experiment)  # a probe or action that does not exist fails here, not mid-run
+        except Exception:
+            shutil.rmtree(folder, ignore_errors=True)  # nothing ran: no run to report
+            raise
         journal = run_experiment(experiment, settings={})
     finally:
         _stop_what_is_left(folder)
