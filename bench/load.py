@@ -69,6 +69,8 @@ def main() -> None:
         console.print(f"Locust's CSV and HTML reports in {args.out}/")
     finally:
         platform.stop(state)
+        platform.stop_postgres(state)
+        platform.remove_data(state)
 
 
 if __name__ == "__main__":

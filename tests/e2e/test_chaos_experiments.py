@@ -9,6 +9,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+import psutil
 import pytest
 
 from gamemetrics.chaos.runner import experiments, run
@@ -44,5 +45,7 @@ def test_the_hypothesis_holds_through_the_fault(root: Path, name: str, seed: int
     assert journal["steady_states"]["after"]["steady_state_met"] is True
     traffic = json.loads((outcome.folder / "traffic.json").read_text())
     assert traffic["acknowledged"], "no event was acknowledged"
-    assert not list(Path(json.loads((outcome.folder / "platform.json").read_text())["data_dir"]).glob(
-        "postgres/postmaster.pid")), "the run's PostgreSQL was left running"
+    data_dir = json.loads((outcome.folder / "platform.json").read_text())["data_dir"]
+    left = [p.pid for p in psutil.process_iter(["cmdline"]) if data_dir in " ".join(p.info["cmdline"] or ())]
+    assert not left, f"processes of the run left running: {left}"
+    assert not Path(data_dir).exists(), "the run's data dir was left behind"

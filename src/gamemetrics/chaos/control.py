@@ -38,3 +38,4 @@ def after_experiment_control(context: dict[str, Any], state: Any = None,
     platform.stop(started)
     platform.stop_restarted(run_dir.run_dir(configuration))
     platform.stop_postgres(started)
+    platform.remove_data(started)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -48,7 +49,7 @@ def cli(env: dict[str, str], *args: str, timeout: float = 60.0) -> dict[str, Any
 
 def start(run_dir: Path, *options: str, settings: dict[str, str] | None = None) -> dict[str, Any]:
     """Start the platform and make its tenant; what the activities need to find it."""
-    data_dir = Path(tempfile.mkdtemp(prefix="gamemetrics-chaos-"))
+    data_dir = Path(tempfile.mkdtemp(prefix="gamemetrics-chaos-"))  # removed by remove_data
     port = free_port()
     env = platform_env(data_dir, port, settings)
     log_path = run_dir / "platform.log"
@@ -169,3 +170,10 @@ def stop_restarted(folder: Path) -> None:
             time.sleep(0.2)
         else:
             os.kill(int(pid), signal.SIGKILL)
+
+
+def remove_data(state: dict[str, Any]) -> None:
+    """Delete the run's data dir once everything in it stopped; the run's folder keeps the logs."""
+    data_dir = Path(state["data_dir"])
+    if data_dir.name.startswith("gamemetrics-chaos-"):  # only a dir `start` made
+        shutil.rmtree(data_dir, ignore_errors=True)

@@ -101,3 +101,4 @@ def _stop_what_is_left(folder: Path) -> None:
     platform.stop(state)
     platform.stop_restarted(folder)
     platform.stop_postgres(state)
+    platform.remove_data(state)
