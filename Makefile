@@ -12,7 +12,7 @@ KAFKA_FETCHED := $(KAFKA_LIBS)/.fetched
 S3PROXY_LIBS := .s3proxy/libs
 S3PROXY_FETCHED := $(S3PROXY_LIBS)/.fetched
 
-.PHONY: install up test test-fast bench lint clean kafka kafka-libs kafka-tools redis-tools s3proxy-libs browser-tools test-deps ops-tools deploy-sync
+.PHONY: install up test test-fast bench lint clean kafka kafka-libs kafka-tools redis-tools s3proxy-libs browser-tools test-deps ops-tools deploy-sync chaos chaos-tools load
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -76,6 +76,18 @@ test: test-deps
 
 test-fast: test-deps
 	$(VENV)/bin/pytest -m "not slow"
+
+# stress-ng for the CPU-stress experiment, from the system's packages when missing.
+chaos-tools:
+	@deploy/tools/apt-tools.sh stress-ng=stress-ng
+
+## Every chaos experiment at full length, each on a platform of its own (SEED=N replays a run).
+chaos: test-deps chaos-tools
+	$(VENV)/bin/gamemetrics chaos run all $(if $(SEED),--seed $(SEED),)
+
+## The Locust scenarios against a local up, 20 s each (LOAD_SECONDS=N, LOAD_USERS=N).
+load: install
+	$(VENV)/bin/python bench/load.py --seconds $(or $(LOAD_SECONDS),20) --users $(or $(LOAD_USERS),8)
 
 ## Long benchmarks that print figures beside the machine's raw limits.
 bench: install kafka-libs browser-tools

@@ -26,6 +26,7 @@ from gamemetrics.migrations import upgrade
 from gamemetrics.runtime import EMBEDDED_DATABASE, topic_partitions
 from gamemetrics.runtime.signals import interrupt_on_stop_signals
 from gamemetrics.settings import Settings
+from gamemetrics.supervision import PROCESSES_FILE, CrashLoop, Supervisor, withdraw_record
 
 console = Console(stderr=True)
 DEMO_OPERATOR = "demo@gamemetrics.local"
@@ -35,7 +36,7 @@ _LOCAL_BROKER = "kafka/running.json"
 
 
 def run_platform(settings: Settings, *, demo: bool, kafka: bool = False) -> int:
-    """Run until SIGINT (Ctrl-C), SIGTERM or a service dies; returns the exit code."""
+    """Run until SIGINT (Ctrl-C), SIGTERM or a service that keeps dying at start; returns the exit code."""
     if kafka and settings.kafka.bootstrap:
         raise SystemExit("--kafka starts a local broker; GAMEMETRICS_KAFKA_BOOTSTRAP already names one")
     data_dir = settings.data_dir.resolve()
@@ -46,7 +47,7 @@ def run_platform(settings: Settings, *, demo: bool, kafka: bool = False) -> int:
     else:
         server = EmbeddedPostgres(data_dir)
         url = server.ensure_database(EMBEDDED_DATABASE)
-    children: dict[str, subprocess.Popen[bytes]] = {}
+    supervisor = Supervisor(settings.restarts, data_dir / PROCESSES_FILE, log=console.print)
     broker: LocalBroker | None = None
     interrupt_on_stop_signals()
     try:
@@ -65,13 +66,13 @@ def run_platform(settings: Settings, *, demo: bool, kafka: bool = False) -> int:
             if not spec.serves_http:
                 for n in range(1, spec.replicas(settings) + 1):
                     port = _free_port(settings.host)
-                    children[f"{spec.name} {n}"] = _serve(spec.name, _member_env(env, settings, n),
-                                                          "--health-port", str(port))
+                    _serve(supervisor, f"{spec.name} {n}", spec.name, _member_env(env, settings, n),
+                           "--health-port", str(port))
                     peers += ["--peer", f"{spec.name}=http://{settings.host}:{port}/readyz"]
         http = ",".join(registry.HTTP_NAMES)
-        children[http] = _serve(http, env, *peers)
+        _serve(supervisor, http, http, env, *peers)
         base_url = f"http://{settings.host}:{settings.port}"
-        _wait_ready(base_url, children)
+        _wait_ready(base_url, supervisor)
         console.print(f"[green]ready[/] at {base_url}  (dashboard at /dashboard;"
                       " POST /v1/events, /v1/batch, /graphql, GET /readyz, /metrics;"
                       " tokens: POST /oauth/token with a client from gamemetrics admin create-client)")
@@ -79,17 +80,19 @@ def run_platform(settings: Settings, *, demo: bool, kafka: bool = False) -> int:
             key = _demo_key(env, data_dir)
             console.print_json(json.dumps(key))
             _demo_notifications(env, base_url, key)
-            children["simulator"] = subprocess.Popen(
+            supervisor.start(
+                "simulator",
                 [sys.executable, "-m", "gamemetrics.cli", "simulate", "--write-key", key["write_key"],
                  "--import-key", key["import_key"], "--players", "200", "--days", "14", "--rate", "200",
                  "--url", base_url, "--forever"],
-                env=env,
+                env, restart=False,
             )
-        return _supervise(children)
+        return _supervise(supervisor)
     except KeyboardInterrupt:
         return 0
     finally:
-        _stop(children)
+        _stop(supervisor.processes())
+        withdraw_record(data_dir)
         if broker is not None:
             withdraw_local_broker(data_dir)
             broker.stop()
@@ -118,8 +121,8 @@ def local_broker_of(data_dir: Path) -> str | None:
     return bootstrap
 
 
-def _serve(service: str, env: dict[str, str], *options: str) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([sys.executable, "-m", "gamemetrics.cli", "serve", service, *options], env=env)
+def _serve(supervisor: Supervisor, name: str, service: str, env: dict[str, str], *options: str) -> None:
+    supervisor.start(name, [sys.executable, "-m", "gamemetrics.cli", "serve", service, *options], env)
 
 
 def _free_port(host: str) -> int:
@@ -171,12 +174,14 @@ def _child_env(settings: Settings, url: str, data_dir: Path) -> dict[str, str]:
     }
 
 
-def _wait_ready(base_url: str, children: dict[str, subprocess.Popen[bytes]], timeout: float = 60.0) -> None:
+def _wait_ready(base_url: str, supervisor: Supervisor, timeout: float = 60.0) -> None:
+    """Until /readyz answers 200; a process that dies meanwhile is restarted, one that keeps dying stops `up`."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        for name, child in children.items():
-            if child.poll() is not None:
-                raise SystemExit(f"{name} exited with code {child.returncode} while starting")
+        try:
+            supervisor.tick()
+        except CrashLoop as exc:
+            raise SystemExit(f"{exc} while starting") from None
         try:
             if httpx.get(f"{base_url}/readyz", timeout=1.0).status_code == 200:
                 return
@@ -244,14 +249,14 @@ def _demo_notifications(env: dict[str, str], base_url: str, key: dict[str, str])
         httpx.put(f"{game}/notification-rules/{name}", json=rule, headers=auth).raise_for_status()
 
 
-def _supervise(children: dict[str, subprocess.Popen[bytes]]) -> int:
-    while True:
-        for name, child in children.items():
-            code = child.poll()
-            if code is not None and name != "simulator":
-                console.print(f"[red]{name} exited with code {code}[/]; stopping")
-                return code or 1
-        time.sleep(0.5)
+def _supervise(supervisor: Supervisor) -> int:
+    """Restart what dies until a stop signal (KeyboardInterrupt) or a crash loop, which stops `up` with 1."""
+    try:
+        supervisor.run()
+    except CrashLoop as exc:
+        console.print(f"[red]{exc}[/]; stopping")
+        return 1
+    return 0
 
 
 def _stop(children: dict[str, subprocess.Popen[bytes]]) -> None:

@@ -336,6 +336,20 @@ class RetentionSettings(BaseSettings):
     retention_zstd_level: int = Field(default=3, ge=1, le=22)
 
 
+class RestartSettings(BaseSettings):
+    """How `gamemetrics up` restarts a service process that died, as a pod's restart policy would."""
+
+    model_config = _env("RESTART_")
+
+    backoff_seconds: float = Field(default=0.5, gt=0, description="Wait before the first restart of a process;"
+                                                                   " doubled for each restart in a row.")
+    backoff_max_seconds: float = Field(default=30.0, gt=0, description="The longest wait between restarts.")
+    # A process that ran this long was healthy: its next death starts the backoff and the count anew.
+    stable_seconds: float = Field(default=10.0, gt=0)
+    max_crashes: int = Field(default=5, ge=1, description="Deaths in a row, each before stable_seconds, after"
+                                                          " which `up` stops with the reason instead of restarting.")
+
+
 class Settings(BaseSettings):
     """Platform settings; unset infrastructure URLs mean the embedded defaults."""
 
@@ -371,6 +385,7 @@ class Settings(BaseSettings):
     notifier: NotifierSettings = Field(default_factory=NotifierSettings)
     recommender: RecommenderSettings = Field(default_factory=RecommenderSettings)
     retention: RetentionSettings = Field(default_factory=RetentionSettings)
+    restarts: RestartSettings = Field(default_factory=RestartSettings)
 
     def secret_path(self) -> Path:
         """Where the platform secret is kept when `secret_key` is unset."""

@@ -55,3 +55,11 @@ def print_status(report: dict[str, Any]) -> None:
     for group in report["consumer_groups"]:
         groups.add_row(group["group_id"], str(group["lag"]))
     console.print(groups)
+    if report.get("processes"):
+        processes = Table(title="Processes")
+        for column in ("process", "pid", "state", "restarts", "last exit"):
+            processes.add_column(column)
+        for process in report["processes"]:
+            last = f"{process['last_exit']} at {process['last_exit_at']}" if process["last_exit"] else ""
+            processes.add_row(process["name"], str(process["pid"]), process["state"], str(process["restarts"]), last)
+        console.print(processes)

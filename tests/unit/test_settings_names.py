@@ -113,9 +113,10 @@ NAMES: dict[str, tuple[str, str, Any]] = {
 # of its own, which must not clash with these.
 LISTED = {"ingest", "bus", "kafka", "processor", "auth", "analytics", "users", "cache", "objects", "vectors", "mail"}
 
-# Documented GAMEMETRICS_* names that are not settings: options of CLI commands, and where the
-# browser tests leave their screenshots.
-NOT_SETTINGS = {"GAMEMETRICS_WRITE_KEY", "GAMEMETRICS_TEST_OUTPUT"}
+# Documented GAMEMETRICS_* names that are not settings: options of CLI commands, where the browser
+# tests leave their screenshots, and what the chaos runner hands to each Chaos Toolkit experiment.
+NOT_SETTINGS = {"GAMEMETRICS_WRITE_KEY", "GAMEMETRICS_TEST_OUTPUT",
+                "GAMEMETRICS_CHAOS_RUN_DIR", "GAMEMETRICS_CHAOS_SEED", "GAMEMETRICS_CHAOS_DURATION"}
 
 
 def env_names(model: type[BaseSettings], path: str = "") -> dict[str, str]:

@@ -9,6 +9,7 @@ from gamemetrics.cli import (
     archive,
     audit,
     backup,
+    chaos,
     kafka,
     notifications,
     platform,
@@ -28,3 +29,4 @@ app.add_typer(recommender.app, name="recommender")
 app.add_typer(retention.app, name="retention")
 app.add_typer(archive.app, name="archive")
 app.add_typer(backup.app, name="backup")
+app.add_typer(chaos.app, name="chaos")

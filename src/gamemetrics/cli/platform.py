@@ -85,15 +85,18 @@ def up(
 
 @app.command()
 def status(as_json: Annotated[bool, typer.Option("--json", help="One JSON object on stdout.")] = False) -> None:
-    """Events stored and dead-lettered per game, and each consumer group's lag."""
+    """Events stored and dead-lettered per game, each consumer group's lag, and the restarts of a running `up`."""
     from gamemetrics.platform import local_broker_of
     from gamemetrics.status import collect_status, print_status
+    from gamemetrics.supervision import supervised_processes
 
     settings = get_settings()
     bootstrap = None if settings.kafka.bootstrap else local_broker_of(settings.data_dir.resolve())
     if bootstrap:  # beside `up --kafka`: its lag is on the broker it started, not in the embedded log
         settings = settings.updated(kafka={"bootstrap": bootstrap})
     report = with_database(collect_status, settings)
+    # Beside a running `up`: its processes, with how often each was restarted.
+    report["processes"] = supervised_processes(settings.data_dir.resolve()) or []
     if as_json:
         print_json(report)
     else:

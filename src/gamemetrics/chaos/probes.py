@@ -1,0 +1,119 @@
+"""The experiments' probes: each observes the run's platform or traffic and returns the hypothesis's
+verdict with its violations, `{"ok": bool, "violations": [...]}` (the tolerance asks for ok)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import httpx
+import psycopg
+
+from gamemetrics.chaos import checks, platform, run_dir
+
+
+def _verdict(violations: list[str], **seen: Any) -> dict[str, Any]:
+    return {"ok": not violations, "violations": violations, **seen}
+
+
+def _traffic(configuration: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The traffic's record once it stopped; None before the method sent any (the first hypothesis check)."""
+    try:
+        return run_dir.read(configuration, "traffic")
+    except FileNotFoundError:
+        return None
+
+
+def ready(configuration: dict[str, Any] | None = None) -> dict[str, Any]:
+    """/readyz answers 200 now."""
+    state = run_dir.read(configuration, "platform")
+    try:
+        status = httpx.get(f"{state['base_url']}/readyz", timeout=5.0).status_code
+    except httpx.HTTPError as exc:
+        return _verdict([f"/readyz did not answer: {type(exc).__name__}"])
+    return _verdict([] if status == 200 else [f"/readyz answered {status}"], status=status)
+
+
+def ready_within(configuration: dict[str, Any] | None = None, seconds: float = 30.0) -> dict[str, Any]:
+    """/readyz answers 200 within `seconds` of the fault's removal."""
+    state = run_dir.read(configuration, "platform")
+    try:
+        since = float(run_dir.read(configuration, "marks").get("removed", time.time()))
+    except FileNotFoundError:  # before the fault: ready within `seconds` from now
+        since = time.time()
+    samples: list[tuple[float, bool]] = [(since, False)]
+    while time.time() - since <= seconds:
+        try:
+            healthy = httpx.get(f"{state['base_url']}/readyz", timeout=2.0).status_code == 200
+        except httpx.HTTPError:
+            healthy = False
+        samples.append((time.time(), healthy))
+        if healthy:
+            break
+        time.sleep(0.2)
+    return _verdict(checks.recovered(samples, seconds), recovered_after=round(samples[-1][0] - since, 3))
+
+
+def lag_drains(configuration: dict[str, Any] | None = None, seconds: float = 60.0) -> dict[str, Any]:
+    """Every consumer group's lag, from `gamemetrics status --json`, reaches 0 within `seconds`."""
+    state = run_dir.read(configuration, "platform")
+    began = time.time()
+    samples: list[tuple[float, int]] = []
+    while True:
+        report = platform.cli(state["env"], "status", "--json")
+        lag = sum(int(group["lag"]) for group in report["consumer_groups"])
+        samples.append((time.time(), lag))
+        if lag == 0 or time.time() - began > seconds:
+            break
+        time.sleep(0.5)
+    return _verdict(checks.lag_drained(samples, seconds), lag=samples[-1][1],
+                    drained_after=round(samples[-1][0] - began, 3))
+
+
+def stored_exactly_once(configuration: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Every event the traffic saw acknowledged is in the events table once, and nothing else is."""
+    state = run_dir.read(configuration, "platform")
+    traffic = _traffic(configuration)
+    if traffic is None:
+        return _verdict([], note="before the traffic")
+    with psycopg.connect(platform.database_url_of(state), autocommit=True) as conn:
+        stored = [r[0] for r in conn.execute("SELECT event_id::text FROM events WHERE tenant_id = %s",
+                                             (state["tenant_id"],)).fetchall()]
+    violations = checks.exactly_once(traffic["acknowledged"], stored)
+    if traffic["undelivered"]:
+        violations.append(f"{len(traffic['undelivered'])} events were never acknowledged")
+    if not traffic["acknowledged"]:
+        violations.append("no event was acknowledged: the run proves nothing")
+    return _verdict(violations, acknowledged=len(traffic["acknowledged"]), stored=len(stored))
+
+
+def refusals_well_formed(configuration: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Every refusal the traffic met was a 503 with Retry-After; no 500, no hang."""
+    traffic = _traffic(configuration)
+    if traffic is None:
+        return _verdict([], note="before the traffic")
+    answers = traffic["answers"]
+    refused = sum(1 for a in answers if a.get("status") != 200)
+    return _verdict(checks.refusals(answers), answers=len(answers), refused=refused)
+
+
+def services_answer(configuration: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The other services keep answering: /healthz and /metrics, through the load balancer when the run has one."""
+    state = run_dir.read(configuration, "platform")
+    base_url = state.get("traffic_url") or state["base_url"]
+    violations = []
+    for path in ("/healthz", "/metrics"):
+        try:
+            status = httpx.get(f"{base_url}{path}", timeout=5.0).status_code
+        except httpx.HTTPError as exc:
+            violations.append(f"{path} did not answer: {type(exc).__name__}")
+            continue
+        if status != 200:
+            violations.append(f"{path} answered {status}")
+    return _verdict(violations)
+
+
+def held(value: dict[str, Any] | None = None) -> bool:
+    """The tolerance of every probe: its verdict says the hypothesis held."""
+    # Chaos Toolkit passes the probe's output as `value`; its validation wants the argument optional.
+    return isinstance(value, dict) and value.get("ok") is True

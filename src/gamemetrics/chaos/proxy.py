@@ -1,0 +1,108 @@
+"""A TCP proxy on loopback for the network faults: round-robin over backends (a load balancer
+that passes over a backend it cannot reach), added latency, and a cut of every connection."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import threading
+from collections.abc import Sequence
+
+
+class Proxy:
+    """Listens on a loopback port in a thread of its own until `close()`."""
+
+    def __init__(self, backends: Sequence[tuple[str, int]], *, seed: int = 0) -> None:
+        self.backends = list(backends)
+        self.latency_ms = 0.0
+        self.jitter_ms = 0.0
+        self.cut = False
+        self.connections = 0
+        self.port = 0
+        self._random = random.Random(seed)
+        self._next = 0
+        self._loop = asyncio.new_event_loop()
+        self._open: set[asyncio.StreamWriter] = set()
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="chaos-proxy", daemon=True)
+        self._thread.start()
+        if not self._ready.wait(10):
+            raise RuntimeError("the proxy did not start")
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def set_latency(self, mean_ms: float, jitter_ms: float = 0.0) -> None:
+        self.latency_ms, self.jitter_ms = mean_ms, jitter_ms
+
+    def set_cut(self, cut: bool) -> None:
+        """While cut, every open connection is closed and new ones are closed at once."""
+        self.cut = cut
+        if cut:
+            self._loop.call_soon_threadsafe(self._close_all)
+
+    def close(self) -> None:
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        server = self._loop.run_until_complete(asyncio.start_server(self._serve, "127.0.0.1", 0))
+        self.port = int(server.sockets[0].getsockname()[1])
+        self._ready.set()
+        try:
+            self._loop.run_forever()
+        finally:
+            server.close()
+            self._close_all()
+            self._loop.run_until_complete(asyncio.sleep(0.1))
+            self._loop.close()
+
+    def _close_all(self) -> None:
+        for writer in list(self._open):
+            writer.transport.abort()  # a reset, as a partition's timeout ends a connection
+        self._open.clear()
+
+    async def _connect(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        """The next backend that accepts, starting after the last one used."""
+        failure: OSError | None = None
+        for _ in range(len(self.backends)):
+            host, port = self.backends[self._next % len(self.backends)]
+            self._next += 1
+            try:
+                return await asyncio.wait_for(asyncio.open_connection(host, port), 2.0)
+            except (OSError, TimeoutError) as exc:
+                failure = OSError(str(exc))
+        raise failure or OSError("no backend")
+
+    async def _serve(self, client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
+        if self.cut:
+            client_writer.transport.abort()
+            return
+        try:
+            backend_reader, backend_writer = await self._connect()
+        except OSError:
+            client_writer.transport.abort()
+            return
+        self.connections += 1
+        self._open.update((client_writer, backend_writer))
+        try:
+            await asyncio.gather(self._pipe(client_reader, backend_writer), self._pipe(backend_reader, client_writer))
+        finally:
+            for writer in (client_writer, backend_writer):
+                self._open.discard(writer)
+                writer.close()
+
+    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(OSError, asyncio.IncompleteReadError):
+            while chunk := await reader.read(65536):
+                if self.latency_ms:
+                    delay = max(0.0, self._random.gauss(self.latency_ms, self.jitter_ms / 2) / 1000)
+                    await asyncio.sleep(delay)
+                writer.write(chunk)
+                await writer.drain()
+        with contextlib.suppress(OSError):
+            if writer.can_write_eof():
+                writer.write_eof()
