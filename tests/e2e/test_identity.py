@@ -144,7 +144,7 @@ def test_erasure_end_to_end(running: RunningPlatform) -> None:
                            " WHERE erasure_id = %s", (erasure.json()["erasure_id"],))[0]["s"]
     print(f"erasure completed {inside:.3f} s after the request; seen complete by the client after {took:.2f} s")
     assert {s: v["state"] for s, v in state["stores"].items()} == dict.fromkeys(
-        ("events", "rollups", "profile", "dead_letters", "bus", "vectors", "archive"), "erased")
+        ("events", "rollups", "profile", "dead_letters", "bus", "notifications", "vectors", "archive"), "erased")
     assert state["stores"]["events"]["rows"] == 4 and state["stores"]["dead_letters"]["rows"] == 1
 
     late = new_event("level_start", player, properties={"level": 4})
