@@ -168,8 +168,8 @@ def _supervised(state: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 def second_ingest_behind_balancer(configuration: dict[str, Any] | None = None) -> str:
-    """A second HTTP process like `up`'s own on a port of its own, and a round-robin load balancer
-    in front of both that the traffic then goes through."""
+    """A second ingest process beside `up`'s HTTP process, on a port of its own, and a round-robin
+    load balancer in front of both that the traffic then goes through."""
     import subprocess
 
     import httpx
@@ -180,8 +180,12 @@ def second_ingest_behind_balancer(configuration: dict[str, Any] | None = None) -
     first = psutil.Process(int(next(p for name, p in _supervised(state).items() if name.startswith("ingest"))["pid"]))
     port = free_port()
     env = {**first.environ(), "GAMEMETRICS_PORT": str(port)}
+    # The second process serves ingest alone: a service that holds a local resource of its own
+    # (the recommender's Qdrant directory) or runs one job for the platform (retention) runs once.
+    command = first.cmdline()
+    command[command.index("serve") + 1] = "ingest"
     with (run_dir.run_dir(configuration) / "ingest-2.log").open("ab") as log:
-        second = subprocess.Popen(first.cmdline(), cwd=first.cwd(), env=env, stdout=log, stderr=subprocess.STDOUT,
+        second = subprocess.Popen(command, cwd=first.cwd(), env=env, stdout=log, stderr=subprocess.STDOUT,
                                   stdin=subprocess.DEVNULL, start_new_session=True)
     try:
         restarted = run_dir.read(configuration, "restarted")
