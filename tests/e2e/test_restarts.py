@@ -53,4 +53,5 @@ def test_a_killed_processor_comes_back_and_every_event_is_stored_once(running: R
     rows = running.query("SELECT event_id, count(*) AS n FROM events WHERE event_id = ANY(%s::uuid[])"
                          " GROUP BY 1 HAVING count(*) > 1", (sent,))
     assert rows == []
-    assert running.http.get("/readyz").status_code == 200
+    # The restarted processor answers its probes once it has started its health port again.
+    running.wait_for(lambda: running.http.get("/readyz").status_code == 200, "/readyz to recover after the restart")
