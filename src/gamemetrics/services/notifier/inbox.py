@@ -6,7 +6,6 @@ token to the player it signed in."""
 
 from __future__ import annotations
 
-import base64
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -20,6 +19,7 @@ from starlette.routing import Route
 
 from gamemetrics.services.notifier import store
 from gamemetrics.services.notifier.player_tokens import BadPlayerToken, PlayerClaim, PlayerTokens
+from gamemetrics.services.notifier.signing import b64decode
 from gamemetrics.web.challenge import bearer_challenge
 from gamemetrics.web.errors import ApiError
 from gamemetrics.web.principal import Guard
@@ -136,7 +136,7 @@ class InboxRoutes:
 
 def _b64_length(value: Any, size: int) -> bool:
     try:
-        return isinstance(value, str) and len(base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))) == size
+        return isinstance(value, str) and len(b64decode(value)) == size
     except ValueError:
         return False
 
