@@ -24,7 +24,14 @@ _FAILURES = (BaseError, OSError)
 
 
 class ObjectStore:
-    """The Objects port on an obstore store; `where` names it in errors."""
+    """The Objects port on an obstore store; `where` names it in errors.
+
+    Every call is the library's blocking form run in a worker thread, not its `*_async` form: the
+    async bridge hands results back from the library's own runtime threads, and a process that
+    exits while one of them is still winding down is aborted (SIGABRT) now and then. Short-lived
+    commands (`backup list`, `archive ...`) hit that under load; the blocking calls release the
+    GIL, so a thread each costs no throughput.
+    """
 
     def __init__(self, store: LocalStore | S3Store, where: str) -> None:
         self._store = store
@@ -32,39 +39,38 @@ class ObjectStore:
 
     async def put(self, key: str, data: bytes | Path) -> None:
         try:
-            await obstore.put_async(self._store, key, data)
+            await asyncio.to_thread(obstore.put, self._store, key, data)
         except _FAILURES as exc:
             raise ObjectStoreError(f"could not store {key} in {self._where}: {exc}") from exc
 
     async def get(self, key: str) -> bytes:
         try:
-            result = await obstore.get_async(self._store, key)
-            return bytes(await result.bytes_async())
+            return await asyncio.to_thread(self._read, key)
         except FileNotFoundError:
             raise ObjectNotFound(f"no object {key} in {self._where}") from None
         except _FAILURES as exc:
             raise ObjectStoreError(f"could not read {key} from {self._where}: {exc}") from exc
+
+    def _read(self, key: str) -> bytes:
+        return bytes(obstore.get(self._store, key).bytes())
 
     async def download(self, key: str, destination: Path) -> None:
         try:
-            result = await obstore.get_async(self._store, key)
-            with destination.open("wb") as file:
-                async for chunk in result.stream(min_chunk_size=_CHUNK):
-                    await asyncio.to_thread(file.write, chunk)
+            await asyncio.to_thread(self._download, key, destination)
         except FileNotFoundError:
             raise ObjectNotFound(f"no object {key} in {self._where}") from None
         except _FAILURES as exc:
             raise ObjectStoreError(f"could not read {key} from {self._where}: {exc}") from exc
 
+    def _download(self, key: str, destination: Path) -> None:
+        result = obstore.get(self._store, key)
+        with destination.open("wb") as file:
+            for chunk in result.stream(min_chunk_size=_CHUNK):
+                file.write(chunk)
+
     async def list(self, prefix: str = "") -> list[ObjectInfo]:
-        # The library lists whole path segments; the port promises any string prefix, so list the
-        # segments up to the last `/` and keep the keys that start with the rest.
-        directory = prefix.rpartition("/")[0] or None
-        found: list[ObjectInfo] = []
         try:
-            async for chunk in obstore.list(self._store, directory):
-                found.extend(ObjectInfo(meta["path"], meta["size"], meta["last_modified"]) for meta in chunk
-                             if meta["path"].startswith(prefix))
+            found = await asyncio.to_thread(_listing, self._store, prefix)
         except FileNotFoundError:
             return []
         except _FAILURES as exc:
@@ -73,7 +79,7 @@ class ObjectStore:
 
     async def exists(self, key: str) -> bool:
         try:
-            await obstore.head_async(self._store, key)
+            await asyncio.to_thread(obstore.head, self._store, key)
         except FileNotFoundError:
             return False
         except _FAILURES as exc:
@@ -82,11 +88,19 @@ class ObjectStore:
 
     async def delete(self, key: str) -> None:
         try:
-            await obstore.delete_async(self._store, key)
+            await asyncio.to_thread(obstore.delete, self._store, key)
         except FileNotFoundError:
             return
         except _FAILURES as exc:
             raise ObjectStoreError(f"could not delete {key} from {self._where}: {exc}") from exc
+
+
+def _listing(store: LocalStore | S3Store, prefix: str) -> list[ObjectInfo]:
+    # The library lists whole path segments; the port promises any string prefix, so list the
+    # segments up to the last `/` and keep the keys that start with the rest.
+    directory = prefix.rpartition("/")[0] or None
+    return [ObjectInfo(meta["path"], meta["size"], meta["last_modified"])
+            for chunk in obstore.list(store, directory) for meta in chunk if meta["path"].startswith(prefix)]
 
 
 def local_objects(root: Path) -> ObjectStore:
