@@ -3,6 +3,11 @@
 Each service owns the path prefixes the registry declares for it; a request goes to the service
 owning its path, paths nobody owns are answered 404. The host itself serves liveness, readiness
 (every service's checks) and metrics once for all of them.
+
+A request under an owned prefix goes straight to its service's app, in front of the host's own
+Starlette app rather than as one of its routes: the host's middleware and route matching would
+otherwise run before the service's own on every request, a third again of what a cached
+analytics answer costs.
 """
 
 from __future__ import annotations
@@ -12,10 +17,9 @@ from contextlib import asynccontextmanager
 
 import msgspec
 from starlette.applications import Starlette
-from starlette.datastructures import URLPath
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
-from starlette.routing import BaseRoute, Match, NoMatchFound, Route
+from starlette.routing import BaseRoute, Route
 from starlette.types import Receive, Scope, Send
 
 from gamemetrics import registry
@@ -27,7 +31,7 @@ from gamemetrics.settings import Settings
 from gamemetrics.web.metrics import metrics_route
 
 
-class Owned(BaseRoute):
+class Owned:
     """Every path under `prefix`, handed to the app of the service that owns it."""
 
     def __init__(self, prefix: str, app: Starlette) -> None:
@@ -39,16 +43,28 @@ class Owned(BaseRoute):
         """The owning service's routes (so route listings can look inside)."""
         return self.app.router.routes
 
-    def matches(self, scope: Scope) -> tuple[Match, Scope]:
-        if scope["type"] in ("http", "websocket") and registry.owns(self.prefix, scope["path"]):
-            return Match.FULL, {}
-        return Match.NONE, {}
 
-    def url_path_for(self, name: str, /, **path_params: object) -> URLPath:
-        raise NoMatchFound(name, path_params)
+class Host:
+    """The process's ASGI app: a request under an owned prefix goes to its service (the deepest
+    claim first); lifespan, the platform's own paths and paths nobody owns go to `platform`."""
 
-    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await self.app(scope, receive, send)
+    def __init__(self, platform: Starlette) -> None:
+        self.platform = platform
+        self.owned: list[Owned] = []
+
+    @property
+    def routes(self) -> list[BaseRoute | Owned]:
+        """The platform's routes, then each owned prefix's."""
+        return [*self.platform.router.routes, *self.owned]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "lifespan":
+            path = scope["path"]
+            for route in self.owned:
+                if registry.owns(route.prefix, path):
+                    await route.app(scope, receive, send)
+                    return
+        await self.platform(scope, receive, send)
 
 
 def service_app(service: Service) -> Starlette:
@@ -84,7 +100,7 @@ def platform_routes(services: Mapping[str, Service], peers: Peers | None = None)
 
 
 def combined_app(settings: Settings, url: str, names: Sequence[str], *,
-                 on_failure: Callable[[], None] | None = None, peers: Peers | None = None) -> Starlette:
+                 on_failure: Callable[[], None] | None = None, peers: Peers | None = None) -> Host:
     """One ASGI app serving the services `names` (HTTP services, or one worker service for its probes).
 
     The services are built in the app's lifespan, on the server's own event loop, and their
@@ -99,10 +115,13 @@ def combined_app(settings: Settings, url: str, names: Sequence[str], *,
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with running(specs, settings, url, on_failure=on_failure) as services:
-            app.router.routes.extend([*platform_routes(services, peers), *owned_routes(specs, services)])
+            app.router.routes.extend(platform_routes(services, peers))
+            host.owned = owned_routes(specs, services)
             yield
+            host.owned = []
 
-    return Starlette(lifespan=lifespan)
+    host = Host(Starlette(lifespan=lifespan))
+    return host
 
 
 def _specs(names: Sequence[str]) -> list[ServiceSpec]:
@@ -114,7 +133,7 @@ def _specs(names: Sequence[str]) -> list[ServiceSpec]:
     return specs
 
 
-def owned_routes(specs: Sequence[ServiceSpec], services: Mapping[str, Service]) -> list[BaseRoute]:
+def owned_routes(specs: Sequence[ServiceSpec], services: Mapping[str, Service]) -> list[Owned]:
     """A route per owned prefix; refuses to start when a service serves a path it did not declare."""
     owned: list[Owned] = []
     for spec in specs:
@@ -130,4 +149,4 @@ def owned_routes(specs: Sequence[ServiceSpec], services: Mapping[str, Service]) 
         app = service_app(service)
         owned += [Owned(prefix, app) for prefix in spec.paths]
     # The deepest claim first: a carve-out inside another service's prefix takes its paths.
-    return sorted(owned, key=lambda route: -registry.specificity(route.prefix) if isinstance(route, Owned) else 0)
+    return sorted(owned, key=lambda route: -registry.specificity(route.prefix))

@@ -10,7 +10,7 @@ through; ingest takes write keys only, never access tokens.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import ExitStack
 
 import pytest
@@ -80,7 +80,7 @@ def apps(users: Users, settings: Settings, database_url: str) -> Iterator[dict[s
         }
 
 
-def _routes(routes: list[BaseRoute]) -> set[tuple[str, str]]:
+def _routes(routes: Sequence[BaseRoute | Owned]) -> set[tuple[str, str]]:
     """Every (path, method) served, the routes of each service's owned prefixes included (each once)."""
     found: set[tuple[str, str]] = set()
     for route in routes:
@@ -121,7 +121,7 @@ def _websocket_accepted(client: TestClient, token: str | None) -> bool:
 
 def test_every_route_requires_the_right_credential(apps: dict[str, TestClient], users: Users) -> None:
     present = {(name, path, method) for name, client in apps.items()
-               for path, method in _routes(client.app.router.routes)}  # type: ignore[attr-defined]
+               for path, method in _routes(client.app.routes)}  # type: ignore[attr-defined]
     assert present - REQUIRES.keys() == set(), "routes nobody said the credential of"
     assert REQUIRES.keys() - present == set(), "routes the audit expects but no app serves"
     every_scope = users.auth(*SCOPES)
