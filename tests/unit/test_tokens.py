@@ -3,6 +3,7 @@ verifies; everything a forger or a misconfigured client could send is refused wi
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
@@ -220,3 +221,26 @@ async def test_rs256_keys_sign_and_verify_and_rotation_keeps_old_tokens(
         await verifier.verify(f"{h2}.{b}.{s}")
     assert {k["kid"] for k in (await keys.jwks())["keys"]} == {kid, rotated,
                                                               jwt.get_unverified_header(old_token)["kid"]}
+
+
+async def test_a_key_made_just_after_a_read_verifies_and_made_up_kids_share_one_read(
+        keys: SigningKeyStore, issuer: TokenIssuer, pool: AsyncConnectionPool) -> None:
+    reads = 0
+
+    class CountingKeySet(DatabaseKeySet):
+        async def _load(self) -> None:
+            nonlocal reads
+            reads += 1
+            await super()._load()
+
+    verifier = TokenVerifier(CountingKeySet(pool, refetch_after_s=0.5), issuer=ISSUER, audience=AUDIENCE, leeway_s=0)
+    assert (await verifier.verify(issuer.issue(TENANT, ["analytics:read"]))).tenant_id == TENANT
+    await keys.rotate()  # a key made just after the verifier read the table
+    await keys.current()
+    assert (await verifier.verify(issuer.issue(TENANT, ["analytics:read"]))).tenant_id == TENANT
+    assert reads == 2
+    forged = [jwt.encode(_claims(), ec.generate_private_key(ec.SECP256R1()), algorithm="ES256",
+                         headers={"kid": f"made-up-{i}"}) for i in range(20)]
+    refused = await asyncio.gather(*(verifier.verify(token) for token in forged), return_exceptions=True)
+    assert all(isinstance(r, InvalidToken) and "unknown key id" in str(r) for r in refused)
+    assert reads == 3

@@ -8,6 +8,7 @@ sealed with a key derived from the platform secret, so a copy of the table alone
 
 from __future__ import annotations
 
+import asyncio
 import time
 from datetime import timedelta
 from typing import Any
@@ -129,8 +130,11 @@ async def _newest(conn: AsyncConnection) -> tuple[str, bytes, float] | None:
 
 class DatabaseKeySet:
     """The published keys, read from the database: what every service on the platform's own
-    database verifies with. Cached; an unknown kid re-reads the table (at most every
-    `refetch_after_s`, so made-up kids cannot hammer the database)."""
+    database verifies with. Cached; an unknown kid re-reads the table, at most once per
+    `refetch_after_s`: a caller whose kid is unknown waits for the next allowed read (shared by
+    every caller waiting), so a key made moments after the last read (the first token after
+    start-up, a rotation) is found, and made-up kids cost their senders the wait, not the
+    database a query each."""
 
     def __init__(self, pool: AsyncConnectionPool, *, cache_s: float = 300.0, refetch_after_s: float = 1.0) -> None:
         self._pool = pool
@@ -138,12 +142,21 @@ class DatabaseKeySet:
         self._loaded_at = float("-inf")
         self._cache_s = cache_s
         self._refetch_after_s = refetch_after_s
+        self._loading = asyncio.Lock()
 
     async def key(self, kid: str) -> PublicKey | None:
         age = time.monotonic() - self._loaded_at
-        if age >= self._cache_s or (kid not in self._keys and age >= self._refetch_after_s):
-            await self._load()
+        if age >= self._cache_s:
+            await self._reload(older_than=self._cache_s)
+        elif kid not in self._keys:
+            await asyncio.sleep(max(0.0, self._refetch_after_s - age))
+            await self._reload(older_than=self._refetch_after_s)
         return self._keys.get(kid)
+
+    async def _reload(self, *, older_than: float) -> None:
+        async with self._loading:
+            if time.monotonic() - self._loaded_at >= older_than:  # else a caller before us just read it
+                await self._load()
 
     async def _load(self) -> None:
         self._loaded_at = time.monotonic()
