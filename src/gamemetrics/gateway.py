@@ -29,6 +29,7 @@ from gamemetrics.runtime.services import running
 from gamemetrics.service import Service
 from gamemetrics.settings import Settings
 from gamemetrics.web.metrics import metrics_route
+from gamemetrics.web.refusals import exception_handlers
 
 
 class Owned:
@@ -120,7 +121,7 @@ def combined_app(settings: Settings, url: str, names: Sequence[str], *,
             yield
             host.owned = []
 
-    host = Host(Starlette(lifespan=lifespan))
+    host = Host(Starlette(lifespan=lifespan, exception_handlers=dict(exception_handlers())))
     return host
 
 

@@ -137,3 +137,21 @@ def test_a_websocket_closes_as_before_instead_of_getting_an_http_answer() -> Non
     app = Starlette(routes=[WebSocketRoute("/ws", socket)], exception_handlers=users_refusals())
     with pytest.raises(psycopg.OperationalError), TestClient(app).websocket_connect("/ws") as ws:
         ws.receive_text()
+
+
+def test_paths_nobody_serves_and_methods_a_route_does_not_take_are_answered_in_words() -> None:
+    async def ok(request: Request) -> Response:
+        return Response("ok")
+
+    def app(handlers: Mapping[type[Exception], HTTPExceptionHandler]) -> TestClient:
+        return TestClient(Starlette(routes=[Route("/v1/things", ok, methods=["POST"])], exception_handlers=handlers))
+
+    users = app(users_refusals())
+    missing = users.get("/v1/nothing")
+    assert (missing.status_code, missing.json()) == (404, {"error": "nothing is served at /v1/nothing"})
+    wrong = users.get("/v1/things")
+    assert (wrong.status_code, wrong.json()) == (405, {"error": "GET is not accepted at /v1/things; use POST"})
+    assert wrong.headers["allow"] == "POST"
+    graphql = app(analytics_refusals()).get("/graphqx")
+    assert (graphql.status_code, graphql.json()) == (404, {"data": None, "errors": [
+        {"message": "nothing is served at /graphqx", "extensions": {"code": "NOT_FOUND"}}]})

@@ -11,6 +11,7 @@ from collections.abc import Callable, Mapping
 import psycopg
 import structlog
 from psycopg_pool import PoolTimeout
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import HTTPExceptionHandler
@@ -58,6 +59,8 @@ def exception_handlers(
     def refusal(request: Request, exc: Exception) -> ApiError:
         if isinstance(exc, ApiError):
             return exc
+        if isinstance(exc, HTTPException):
+            return routing_refusal(request, exc)
         if isinstance(exc, InvalidToken):
             return token_refusal(exc, token_message(exc))
         if isinstance(exc, InsufficientScope):
@@ -73,4 +76,17 @@ def exception_handlers(
             refused(error)
         return render(error)
 
-    return {kind: handle for kind in (ApiError, InvalidToken, InsufficientScope, *unavailable_errors)}
+    return {kind: handle for kind in (ApiError, HTTPException, InvalidToken, InsufficientScope, *unavailable_errors)}
+
+
+def routing_refusal(request: Request, exc: HTTPException) -> ApiError:
+    """What the router raises (no route for the path, a method the route does not take), in words."""
+    path = request.url.path
+    if exc.status_code == 404:
+        message = f"nothing is served at {path}"
+    elif exc.status_code == 405:
+        allowed = (exc.headers or {}).get("Allow", "")
+        message = f"{request.method} is not accepted at {path}" + (f"; use {allowed}" if allowed else "")
+    else:
+        message = exc.detail
+    return ApiError(exc.status_code, message, headers=dict(exc.headers or {}))

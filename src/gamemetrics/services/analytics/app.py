@@ -228,7 +228,8 @@ class BearerAuth:
         await self._app(scope, receive, send)
 
 
-_CODES = {401: "UNAUTHENTICATED", 403: "FORBIDDEN", 503: "SERVICE_UNAVAILABLE"}
+_CODES = {401: "UNAUTHENTICATED", 403: "FORBIDDEN", 404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED",
+          503: "SERVICE_UNAVAILABLE"}
 
 
 def graphql_refusal(error: ApiError) -> Response:
