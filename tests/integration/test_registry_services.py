@@ -3,15 +3,22 @@ checks answer, and its workers run until cancelled."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
+from starlette.testclient import TestClient
 
 from gamemetrics import registry
-from gamemetrics.gateway import owned_routes
+from gamemetrics.gateway import Host, owned_routes
 from gamemetrics.runtime.services import running
 from gamemetrics.service import Service
 from gamemetrics.settings import Settings
 from gamemetrics.web.health import HealthCheck
+from gamemetrics.web.refusals import exception_handlers
 
 
 @pytest.mark.parametrize("name", registry.NAMES)
@@ -41,3 +48,26 @@ def test_the_host_refuses_a_route_outside_the_declared_paths() -> None:
     stray = Service(routes=[Route("/graphql", endpoint), Route("/v1/reports", endpoint)])
     with pytest.raises(RuntimeError, match="analytics serves /v1/reports outside the paths"):
         owned_routes([analytics], {"analytics": stray})
+
+
+def test_the_host_hands_each_path_to_its_deepest_claim_and_keeps_its_own_paths() -> None:
+    def answering(name: str) -> Callable[[Request], Awaitable[Response]]:
+        async def endpoint(request: Request) -> Response:
+            return PlainTextResponse(name)
+        return endpoint
+
+    users = Service(routes=[Route("/v1/admin/write-keys", answering("users")),
+                            Route("/v1/games/{game_id}/players", answering("users"))])
+    recommender = Service(routes=[Route("/v1/games/{game_id}/items", answering("recommender"))])
+    retention = Service(routes=[Route("/v1/admin/retention/policies", answering("retention"))])
+    specs = [registry.service(name) for name in ("users", "recommender", "retention")]
+    host = Host(Starlette(routes=[Route("/healthz", answering("host"))], exception_handlers=dict(exception_handlers())))
+    host.owned = owned_routes(specs, {"users": users, "recommender": recommender, "retention": retention})
+    with TestClient(host) as http:
+        assert http.get("/v1/admin/write-keys").text == "users"
+        assert http.get("/v1/admin/retention/policies").text == "retention"
+        assert http.get("/v1/games/g1/items").text == "recommender"
+        assert http.get("/v1/games/g1/players").text == "users"
+        assert http.get("/healthz").text == "host"
+        nobody = http.get("/v2/anything")
+        assert (nobody.status_code, nobody.json()) == (404, {"error": "nothing is served at /v2/anything"})
