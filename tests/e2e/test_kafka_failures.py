@@ -345,7 +345,8 @@ async def test_the_pipeline_runs_with_sasl_scram_and_a_wrong_password_gets_a_cle
 
         # kcat sees the schema header on the raw topic (the trace headers: tests/e2e/test_trace.py).
         # It reads through the broker's PLAINTEXT listener: Debian 12's kcat links librdkafka 2.0.2,
-        # whose SCRAM client-final message Kafka 4.x rejects (fixed in librdkafka 2.6.1; confluent-kafka bundles a newer one).
+        # whose SCRAM client-final message Kafka 4.x rejects (fixed in librdkafka 2.6.1;
+        # confluent-kafka bundles a newer one).
         raw = subprocess.run(
             [kcat(), "-C", "-b", kafka_broker.bootstrap, "-t", secure.kafka.topic_prefix + RAW_EVENTS,
              "-o", "beginning", "-e", "-q", "-f", "%h\n"],
