@@ -19,18 +19,18 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator, Mapping, MutableMapping, Sequence
 from contextvars import Context, ContextVar, copy_context
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from opentelemetry import trace
 from opentelemetry.context import Context as TraceContext
-from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode, Tracer
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gamemetrics.ports.bus import Record
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace.export import SpanExporter
 
 TRACEPARENT = "traceparent"
 TRACESTATE = "tracestate"
@@ -43,12 +43,18 @@ class _Tracing:
     """The providers of this process's services, sharing one span processor and exporter."""
 
     def __init__(self, exporter: SpanExporter) -> None:
+        from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
         self.processor = BatchSpanProcessor(exporter)
         self._tracers: dict[str, Tracer] = {}
 
     def tracer(self, service: str) -> Tracer:
         found = self._tracers.get(service)
         if found is None:
+            # The SDK is imported only once tracing is on: an untraced process never loads it.
+            from opentelemetry.sdk.resources import Resource
+            from opentelemetry.sdk.trace import TracerProvider
+
             provider = TracerProvider(resource=Resource.create({"service.name": service,
                                                                 "service.namespace": "gamemetrics"}))
             provider.add_span_processor(self.processor)
