@@ -33,7 +33,6 @@ if TYPE_CHECKING:
     from opentelemetry.sdk.trace.export import SpanExporter
 
 TRACEPARENT = "traceparent"
-TRACESTATE = "tracestate"
 _W3C = TraceContextTextMapPropagator()  # W3C whatever OTEL_PROPAGATORS says: the bus's contract
 _service: ContextVar[str] = ContextVar("gamemetrics_service", default="gamemetrics")
 _batch: ContextVar[BatchSpans | None] = ContextVar("gamemetrics_batch_spans", default=None)
