@@ -318,6 +318,17 @@ def test_a_schedule_can_be_changed_or_a_scheduled_command_turned_off() -> None:
     assert full("retention-run") not in named(off, "ServiceAccount")
 
 
+def test_a_collector_endpoint_turns_tracing_on_and_opens_the_way_to_it() -> None:
+    objects = render(CHART, "values-staging.yaml", "--set", "tracing.otlpEndpoint=http://otel.monitoring:4318")
+    settings = named(objects, "ConfigMap")[full("settings")]["data"]
+    assert settings["GAMEMETRICS_OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://otel.monitoring:4318"
+    policies = named(objects, "NetworkPolicy")
+    for name in [spec.name for spec in SPECS] + [f"{spec.name}-{job.name}" for spec, job in SCHEDULED]:
+        assert 4318 in {port["port"] for rule in policies[full(name)]["spec"]["egress"] for port in rule["ports"]}
+    untraced = named(render(CHART, "values-staging.yaml"), "ConfigMap")[full("settings")]["data"]
+    assert "GAMEMETRICS_OTEL_EXPORTER_OTLP_ENDPOINT" not in untraced
+
+
 def test_a_new_registry_entry_reaches_the_chart(tmp_path: Path) -> None:
     chart = tmp_path / "gamemetrics"
     shutil.copytree(CHART, chart)
