@@ -69,7 +69,8 @@ def service_traffic(running: RunningPlatform) -> None:
         "item_id": "sword", "source": "popular"})
     assert shown.status_code == 201, shown.text
     template = running.http.put(f"/v1/games/{game}/notification-templates/metrics", headers=auth, json={
-        "category": "lifecycle", "content": {"in_app": {"title": "Hello", "body": "Hello {{ name }}"}}})
+        "category": "lifecycle", "content": {"in_app": {"title": "Hello", "body": "Hello {{ name }}"}},
+        "sample": {"name": "Ada"}})
     assert template.status_code in (200, 201), template.text
     sent = running.http.post("/v1/notifications", headers=auth, json={
         "game_id": game, "player_id": player, "template": "metrics", "data": {"name": "Ada"}, "channels": ["in_app"]})
