@@ -1,7 +1,7 @@
 """Ingest benchmark: events through the HTTP API until stored, beside PostgreSQL's raw COPY rate.
 
     python bench/ingest.py [--events 1000000] [--batch 500] [--concurrency 8] [--processors 2] [--kafka]
-                           [--warmup 50000]
+                           [--warmup 50000] [--tracing]
 
 Starts the embedded PostgreSQL (or uses GAMEMETRICS_DATABASE_URL), `serve ingest` and as many
 `serve processor` processes as `gamemetrics up` runs as subprocesses, sends pre-built batches with
@@ -15,6 +15,10 @@ while the server is idle), with the ratio of the two. It prints figures; it neve
 With --kafka the bus is a local Kafka broker (jars from `make kafka-libs`) started for the run,
 and the figures add the broker's raw producer rate: the same raw messages produced in a tight
 loop with the services' producer settings (what kafka-producer-perf-test measures), and the ratio.
+
+With --tracing the services export OpenTelemetry spans (every request, every batch) over OTLP/HTTP
+to a loopback endpoint in this script that takes and discards them; run once with and once without
+to see what tracing costs.
 """
 
 from __future__ import annotations
@@ -41,7 +45,8 @@ import httpx
 import msgspec
 import psutil
 import psycopg
-from raw_http import connection, exchange, post_request, retry_after  # bench/ is the script's directory
+from otlp_sink import OtlpSink  # bench/ is the script's directory
+from raw_http import connection, exchange, post_request, retry_after
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -302,6 +307,8 @@ def main() -> None:
     parser.add_argument("--kafka", action="store_true", help="Run the bus on a local Kafka broker.")
     parser.add_argument("--warmup", type=int, default=50_000,
                         help="Events sent and stored before the measured run (0: none): a running platform is warm.")
+    parser.add_argument("--tracing", action="store_true",
+                        help="The services export spans over OTLP/HTTP to a loopback endpoint of this script.")
     args = parser.parse_args()
 
     data_dir = Path(tempfile.mkdtemp(prefix="gm-bench-"))
@@ -328,6 +335,11 @@ def main() -> None:
 
     env = {**os.environ, "GAMEMETRICS_DATABASE_URL": url, "GAMEMETRICS_PORT": str(args.port),
            "GAMEMETRICS_DATA_DIR": str(data_dir), "GAMEMETRICS_LOG_LEVEL": "warning"}
+    for name in [n for n in env if n.startswith("OTEL_") or n == "GAMEMETRICS_OTEL_EXPORTER_OTLP_ENDPOINT"]:
+        del env[name]  # traced only when asked
+    sink = OtlpSink() if args.tracing else None
+    if sink is not None:
+        env["GAMEMETRICS_OTEL_EXPORTER_OTLP_ENDPOINT"] = sink.endpoint
     broker = None
     if args.kafka:
         broker, kafka_env = start_kafka(data_dir)
@@ -391,6 +403,8 @@ def main() -> None:
             process.terminate()
         for process in services.values():
             process.wait(timeout=30)
+        if sink is not None:
+            sink.close()
         if broker is not None:
             broker.stop()
         if server is not None:
@@ -400,7 +414,7 @@ def main() -> None:
     e2e = args.events / elapsed
     table = Table(title=f"ingest benchmark — {args.events:,} events, batches of {args.batch}, "
                         f"{args.concurrency} concurrent clients, {os.cpu_count()} CPUs, "
-                        f"bus: {'Kafka' if args.kafka else 'embedded log'}")
+                        f"bus: {'Kafka' if args.kafka else 'embedded log'}, tracing {'on' if sink else 'off'}")
     table.add_column("figure")
     table.add_column("value", justify="right")
     table.add_row("end-to-end events/s (sent → stored)", f"{e2e:,.0f}")
@@ -416,6 +430,8 @@ def main() -> None:
                   f"{wal_bytes / args.events:,.0f} B/event ({wal_fpi / args.events:.2f}/event, {checkpoints})")
     table.add_row("raw PostgreSQL COPY rows/s (same rows, same server)", f"{copy_rows_s:,.0f}")
     table.add_row("end-to-end / raw COPY", f"{e2e / copy_rows_s:.2f}")
+    if sink is not None:
+        table.add_row("span exports received (requests, bytes)", f"{sink.requests:,}, {sink.bytes:,}")
     if produce_rate is not None:
         table.add_row("raw Kafka producer msgs/s (same messages, same broker)", f"{produce_rate:,.0f}")
         table.add_row("end-to-end / raw Kafka producer", f"{e2e / produce_rate:.2f}")
@@ -428,14 +444,15 @@ def main() -> None:
         "copy_rows_per_s": round(copy_rows_s), "ratio": e2e / copy_rows_s, "elapsed_s": elapsed,
         "wal_bytes_per_event": round(wal_bytes / args.events), "wal_fpi_per_event": wal_fpi / args.events,
         "checkpoints": checkpoints,
-        "bus": "kafka" if args.kafka else "embedded",
+        "bus": "kafka" if args.kafka else "embedded", "tracing": sink is not None,
     }
     if produce_rate is not None:
         results["kafka_producer_msgs_per_s"] = round(produce_rate)
         results["ratio_to_kafka_producer"] = e2e / produce_rate
     out = Path(__file__).parent / "results"
     out.mkdir(exist_ok=True)
-    (out / ("ingest-kafka.json" if args.kafka else "ingest.json")).write_text(json.dumps(results, indent=2))
+    name = ("ingest-kafka" if args.kafka else "ingest") + ("-traced" if sink is not None else "")
+    (out / f"{name}.json").write_text(json.dumps(results, indent=2))
 
 
 if __name__ == "__main__":

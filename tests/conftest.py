@@ -30,6 +30,7 @@ from tests.net import free_port  # noqa: F401  (tests import it from here)
 from tests.redis_server import redis_server  # noqa: F401  (started when a test asks)
 from tests.s3_server import s3_server  # noqa: F401  (started when a test asks)
 from tests.smtp_server import smtp_server  # noqa: F401  (started when a test asks)
+from tests.tracing import spans  # noqa: F401  (tracing on, spans kept in memory, when a test asks)
 
 TEMPLATE = "gm_template"
 _counter = itertools.count()

@@ -37,6 +37,8 @@ def chart_registry() -> dict[str, Any]:
                 "servesHttp": spec.serves_http,
                 "paths": list(spec.paths),
                 "gdprStores": list(spec.gdpr_stores),
+                "scheduled": [{"name": job.name, "args": list(job.args), "schedule": job.schedule,
+                               "summary": job.summary} for job in spec.scheduled],
             }
             for spec in registry.SERVICES
         ],

@@ -17,12 +17,14 @@ from contextlib import asynccontextmanager
 
 import msgspec
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import Receive, Scope, Send
 
 from gamemetrics import registry
+from gamemetrics.observability import tracing
 from gamemetrics.readiness import Peers, readiness
 from gamemetrics.registry import ServiceSpec
 from gamemetrics.runtime.services import running
@@ -68,9 +70,11 @@ class Host:
         await self.platform(scope, receive, send)
 
 
-def service_app(service: Service) -> Starlette:
-    """One service's routes behind its own middleware and exception handlers."""
-    return Starlette(routes=list(service.routes), middleware=list(service.middleware),
+def service_app(service: Service, name: str) -> Starlette:
+    """Service `name`'s routes behind its own middleware and exception handlers, and a span per
+    request when tracing is on."""
+    spans = [Middleware(tracing.RequestSpans, service=name)] if tracing.enabled() else []
+    return Starlette(routes=list(service.routes), middleware=[*spans, *service.middleware],
                      exception_handlers=dict(service.exception_handlers))
 
 
@@ -147,7 +151,7 @@ def owned_routes(specs: Sequence[ServiceSpec], services: Mapping[str, Service]) 
         if shadowed:
             raise RuntimeError(f"{spec.name} serves {', '.join(shadowed)}, paths another service's deeper claim"
                                f" serves; move the route or the claim")
-        app = service_app(service)
+        app = service_app(service, spec.name)
         owned += [Owned(prefix, app) for prefix in spec.paths]
     # The deepest claim first: a carve-out inside another service's prefix takes its paths.
     return sorted(owned, key=lambda route: -registry.specificity(route.prefix))

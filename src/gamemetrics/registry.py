@@ -30,6 +30,18 @@ def _one(settings: Settings) -> int:
 
 
 @dataclass(frozen=True, slots=True)
+class ScheduledJob:
+    """A one-shot CLI command of a service that runs on a schedule (on Kubernetes, a CronJob)."""
+
+    name: str
+    args: tuple[str, ...]
+    """The `gamemetrics` command line, e.g. ("retention", "run")."""
+    schedule: str
+    """When, in cron syntax, UTC; the chart's values may override it."""
+    summary: str
+
+
+@dataclass(frozen=True, slots=True)
 class ServiceSpec:
     """One service: what it is, how it is built, the paths it owns and where it keeps player data."""
 
@@ -45,6 +57,8 @@ class ServiceSpec:
     pool_size: Callable[[Settings], int] = lambda settings: 4
     replicas: Callable[[Settings], int] = _one
     """Processes `gamemetrics up` runs of a worker service."""
+    scheduled: tuple[ScheduledJob, ...] = ()
+    """Its commands that a scheduler runs beside its processes."""
 
     @property
     def serves_http(self) -> bool:
@@ -116,6 +130,10 @@ SERVICES: tuple[ServiceSpec, ...] = (
         paths=("/v1/admin/retention",),
         gdpr_stores=("archive",),
         pool_size=lambda settings: 2,
+        # An hour and a half after the service's own daily run (GAMEMETRICS_RETENTION_RUN_AT, 02:00): it
+        # archives what that run left (a failed day) and finds nothing to do otherwise.
+        scheduled=(ScheduledJob("run", ("retention", "run"), "30 3 * * *",
+                                "archives every event day past its game's online window; exits 1 if a day failed"),),
     ),
 )
 

@@ -350,6 +350,30 @@ class RestartSettings(BaseSettings):
                                                           " which `up` stops with the reason instead of restarting.")
 
 
+class TracingSettings(BaseSettings):
+    """Where OpenTelemetry spans go: an OTLP/HTTP collector, or nowhere (no spans are made then)."""
+
+    model_config = _env("")
+
+    otel_exporter_otlp_endpoint: str | None = Field(
+        default=None, description="Base URL of an OTLP/HTTP collector (spans go to <url>/v1/traces); unset: the"
+                                  " standard OTEL_EXPORTER_OTLP_ENDPOINT, and without either nothing is traced.")
+    # The variable every OpenTelemetry SDK reads, honoured too so an operator's usual setup works.
+    standard_endpoint: str | None = Field(default=None, validation_alias="OTEL_EXPORTER_OTLP_ENDPOINT")
+    standard_traces_endpoint: str | None = Field(default=None, validation_alias="OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+
+    @property
+    def traces_url(self) -> str | None:
+        """The full URL spans are posted to, or None when tracing is off."""
+        if self.otel_exporter_otlp_endpoint:
+            return self.otel_exporter_otlp_endpoint.rstrip("/") + "/v1/traces"
+        if self.standard_traces_endpoint:
+            return self.standard_traces_endpoint
+        if self.standard_endpoint:
+            return self.standard_endpoint.rstrip("/") + "/v1/traces"
+        return None
+
+
 class Settings(BaseSettings):
     """Platform settings; unset infrastructure URLs mean the embedded defaults."""
 
@@ -386,6 +410,7 @@ class Settings(BaseSettings):
     recommender: RecommenderSettings = Field(default_factory=RecommenderSettings)
     retention: RetentionSettings = Field(default_factory=RetentionSettings)
     restarts: RestartSettings = Field(default_factory=RestartSettings)
+    tracing: TracingSettings = Field(default_factory=TracingSettings)
 
     def secret_path(self) -> Path:
         """Where the platform secret is kept when `secret_key` is unset."""

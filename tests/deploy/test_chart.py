@@ -152,7 +152,9 @@ def test_every_service_has_its_objects(rendered: dict[str, list[dict[str, Any]]]
 @pytest.mark.parametrize("values", ALL_VALUES)
 def test_pods_run_unprivileged_on_a_read_only_root(rendered: dict[str, list[dict[str, Any]]], values: str) -> None:
     pods = [obj["spec"]["template"]["spec"] for obj in rendered[values] if obj["kind"] in ("Deployment", "Job")]
-    assert len(pods) > len(SPECS)
+    pods += [obj["spec"]["jobTemplate"]["spec"]["template"]["spec"] for obj in rendered[values]
+             if obj["kind"] == "CronJob"]
+    assert len(pods) > len(SPECS) + 1
     for pod in pods:
         assert pod["securityContext"]["runAsNonRoot"] is True
         assert pod["securityContext"]["runAsUser"] >= 10000
@@ -263,6 +265,68 @@ def test_network_policies_deny_by_default_and_allow_each_flow(rendered: dict[str
         assert egress_ports == {5432, 9093, 6379, 6333, 443}, spec.name
     job_ports = {port["port"] for rule in policies[full("jobs")]["spec"]["egress"] for port in rule["ports"]}
     assert job_ports == {5432, 9093}
+
+
+SCHEDULED = [(spec, job) for spec in SPECS for job in spec.scheduled]
+
+
+def test_the_retention_run_is_scheduled() -> None:
+    assert [(spec.name, job.args) for spec, job in SCHEDULED] == [("retention", ("retention", "run"))]
+
+
+@pytest.mark.parametrize("values", ALL_VALUES)
+def test_each_scheduled_command_is_a_confined_cronjob_of_its_own(rendered: dict[str, list[dict[str, Any]]],
+                                                                  values: str) -> None:
+    objects = rendered[values]
+    cronjobs = named(objects, "CronJob")
+    assert set(cronjobs) == {full(f"{spec.name}-{job.name}") for spec, job in SCHEDULED}
+    selectors = [service["spec"]["selector"] for service in named(objects, "Service").values()]
+    for spec, job in SCHEDULED:
+        name = full(f"{spec.name}-{job.name}")
+        cron = cronjobs[name]["spec"]
+        assert cron["schedule"] == job.schedule and cron["concurrencyPolicy"] == "Forbid"
+        template = cron["jobTemplate"]["spec"]["template"]
+        pod, labels = template["spec"], template["metadata"]["labels"]
+        (container,) = pod["containers"]
+        assert container["args"] == list(job.args)
+        assert pod["restartPolicy"] == "Never"
+        for section in ("requests", "limits"):
+            assert {"cpu", "memory"} <= set(container["resources"][section]), section
+        # The same confinement as the service's own pods.
+        service_pod = named(objects, "Deployment")[full(spec.name)]["spec"]["template"]["spec"]
+        assert pod["securityContext"] == service_pod["securityContext"]
+        assert container["securityContext"] == service_pod["containers"][0]["securityContext"]
+        assert container["envFrom"] == service_pod["containers"][0]["envFrom"]
+        account = named(objects, "ServiceAccount")[name]
+        assert pod["serviceAccountName"] == name and pod["automountServiceAccountToken"] is False
+        assert account["automountServiceAccountToken"] is False
+        # No Service sends it traffic, and its policy lets nothing in and only the stores out.
+        assert not any(selector.items() <= labels.items() for selector in selectors)
+        if values != "values.yaml" or named(objects, "NetworkPolicy"):
+            policy = named(objects, "NetworkPolicy")[name]["spec"]
+            assert policy["podSelector"]["matchLabels"].items() <= labels.items()
+            assert policy["ingress"] == [] and set(policy["policyTypes"]) == {"Ingress", "Egress"}
+            service_policy = named(objects, "NetworkPolicy")[full(spec.name)]["spec"]
+            assert policy["egress"] == service_policy["egress"]
+
+
+def test_a_schedule_can_be_changed_or_a_scheduled_command_turned_off() -> None:
+    moved = render(CHART, None, "--set", "scheduledJobs.schedules.retention-run=0 4 * * 0")
+    assert named(moved, "CronJob")[full("retention-run")]["spec"]["schedule"] == "0 4 * * 0"
+    off = render(CHART, None, "--set", "scheduledJobs.disabled={retention-run}")
+    assert named(off, "CronJob") == {}
+    assert full("retention-run") not in named(off, "ServiceAccount")
+
+
+def test_a_collector_endpoint_turns_tracing_on_and_opens_the_way_to_it() -> None:
+    objects = render(CHART, "values-staging.yaml", "--set", "tracing.otlpEndpoint=http://otel.monitoring:4318")
+    settings = named(objects, "ConfigMap")[full("settings")]["data"]
+    assert settings["GAMEMETRICS_OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://otel.monitoring:4318"
+    policies = named(objects, "NetworkPolicy")
+    for name in [spec.name for spec in SPECS] + [f"{spec.name}-{job.name}" for spec, job in SCHEDULED]:
+        assert 4318 in {port["port"] for rule in policies[full(name)]["spec"]["egress"] for port in rule["ports"]}
+    untraced = named(render(CHART, "values-staging.yaml"), "ConfigMap")[full("settings")]["data"]
+    assert "GAMEMETRICS_OTEL_EXPORTER_OTLP_ENDPOINT" not in untraced
 
 
 def test_a_new_registry_entry_reaches_the_chart(tmp_path: Path) -> None:

@@ -24,6 +24,7 @@ from gamemetrics.services.processor.sink import EventSink
 from gamemetrics.services.processor.worker import Processor
 from gamemetrics.settings import Settings
 from gamemetrics.tenancy.store import TenancyStore
+from tests.tracing import Spans
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -190,7 +191,7 @@ async def test_lag_follows_committed_positions(bus_platform: Platform) -> None:
 
 
 async def test_the_processor_routes_bad_events_to_the_dlq_with_a_reason(
-    bus_platform: Platform, bus_settings: Settings,
+    bus_platform: Platform, bus_settings: Settings, spans: Spans,
 ) -> None:
     store = TenancyStore(bus_platform.pool)
     tenant = await store.create_tenant(f"studio-{uuid.uuid4().hex[:6]}")

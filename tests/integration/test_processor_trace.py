@@ -1,4 +1,5 @@
-"""Processed events stay in the trace of the request that sent them (W3C `traceparent` header)."""
+"""Processed events stay in the trace of the request that sent them (W3C `traceparent` header):
+the processor's batch has one span per request in it, a child of that request's span."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from gamemetrics.services.processor import worker
 from gamemetrics.settings import Settings
 from gamemetrics.tenancy.store import CreatedKey
 from tests.integration.processing import make_processor, raw_message
+from tests.tracing import Spans
 
 TRACE_ID = "0af7651916cd43dd8448eb211c80319c"
 SENDER = f"00-{TRACE_ID}-b7ad6b7169203331-01"
@@ -21,7 +23,7 @@ OTHER_SENDER = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 
 
 async def test_a_processed_event_carries_a_child_span_of_its_raw_records_trace(
-    platform: Platform, settings: Settings, write_key: CreatedKey, monkeypatch: pytest.MonkeyPatch
+    platform: Platform, settings: Settings, write_key: CreatedKey, monkeypatch: pytest.MonkeyPatch, spans: Spans,
 ) -> None:
     # Published two at a time: the batch's messages go out in slices, and every slice arrives.
     monkeypatch.setattr(worker, "PUBLISH_SLICE", 2)
@@ -64,5 +66,13 @@ async def test_a_processed_event_carries_a_child_span_of_its_raw_records_trace(
     assert by_player["same-request"]["traceparent"] == traced["traceparent"]
     other = by_player["other-request"]["traceparent"].split("-")
     assert other[1] == OTHER_SENDER.split("-")[1] and other[2] not in (span_id, OTHER_SENDER.split("-")[2])
-    # No trace came in, so none is made up: a consumer starts its own.
-    assert by_player["untraced"] == {"schema_version": "1"}
+    # No trace came in: the batch's records without one share a span of a new trace.
+    untraced = by_player["untraced"]["traceparent"].split("-")
+    assert untraced[1] not in (TRACE_ID, other[1])
+
+    processing = [s for s in spans.finished() if s.name == f"process {RAW_EVENTS}"]
+    mine = [s for s in processing if f"{s.context.trace_id:032x}" == TRACE_ID]
+    assert len(mine) == 1 and f"{mine[0].context.span_id:016x}" == span_id
+    assert mine[0].parent is not None and f"{mine[0].parent.span_id:016x}" == SENDER.split("-")[2]
+    assert mine[0].attributes is not None and mine[0].attributes["gamemetrics.events.stored"] == 4
+    assert mine[0].attributes["messaging.batch.message_count"] == 2

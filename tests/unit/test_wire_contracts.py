@@ -21,9 +21,11 @@ from gamemetrics.events.dead_letters import (
 from gamemetrics.events.gdpr_requests import ErasureRequest
 from gamemetrics.events.processed import UnreadableProcessedEvent, read_processed
 from gamemetrics.gdpr.erasers import StoreState, expected_stores, group_of
+from gamemetrics.observability import tracing
 from gamemetrics.ports.bus import EVENTS_DLQ, PROCESSED_EVENTS, RAW_EVENTS, Message, Record
 from gamemetrics.services.processor.decode import DeadLetter, EventRow
 from gamemetrics.services.processor.publish import dead_letter_message, processed_messages
+from tests.tracing import Spans
 
 TRACE = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 
@@ -38,10 +40,17 @@ def _row(record: Record) -> EventRow:
                     None, "1.2", "DE", Decimal("4.99"), b'{"price":4.99}', b"{}", True, record=record)
 
 
-def test_a_processed_event_reads_back_as_published_in_the_senders_trace() -> None:
+def _in_a_batch(record: Record) -> tracing.BatchSpans:
+    spans = tracing.batch_spans([record], group="processor", topics=[RAW_EVENTS])
+    assert spans is not None, "tracing is on in these tests"
+    return spans
+
+
+def test_a_processed_event_reads_back_as_published_in_the_senders_trace(spans: Spans) -> None:
     raw = Record(RAW_EVENTS, 1, 40, b"k", b"{}", {"traceparent": TRACE})
     row = _row(raw)
-    (message,) = processed_messages([row], {})
+    with _in_a_batch(raw).handling():
+        (message,) = processed_messages([row], {})
     event = read_processed(_as_read(PROCESSED_EVENTS, message))
     assert (event.event_id, event.player_id, event.revenue_usd, event.is_new_player) == (
         row.event_id, "p1", Decimal("4.99"), True)
@@ -57,10 +66,11 @@ def test_a_processed_event_of_another_schema_version_is_refused_with_its_positio
         read_processed(Record(PROCESSED_EVENTS, 3, 9, message.key, b"{}", message.headers))
 
 
-def test_a_dead_letter_reads_back_with_its_reason_source_tenant_and_trace() -> None:
+def test_a_dead_letter_reads_back_with_its_reason_source_tenant_and_trace(spans: Spans) -> None:
     tenant = uuid.uuid4()
     source = Record(RAW_EVENTS, 2, 1234, b"k", b"{not an envelope", {"traceparent": TRACE})
-    message = dead_letter_message(DeadLetter(source, "unreadable raw envelope", tenant))
+    with _in_a_batch(source).handling():
+        message = dead_letter_message(DeadLetter(source, "unreadable raw envelope", tenant))
     letter = read_dead_letter(_as_read(EVENTS_DLQ, message, 88))
     assert letter.reason == "unreadable raw envelope" and letter.tenant_id == tenant
     assert (letter.source.topic, letter.source.partition, letter.source.offset) == (RAW_EVENTS, 2, 1234)
@@ -68,6 +78,9 @@ def test_a_dead_letter_reads_back_with_its_reason_source_tenant_and_trace() -> N
     assert letter.value == b"{not an envelope"  # the original bytes, to replay once fixed
     assert letter.traceparent is not None and letter.traceparent.split("-")[1] == TRACE.split("-")[1]
     assert letter.traceparent != TRACE
+    # Untraced, the letter carries no trace header at all.
+    untraced = read_dead_letter(_as_read(EVENTS_DLQ, dead_letter_message(DeadLetter(source, "why", tenant))))
+    assert untraced.traceparent is None
 
 
 def test_a_dead_letter_of_an_unknown_tenant_and_records_that_are_no_dead_letters() -> None:

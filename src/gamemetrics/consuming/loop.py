@@ -16,7 +16,7 @@ import structlog
 
 from gamemetrics.consuming.backoff import Backoff
 from gamemetrics.consuming.failures import BatchFailed, failed
-from gamemetrics.observability import metrics
+from gamemetrics.observability import metrics, tracing
 from gamemetrics.ports.bus import Bus, Record
 
 B = TypeVar("B")
@@ -40,7 +40,8 @@ class ConsumerLoop(Generic[B]):
     the sink's I/O; commits still happen strictly in order. A failing stage is logged with its
     group, topic, partitions, offsets and traceback and counted; the member then leaves the group
     (`Consumer.close`), waits out a jittered exponential backoff, and polls again, which starts
-    from the committed offsets on both adapters.
+    from the committed offsets on both adapters. With tracing on, handling a batch is a consumer
+    span in the trace of each sender whose records it holds (`tracing.BatchSpans`).
     """
 
     def __init__(
@@ -135,6 +136,14 @@ class ConsumerLoop(Generic[B]):
             raise failed(self._group, self._topics, "prepare", records, exc) from exc
 
     async def _handle(self, taken: _Taken[B]) -> None:
+        spans = tracing.batch_spans(taken.records, group=self._group, topics=self._topics)
+        if spans is None:
+            await self._handle_untraced(taken)
+            return
+        with spans.handling():
+            await self._handle_untraced(taken)
+
+    async def _handle_untraced(self, taken: _Taken[B]) -> None:
         try:
             await self._sink(taken.batch)
         except Exception as exc:

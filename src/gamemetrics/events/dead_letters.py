@@ -11,7 +11,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 
-from gamemetrics.observability.tracing import TRACEPARENT, child_of
+from gamemetrics.observability.tracing import TRACEPARENT, carrier_after
 from gamemetrics.ports.bus import Message, Record
 
 REASON = "error.reason"
@@ -28,8 +28,8 @@ def dead_letter(source: Record, reason: str, tenant_id: uuid.UUID | None, value:
         SOURCE_PARTITION: str(source.partition),
         SOURCE_OFFSET: str(source.offset),
     }
-    if TRACEPARENT in source.headers:  # the dead letter stays in the trace of the request that sent it
-        headers[TRACEPARENT] = child_of(source.headers[TRACEPARENT])
+    # With tracing on, the letter carries the span of the batch that refused it, in the sender's trace.
+    headers.update(carrier_after(source.headers))
     return Message(tenant_id.bytes if tenant_id else b"", value, headers)
 
 

@@ -7,12 +7,15 @@ import sys
 
 import structlog
 
+from gamemetrics.observability.tracing import log_trace_ids
+
 
 def configure_logging(level: str = "info", *, service: str) -> None:
     """Route stdlib and structlog output through one JSON renderer."""
     shared: list[structlog.types.Processor] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
+        log_trace_ids,  # inside a span, its trace_id and span_id
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]
     structlog.configure(

@@ -17,6 +17,7 @@ import uvicorn
 import uvloop
 
 from gamemetrics import registry
+from gamemetrics.observability import tracing
 from gamemetrics.readiness import Peers
 from gamemetrics.runtime.services import running
 from gamemetrics.runtime.signals import on_stop_signals
@@ -34,12 +35,17 @@ def serve(names: Sequence[str], settings: Settings, url: str, *, health_port: in
     includes what the `peers` report."""
     specs = [registry.service(name) for name in names]
     http = any(spec.serves_http for spec in specs)
-    # HTTP serving runs on uvloop, as uvicorn would pick; workers keep asyncio's own loop.
-    with asyncio.Runner(loop_factory=uvloop.new_event_loop if http else None) as runner:
-        if http or health_port is not None:
-            port = settings.port if http or health_port is None else health_port
-            return runner.run(_serve_http(names, settings, url, port, peers))
-        return runner.run(_run_workers(specs, settings, url))
+    if tracing.configure_tracing(settings.tracing.traces_url):
+        log.info("tracing", traces_url=settings.tracing.traces_url)
+    try:
+        # HTTP serving runs on uvloop, as uvicorn would pick; workers keep asyncio's own loop.
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop if http else None) as runner:
+            if http or health_port is not None:
+                port = settings.port if http or health_port is None else health_port
+                return runner.run(_serve_http(names, settings, url, port, peers))
+            return runner.run(_run_workers(specs, settings, url))
+    finally:
+        tracing.shutdown_tracing()  # what is still queued is exported before the process ends
 
 
 class _Server(uvicorn.Server):

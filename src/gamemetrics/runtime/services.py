@@ -14,6 +14,7 @@ from gamemetrics.events.gdpr_requests import RequestCodec
 from gamemetrics.gdpr.consumer import ErasureConsumer
 from gamemetrics.gdpr.erasers import expected_stores
 from gamemetrics.gdpr.tombstones import Tombstones
+from gamemetrics.observability import tracing
 from gamemetrics.registry import ServiceSpec
 from gamemetrics.runtime.adapters import connect
 from gamemetrics.service import Adapters, Service, Worker
@@ -42,7 +43,8 @@ async def running(
         tasks: list[asyncio.Task[None]] = []
         for name, named in workers.items():
             for worker_name, worker in named.items():
-                task = asyncio.create_task(worker(), name=f"{name}.{worker_name}")
+                # The task's spans belong to its service (`service.name`), whichever process runs it.
+                task = asyncio.create_task(worker(), name=f"{name}.{worker_name}", context=tracing.context_of(name))
                 task.add_done_callback(lambda done: _stopped(done, on_failure))
                 tasks.append(task)
         stack.push_async_callback(_cancel, tasks)

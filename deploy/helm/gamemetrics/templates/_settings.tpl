@@ -22,6 +22,7 @@
 {{- end -}}
 {{- if .Values.redis.enabled }}{{ $_ := set $s "GAMEMETRICS_REDIS_NAMESPACE" .Values.redis.namespace }}{{ end -}}
 {{- with .Values.qdrant.url }}{{ $_ := set $s "GAMEMETRICS_QDRANT_URL" . }}{{ end -}}
+{{- with .Values.tracing.otlpEndpoint }}{{ $_ := set $s "GAMEMETRICS_OTEL_EXPORTER_OTLP_ENDPOINT" . }}{{ end -}}
 {{- with .Values.s3 -}}
 {{- if .archiveUrl -}}
 {{- $_ := set $s "GAMEMETRICS_ARCHIVE_URL" .archiveUrl -}}

@@ -11,8 +11,7 @@ import msgspec
 
 from gamemetrics.events.envelope import RawEnvelope, Source, partition_key
 from gamemetrics.events.validation import InvalidEvent, Limits, decode_event
-from gamemetrics.observability import metrics
-from gamemetrics.observability.tracing import TRACEPARENT, current_traceparent
+from gamemetrics.observability import metrics, tracing
 from gamemetrics.ports.bus import RAW_EVENTS, BusError, Message, Producer
 from gamemetrics.ports.cache import CacheError, RateLimiter
 from gamemetrics.services.ingest.errors import IngestError
@@ -67,7 +66,7 @@ class Acceptor:
         now = datetime.now(UTC)
         outcome = Outcome(rejected=list(prior_rejections))
         messages: list[Message] = []
-        headers = _headers(current_traceparent())
+        headers = {"schema_version": _SCHEMA_VERSION}
         tenant_bytes = key.tenant_id.bytes
         for index, raw in items:
             try:
@@ -81,7 +80,10 @@ class Acceptor:
             outcome.event_ids.append(event.event_id)
         if messages:
             try:
-                await self._producer.send(RAW_EVENTS, messages)
+                if tracing.enabled():
+                    await self._send_traced(messages, headers)
+                else:
+                    await self._producer.send(RAW_EVENTS, messages)
             except BusError as exc:
                 raise IngestError(503, f"the event bus cannot take the batch now; nothing was stored ({exc})",
                                   retry_after=1.0) from exc
@@ -92,10 +94,8 @@ class Acceptor:
         metrics.INGEST_BATCH_SIZE.observe(total)
         return outcome
 
-
-def _headers(traceparent: str | None) -> dict[str, str]:
-    """Headers of every raw message: the envelope's schema version and the request's trace span."""
-    headers = {"schema_version": _SCHEMA_VERSION}
-    if traceparent:
-        headers[TRACEPARENT] = traceparent
-    return headers
+    async def _send_traced(self, messages: list[Message], headers: dict[str, str]) -> None:
+        """Send `messages` inside a producer span whose context every one of them carries."""
+        with tracing.producer_span(RAW_EVENTS, len(messages)):
+            tracing.inject(headers)  # the one mapping all the request's messages hold
+            await self._producer.send(RAW_EVENTS, messages)

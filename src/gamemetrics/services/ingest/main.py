@@ -5,11 +5,8 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from starlette.middleware import Middleware
-
 from gamemetrics.adapters.memory.memo import LocalMemo
 from gamemetrics.events.validation import Limits
-from gamemetrics.observability.tracing import TraceContextMiddleware
 from gamemetrics.service import Adapters, Service
 from gamemetrics.services.ingest.accept import Acceptor
 from gamemetrics.services.ingest.app import IngestApp, refusals
@@ -37,7 +34,6 @@ async def build(adapters: Adapters, settings: Settings) -> AsyncIterator[Service
     )
     yield Service(
         routes=ingest.routes(),
-        middleware=[Middleware(TraceContextMiddleware)],
         exception_handlers=refusals(),
         checks={"database": database_probe(adapters.pool), "bus": adapters.bus.ping,
                 **({"cache": caches.ping} if caches.shared else {})},

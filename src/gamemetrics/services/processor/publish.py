@@ -9,7 +9,8 @@ import msgspec
 from gamemetrics.events.dead_letters import dead_letter
 from gamemetrics.events.envelope import partition_key
 from gamemetrics.events.processed import HEADERS, ProcessedEvent
-from gamemetrics.observability.tracing import TRACEPARENT, child_of
+from gamemetrics.observability import tracing
+from gamemetrics.observability.tracing import TRACEPARENT
 from gamemetrics.ports.bus import Message
 from gamemetrics.services.processor.decode import DeadLetter, EventRow
 
@@ -19,21 +20,24 @@ _json = msgspec.json.Encoder(decimal_format="string")
 def processed_messages(rows: Sequence[EventRow], spans: dict[str, Mapping[str, str]]) -> list[Message]:
     """The processed message of each row, keyed like the raw one (tenant + player).
 
-    Downstream spans join the sender's trace: the events of one request that a batch stores are
-    one processor span, so `spans` maps a request's `traceparent` to the batch's headers for it."""
+    With tracing on, each carries the span the processor's batch has in its sender's trace
+    (`tracing.carrier_after`); `spans` keeps the headers made for each sender's span, so the
+    messages of one request share one mapping."""
+    traced = tracing.enabled()
     tenant_bytes: dict[int, bytes] = {}  # made once per tenant
     messages: list[Message] = []
     for row in rows:
         tenant = tenant_bytes.get(row.tenant_id.int)
         if tenant is None:
             tenant = tenant_bytes[row.tenant_id.int] = row.tenant_id.bytes
-        parent = row.record.headers.get(TRACEPARENT) if row.record is not None else None
-        if parent is None:
-            headers = HEADERS
-        elif (joined := spans.get(parent)) is not None:
+        headers = HEADERS
+        if traced and row.record is not None:
+            parent = row.record.headers.get(TRACEPARENT, "")
+            joined = spans.get(parent)
+            if joined is None:
+                carrier = tracing.carrier_after(row.record.headers)
+                joined = spans[parent] = {**HEADERS, **carrier} if carrier else HEADERS
             headers = joined
-        else:
-            headers = spans[parent] = {**HEADERS, TRACEPARENT: child_of(parent)}
         messages.append(processed_message(row, partition_key(row.tenant_id, row.player_id, tenant_bytes=tenant),
                                           headers))
     return messages

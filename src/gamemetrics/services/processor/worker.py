@@ -18,7 +18,7 @@ import structlog
 
 from gamemetrics.consuming.loop import ConsumerLoop
 from gamemetrics.events.validation import Limits
-from gamemetrics.observability import metrics
+from gamemetrics.observability import metrics, tracing
 from gamemetrics.ports.bus import EVENTS_DLQ, PROCESSED_EVENTS, RAW_EVENTS, Bus, Record
 from gamemetrics.services.processor.decode import DeadLetter, EventRow, decode_records
 from gamemetrics.services.processor.publish import dead_letter_message, processed_messages
@@ -103,6 +103,11 @@ class Processor:
         batch.started = time.perf_counter()
         result = await self._write_isolating(batch, list(batch.rows), list(batch.dead))
         without_erased(batch, result)
+        spans = tracing.current_batch()
+        if spans is not None:  # each request's span in this batch says what the batch's write did
+            spans.set_attributes({"gamemetrics.events.stored": result.stored,
+                                  "gamemetrics.events.duplicates": result.duplicates,
+                                  "gamemetrics.events.dead_lettered": result.dead_lettered})
         await self._publish(batch.rows, batch.dead)
         batch.result = result
 
