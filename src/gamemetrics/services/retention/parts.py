@@ -17,6 +17,14 @@ from gamemetrics.services.retention.layout import ArchivedFile, ArchiveError, Ma
 
 async def read_part(objects: Objects, file: ArchivedFile) -> pa.Table:
     """The part's rows, checked against what the manifest says of it; ArchiveError naming the object."""
+    table = await _fetch(objects, file)
+    if await asyncio.to_thread(parquet.content_hash, table) != file.content_hash:
+        raise ArchiveError(f"archive file {file.key}: its rows do not match the content hash of the manifest")
+    return table
+
+
+async def _fetch(objects: Objects, file: ArchivedFile) -> pa.Table:
+    """The part's rows, its bytes and row count checked against `file`."""
     try:
         data = await objects.get(file.key)
     except ObjectNotFound:
@@ -33,8 +41,6 @@ async def read_part(objects: Objects, file: ArchivedFile) -> pa.Table:
         raise ArchiveError(f"archive file {file.key}: {exc}") from None
     if table.num_rows != file.rows:
         raise ArchiveError(f"archive file {file.key} holds {table.num_rows} rows, the manifest says {file.rows}")
-    if await asyncio.to_thread(parquet.content_hash, table) != file.content_hash:
-        raise ArchiveError(f"archive file {file.key}: its rows do not match the content hash of the manifest")
     return table
 
 
@@ -48,12 +54,16 @@ async def write_part(objects: Objects, tenant_id: uuid.UUID, game_id: uuid.UUID,
                      rows: pa.Table, *, zstd_level: int) -> ArchivedFile:
     """Upload `rows` as part `number` of the day and read it back; the entry for the manifest."""
     key = part_key(tenant_id, game_id, day, number)
-    expected = await asyncio.to_thread(parquet.content_hash, rows)
-    data = await asyncio.to_thread(parquet.to_parquet, rows, zstd_level=zstd_level)
+    # Both release the GIL: the hash for the manifest runs beside the encoding.
+    expected, data = await asyncio.gather(asyncio.to_thread(parquet.content_hash, rows),
+                                          asyncio.to_thread(parquet.to_parquet, rows, zstd_level=zstd_level))
     await objects.put(key, data)
     times = rows["event_time"]
-    file = ArchivedFile(key, rows.num_rows, hashlib.sha256(data).hexdigest(), expected,
-                        pc.min(times).as_py(), pc.max(times).as_py())
-    # Read back what the store now holds, not what was sent: the verification before any deletion.
-    await read_part(objects, file)
+    file = ArchivedFile(key, rows.num_rows, await asyncio.to_thread(lambda: hashlib.sha256(data).hexdigest()),
+                        expected, pc.min(times).as_py(), pc.max(times).as_py())
+    # Read back what the store now holds, not what was sent, and compare it value for value with the
+    # rows it was made from (which hash to `expected`): the verification before any deletion.
+    stored = await _fetch(objects, file)
+    if not await asyncio.to_thread(stored.equals, rows):
+        raise ArchiveError(f"archive file {key} does not read back as the rows written to it; nothing was deleted")
     return file

@@ -1,0 +1,45 @@
+"""The online rows of one game's day, read out of the store straight into Arrow columns.
+
+ADBC's PostgreSQL driver reads a query's rows with `COPY ... (FORMAT binary)` and decodes them
+into Arrow arrays in C, so no row ever becomes a Python object: the read costs the store its
+binary output and the client little more than the copy of the bytes. Its calls block, so they
+run in a worker thread, on a connection of their own for each read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import UTC, date, datetime, timedelta
+
+import adbc_driver_postgresql.dbapi as adbc
+import pyarrow as pa
+
+from gamemetrics.services.retention import parquet
+
+# What the store sends for each archived column: uuids, numerics and JSON as their text (the
+# driver would send uuids as 16 bytes, numerics as an opaque type), times as they are.
+_AS_TEXT = ("tenant_id", "game_id", "event_id", "revenue_usd", "properties", "context")
+SELECT_LIST = ", ".join(f"{name}::text AS {name}" if name in _AS_TEXT else name for name in parquet.SCHEMA.names)
+
+
+def day_bounds(day: date) -> tuple[datetime, datetime]:
+    """The UTC day as [start, end)."""
+    start = datetime(day.year, day.month, day.day, tzinfo=UTC)
+    return start, start + timedelta(days=1)
+
+
+def _read(url: str, tenant_id: uuid.UUID, game_id: uuid.UUID, day: date) -> pa.Table:
+    start, end = day_bounds(day)
+    # The values are typed (uuids, dates), so they are written into the statement as literals.
+    query = (f"SELECT {SELECT_LIST} FROM events WHERE tenant_id = '{tenant_id}' AND game_id = '{game_id}'"
+             f" AND event_time >= '{start.isoformat()}' AND event_time < '{end.isoformat()}'")
+    with adbc.connect(url) as conn, conn.cursor() as cursor:
+        cursor.execute(query)
+        table = cursor.fetch_arrow_table()
+    return parquet.in_event_order(table.cast(parquet.SCHEMA))
+
+
+async def read_online(url: str, tenant_id: uuid.UUID, game_id: uuid.UUID, day: date) -> pa.Table:
+    """The game's rows of the day as the archive stores them (`parquet.SCHEMA`), in event-id order."""
+    return await asyncio.to_thread(_read, url, tenant_id, game_id, day)
