@@ -35,7 +35,7 @@ from gamemetrics.services.retention.layout import (
     next_part_number,
     store_manifest,
 )
-from gamemetrics.services.retention.online import day_bounds, read_online
+from gamemetrics.services.retention.online import count_moved, day_bounds, read_online
 from gamemetrics.services.retention.parts import read_day, write_part
 from gamemetrics.services.retention.policy import PolicyStore
 from gamemetrics.services.retention.trim import Trimmer, TrimReport
@@ -223,6 +223,7 @@ class Archiver:
         expected = await asyncio.to_thread(parquet.ids_digest, ids)
         async with self._pool.connection() as conn, conn.transaction():
             deleted, dropped = await _delete_verified(conn, job, ids, expected)
+            await count_moved(conn, job.tenant_id, job.game_id, deleted)
             await conn.execute(
                 "INSERT INTO archived_days (tenant_id, game_id, day, rows, manifest_key) VALUES (%s, %s, %s, %s, %s)"
                 " ON CONFLICT (tenant_id, game_id, day) DO UPDATE SET rows = excluded.rows, archived_at = now()",

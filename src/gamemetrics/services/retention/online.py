@@ -14,6 +14,7 @@ from datetime import UTC, date, datetime, timedelta
 
 import adbc_driver_postgresql.dbapi as adbc
 import pyarrow as pa
+from psycopg import AsyncConnection
 
 from gamemetrics.services.retention import parquet
 
@@ -43,3 +44,13 @@ def _read(url: str, tenant_id: uuid.UUID, game_id: uuid.UUID, day: date) -> pa.T
 async def read_online(url: str, tenant_id: uuid.UUID, game_id: uuid.UUID, day: date) -> pa.Table:
     """The game's rows of the day as the archive stores them (`parquet.SCHEMA`), in event-id order."""
     return await asyncio.to_thread(_read, url, tenant_id, game_id, day)
+
+
+async def count_moved(conn: AsyncConnection, tenant_id: uuid.UUID, game_id: uuid.UUID, rows: int) -> None:
+    """Count `rows` taken out of the store or brought back in the game's `events_moved`, one of the
+    counters the analytics caches key their answers by (so none is kept for the rows as they were)."""
+    if rows:
+        await conn.execute(
+            "INSERT INTO game_counters AS c (tenant_id, game_id, events_moved) VALUES (%s, %s, %s)"
+            " ON CONFLICT (tenant_id, game_id) DO UPDATE SET events_moved = c.events_moved + excluded.events_moved",
+            (tenant_id, game_id, rows))
