@@ -13,6 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from gamemetrics.adapters.objects.store import ObjectStore, local_objects, s3_objects
+from gamemetrics.archive.layout import load_manifest, manifest_key
 from gamemetrics.audit import AuditLog
 from gamemetrics.auth.secret import platform_secret
 from gamemetrics.events.gdpr_requests import ErasureRequest
@@ -21,7 +22,6 @@ from gamemetrics.gdpr.tombstones import Tombstones
 from gamemetrics.runtime import Platform
 from gamemetrics.services.retention.archiver import RUN_LOCK, Archiver, RunBusy
 from gamemetrics.services.retention.eraser import ArchiveEraser
-from gamemetrics.services.retention.layout import load_manifest, manifest_key
 from gamemetrics.services.retention.parts import read_day
 from gamemetrics.services.retention.query import connect, fetch_archive, run_query
 from gamemetrics.services.retention.restore import Restorer

@@ -12,6 +12,7 @@ import pyarrow as pa
 
 from gamemetrics.adapters.memory.memo import LocalMemo
 from gamemetrics.adapters.objects.store import local_objects
+from gamemetrics.archive.layout import load_manifest, manifest_key
 from gamemetrics.audit import AuditLog
 from gamemetrics.auth.secret import platform_secret
 from gamemetrics.gdpr.tombstones import Tombstones
@@ -20,7 +21,6 @@ from gamemetrics.services.analytics.queries import Conn
 from gamemetrics.services.analytics.responses import tenant_version
 from gamemetrics.services.analytics.store import AnalyticsStore
 from gamemetrics.services.retention.archiver import Archiver, DayJob
-from gamemetrics.services.retention.layout import load_manifest, manifest_key
 from gamemetrics.services.retention.online import read_online
 from gamemetrics.services.retention.restore import Restorer
 from gamemetrics.settings import Settings

@@ -24,10 +24,8 @@ from prometheus_client import Counter
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
-from gamemetrics.audit import AuditEntry, AuditLog
-from gamemetrics.ports.objects import Objects, ObjectStoreError
-from gamemetrics.services.retention import parquet
-from gamemetrics.services.retention.layout import (
+from gamemetrics.archive import parquet
+from gamemetrics.archive.layout import (
     ArchiveError,
     Manifest,
     load_manifest,
@@ -35,6 +33,8 @@ from gamemetrics.services.retention.layout import (
     next_part_number,
     store_manifest,
 )
+from gamemetrics.audit import AuditEntry, AuditLog
+from gamemetrics.ports.objects import Objects, ObjectStoreError
 from gamemetrics.services.retention.online import count_moved, day_bounds, read_online
 from gamemetrics.services.retention.parts import read_day, write_part
 from gamemetrics.services.retention.policy import PolicyStore

@@ -16,7 +16,7 @@ import adbc_driver_postgresql.dbapi as adbc
 import pyarrow as pa
 from psycopg import AsyncConnection
 
-from gamemetrics.services.retention import parquet
+from gamemetrics.archive import parquet
 
 # What the store sends for each archived column: uuids, numerics and JSON as their text (the
 # driver would send uuids as 16 bytes, numerics as an opaque type), times as they are.

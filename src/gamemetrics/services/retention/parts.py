@@ -10,9 +10,9 @@ from datetime import date
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from gamemetrics.archive import parquet
+from gamemetrics.archive.layout import ArchivedFile, ArchiveError, Manifest, part_key
 from gamemetrics.ports.objects import ObjectNotFound, Objects, ObjectStoreError
-from gamemetrics.services.retention import parquet
-from gamemetrics.services.retention.layout import ArchivedFile, ArchiveError, Manifest, part_key
 
 
 async def read_part(objects: Objects, file: ArchivedFile) -> pa.Table:

@@ -16,12 +16,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from psycopg_pool import AsyncConnectionPool
 
+from gamemetrics.archive.layout import MANIFEST, Manifest, game_prefix, load_manifest
+from gamemetrics.archive.parquet import SCHEMA
 from gamemetrics.audit import AuditEntry, AuditLog
 from gamemetrics.gdpr.tombstones import Tombstones
 from gamemetrics.ports.objects import Objects
-from gamemetrics.services.retention.layout import MANIFEST, Manifest, game_prefix, load_manifest
 from gamemetrics.services.retention.online import count_moved
-from gamemetrics.services.retention.parquet import SCHEMA
 from gamemetrics.services.retention.parts import read_day
 
 _COLUMNS = ", ".join(SCHEMA.names)

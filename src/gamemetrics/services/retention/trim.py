@@ -8,10 +8,10 @@ from datetime import date, timedelta
 
 from psycopg_pool import AsyncConnectionPool
 
+from gamemetrics.archive.layout import load_manifest
 from gamemetrics.audit import AuditEntry, AuditLog
 from gamemetrics.ports.bus import Bus, Trimmable
 from gamemetrics.ports.objects import Objects
-from gamemetrics.services.retention.layout import load_manifest
 from gamemetrics.services.retention.policy import Policy, PolicyStore
 
 
