@@ -55,7 +55,8 @@ FROM generate_series(0, %(per_day)s - 1) AS n
 """
 
 
-async def load(url: str, events: int, days: int) -> tuple[uuid.UUID, uuid.UUID]:
+async def load(url: str, events: int, days: int, *, days_ago: int = 100) -> tuple[uuid.UUID, uuid.UUID]:
+    """A tenant and game with `events` events over `days` days, the newest `days_ago` days ago."""
     tenant, game = uuid.uuid4(), uuid.uuid4()
     pool = await open_pool(url, max_size=2, name="bench-load")
     async with pool.connection() as conn:
@@ -66,7 +67,7 @@ async def load(url: str, events: int, days: int) -> tuple[uuid.UUID, uuid.UUID]:
             " notification_days) VALUES (%s, 30, 3650, 30, 180)", (tenant,))
         today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
         for d in range(days):
-            start = today - timedelta(days=100 + d)
+            start = today - timedelta(days=days_ago + d)
             await conn.execute("SELECT gm_ensure_event_partition(%s)", (start.date(),))
             await conn.execute(LOAD, {"tenant": tenant, "game": game, "start": start, "per_day": events // days})
         # Days this old have long been vacuumed: their rows' hint bits are set, as the archive finds them.
