@@ -8,8 +8,6 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import pyarrow as pa
-
 from gamemetrics.adapters.memory.memo import LocalMemo
 from gamemetrics.adapters.objects.store import local_objects
 from gamemetrics.archive.layout import load_manifest, manifest_key
@@ -21,7 +19,7 @@ from gamemetrics.services.analytics.queries import Conn
 from gamemetrics.services.analytics.responses import tenant_version
 from gamemetrics.services.analytics.store import AnalyticsStore
 from gamemetrics.services.retention.archiver import Archiver, DayJob
-from gamemetrics.services.retention.online import read_online
+from gamemetrics.services.retention.online import OnlineDay, read_online_day
 from gamemetrics.services.retention.restore import Restorer
 from gamemetrics.settings import Settings
 from gamemetrics.tenancy.store import CreatedKey
@@ -80,8 +78,8 @@ async def test_a_row_that_arrives_while_its_day_is_archived_stays_online_for_the
     late = uuid.uuid4()
     run = archiver(platform, settings, tmp_path)
 
-    async def read_then_a_late_event() -> pa.Table:
-        rows = await read_online(str(platform.pool.conninfo), t, g, day)
+    async def read_then_a_late_event() -> OnlineDay:
+        rows = await read_online_day(str(platform.pool.conninfo), t, g, day, 1000)
         async with platform.pool.connection() as conn:
             await conn.execute(
                 "INSERT INTO events (tenant_id, game_id, event_id, event_type, player_id, event_time, received_at,"

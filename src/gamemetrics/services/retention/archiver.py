@@ -35,7 +35,7 @@ from gamemetrics.archive.layout import (
 )
 from gamemetrics.audit import AuditEntry, AuditLog
 from gamemetrics.ports.objects import Objects, ObjectStoreError
-from gamemetrics.services.retention.online import count_moved, day_bounds, read_online
+from gamemetrics.services.retention.online import OnlineDay, count_moved, day_bounds, read_online_day
 from gamemetrics.services.retention.parts import read_day, write_part
 from gamemetrics.services.retention.policy import PolicyStore
 from gamemetrics.services.retention.trim import Trimmer, TrimReport
@@ -159,7 +159,7 @@ class Archiver:
         """Archive `jobs` in order, each day's online rows read while the day before is archived (the
         store's work and the reading thread's run beside this one's encoding and verification)."""
         outcomes: list[DayOutcome] = []
-        ahead: asyncio.Task[pa.Table] | None = None
+        ahead: asyncio.Task[OnlineDay] | None = None
         try:
             for n, job in enumerate(jobs):
                 online = ahead or asyncio.ensure_future(self._read(job))
@@ -173,10 +173,10 @@ class Archiver:
                 _discard(ahead)
         return outcomes
 
-    async def _read(self, job: DayJob) -> pa.Table:
-        return await read_online(self._url, job.tenant_id, job.game_id, job.day)
+    async def _read(self, job: DayJob) -> OnlineDay:
+        return await read_online_day(self._url, job.tenant_id, job.game_id, job.day, self._part_rows)
 
-    async def _day(self, job: DayJob, step: Step | None, online: Awaitable[pa.Table]) -> DayOutcome:
+    async def _day(self, job: DayJob, step: Step | None, online: Awaitable[OnlineDay]) -> DayOutcome:
         try:
             outcome = await self.archive_day(job, step or (lambda name, job: None), online)
         except (ArchiveError, ObjectStoreError) as exc:
@@ -188,13 +188,14 @@ class Archiver:
         ROWS_ARCHIVED.inc(outcome.rows_deleted)
         return outcome
 
-    async def archive_day(self, job: DayJob, step: Step, online_rows: Awaitable[pa.Table] | None = None) -> DayOutcome:
+    async def archive_day(self, job: DayJob, step: Step, online_day: Awaitable[OnlineDay] | None = None) -> DayOutcome:
         """Archive, verify and delete one game's day (see the module's docstring)."""
         tenant_id, game_id, day = job.tenant_id, job.game_id, job.day
         key = manifest_key(tenant_id, game_id, day)
         manifest = await load_manifest(self._objects, key)
         archived = await read_day(self._objects, manifest) if manifest else parquet.SCHEMA.empty_table()
-        online = await (online_rows or self._read(job))
+        read = await (online_day or self._read(job))
+        online = read.rows
         step("read", job)
         fresh, known, kept = await asyncio.to_thread(_split, online, archived)
         if await asyncio.to_thread(parquet.content_hash, known) != await asyncio.to_thread(parquet.content_hash, kept):
@@ -203,26 +204,28 @@ class Archiver:
         if fresh.num_rows:
             files = list(manifest.files if manifest else ())
             number = next_part_number(manifest)
-            for start in range(0, fresh.num_rows, self._part_rows):
+            # Nothing of the day archived yet (the usual case): the parts' hashes were made as it was read.
+            hashes = read.part_hashes if fresh is online else None
+            for n, start in enumerate(range(0, fresh.num_rows, self._part_rows)):
                 files.append(await write_part(self._objects, tenant_id, game_id, day, number,
-                                              fresh.slice(start, self._part_rows), zstd_level=self._zstd_level))
+                                              fresh.slice(start, self._part_rows), zstd_level=self._zstd_level,
+                                              content_hash=hashes[n] if hashes else None))
                 number += 1
                 step("uploaded", job)
             manifest = Manifest(tenant_id, game_id, day, parquet.SCHEMA_VERSION, tuple(files), datetime.now(UTC))
             await store_manifest(self._objects, manifest)
             step("manifest", job)
         assert manifest is not None  # online rows exist, so either they were archived or they are now
-        deleted, dropped = await self._delete_online(job, online["event_id"], manifest, key)
+        deleted, dropped = await self._delete_online(job, online["event_id"], read.ids_digest, manifest, key)
         step("deleted", job)
         return DayOutcome(job, "archived", rows_archived=fresh.num_rows, rows_deleted=deleted,
                           partition_dropped=dropped)
 
-    async def _delete_online(self, job: DayJob, ids: pa.ChunkedArray[Any], manifest: Manifest,
+    async def _delete_online(self, job: DayJob, ids: pa.ChunkedArray[Any], digest: str, manifest: Manifest,
                              key: str) -> tuple[int, bool]:
         """Delete exactly the verified rows; drop the day's partition if nothing else is left in it."""
-        expected = await asyncio.to_thread(parquet.ids_digest, ids)
         async with self._pool.connection() as conn, conn.transaction():
-            deleted, dropped = await _delete_verified(conn, job, ids, expected)
+            deleted, dropped = await _delete_verified(conn, job, ids, digest)
             await count_moved(conn, job.tenant_id, job.game_id, deleted)
             await conn.execute(
                 "INSERT INTO archived_days (tenant_id, game_id, day, rows, manifest_key) VALUES (%s, %s, %s, %s, %s)"
@@ -244,7 +247,7 @@ def _split(online: pa.Table, archived: pa.Table) -> tuple[pa.Table, pa.Table, pa
             archived.filter(pc.is_in(archived["event_id"], value_set=online["event_id"])))
 
 
-def _discard(task: asyncio.Task[pa.Table]) -> None:
+def _discard(task: asyncio.Task[OnlineDay]) -> None:
     """Cancel a read nobody awaits any more, or take its failure (a day that failed first reports its own)."""
     if not task.done():
         task.cancel()

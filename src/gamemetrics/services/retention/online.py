@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
 import adbc_driver_postgresql.dbapi as adbc
@@ -30,6 +31,18 @@ def day_bounds(day: date) -> tuple[datetime, datetime]:
     return start, start + timedelta(days=1)
 
 
+@dataclass(frozen=True, slots=True)
+class OnlineDay:
+    """A game's online rows of a day, with what the archive will need of them, computed as they are read
+    (so in the thread that reads ahead, beside the work on the day before)."""
+
+    rows: pa.Table
+    part_hashes: tuple[str, ...]
+    """The content hash of each part the rows make, `part_rows` rows each, as `parquet.content_hash`."""
+    ids_digest: str
+    """`parquet.ids_digest` of their event ids."""
+
+
 def _read(url: str, tenant_id: uuid.UUID, game_id: uuid.UUID, day: date) -> pa.Table:
     start, end = day_bounds(day)
     # The values are typed (uuids, dates), so they are written into the statement as literals.
@@ -37,13 +50,26 @@ def _read(url: str, tenant_id: uuid.UUID, game_id: uuid.UUID, day: date) -> pa.T
              f" AND event_time >= '{start.isoformat()}' AND event_time < '{end.isoformat()}'")
     with adbc.connect(url) as conn, conn.cursor() as cursor:
         cursor.execute(query)
-        table = cursor.fetch_arrow_table()
-    return parquet.in_event_order(table.cast(parquet.SCHEMA))
+        table: pa.Table = cursor.fetch_arrow_table()
+    return table.cast(parquet.SCHEMA)
 
 
 async def read_online(url: str, tenant_id: uuid.UUID, game_id: uuid.UUID, day: date) -> pa.Table:
-    """The game's rows of the day as the archive stores them (`parquet.SCHEMA`), in event-id order."""
+    """The game's rows of the day as the archive stores them (`parquet.SCHEMA`), in the store's order
+    (about the order they arrived in, which Parquet compresses far better than event-id order)."""
     return await asyncio.to_thread(_read, url, tenant_id, game_id, day)
+
+
+def _read_day(url: str, tenant_id: uuid.UUID, game_id: uuid.UUID, day: date, part_rows: int) -> OnlineDay:
+    rows = _read(url, tenant_id, game_id, day)
+    hashes = tuple(parquet.content_hash(rows.slice(start, part_rows)) for start in range(0, rows.num_rows, part_rows))
+    return OnlineDay(rows, hashes, parquet.ids_digest(rows["event_id"]))
+
+
+async def read_online_day(url: str, tenant_id: uuid.UUID, game_id: uuid.UUID, day: date,
+                          part_rows: int) -> OnlineDay:
+    """`read_online`'s rows with their parts' content hashes and their ids' digest."""
+    return await asyncio.to_thread(_read_day, url, tenant_id, game_id, day, part_rows)
 
 
 async def count_moved(conn: AsyncConnection, tenant_id: uuid.UUID, game_id: uuid.UUID, rows: int) -> None:

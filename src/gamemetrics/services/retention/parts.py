@@ -51,12 +51,17 @@ async def read_day(objects: Objects, manifest: Manifest) -> pa.Table:
 
 
 async def write_part(objects: Objects, tenant_id: uuid.UUID, game_id: uuid.UUID, day: date, number: int,
-                     rows: pa.Table, *, zstd_level: int) -> ArchivedFile:
-    """Upload `rows` as part `number` of the day and read it back; the entry for the manifest."""
+                     rows: pa.Table, *, zstd_level: int, content_hash: str | None = None) -> ArchivedFile:
+    """Upload `rows` as part `number` of the day and read it back; the entry for the manifest.
+    `content_hash` is the rows' `parquet.content_hash` when the caller has it already."""
     key = part_key(tenant_id, game_id, day, number)
-    # Both release the GIL: the hash for the manifest runs beside the encoding.
-    expected, data = await asyncio.gather(asyncio.to_thread(parquet.content_hash, rows),
-                                          asyncio.to_thread(parquet.to_parquet, rows, zstd_level=zstd_level))
+    if content_hash is None:
+        # Both release the GIL: the hash for the manifest runs beside the encoding.
+        expected, data = await asyncio.gather(
+            asyncio.to_thread(parquet.content_hash, rows),
+            asyncio.to_thread(parquet.to_parquet, rows, zstd_level=zstd_level))
+    else:
+        expected, data = content_hash, await asyncio.to_thread(parquet.to_parquet, rows, zstd_level=zstd_level)
     await objects.put(key, data)
     times = rows["event_time"]
     file = ArchivedFile(key, rows.num_rows, await asyncio.to_thread(lambda: hashlib.sha256(data).hexdigest()),
