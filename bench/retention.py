@@ -36,7 +36,8 @@ from gamemetrics.adapters.postgres.embedded import EmbeddedPostgres
 from gamemetrics.adapters.postgres.pool import open_pool
 from gamemetrics.audit import AuditLog
 from gamemetrics.migrations import upgrade
-from gamemetrics.services.retention.archiver import Archiver, read_online
+from gamemetrics.services.retention.archiver import Archiver
+from gamemetrics.services.retention.online import read_online
 from gamemetrics.services.retention.query import connect, fetch_archive, run_query
 
 LOAD = """
@@ -54,7 +55,8 @@ FROM generate_series(0, %(per_day)s - 1) AS n
 """
 
 
-async def load(url: str, events: int, days: int) -> tuple[uuid.UUID, uuid.UUID]:
+async def load(url: str, events: int, days: int, *, days_ago: int = 100) -> tuple[uuid.UUID, uuid.UUID]:
+    """A tenant and game with `events` events over `days` days, the newest `days_ago` days ago."""
     tenant, game = uuid.uuid4(), uuid.uuid4()
     pool = await open_pool(url, max_size=2, name="bench-load")
     async with pool.connection() as conn:
@@ -65,9 +67,13 @@ async def load(url: str, events: int, days: int) -> tuple[uuid.UUID, uuid.UUID]:
             " notification_days) VALUES (%s, 30, 3650, 30, 180)", (tenant,))
         today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
         for d in range(days):
-            start = today - timedelta(days=100 + d)
+            start = today - timedelta(days=days_ago + d)
             await conn.execute("SELECT gm_ensure_event_partition(%s)", (start.date(),))
             await conn.execute(LOAD, {"tenant": tenant, "game": game, "start": start, "per_day": events // days})
+        # Days this old have long been vacuumed: their rows' hint bits are set, as the archive finds them.
+        await conn.commit()
+        await conn.set_autocommit(True)
+        await conn.execute("VACUUM ANALYZE events")
     await pool.close()
     return tenant, game
 
@@ -78,9 +84,8 @@ async def measure(url: str, data_dir: Path, tenant: uuid.UUID, game: uuid.UUID, 
     raw_dir = data_dir / "raw"
     raw_dir.mkdir()
     tables = []
-    async with pool.connection() as conn:
-        for d in range(days):
-            tables.append(await read_online(conn, tenant, game, today - timedelta(days=100 + d)))
+    for d in range(days):
+        tables.append(await read_online(url, tenant, game, today - timedelta(days=100 + d)))
     rows = sum(t.num_rows for t in tables)
     started = time.perf_counter()
     for n, table in enumerate(tables):

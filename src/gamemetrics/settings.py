@@ -201,6 +201,10 @@ class ObjectSettings(BaseSettings):
     s3_region: str = "us-east-1"
     s3_access_key_id: str | None = Field(default=None, description="Unset: the AWS_* environment or instance role.")
     s3_secret_access_key: SecretStr | None = None
+    s3_retry_seconds: float = Field(
+        default=60.0, gt=0, le=300,
+        description="How long a failed S3 request (5xx answer, dropped connection, timeout) is retried, with"
+                    " backoff, before the call fails.")
 
 
 class VectorSettings(BaseSettings):

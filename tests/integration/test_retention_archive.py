@@ -13,6 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from gamemetrics.adapters.objects.store import ObjectStore, local_objects, s3_objects
+from gamemetrics.archive.layout import load_manifest, manifest_key
 from gamemetrics.audit import AuditLog
 from gamemetrics.auth.secret import platform_secret
 from gamemetrics.events.gdpr_requests import ErasureRequest
@@ -21,7 +22,6 @@ from gamemetrics.gdpr.tombstones import Tombstones
 from gamemetrics.runtime import Platform
 from gamemetrics.services.retention.archiver import RUN_LOCK, Archiver, RunBusy
 from gamemetrics.services.retention.eraser import ArchiveEraser
-from gamemetrics.services.retention.layout import load_manifest, manifest_key
 from gamemetrics.services.retention.parts import read_day
 from gamemetrics.services.retention.query import connect, fetch_archive, run_query
 from gamemetrics.services.retention.restore import Restorer
@@ -200,6 +200,11 @@ async def test_runs_trim_dead_letters_notifications_the_bus_and_expired_archives
                 "INSERT INTO outbox (tenant_id, message_id, channel, recipient, body, created_at)"
                 " VALUES (%s, %s, 'email', 'a@b.c', 'hi', now() - make_interval(days => %s))",
                 (t, uuid.uuid4(), age * 2 + 1))
+        for kid, retired_days_ago in (("old", 31), ("recent", 29)):
+            await conn.execute(
+                "INSERT INTO signing_keys (kid, algorithm, public_jwk, sealed_key, superseded_at, retired_at)"
+                " VALUES (%s, 'ES256', '{}', '', now() - make_interval(days => %s + 1),"
+                " now() - make_interval(days => %s))", (kid, retired_days_ago, retired_days_ago))
     objects = local_objects(tmp_path / "objects")
     trimmer = Trimmer(platform.pool, objects, AuditLog(platform_secret(settings)), platform.bus,
                       bus_retention_hours=0.0, actor="test")
@@ -213,6 +218,8 @@ async def test_runs_trim_dead_letters_notifications_the_bus_and_expired_archives
     assert (report.trimmed.dead_letters, report.trimmed.notifications, report.trimmed.archived_days_expired,
             report.trimmed.archive_files_deleted) == (1, 1, 1, 1)
     assert report.trimmed.bus_messages >= 2  # the raw messages the processor has read
+    assert report.trimmed.signing_keys == 1
+    assert await rows(platform, "SELECT kid FROM signing_keys WHERE retired_at IS NOT NULL") == [("recent",)]
     assert await rows(platform, "SELECT source_offset FROM dead_letters") == [(1,)]
     assert len(await rows(platform, "SELECT 1 FROM outbox")) == 1
     assert await objects.list() == [] and await rows(platform, "SELECT 1 FROM archived_days") == []

@@ -12,8 +12,8 @@ from signal import SIGKILL
 import pytest
 
 from gamemetrics.adapters.objects.store import local_objects
+from gamemetrics.archive.layout import load_manifest, manifest_key
 from gamemetrics.runtime import Platform
-from gamemetrics.services.retention.layout import load_manifest, manifest_key
 from gamemetrics.services.retention.parts import read_day
 from gamemetrics.settings import Settings
 from gamemetrics.tenancy.store import CreatedKey

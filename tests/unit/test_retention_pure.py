@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gamemetrics.services.retention import parquet
-from gamemetrics.services.retention.layout import ArchivedFile, Manifest, next_part_number, part_key
+from gamemetrics.archive import parquet
+from gamemetrics.archive.layout import ArchivedFile, Manifest, next_part_number, part_key
 from gamemetrics.services.retention.policy import Policy, PolicyError
 from gamemetrics.services.retention.schedule import next_run, parse_time
 

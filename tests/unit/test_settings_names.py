@@ -96,6 +96,7 @@ NAMES: dict[str, tuple[str, str, Any]] = {
     "GAMEMETRICS_S3_REGION": ("objects.s3_region", "eu-west-1", "eu-west-1"),
     "GAMEMETRICS_S3_ACCESS_KEY_ID": ("objects.s3_access_key_id", "AKIA", "AKIA"),
     "GAMEMETRICS_S3_SECRET_ACCESS_KEY": ("objects.s3_secret_access_key", "s3", SecretStr("s3")),
+    "GAMEMETRICS_S3_RETRY_SECONDS": ("objects.s3_retry_seconds", "5", 5.0),
     "GAMEMETRICS_QDRANT_URL": ("vectors.qdrant_url", "http://q:6333", "http://q:6333"),
     "GAMEMETRICS_QDRANT_API_KEY": ("vectors.qdrant_api_key", "qk", SecretStr("qk")),
     "GAMEMETRICS_SMTP_HOST": ("mail.smtp_host", "smtp.example", "smtp.example"),

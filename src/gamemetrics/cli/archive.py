@@ -95,10 +95,10 @@ def archive_restore(
     from rich.table import Table
 
     from gamemetrics.adapters.objects.store import make_objects
+    from gamemetrics.archive.layout import ArchiveError
     from gamemetrics.audit import AuditLog
     from gamemetrics.auth.secret import platform_secret
     from gamemetrics.gdpr.tombstones import Tombstones
-    from gamemetrics.services.retention.layout import ArchiveError
     from gamemetrics.services.retention.restore import Restorer
 
     start, end = _day(first), _day(last)

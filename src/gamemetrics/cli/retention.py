@@ -167,7 +167,8 @@ def _summary(report: RunReport) -> None:
     Console().print(table if report.days else "nothing to archive: no event day is past its online window")
     if report.trimmed:
         trimmed = Table("dead letters", "notifications", "bus messages", "archived days expired",
-                        title="trimmed by policy")
+                        "retired signing keys", title="trimmed by policy")
         trimmed.add_row(*(str(v) for v in (report.trimmed.dead_letters, report.trimmed.notifications,
-                                           report.trimmed.bus_messages, report.trimmed.archived_days_expired)))
+                                           report.trimmed.bus_messages, report.trimmed.archived_days_expired,
+                                           report.trimmed.signing_keys)))
         Console().print(trimmed)

@@ -8,6 +8,7 @@ guarantees (atomic puts: a local put writes a temporary file and renames it; S3 
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -130,6 +131,9 @@ def s3_objects(settings: ObjectSettings) -> ObjectStore:
                if settings.s3_secret_access_key else {}),
         },
         client_options={"allow_http": bool(endpoint and endpoint.startswith("http://"))},
+        # 5xx answers, dropped connections and timeouts are retried with jittered backoff for this long.
+        retry_config={"retry_timeout": timedelta(seconds=settings.s3_retry_seconds), "max_retries": 10,
+                      "backoff": {"init_backoff": timedelta(milliseconds=100), "max_backoff": timedelta(seconds=5)}},
     )
     return ObjectStore(store, url)
 

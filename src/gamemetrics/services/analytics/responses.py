@@ -41,6 +41,7 @@ async def tenant_version(store: AnalyticsStore, tenant_id: uuid.UUID) -> Hashabl
             " (SELECT coalesce(sum(events_stored), 0)::bigint FROM game_counters WHERE tenant_id = %(t)s),"
             " (SELECT coalesce(sum(events_dead_lettered), 0)::bigint FROM game_counters WHERE tenant_id = %(t)s),"
             " (SELECT coalesce(sum(players_deleted), 0)::bigint FROM game_counters WHERE tenant_id = %(t)s),"
+            " (SELECT coalesce(sum(events_moved), 0)::bigint FROM game_counters WHERE tenant_id = %(t)s),"
             " (SELECT count(*) FROM game_counters WHERE tenant_id = %(t)s)",
             {"t": tenant_id},
         )

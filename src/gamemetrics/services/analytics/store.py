@@ -8,8 +8,9 @@ caller's tenant, so row-level security filters every table even if a query forge
 
 Answers are cached per tenant and game under the game's `events_stored` counter, which the
 processor bumps in the same transaction that changes the rollups, and its `players_deleted`
-counter, which a trigger bumps when an erasure deletes a player: either makes a new key, so a
-cached answer is never older than the data it was computed from.
+counter, which a trigger bumps when an erasure deletes a player, and its `events_moved` counter,
+which retention bumps when it archives or restores event rows: any makes a new key, so a cached
+answer is never older than the data it was computed from.
 """
 
 from __future__ import annotations
@@ -76,7 +77,8 @@ class AnalyticsStore:
         """The answer for `key` on one game: cached while the game's stored events do not change."""
         async with self.tenant(tenant_id, pipeline=pipeline) as conn:
             cur = await conn.execute(
-                "SELECT g.game_id, coalesce(c.events_stored, 0), coalesce(c.players_deleted, 0) FROM games g"
+                "SELECT g.game_id, coalesce(c.events_stored, 0), coalesce(c.players_deleted, 0),"
+                " coalesce(c.events_moved, 0) FROM games g"
                 " LEFT JOIN game_counters c ON c.tenant_id = g.tenant_id AND c.game_id = g.game_id"
                 " WHERE g.tenant_id = %s AND g.game_id = %s",
                 (tenant_id, game_id),
@@ -84,7 +86,7 @@ class AnalyticsStore:
             row = await cur.fetchone()
             if row is None:
                 raise NotFound(f"game {game_id} not found")
-            full_key = (tenant_id, game_id, row[1], row[2], key)
+            full_key = (tenant_id, game_id, row[1], row[2], row[3], key)
             cached = self._answers.get(full_key)
             if cached is not MISS:
                 return cast(T, cached)
@@ -96,8 +98,8 @@ class AnalyticsStore:
         """The answer for `key` over all the tenant's games: cached while none of them changes."""
         async with self.tenant(tenant_id) as conn:
             cur = await conn.execute(
-                "SELECT count(*), coalesce(sum(events_stored), 0), coalesce(sum(players_deleted), 0)"
-                " FROM game_counters WHERE tenant_id = %s",
+                "SELECT count(*), coalesce(sum(events_stored), 0), coalesce(sum(players_deleted), 0),"
+                " coalesce(sum(events_moved), 0) FROM game_counters WHERE tenant_id = %s",
                 (tenant_id,),
             )
             version = await cur.fetchone()

@@ -11,8 +11,9 @@ never a row in both places once a run has finished.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -23,10 +24,8 @@ from prometheus_client import Counter
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
-from gamemetrics.audit import AuditEntry, AuditLog
-from gamemetrics.ports.objects import Objects, ObjectStoreError
-from gamemetrics.services.retention import parquet
-from gamemetrics.services.retention.layout import (
+from gamemetrics.archive import parquet
+from gamemetrics.archive.layout import (
     ArchiveError,
     Manifest,
     load_manifest,
@@ -34,6 +33,9 @@ from gamemetrics.services.retention.layout import (
     next_part_number,
     store_manifest,
 )
+from gamemetrics.audit import AuditEntry, AuditLog
+from gamemetrics.ports.objects import Objects, ObjectStoreError
+from gamemetrics.services.retention.online import OnlineDay, count_moved, day_bounds, read_online_day
 from gamemetrics.services.retention.parts import read_day, write_part
 from gamemetrics.services.retention.policy import PolicyStore
 from gamemetrics.services.retention.trim import Trimmer, TrimReport
@@ -88,17 +90,15 @@ def _partition(day: date) -> str:
     return f"events_{day:%Y%m%d}"
 
 
-def _bounds(day: date) -> tuple[datetime, datetime]:
-    start = datetime(day.year, day.month, day.day, tzinfo=UTC)
-    return start, start + timedelta(days=1)
-
-
 class Archiver:
     """Runs archive passes over the store into `objects`."""
 
     def __init__(self, pool: AsyncConnectionPool, objects: Objects, audit: AuditLog, *, part_rows: int,
                  zstd_level: int, actor: str = ACTOR, trimmer: Trimmer | None = None) -> None:
+        if not isinstance(pool.conninfo, str):
+            raise TypeError("the archive reads online rows on connections of its own: give its pool a URL")
         self._pool = pool
+        self._url = pool.conninfo
         self._objects = objects
         self._audit = audit
         self._part_rows = part_rows
@@ -140,8 +140,10 @@ class Archiver:
                 jobs = await self.due(today)
                 if planned:
                     planned(jobs)
-                for job in jobs:
-                    report.days.append(DayOutcome(job, "planned") if dry_run else await self._day(job, step))
+                if dry_run:
+                    report.days += [DayOutcome(job, "planned") for job in jobs]
+                else:
+                    report.days += await self._days(jobs, step)
                 if self._trimmer and not dry_run:
                     report.trimmed = await self._trimmer.trim(today)
                 if not dry_run:
@@ -153,9 +155,30 @@ class Archiver:
                 await lock.execute("SELECT pg_advisory_unlock(%s)", (RUN_LOCK,))
         return report
 
-    async def _day(self, job: DayJob, step: Step | None) -> DayOutcome:
+    async def _days(self, jobs: list[DayJob], step: Step | None) -> list[DayOutcome]:
+        """Archive `jobs` in order, each day's online rows read while the day before is archived (the
+        store's work and the reading thread's run beside this one's encoding and verification)."""
+        outcomes: list[DayOutcome] = []
+        ahead: asyncio.Task[OnlineDay] | None = None
         try:
-            outcome = await self.archive_day(job, step or (lambda name, job: None))
+            for n, job in enumerate(jobs):
+                online = ahead or asyncio.ensure_future(self._read(job))
+                ahead = asyncio.ensure_future(self._read(jobs[n + 1])) if n + 1 < len(jobs) else None
+                try:
+                    outcomes.append(await self._day(job, step, online))
+                finally:
+                    _discard(online)
+        finally:
+            if ahead is not None:
+                _discard(ahead)
+        return outcomes
+
+    async def _read(self, job: DayJob) -> OnlineDay:
+        return await read_online_day(self._url, job.tenant_id, job.game_id, job.day, self._part_rows)
+
+    async def _day(self, job: DayJob, step: Step | None, online: Awaitable[OnlineDay]) -> DayOutcome:
+        try:
+            outcome = await self.archive_day(job, step or (lambda name, job: None), online)
         except (ArchiveError, ObjectStoreError) as exc:
             DAYS.labels("failed").inc()
             await self._audit.record(self._pool, AuditEntry(
@@ -165,52 +188,49 @@ class Archiver:
         ROWS_ARCHIVED.inc(outcome.rows_deleted)
         return outcome
 
-    async def archive_day(self, job: DayJob, step: Step) -> DayOutcome:
+    async def archive_day(self, job: DayJob, step: Step, online_day: Awaitable[OnlineDay] | None = None) -> DayOutcome:
         """Archive, verify and delete one game's day (see the module's docstring)."""
         tenant_id, game_id, day = job.tenant_id, job.game_id, job.day
         key = manifest_key(tenant_id, game_id, day)
         manifest = await load_manifest(self._objects, key)
         archived = await read_day(self._objects, manifest) if manifest else parquet.SCHEMA.empty_table()
-        async with self._pool.connection() as conn:
-            online = await read_online(conn, tenant_id, game_id, day)
+        read = await (online_day or self._read(job))
+        online = read.rows
         step("read", job)
-        known = pc.is_in(online["event_id"], value_set=archived["event_id"])
-        fresh = online.filter(pc.invert(known))
-        kept = archived.filter(pc.is_in(archived["event_id"], value_set=online["event_id"]))
-        if parquet.content_hash(online.filter(known)) != parquet.content_hash(kept):
+        fresh, known, kept = await asyncio.to_thread(_split, online, archived)
+        if await asyncio.to_thread(parquet.content_hash, known) != await asyncio.to_thread(parquet.content_hash, kept):
             raise ArchiveError(f"online rows of {key.rsplit('/', 1)[0]} differ from their archived copies;"
                                " nothing was deleted")
         if fresh.num_rows:
             files = list(manifest.files if manifest else ())
             number = next_part_number(manifest)
-            for start in range(0, fresh.num_rows, self._part_rows):
+            # Nothing of the day archived yet (the usual case): the parts' hashes were made as it was read.
+            hashes = read.part_hashes if fresh is online else None
+            for n, start in enumerate(range(0, fresh.num_rows, self._part_rows)):
                 files.append(await write_part(self._objects, tenant_id, game_id, day, number,
-                                              fresh.slice(start, self._part_rows), zstd_level=self._zstd_level))
+                                              fresh.slice(start, self._part_rows), zstd_level=self._zstd_level,
+                                              content_hash=hashes[n] if hashes else None))
                 number += 1
                 step("uploaded", job)
             manifest = Manifest(tenant_id, game_id, day, parquet.SCHEMA_VERSION, tuple(files), datetime.now(UTC))
             await store_manifest(self._objects, manifest)
             step("manifest", job)
         assert manifest is not None  # online rows exist, so either they were archived or they are now
-        deleted, dropped = await self._delete_online(job, online["event_id"], manifest, key)
+        deleted, dropped = await self._delete_online(job, online["event_id"], read.ids_digest, manifest, key)
         step("deleted", job)
         return DayOutcome(job, "archived", rows_archived=fresh.num_rows, rows_deleted=deleted,
                           partition_dropped=dropped)
 
-    async def _delete_online(self, job: DayJob, ids: pa.ChunkedArray[Any], manifest: Manifest,
+    async def _delete_online(self, job: DayJob, ids: pa.ChunkedArray[Any], digest: str, manifest: Manifest,
                              key: str) -> tuple[int, bool]:
         """Delete exactly the verified rows; drop the day's partition if nothing else is left in it."""
-        start, end = _bounds(job.day)
         async with self._pool.connection() as conn, conn.transaction():
-            cur = await conn.execute(
-                "DELETE FROM events WHERE tenant_id = %s AND game_id = %s AND event_time >= %s AND event_time < %s"
-                " AND event_id = ANY(%s::uuid[])", (job.tenant_id, job.game_id, start, end, ids.to_pylist()))
-            deleted = cur.rowcount
+            deleted, dropped = await _delete_verified(conn, job, ids, digest)
+            await count_moved(conn, job.tenant_id, job.game_id, deleted)
             await conn.execute(
                 "INSERT INTO archived_days (tenant_id, game_id, day, rows, manifest_key) VALUES (%s, %s, %s, %s, %s)"
                 " ON CONFLICT (tenant_id, game_id, day) DO UPDATE SET rows = excluded.rows, archived_at = now()",
                 (job.tenant_id, job.game_id, job.day, manifest.rows, key))
-            dropped = await drop_if_empty(conn, job.day)
             await self._audit.append(conn, AuditEntry(
                 self._actor, "retention.day_archived", job.tenant_id, f"{job.game_id}/{job.day}",
                 {"rows_deleted": deleted, "rows_archived": manifest.rows, "manifest": key,
@@ -218,17 +238,55 @@ class Archiver:
         return deleted, dropped
 
 
-async def read_online(conn: AsyncConnection, tenant_id: uuid.UUID, game_id: uuid.UUID, day: date) -> pa.Table:
-    """The game's rows of the day, as the archive stores them."""
-    start, end = _bounds(day)
-    query = (f"COPY (SELECT {parquet.SELECT_LIST} FROM events WHERE tenant_id = '{tenant_id}'"
-             f" AND game_id = '{game_id}' AND event_time >= '{start.isoformat()}'"
-             f" AND event_time < '{end.isoformat()}') TO STDOUT (FORMAT csv)")
-    chunks: list[bytes] = []
-    async with conn.cursor().copy(query) as copy:
-        async for chunk in copy:
-            chunks.append(bytes(chunk))
-    return parquet.from_copy_csv(b"".join(chunks))
+def _split(online: pa.Table, archived: pa.Table) -> tuple[pa.Table, pa.Table, pa.Table]:
+    """The online rows not archived yet, those archived already, and the archived copies of the latter."""
+    if not archived.num_rows:  # the usual case: a day archived for the first time
+        return online, online.slice(0, 0), archived
+    known = pc.is_in(online["event_id"], value_set=archived["event_id"])
+    return (online.filter(pc.invert(known)), online.filter(known),
+            archived.filter(pc.is_in(archived["event_id"], value_set=online["event_id"])))
+
+
+def _discard(task: asyncio.Task[OnlineDay]) -> None:
+    """Cancel a read nobody awaits any more, or take its failure (a day that failed first reports its own)."""
+    if not task.done():
+        task.cancel()
+    elif not task.cancelled():
+        task.exception()
+
+
+async def _delete_verified(conn: AsyncConnection, job: DayJob, ids: pa.ChunkedArray[Any],
+                           digest: str) -> tuple[int, bool]:
+    """Delete the game's rows of the day whose ids are `ids` (`digest` their `parquet.ids_digest`); whether
+    the day's partition was dropped.
+
+    The partition is locked against writers first, so the rows compared are the rows deleted: when
+    they are exactly the verified ones (the usual case) they go by the game's key alone, or with the
+    whole partition when no other game has rows in it, instead of by a list of every id."""
+    name = _partition(job.day)
+    row = await (await conn.execute("SELECT to_regclass(%s) IS NOT NULL", (name,))).fetchone()
+    if not row or not row[0]:
+        return 0, False
+    await conn.execute(f'LOCK TABLE "{name}" IN SHARE ROW EXCLUSIVE MODE')
+    cur = await conn.execute(
+        "SELECT count(*) FILTER (WHERE mine), encode(sha256(convert_to(coalesce("
+        "string_agg(event_id::text, '' ORDER BY event_id) FILTER (WHERE mine), ''), 'UTF8')), 'hex'),"
+        f' coalesce(bool_or(NOT mine), false) FROM (SELECT event_id, tenant_id = %s AND game_id = %s AS mine'
+        f' FROM "{name}") AS day', (job.tenant_id, job.game_id))
+    online, online_digest, others = await cur.fetchone() or (0, "", False)
+    if online == len(ids) and online_digest == digest:
+        if not others:
+            await conn.execute(f'DROP TABLE "{name}"')
+            return online, True
+        cur = await conn.execute(f'DELETE FROM "{name}" WHERE tenant_id = %s AND game_id = %s',
+                                 (job.tenant_id, job.game_id))
+        return cur.rowcount, False
+    # Rows came or went since they were read: delete the verified ones by id; the others wait for the next run.
+    start, end = day_bounds(job.day)
+    cur = await conn.execute(
+        "DELETE FROM events WHERE tenant_id = %s AND game_id = %s AND event_time >= %s AND event_time < %s"
+        " AND event_id = ANY(%s::uuid[])", (job.tenant_id, job.game_id, start, end, ids.to_pylist()))
+    return cur.rowcount, await drop_if_empty(conn, job.day)
 
 
 async def drop_if_empty(conn: AsyncConnection, day: date) -> bool:

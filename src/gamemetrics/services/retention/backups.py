@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from gamemetrics.archive.layout import MANIFEST, TABLE
 from gamemetrics.ports.objects import Objects
-from gamemetrics.services.retention.layout import MANIFEST, TABLE
 
 PREFIX = "backups/"
 DUMP = "store.dump"

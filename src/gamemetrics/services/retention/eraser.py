@@ -16,11 +16,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from psycopg_pool import AsyncConnectionPool
 
-from gamemetrics.events.gdpr_requests import ErasureRequest
-from gamemetrics.gdpr.erasers import StoreState
-from gamemetrics.ports.objects import Objects
-from gamemetrics.services.retention.archiver import RUN_LOCK
-from gamemetrics.services.retention.layout import (
+from gamemetrics.archive.layout import (
     MANIFEST,
     Manifest,
     game_prefix,
@@ -28,6 +24,10 @@ from gamemetrics.services.retention.layout import (
     next_part_number,
     store_manifest,
 )
+from gamemetrics.events.gdpr_requests import ErasureRequest
+from gamemetrics.gdpr.erasers import StoreState
+from gamemetrics.ports.objects import Objects
+from gamemetrics.services.retention.archiver import RUN_LOCK
 from gamemetrics.services.retention.parts import read_part, write_part
 
 

@@ -10,13 +10,21 @@ from datetime import date
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from gamemetrics.archive import parquet
+from gamemetrics.archive.layout import ArchivedFile, ArchiveError, Manifest, part_key
 from gamemetrics.ports.objects import ObjectNotFound, Objects, ObjectStoreError
-from gamemetrics.services.retention import parquet
-from gamemetrics.services.retention.layout import ArchivedFile, ArchiveError, Manifest, part_key
 
 
 async def read_part(objects: Objects, file: ArchivedFile) -> pa.Table:
     """The part's rows, checked against what the manifest says of it; ArchiveError naming the object."""
+    table = await _fetch(objects, file)
+    if await asyncio.to_thread(parquet.content_hash, table) != file.content_hash:
+        raise ArchiveError(f"archive file {file.key}: its rows do not match the content hash of the manifest")
+    return table
+
+
+async def _fetch(objects: Objects, file: ArchivedFile) -> pa.Table:
+    """The part's rows, its bytes and row count checked against `file`."""
     try:
         data = await objects.get(file.key)
     except ObjectNotFound:
@@ -33,8 +41,6 @@ async def read_part(objects: Objects, file: ArchivedFile) -> pa.Table:
         raise ArchiveError(f"archive file {file.key}: {exc}") from None
     if table.num_rows != file.rows:
         raise ArchiveError(f"archive file {file.key} holds {table.num_rows} rows, the manifest says {file.rows}")
-    if await asyncio.to_thread(parquet.content_hash, table) != file.content_hash:
-        raise ArchiveError(f"archive file {file.key}: its rows do not match the content hash of the manifest")
     return table
 
 
@@ -45,15 +51,24 @@ async def read_day(objects: Objects, manifest: Manifest) -> pa.Table:
 
 
 async def write_part(objects: Objects, tenant_id: uuid.UUID, game_id: uuid.UUID, day: date, number: int,
-                     rows: pa.Table, *, zstd_level: int) -> ArchivedFile:
-    """Upload `rows` as part `number` of the day and read it back; the entry for the manifest."""
+                     rows: pa.Table, *, zstd_level: int, content_hash: str | None = None) -> ArchivedFile:
+    """Upload `rows` as part `number` of the day and read it back; the entry for the manifest.
+    `content_hash` is the rows' `parquet.content_hash` when the caller has it already."""
     key = part_key(tenant_id, game_id, day, number)
-    expected = await asyncio.to_thread(parquet.content_hash, rows)
-    data = await asyncio.to_thread(parquet.to_parquet, rows, zstd_level=zstd_level)
+    if content_hash is None:
+        # Both release the GIL: the hash for the manifest runs beside the encoding.
+        expected, data = await asyncio.gather(
+            asyncio.to_thread(parquet.content_hash, rows),
+            asyncio.to_thread(parquet.to_parquet, rows, zstd_level=zstd_level))
+    else:
+        expected, data = content_hash, await asyncio.to_thread(parquet.to_parquet, rows, zstd_level=zstd_level)
     await objects.put(key, data)
     times = rows["event_time"]
-    file = ArchivedFile(key, rows.num_rows, hashlib.sha256(data).hexdigest(), expected,
-                        pc.min(times).as_py(), pc.max(times).as_py())
-    # Read back what the store now holds, not what was sent: the verification before any deletion.
-    await read_part(objects, file)
+    file = ArchivedFile(key, rows.num_rows, await asyncio.to_thread(lambda: hashlib.sha256(data).hexdigest()),
+                        expected, pc.min(times).as_py(), pc.max(times).as_py())
+    # Read back what the store now holds, not what was sent, and compare it value for value with the
+    # rows it was made from (which hash to `expected`): the verification before any deletion.
+    stored = await _fetch(objects, file)
+    if not await asyncio.to_thread(stored.equals, rows):
+        raise ArchiveError(f"archive file {key} does not read back as the rows written to it; nothing was deleted")
     return file

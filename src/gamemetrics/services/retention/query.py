@@ -15,8 +15,8 @@ from typing import Any
 
 import duckdb
 
+from gamemetrics.archive.layout import MANIFEST, TABLE, load_manifest
 from gamemetrics.ports.objects import Objects
-from gamemetrics.services.retention.layout import MANIFEST, TABLE, load_manifest
 
 EMPTY_EVENTS = ("SELECT NULL::VARCHAR AS tenant_id, NULL::VARCHAR AS game_id, NULL::VARCHAR AS event_id,"
                 " NULL::VARCHAR AS event_type, NULL::VARCHAR AS player_id, NULL::TIMESTAMPTZ AS event_time,"

@@ -16,11 +16,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from psycopg_pool import AsyncConnectionPool
 
+from gamemetrics.archive.layout import MANIFEST, Manifest, game_prefix, load_manifest
+from gamemetrics.archive.parquet import SCHEMA
 from gamemetrics.audit import AuditEntry, AuditLog
 from gamemetrics.gdpr.tombstones import Tombstones
 from gamemetrics.ports.objects import Objects
-from gamemetrics.services.retention.layout import MANIFEST, Manifest, game_prefix, load_manifest
-from gamemetrics.services.retention.parquet import SCHEMA
+from gamemetrics.services.retention.online import count_moved
 from gamemetrics.services.retention.parts import read_day
 
 _COLUMNS = ", ".join(SCHEMA.names)
@@ -90,6 +91,7 @@ class Restorer:
                 " (SELECT 1 FROM events e WHERE e.tenant_id = r.tenant_id AND e.game_id = r.game_id"
                 "  AND e.event_id = r.event_id AND e.event_time = r.event_time)")
             restored = cur.rowcount
+            await count_moved(conn, manifest.tenant_id, manifest.game_id, restored)
             await conn.execute("INSERT INTO event_ids (tenant_id, event_id) SELECT tenant_id, event_id FROM restoring"
                                " ON CONFLICT DO NOTHING")
             await self._audit.append(conn, AuditEntry(

@@ -1,5 +1,9 @@
 """The other stores' retention, trimmed by the same runs: dead letters, notification history (the
-outbox), the embedded bus's log, and archived days past their archive window."""
+outbox), the embedded bus's log, archived days past their archive window, and the token signing
+keys retired long enough ago that no token they signed can still be presented.
+
+Access tokens are JWTs, kept nowhere; dashboard sessions live in the cache with their own time
+to live: neither leaves anything to trim."""
 
 from __future__ import annotations
 
@@ -8,10 +12,10 @@ from datetime import date, timedelta
 
 from psycopg_pool import AsyncConnectionPool
 
+from gamemetrics.archive.layout import load_manifest
 from gamemetrics.audit import AuditEntry, AuditLog
 from gamemetrics.ports.bus import Bus, Trimmable
 from gamemetrics.ports.objects import Objects
-from gamemetrics.services.retention.layout import load_manifest
 from gamemetrics.services.retention.policy import Policy, PolicyStore
 
 
@@ -22,6 +26,12 @@ class TrimReport:
     bus_messages: int = 0
     archived_days_expired: int = 0
     archive_files_deleted: int = 0
+    signing_keys: int = 0
+
+
+RETIRED_KEYS_KEPT_DAYS = 30
+"""A retired signing key verifies nothing (its last token expired before it was retired); its sealed
+private key is kept this long for the record, then deleted."""
 
 
 class Trimmer:
@@ -56,13 +66,17 @@ class Trimmer:
                 cur = await conn.execute("DELETE FROM outbox WHERE tenant_id = %s AND created_at < %s",
                                          (tenant, today - timedelta(days=policy.notification_days)))
                 report.notifications += cur.rowcount
+            cur = await conn.execute("DELETE FROM signing_keys WHERE retired_at < %s",
+                                     (today - timedelta(days=RETIRED_KEYS_KEPT_DAYS),))
+            report.signing_keys = cur.rowcount
         if isinstance(self._bus, Trimmable):
             report.bus_messages = await self._bus.trim(self._bus_retention_hours)
         await self._expire_archives(today, report)
         await self._audit.record(self._pool, AuditEntry(
             self._actor, "retention.trimmed", None, today.isoformat(),
             {"dead_letters": report.dead_letters, "notifications": report.notifications,
-             "bus_messages": report.bus_messages, "archived_days_expired": report.archived_days_expired}))
+             "bus_messages": report.bus_messages, "archived_days_expired": report.archived_days_expired,
+             "signing_keys": report.signing_keys}))
         return report
 
     async def _expire_archives(self, today: date, report: TrimReport) -> None:

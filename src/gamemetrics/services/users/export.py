@@ -2,7 +2,9 @@
 everything the platform holds about the player as one JSON document, streamed: the profile, every
 event, the daily and session rollups, the dead letters that are their events, and what the
 recommender learnt from them (its interactions and the feedback on its answers; the player's vector
-is computed from those interactions and is not readable on its own)."""
+is computed from those interactions and is not readable on its own). The events include those that
+now live only in the archive (read from object storage before the document starts, so a missing
+or damaged archive file is a 503 naming it rather than an export without those events)."""
 
 from __future__ import annotations
 
@@ -18,8 +20,11 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
+from gamemetrics.archive.layout import ArchiveError
+from gamemetrics.archive.players import archived_events
 from gamemetrics.audit import AuditEntry, AuditLog
 from gamemetrics.gdpr.tombstones import Tombstones
+from gamemetrics.ports.objects import Objects, ObjectStoreError
 from gamemetrics.services.users.holdings import dead_letters_of
 from gamemetrics.services.users.http import actor_of
 from gamemetrics.services.users.players import PROFILE_SELECT, profile
@@ -43,7 +48,9 @@ _FEEDBACK_COLUMNS = ("recommendation_id", "kind", "item_id", "source", "at")
 
 
 class ExportRoutes:
-    def __init__(self, pool: AsyncConnectionPool, guard: Guard, tombstones: Tombstones, audit: AuditLog) -> None:
+    def __init__(self, pool: AsyncConnectionPool, guard: Guard, tombstones: Tombstones, audit: AuditLog,
+                 objects: Objects | None = None) -> None:
+        self._objects = objects
         self._pool = pool
         self._guard = guard
         self._tombstones = tombstones
@@ -63,19 +70,30 @@ class ExportRoutes:
             found = await cur.fetchone()
             assert found is not None  # a SELECT of three EXISTS always returns its one row
             erased, has_profile, has_events = found
-            if erased or not (has_profile or has_events or await dead_letters_of(
+            archived = [] if erased else await self._archived(principal.tenant_id, game_id, player_id)
+            if erased or not (has_profile or has_events or archived or await dead_letters_of(
                     conn, principal.tenant_id, game_id, player_id)):
                 raise ApiError(404, "the platform holds nothing about this player")
             await self._audit.append(conn, AuditEntry(
                 actor_of(principal), "player.exported", principal.tenant_id, player_hash.hex(),
                 {"game_id": str(game_id), "token": principal.token_id}))
         return StreamingResponse(
-            self._document(principal.tenant_id, game_id, player_id), media_type="application/json",
+            self._document(principal.tenant_id, game_id, player_id, archived), media_type="application/json",
             headers={"Content-Disposition": f'attachment; filename="player-export-{game_id}.json"',
                      "Cache-Control": "no-store"},
         )
 
-    async def _document(self, tenant_id: uuid.UUID, game_id: uuid.UUID, player_id: str) -> AsyncIterator[bytes]:
+    async def _archived(self, tenant_id: uuid.UUID, game_id: uuid.UUID, player_id: str) -> list[dict[str, Any]]:
+        if self._objects is None:
+            return []
+        try:
+            return await archived_events(self._objects, tenant_id, game_id, player_id)
+        except (ArchiveError, ObjectStoreError) as exc:
+            raise ApiError(503, f"the player's archived events cannot be read now, so no export is given: {exc}")\
+                from None
+
+    async def _document(self, tenant_id: uuid.UUID, game_id: uuid.UUID, player_id: str,
+                        archived: list[dict[str, Any]]) -> AsyncIterator[bytes]:
         """The export, written as it is read: one repeatable-read transaction, so the parts agree."""
         key = (tenant_id, game_id, player_id)
         async with self._pool.connection() as conn, conn.transaction():
@@ -89,6 +107,10 @@ class ExportRoutes:
             row = await cur.fetchone()
             yield _json.encode(profile(game_id, row) if row else None) + b', "events": ['
             first, after = True, (datetime.min.replace(tzinfo=UTC), uuid.UUID(int=0))
+            # The archived events are merged into the online ones by (event time, id), the order of both;
+            # a restored day's events are online and archived at once, and are given once.
+            pending = iter(archived)
+            held = next(pending, None)
             while True:
                 cur = await conn.execute(
                     f"SELECT {_EVENTS} FROM events WHERE tenant_id = %s AND game_id = %s AND player_id = %s"
@@ -97,12 +119,21 @@ class ExportRoutes:
                 )
                 rows = await cur.fetchall()
                 for event in rows:
+                    at = (event[5], event[0])
+                    while held is not None and (held["event_time"], held["event_id"]) <= at:
+                        if (held["event_time"], held["event_id"]) != at:
+                            yield (b"" if first else b", ") + _json.encode(held)
+                            first = False
+                        held = next(pending, None)
                     yield (b"" if first else b", ") + _json.encode(dict(zip(_EVENT_NAMES, event, strict=True)))
                     first = False
                 if len(rows) < _PAGE:
                     break
                 last = dict(zip(_EVENT_NAMES, rows[-1], strict=True))
                 after = (last["event_time"], last["event_id"])
+            while held is not None:
+                yield (b"" if first else b", ") + _json.encode(held)
+                first, held = False, next(pending, None)
             yield b'], "daily_activity": ' + _json.encode(await _rows(
                 conn, "player_days", _DAY_COLUMNS, key, "day"))
             yield b', "sessions": ' + _json.encode(await _rows(

@@ -11,7 +11,6 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 SCHEMA_VERSION = 1
@@ -37,36 +36,6 @@ SCHEMA = pa.schema([  # type: ignore[arg-type]  # the stubs miss decimal128 fiel
     ("context", pa.string()),
 ])
 
-_TIMES = ("event_time", "received_at")
-# What the store's COPY sends for each column: times as microseconds since the epoch (exact, and
-# no time zone text to parse), JSON as its text.
-SELECT_LIST = ", ".join(
-    f"(extract(epoch FROM {name}) * 1000000)::bigint" if name in _TIMES
-    else f"{name}::text" if name in ("properties", "context") else name
-    for name in SCHEMA.names
-)
-_CSV_TYPES = {field.name: (pa.int64() if field.name in _TIMES else field.type) for field in SCHEMA}
-
-
-def from_copy_csv(data: bytes) -> pa.Table:
-    """The rows of `COPY (SELECT SELECT_LIST ...) TO STDOUT (FORMAT csv)` as a table of SCHEMA."""
-    if not data:
-        return SCHEMA.empty_table()
-    table = pacsv.read_csv(
-        io.BytesIO(data),
-        read_options=pacsv.ReadOptions(column_names=SCHEMA.names),
-        parse_options=pacsv.ParseOptions(newlines_in_values=True),
-        # PostgreSQL writes NULL unquoted and empty, and an empty string as "".
-        convert_options=pacsv.ConvertOptions(column_types=_CSV_TYPES, strings_can_be_null=True,
-                                              quoted_strings_can_be_null=False, null_values=[""],
-                                              true_values=["t"], false_values=["f"]),
-    )
-    for name in _TIMES:
-        index = table.schema.get_field_index(name)
-        table = table.set_column(index, name, table[name].cast(pa.timestamp("us", tz="UTC")))
-    return table.cast(SCHEMA)
-
-
 def to_parquet(table: pa.Table, *, zstd_level: int) -> bytes:
     """`table` as one Parquet file, zstd-compressed."""
     sink = io.BytesIO()
@@ -85,13 +54,29 @@ def from_parquet(data: bytes) -> pa.Table:
 def content_hash(table: pa.Table) -> str:
     """sha256 over the rows in event-id order, column by column (nulls, then values in a fixed
     binary form): equal for equal rows however they were read or stored."""
-    ordered = table.sort_by("event_id")
+    ordered = in_event_order(table)
     digest = hashlib.sha256(ordered.num_rows.to_bytes(8, "little"))
     for name in SCHEMA.names:
         column = ordered[name].combine_chunks()
         for part in _canonical(column):
             digest.update(part)
     return digest.hexdigest()
+
+
+def _ordered(ids: Any) -> bool:
+    return len(ids) < 2 or bool(pc.all(pc.less_equal(ids.slice(0, len(ids) - 1), ids.slice(1))).as_py())
+
+
+def in_event_order(table: pa.Table) -> pa.Table:
+    """`table` sorted by event id; as it is when it already is (checking costs far less than sorting)."""
+    return table if _ordered(table["event_id"]) else table.sort_by("event_id")
+
+
+def ids_digest(ids: Any) -> str:
+    """sha256 over the (non-null) event ids' text in id order, concatenated: what the store computes with
+    `sha256(convert_to(string_agg(event_id::text, '' ORDER BY event_id), 'UTF8'))`."""
+    ordered = ids if _ordered(ids) else pc.take(ids, pc.sort_indices(ids))
+    return hashlib.sha256("".join(ordered.to_pylist()).encode()).hexdigest()
 
 
 def _canonical(column: Any) -> list[bytes]:
