@@ -115,7 +115,7 @@ class Acceptor:
             if send_at < (now or datetime.now(UTC)) - SEND_AT_SKEW:
                 raise Refused(422, f"send_at {send_at.isoformat()} is in the past")
         tenant, game, player = request.tenant_id, request.game_id, request.player_id
-        async with store.tenant_transaction(self._pool, tenant) as conn:
+        async with store.tenant_transaction(self._pool, tenant, pipelined=True) as conn:
             found = await store.accept_context(conn, tenant, game, player, request.template, key)
             fingerprint = request_hash(request)
             if found.existing is not None:

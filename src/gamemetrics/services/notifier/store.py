@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -18,9 +18,16 @@ from gamemetrics.services.notifier.templates import Template
 
 
 @asynccontextmanager
-async def tenant_transaction(pool: AsyncConnectionPool, tenant_id: uuid.UUID) -> AsyncIterator[AsyncConnection]:
-    """A transaction that names `tenant_id`, so row-level security shows and takes that tenant's rows only."""
-    async with pool.connection() as conn, conn.transaction():
+async def tenant_transaction(pool: AsyncConnectionPool, tenant_id: uuid.UUID, *,
+                             pipelined: bool = False) -> AsyncIterator[AsyncConnection]:
+    """A transaction that names `tenant_id`, so row-level security shows and takes that tenant's rows only.
+
+    `pipelined`: statements are sent without waiting for the previous one's answer until a result is
+    read, so BEGIN, the tenant's name and the first query cost one round trip (the hot path's)."""
+    async with pool.connection() as conn, AsyncExitStack() as stack:
+        if pipelined:
+            await stack.enter_async_context(conn.pipeline())
+        await stack.enter_async_context(conn.transaction())
         await conn.execute("SELECT set_config('gamemetrics.tenant_id', %s, true)", (str(tenant_id),))
         yield conn
 
@@ -137,29 +144,41 @@ async def existing_notification(conn: AsyncConnection, tenant_id: uuid.UUID, key
     return row[0] if row else None
 
 
+_INSERT = """
+WITH n AS (
+    INSERT INTO notifications (tenant_id, notification_id, game_id, player_id, template, category, idempotency_key,
+                               request_hash, send_at)
+    VALUES (%(t)s, %(id)s, %(g)s, %(p)s, %(template)s, %(category)s, %(key)s, %(hash)s, %(send_at)s)
+    ON CONFLICT (tenant_id, idempotency_key) DO NOTHING RETURNING tenant_id, notification_id
+), d AS (
+    INSERT INTO notification_deliveries (tenant_id, notification_id, channel, state, reason, message_id, recipient,
+                                         subject, body, headers, next_attempt_at)
+    SELECT n.tenant_id, n.notification_id, r.channel, r.state, r.reason, r.message_id, r.recipient, r.subject, r.body,
+           r.headers, coalesce(r.not_before, %(send_at)s, now())
+    FROM n, unnest(%(channel)s::text[], %(state)s::text[], %(reason)s::text[], %(message)s::uuid[],
+                   %(recipient)s::text[], %(subject)s::text[], %(body)s::text[], %(headers)s::jsonb[],
+                   %(not_before)s::timestamptz[])
+         AS r(channel, state, reason, message_id, recipient, subject, body, headers, not_before)
+    RETURNING 1
+)
+SELECT notification_id, (SELECT count(*) FROM d) FROM n
+"""
+
+
 async def insert_notification(conn: AsyncConnection, tenant_id: uuid.UUID, game_id: uuid.UUID, player_id: str,
                               template: Template, key: str | None, send_at: datetime | None,
                               deliveries: Sequence[DeliveryRow], request_hash: bytes | None = None) -> uuid.UUID | None:
-    """Write the notification and its delivery records; None when `key` was taken meanwhile."""
-    notification_id = uuid.uuid4()
-    cur = await conn.execute(
-        "INSERT INTO notifications (tenant_id, notification_id, game_id, player_id, template, category,"
-        " idempotency_key, request_hash, send_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
-        " ON CONFLICT (tenant_id, idempotency_key) DO NOTHING RETURNING notification_id",
-        (tenant_id, notification_id, game_id, player_id, template.name, template.category, key, request_hash,
-         send_at),
-    )
-    if await cur.fetchone() is None:
-        return None
-    async with conn.cursor() as cur:
-        await cur.executemany(
-            "INSERT INTO notification_deliveries (tenant_id, notification_id, channel, state, reason, message_id,"
-            " recipient, subject, body, headers, next_attempt_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s,"
-            " coalesce(%s, %s, now()))",
-            [(tenant_id, notification_id, d.channel, d.state, d.reason, uuid.uuid4(), d.recipient, d.subject, d.body,
-              Jsonb(d.headers or {}), d.not_before, send_at) for d in deliveries],
-        )
-    return notification_id
+    """Write the notification and its delivery records in one statement; None when `key` was taken meanwhile."""
+    cur = await conn.execute(_INSERT, {
+        "t": tenant_id, "id": uuid.uuid4(), "g": game_id, "p": player_id, "template": template.name,
+        "category": template.category, "key": key, "hash": request_hash, "send_at": send_at,
+        "channel": [d.channel for d in deliveries], "state": [d.state for d in deliveries],
+        "reason": [d.reason for d in deliveries], "message": [uuid.uuid4() for _ in deliveries],
+        "recipient": [d.recipient for d in deliveries], "subject": [d.subject for d in deliveries],
+        "body": [d.body for d in deliveries], "headers": [Jsonb(d.headers or {}) for d in deliveries],
+        "not_before": [d.not_before for d in deliveries]})
+    row = await cur.fetchone()
+    return row[0] if row else None
 
 
 async def notification_status(conn: AsyncConnection, tenant_id: uuid.UUID,
