@@ -2,13 +2,14 @@
 everything the platform holds about the player as one JSON document, streamed: the profile, every
 event, the daily and session rollups, the dead letters that are their events, and what the
 recommender learnt from them (its interactions and the feedback on its answers; the player's vector
-is computed from those interactions and is not readable on its own)."""
+is computed from those interactions and is not readable on its own), then each other service's part
+(the registry's `gdpr_export`s, e.g. the notifier's), under that service's name."""
 
 from __future__ import annotations
 
 import base64
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -19,6 +20,7 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 from gamemetrics.audit import AuditEntry, AuditLog
+from gamemetrics.gdpr.exports import PlayerExport
 from gamemetrics.gdpr.tombstones import Tombstones
 from gamemetrics.services.users.holdings import dead_letters_of
 from gamemetrics.services.users.http import actor_of
@@ -43,8 +45,10 @@ _FEEDBACK_COLUMNS = ("recommendation_id", "kind", "item_id", "source", "at")
 
 
 class ExportRoutes:
-    def __init__(self, pool: AsyncConnectionPool, guard: Guard, tombstones: Tombstones, audit: AuditLog) -> None:
+    def __init__(self, pool: AsyncConnectionPool, guard: Guard, tombstones: Tombstones, audit: AuditLog,
+                 parts: Sequence[tuple[str, PlayerExport]] = ()) -> None:
         self._pool = pool
+        self._parts = parts
         self._guard = guard
         self._tombstones = tombstones
         self._audit = audit
@@ -113,7 +117,10 @@ class ExportRoutes:
             yield b', "recommender": {"interactions": ' + _json.encode(await _rows(
                 conn, "rec_interactions", _INTERACTION_COLUMNS, key, "at"))
             yield b', "feedback": ' + _json.encode(await _rows(
-                conn, "rec_feedback", _FEEDBACK_COLUMNS, key, "at")) + b"}}"
+                conn, "rec_feedback", _FEEDBACK_COLUMNS, key, "at")) + b"}"
+            for name, part in self._parts:
+                yield b", " + _json.encode(name) + b": " + _json.encode(await part(conn, *key))
+            yield b"}"
 
     def routes(self) -> list[Route]:
         return [Route("/v1/games/{game_id}/players/{player_id}/export", self.export, methods=["GET"])]
