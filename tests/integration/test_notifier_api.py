@@ -243,3 +243,4 @@ def test_export_answers_what_the_notifier_holds_about_a_player(notifier: Notifie
     assert notification["id"] == sent["id"]
     assert [(c["channel"], c["recipient"], c["subject"]) for c in notification["channels"]] == [
         ("email", "ex@studio.example", "Welcome, Ada"), ("in_app", "exported", "Level 7")]
+

@@ -254,3 +254,12 @@ async def test_sms_through_the_twilio_api_honours_retry_after_and_refusals(game:
     assert len(twilio_server.received) == 1 and len(await game.dead_letters()) == 2
     await sms.close()
     await wrong.close()
+
+
+async def test_concurrent_requests_at_the_cap_never_both_go(game: Game) -> None:
+    async with store.tenant_transaction(game.platform.pool, game.tenant_id) as conn:
+        await store.set_preferences(conn, game.tenant_id, game.game_id, "hero", Preferences(daily_caps={"email": 2}))
+    # Every request in its own transaction at once: each reads the count before any has written.
+    ids = await asyncio.gather(*(game.send() for _ in range(6)))
+    states = sorted([(await game.deliveries(i))["email"][0] for i in ids])
+    assert states == ["queued", "queued", *["suppressed"] * 4], states

@@ -130,6 +130,12 @@ class Acceptor:
             channels = chosen_channels(request.channels, template, player, traits, choices, devices)
             context = {**request.data, "player": {"id": player, "traits": traits}}
             moment = send_at or now or datetime.now(UTC)
+            if not template.critical:
+                # Two requests at the cap at once must not both count below it: each capped channel's
+                # count and the insert after it hold the player's channel lock until the commit (taken
+                # in one order, so two requests naming the same channels cannot deadlock).
+                for channel in sorted(set(channels) & set(choices.daily_caps)):
+                    await store.lock_player_channel(conn, tenant, game, player, channel)
             rows = []
             for channel in channels:
                 row = self._row(template, channel, tenant, game, player, traits, devices, choices, context)

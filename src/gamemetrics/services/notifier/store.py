@@ -110,6 +110,13 @@ async def opt_out(conn: AsyncConnection, tenant_id: uuid.UUID, game_id: uuid.UUI
     )
 
 
+async def lock_player_channel(conn: AsyncConnection, tenant_id: uuid.UUID, game_id: uuid.UUID, player_id: str,
+                              channel: str) -> None:
+    """Hold the player's channel until the transaction ends (a transaction-level advisory lock)."""
+    await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))",
+                       (f"notifier-cap:{tenant_id}:{game_id}:{channel}:{player_id}",))
+
+
 async def sent_today(conn: AsyncConnection, tenant_id: uuid.UUID, game_id: uuid.UUID, player_id: str,
                      channel: str, since: datetime) -> int:
     """Messages on `channel` to the player accepted since `since` and not suppressed or given up."""
