@@ -11,7 +11,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -263,3 +263,19 @@ async def test_concurrent_requests_at_the_cap_never_both_go(game: Game) -> None:
     ids = await asyncio.gather(*(game.send() for _ in range(6)))
     states = sorted([(await game.deliveries(i))["email"][0] for i in ids])
     assert states == ["queued", "queued", *["suppressed"] * 4], states
+
+
+async def test_retries_that_outlast_the_send_window_are_given_up_and_dead_lettered(
+        game: Game, smtp_server: SmtpServer) -> None:
+    smtp_server.replies = ["451 4.3.0 try again later"] * 100
+    deliverer = Deliverer(game.platform.pool, game.platform.bus.producer(), {"email": [("smtp", smtp(smtp_server))]},
+                          settings(notify_fallback_after=100, notify_max_attempts=100,
+                                   notify_backoff_initial_seconds=0.2, notify_backoff_cap_seconds=0.2),
+                          rng=MaxJitter())
+    notification = await game.send(send_until=datetime.now(UTC) + timedelta(seconds=1))
+    rows = await settle(game, deliverer, notification)
+    state, attempts, reason, _ = rows["email"]
+    assert state == "failed" and "the send window closed" in reason and 2 <= attempts <= 7, rows
+    assert smtp_server.received == []
+    [letter] = await game.dead_letters()
+    assert "send window closed" in letter.headers["error.reason"]

@@ -32,6 +32,8 @@ AUTO_ORDER = ("push", "web_push", "email", "sms", "in_app")
 
 _EMAIL = re.compile(r"^[^@\s<>\"',;]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9-]{1,63})+$")
 _PHONE = re.compile(r"^\+[1-9][0-9]{6,14}$")  # E.164
+DEVICE_CHANNELS = ("push", "web_push")
+"""Channels whose message goes to every device the player registered, a delivery record each."""
 SEND_AT_SKEW = timedelta(seconds=60)
 MAX_KEY = 255
 
@@ -52,13 +54,15 @@ class Accepted:
 
 
 def contact_point(channel: str, player_id: str, traits: Mapping[str, Any],
-                  devices: Mapping[str, str] | None = None) -> tuple[str | None, str | None]:
-    """The player's address on `channel` (None and why when there is none usable)."""
+                  devices: Mapping[str, Sequence[str]] | None = None) -> tuple[str | None, str | None]:
+    """The player's address on `channel` (for push and Web Push the newest device's; None and why
+    when there is none usable)."""
     if channel == "in_app":
         return player_id, None
-    if channel in ("push", "web_push"):
-        address = (devices or {}).get(channel)
-        return (address, None) if address else (None, f"no contact point: no {channel} registration for this player")
+    if channel in DEVICE_CHANNELS:
+        addresses = (devices or {}).get(channel)
+        return (addresses[0], None) if addresses else \
+            (None, f"no contact point: no {channel} registration for this player")
     if channel == "email":
         email = traits.get("email")
         if not isinstance(email, str) or not email:
@@ -74,7 +78,8 @@ def contact_point(channel: str, player_id: str, traits: Mapping[str, Any],
 
 
 def chosen_channels(requested: Sequence[str] | str, template: Template, player_id: str,
-                    traits: Mapping[str, Any], choices: Preferences, devices: Mapping[str, str]) -> list[str]:
+                    traits: Mapping[str, Any], choices: Preferences,
+                    devices: Mapping[str, Sequence[str]]) -> list[str]:
     """The channels to write records for: the requested ones, or for `auto` the first reachable one."""
     if requested == "auto":
         for channel in AUTO_ORDER:
@@ -114,6 +119,14 @@ class Acceptor:
                 raise Refused(400, "send_at needs a time zone, e.g. 2026-12-24T18:00:00Z")
             if send_at < (now or datetime.now(UTC)) - SEND_AT_SKEW:
                 raise Refused(422, f"send_at {send_at.isoformat()} is in the past")
+        send_until = request.send_until
+        if send_until is not None:
+            if send_until.tzinfo is None:
+                raise Refused(400, "send_until needs a time zone, e.g. 2026-12-24T22:00:00Z")
+            if send_until <= (now or datetime.now(UTC)):
+                raise Refused(422, f"send_until {send_until.isoformat()} is in the past")
+            if send_at is not None and send_until <= send_at:
+                raise Refused(422, f"send_until {send_until.isoformat()} is not after send_at {send_at.isoformat()}")
         tenant, game, player = request.tenant_id, request.game_id, request.player_id
         async with store.tenant_transaction(self._pool, tenant, pipelined=True) as conn:
             found = await store.accept_context(conn, tenant, game, player, request.template, key)
@@ -141,9 +154,9 @@ class Acceptor:
                 row = self._row(template, channel, tenant, game, player, traits, devices, choices, context)
                 if row.state == "queued" and not template.critical:
                     row = await self._limit(conn, row, request, choices, moment)
-                rows.append(row)
+                rows.extend(every_device(row, devices))
             created = await store.insert_notification(conn, tenant, game, player, template, key, send_at, rows,
-                                                      fingerprint)
+                                                      fingerprint, send_until=send_until)
         if created is None:  # the same key accepted by a concurrent request: theirs is the notification
             async with store.tenant_transaction(self._pool, tenant) as conn:
                 seen = await store.existing_notification(conn, tenant, key or "")
@@ -162,10 +175,13 @@ class Acceptor:
                                       midnight) >= cap:
                 return replace(row, state="suppressed", reason=f"capped: {cap} {row.channel} messages a day")
         until = choices.quiet_hours.until(moment) if choices.quiet_hours else None
+        if until and request.send_until and until >= request.send_until:
+            why = f"quiet hours until {until.isoformat()} outlast the send window ({request.send_until.isoformat()})"
+            return replace(row, state="suppressed", reason=why)
         return replace(row, not_before=until) if until else row
 
     def _row(self, template: Template, channel: str, tenant: uuid.UUID, game: uuid.UUID, player: str,
-             traits: Mapping[str, Any], devices: Mapping[str, str], choices: Preferences,
+             traits: Mapping[str, Any], devices: Mapping[str, Sequence[str]], choices: Preferences,
              context: Mapping[str, Any]) -> DeliveryRow:
         # An opt-out holds even for critical templates: the law requires honouring it.
         if not choices.allows(template.category, channel):
@@ -183,6 +199,14 @@ class Acceptor:
         headers = self._links.headers(Unsubscription(tenant, game, player, template.category)) \
             if channel == "email" else {}
         return DeliveryRow(channel, "queued", None, recipient, message.subject, message.body, headers)
+
+
+def every_device(row: DeliveryRow, devices: Mapping[str, Sequence[str]]) -> list[DeliveryRow]:
+    """A queued push or Web Push row once per registered device (newest first), numbered; other rows as they are."""
+    addresses = devices.get(row.channel) if row.channel in DEVICE_CHANNELS and row.state == "queued" else None
+    if not addresses:
+        return [row]
+    return [replace(row, recipient=address, seq=seq) for seq, address in enumerate(addresses)]
 
 
 def request_hash(request: NotificationRequest) -> bytes:

@@ -6,8 +6,10 @@ so a notifier killed mid-send leaves a record that another (or its restart) clai
 lease runs out and sends under the same message id, which the outbox and providers keep to one
 message. Transient failures are retried with exponential backoff and full jitter (never sooner
 than a provider's Retry-After); after `notify_fallback_after` failed attempts a channel's second
-provider takes over; a permanent refusal, or the last allowed attempt failing, gives the delivery
-up: `failed` with the reason, and a letter on `notifications.dlq`.
+provider takes over; a permanent refusal, the last allowed attempt failing, or the notification's
+send window (`send_until`) closing gives the delivery up: `failed` with the reason, and a letter on
+`notifications.dlq`. A refusal that says the device is gone (an unregistered push token, an expired
+Web Push subscription) also removes that device from the player's.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import random
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, cast
 
 import msgspec
@@ -37,22 +40,23 @@ Providers = Mapping[str, Sequence[tuple[str, Mail]]]
 _CLAIM = """
 UPDATE notification_deliveries d SET state = 'sending', attempts = d.attempts + 1,
        next_attempt_at = now() + make_interval(secs => %(lease)s), updated_at = now()
-FROM (SELECT tenant_id, notification_id, channel FROM notification_deliveries
+FROM (SELECT tenant_id, notification_id, channel, seq FROM notification_deliveries
       WHERE state IN ('queued', 'sending') AND next_attempt_at <= now()
       ORDER BY next_attempt_at LIMIT %(limit)s FOR UPDATE SKIP LOCKED) due, notifications n
-WHERE (d.tenant_id, d.notification_id, d.channel) = (due.tenant_id, due.notification_id, due.channel)
+WHERE (d.tenant_id, d.notification_id, d.channel, d.seq) = (due.tenant_id, due.notification_id, due.channel, due.seq)
   AND (n.tenant_id, n.notification_id) = (d.tenant_id, d.notification_id)
 RETURNING d.tenant_id, d.notification_id, d.channel, d.attempts, d.message_id, d.recipient, d.subject, d.body,
-          d.headers, n.game_id, n.player_id
+          d.headers, n.game_id, n.player_id, d.seq, n.send_until
 """
 
 _RECORD = """
 UPDATE notification_deliveries d SET state = o.state, reason = o.reason, provider = o.provider, updated_at = now(),
        next_attempt_at = now() + make_interval(secs => o.delay),
        sent_at = CASE WHEN o.state = 'sent' THEN now() END
-FROM unnest(%s::text[], %s::text[], %s::text[], %s::float8[], %s::uuid[], %s::uuid[], %s::text[], %s::int[])
-     AS o(state, reason, provider, delay, tenant_id, notification_id, channel, attempts)
-WHERE (d.tenant_id, d.notification_id, d.channel, d.attempts) = (o.tenant_id, o.notification_id, o.channel, o.attempts)
+FROM unnest(%s::text[], %s::text[], %s::text[], %s::float8[], %s::uuid[], %s::uuid[], %s::text[], %s::int[],
+            %s::int[]) AS o(state, reason, provider, delay, tenant_id, notification_id, channel, seq, attempts)
+WHERE (d.tenant_id, d.notification_id, d.channel, d.seq, d.attempts)
+    = (o.tenant_id, o.notification_id, o.channel, o.seq, o.attempts)
 """
 
 _FORGET = """
@@ -77,6 +81,8 @@ class Claimed:
     headers: dict[str, str]
     game_id: uuid.UUID
     player_id: str | None
+    seq: int = 0
+    send_until: datetime | None = None
 
     def message(self) -> OutgoingMessage:
         return OutgoingMessage(self.tenant_id, self.channel, self.recipient, self.body,  # type: ignore[arg-type]
@@ -129,7 +135,12 @@ class Deliverer:
         """Each provider's share of the batch sent at once; what is to be recorded of each delivery."""
         outcomes: list[Outcome] = []
         shares: dict[int, tuple[str, Mail, list[Claimed]]] = {}
+        now = datetime.now(UTC)
         for one in claimed:
+            if one.send_until is not None and one.send_until <= now:
+                outcomes.append(self._given_up(one, f"the send window closed at {one.send_until.isoformat()}"
+                                                    " before it could be sent", None))
+                continue
             chosen = self._provider(one)
             if chosen is None:
                 outcomes.append(self._given_up(one, f"no provider carries the {one.channel} channel", None))
@@ -209,7 +220,7 @@ class Deliverer:
                 [o.state for o in outcomes], [o.reason for o in outcomes], [o.provider for o in outcomes],
                 [o.delay for o in outcomes], [o.claimed.tenant_id for o in outcomes],
                 [o.claimed.notification_id for o in outcomes], [o.claimed.channel for o in outcomes],
-                [o.claimed.attempts for o in outcomes]))
+                [o.claimed.seq for o in outcomes], [o.claimed.attempts for o in outcomes]))
             gone = [o.claimed for o in outcomes if o.forget]
             if gone:
                 await conn.execute(_FORGET, ([c.tenant_id for c in gone], [c.game_id for c in gone],
