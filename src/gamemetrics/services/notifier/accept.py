@@ -155,8 +155,9 @@ class Acceptor:
                 if row.state == "queued" and not template.critical:
                     row = await self._limit(conn, row, request, choices, moment)
                 rows.extend(every_device(row, devices))
-            created = await store.insert_notification(conn, tenant, game, player, template, key, send_at, rows,
+            written = await store.insert_notification(conn, tenant, game, player, template, key, send_at, rows,
                                                       fingerprint, send_until=send_until)
+        created = await store.inserted(written)  # after the commit: one round trip for both
         if created is None:  # the same key accepted by a concurrent request: theirs is the notification
             async with store.tenant_transaction(self._pool, tenant) as conn:
                 seen = await store.existing_notification(conn, tenant, key or "")

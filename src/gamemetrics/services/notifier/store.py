@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from psycopg import AsyncConnection
+from psycopg import AsyncConnection, AsyncCursor
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
@@ -179,9 +179,11 @@ SELECT notification_id, (SELECT count(*) FROM d) FROM n
 async def insert_notification(conn: AsyncConnection, tenant_id: uuid.UUID, game_id: uuid.UUID, player_id: str,
                               template: Template, key: str | None, send_at: datetime | None,
                               deliveries: Sequence[DeliveryRow], request_hash: bytes | None = None, *,
-                              send_until: datetime | None = None) -> uuid.UUID | None:
-    """Write the notification and its delivery records in one statement; None when `key` was taken meanwhile."""
-    cur = await conn.execute(_INSERT, {
+                              send_until: datetime | None = None) -> AsyncCursor[Any]:
+    """Write the notification and its delivery records in one statement. Its cursor answers the
+    notification's id, or no row when `key` was taken meanwhile; read it after the commit, so that
+    in a pipelined transaction the statement and the COMMIT share one round trip."""
+    return await conn.execute(_INSERT, {
         "t": tenant_id, "id": uuid.uuid4(), "g": game_id, "p": player_id, "template": template.name,
         "category": template.category, "key": key, "hash": request_hash, "send_at": send_at,
         "send_until": send_until, "channel": [d.channel for d in deliveries],
@@ -190,6 +192,10 @@ async def insert_notification(conn: AsyncConnection, tenant_id: uuid.UUID, game_
         "recipient": [d.recipient for d in deliveries], "subject": [d.subject for d in deliveries],
         "body": [d.body for d in deliveries], "headers": [Jsonb(d.headers or {}) for d in deliveries],
         "not_before": [d.not_before for d in deliveries]})
+
+
+async def inserted(cur: AsyncCursor[Any]) -> uuid.UUID | None:
+    """The id `insert_notification` wrote, or None when its key was taken meanwhile."""
     row = await cur.fetchone()
     return row[0] if row else None
 
