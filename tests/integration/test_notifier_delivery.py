@@ -279,3 +279,21 @@ async def test_retries_that_outlast_the_send_window_are_given_up_and_dead_letter
     assert smtp_server.received == []
     [letter] = await game.dead_letters()
     assert "send window closed" in letter.headers["error.reason"]
+
+
+async def test_a_topic_batch_is_accepted_across_players_at_once_and_in_order_for_each(game: Game) -> None:
+    async with store.tenant_transaction(game.platform.pool, game.tenant_id) as conn:
+        await store.set_preferences(conn, game.tenant_id, game.game_id, "hero", Preferences(daily_caps={"email": 2}))
+    requests = [NotificationRequest(game.tenant_id, game.game_id, player, "welcome", {"name": "Ada", "level": n},
+                                    ["email"], idempotency_key=f"{player}-{n}")
+                for n in range(4) for player in ("hero", "other")]
+    await game.platform.bus.producer().send(NOTIFICATION_REQUESTS, [request_message(r) for r in requests])
+    worker = RequestWorker(game.platform.bus, game.acceptor, poll_timeout=2.0, concurrency=4)
+    assert await worker.loop.once() is not None
+    async with game.platform.pool.connection() as conn:
+        cur = await conn.execute("SELECT n.idempotency_key, d.state FROM notifications n JOIN notification_deliveries d"
+                                 " USING (tenant_id, notification_id) WHERE n.tenant_id = %s", (game.tenant_id,))
+        states = dict(await cur.fetchall())
+    # The cap takes the player's first two requests, in the topic's order; the other player has none.
+    assert [states[f"hero-{n}"] for n in range(4)] == ["queued", "queued", "suppressed", "suppressed"]
+    assert [states[f"other-{n}"] for n in range(4)] == ["queued"] * 4
