@@ -28,7 +28,7 @@ from gamemetrics.ports.bus import NOTIFICATION_REQUESTS, NOTIFICATIONS_DLQ, Reco
 from gamemetrics.ports.mail import Mail
 from gamemetrics.runtime import Platform
 from gamemetrics.services.notifier import store
-from gamemetrics.services.notifier.accept import Acceptor
+from gamemetrics.services.notifier.accept import Accepted, Acceptor, Refused
 from gamemetrics.services.notifier.delivery import Deliverer, Providers
 from gamemetrics.services.notifier.eraser import NotificationsEraser
 from gamemetrics.services.notifier.preferences import Preferences
@@ -297,3 +297,22 @@ async def test_a_topic_batch_is_accepted_across_players_at_once_and_in_order_for
     # The cap takes the player's first two requests, in the topic's order; the other player has none.
     assert [states[f"hero-{n}"] for n in range(4)] == ["queued", "queued", "suppressed", "suppressed"]
     assert [states[f"other-{n}"] for n in range(4)] == ["queued"] * 4
+
+
+async def test_requests_written_together_are_each_answered_as_if_alone(game: Game) -> None:
+    def asked(player: str, template: str = "welcome", key: str | None = None) -> NotificationRequest:
+        return NotificationRequest(game.tenant_id, game.game_id, player, template, {"name": "Ada", "level": 1},
+                                   ["email"], idempotency_key=key)
+
+    twice = asked("hero", key="same-key")
+    # In flight at once, so they share a batch: one transaction for all of them.
+    first, again, refused, other = await asyncio.gather(
+        game.acceptor.accept(twice), game.acceptor.accept(twice), game.acceptor.accept(asked("hero", "nope")),
+        game.acceptor.accept(asked("other")), return_exceptions=True)
+    assert isinstance(first, Accepted) and isinstance(again, Accepted) and isinstance(other, Accepted)
+    assert first.notification_id == again.notification_id and {first.created, again.created} == {True, False}
+    assert isinstance(refused, Refused) and refused.status == 404 and "nope" in refused.reason
+    assert other.created and other.notification_id != first.notification_id
+    async with game.platform.pool.connection() as conn:
+        cur = await conn.execute("SELECT count(*) FROM notifications WHERE tenant_id = %s", (game.tenant_id,))
+        assert await cur.fetchone() == (2,)

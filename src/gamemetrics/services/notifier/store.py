@@ -321,10 +321,15 @@ SELECT (SELECT notification_id FROM notifications WHERE tenant_id = %(t)s AND id
 """
 
 
-async def accept_context(conn: AsyncConnection, tenant_id: uuid.UUID, game_id: uuid.UUID, player_id: str,
-                         template: str, key: str | None) -> AcceptContext:
-    cur = await conn.execute(_CONTEXT, {"t": tenant_id, "g": game_id, "p": player_id, "name": template, "key": key,
-                                    "devices": MAX_DEVICES})
+async def ask_context(conn: AsyncConnection, tenant_id: uuid.UUID, game_id: uuid.UUID, player_id: str,
+                      template: str, key: str | None) -> AsyncCursor[Any]:
+    """Send the read of what accepting a request needs; `read_context` reads its answer (in a
+    pipeline, the reads of many requests share one round trip)."""
+    return await conn.execute(_CONTEXT, {"t": tenant_id, "g": game_id, "p": player_id, "name": template, "key": key,
+                                         "devices": MAX_DEVICES})
+
+
+async def read_context(cur: AsyncCursor[Any]) -> AcceptContext:
     row = await cur.fetchone()
     assert row is not None
     existing, existing_hash, found, traits, preferences, devices = row
