@@ -316,3 +316,15 @@ async def test_requests_written_together_are_each_answered_as_if_alone(game: Gam
     async with game.platform.pool.connection() as conn:
         cur = await conn.execute("SELECT count(*) FROM notifications WHERE tenant_id = %s", (game.tenant_id,))
         assert await cur.fetchone() == (2,)
+
+
+async def test_every_request_is_answered_while_batches_come_and_go(game: Game) -> None:
+    async def client(n: int) -> list[Accepted]:
+        return [await game.acceptor.accept(NotificationRequest(
+            game.tenant_id, game.game_id, "other", "welcome", {"name": "Ada", "level": i}, ["in_app"],
+            idempotency_key=f"client-{n}-{i}")) for i in range(8)]
+
+    # Clients that send again as soon as they are answered: a request arriving just as a writer
+    # finds nothing left must still find a writer.
+    answered = await asyncio.wait_for(asyncio.gather(*(client(n) for n in range(12))), timeout=60)
+    assert len({a.notification_id for answers in answered for a in answers}) == 12 * 8

@@ -151,6 +151,7 @@ class Acceptor:
         self._max_batch = max_batch
         self._waiting: list[_Waiting] = []
         self._writers: set[asyncio.Task[None]] = set()
+        self._writing = 0
         self._max_writers = writers
 
     async def accept(self, request: NotificationRequest, *, now: datetime | None = None) -> Accepted:
@@ -158,20 +159,26 @@ class Acceptor:
         _check(request, now)
         waiting = _Waiting(request, now, asyncio.get_running_loop().create_future())
         self._waiting.append(waiting)
-        if len(self._writers) < self._max_writers:
+        if self._writing < self._max_writers:
+            # Counted now, and uncounted by the writer in the same step as it finds nothing waiting:
+            # a request can never be left waiting with no writer to take it.
+            self._writing += 1
             writer = asyncio.create_task(self._write_batches())
-            self._writers.add(writer)
+            self._writers.add(writer)  # a reference, so the task is not collected while it runs
             writer.add_done_callback(self._writers.discard)
         return await waiting.answer
 
     async def _write_batches(self) -> None:
         """Write what is waiting, a batch at a time, until nothing is."""
-        while self._waiting:
-            batch, self._waiting = self._waiting[:self._max_batch], self._waiting[self._max_batch:]
-            by_tenant: dict[uuid.UUID, list[_Waiting]] = {}
-            for waiting in batch:
-                by_tenant.setdefault(waiting.request.tenant_id, []).append(waiting)
-            await asyncio.gather(*(self._write(group) for group in by_tenant.values()))
+        try:
+            while self._waiting:
+                batch, self._waiting = self._waiting[:self._max_batch], self._waiting[self._max_batch:]
+                by_tenant: dict[uuid.UUID, list[_Waiting]] = {}
+                for waiting in batch:
+                    by_tenant.setdefault(waiting.request.tenant_id, []).append(waiting)
+                await asyncio.gather(*(self._write(group) for group in by_tenant.values()))
+        finally:
+            self._writing -= 1
 
     async def _write(self, group: list[_Waiting]) -> None:
         try:
