@@ -324,7 +324,7 @@ async def test_every_request_is_answered_while_batches_come_and_go(game: Game) -
             game.tenant_id, game.game_id, "other", "welcome", {"name": "Ada", "level": i}, ["in_app"],
             idempotency_key=f"client-{n}-{i}")) for i in range(8)]
 
-    # Clients that send again as soon as they are answered: a request arriving just as a writer
-    # finds nothing left must still find a writer.
+    # Clients that send again as soon as they are answered, so batches start and finish all the
+    # while: every request must be answered (a request left with no writer would hang here).
     answered = await asyncio.wait_for(asyncio.gather(*(client(n) for n in range(12))), timeout=60)
     assert len({a.notification_id for answers in answered for a in answers}) == 12 * 8
