@@ -10,9 +10,13 @@ provider's own cost is not what is measured), and `gamemetrics serve users,notif
 process pointed at that server. Each phase posts --notifications requests with --concurrency
 kept-alive connections; a notification's latency runs from its acceptance (the notifications row)
 to its delivery record's `sent_at` (the provider took it), and the rate is the notifications over
-the span from the first acceptance to the last delivery. The raw figure sends the same number of
-messages to the SMTP server with `aiosmtplib`, one connection per message as the notifier's SMTP
-adapter does, at the same concurrency. It prints figures; it never passes or fails.
+the span from the first acceptance to the last delivery (`accepted/s` is the rate of the POSTs
+alone). Beside each figure it measures the raw
+limit of the same machine in the same run, and prints the ratio: for in-app, single-row INSERT
+transactions into the same PostgreSQL at the same concurrency (a notification costs at least one
+such write); for SMTP, the same number of messages sent straight to the same SMTP server with
+`aiosmtplib` on as many kept-open sessions as the notifier's pool (--smtp-connections). It prints
+figures; it never passes or fails.
 """
 
 from __future__ import annotations
@@ -20,14 +24,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import multiprocessing
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
 from email.message import EmailMessage
+from multiprocessing.sharedctypes import Synchronized
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +51,7 @@ from gamemetrics.adapters.postgres.embedded import EmbeddedPostgres
 from gamemetrics.migrations import upgrade
 from gamemetrics.services.users.clients import secret_digest
 
-console = Console()
+console = Console(width=150)
 RESULTS = Path(__file__).parent / "results" / "notifier.json"
 PLAYERS = 200
 TEMPLATE = {"category": "lifecycle", "content": {
@@ -54,12 +61,21 @@ TEMPLATE = {"category": "lifecycle", "content": {
 
 
 class Counter:
-    def __init__(self) -> None:
-        self.messages = 0
+    def __init__(self, messages: Synchronized[int]) -> None:
+        self.messages = messages
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:  # noqa: N802
-        self.messages += 1
+        with self.messages.get_lock():
+            self.messages.value += 1
         return "250 OK"
+
+
+def smtp_server(port: int, messages: Synchronized[int]) -> None:
+    """The SMTP peer, in a process of its own: in the bench's, it would share a GIL with the load."""
+    smtp = Controller(Counter(messages), hostname="127.0.0.1", port=port)
+    smtp.start()
+    signal.sigwait({signal.SIGTERM})
+    smtp.stop()
 
 
 def free_port() -> int:
@@ -126,19 +142,38 @@ def delivered(url: str, channel: str, since: float) -> tuple[int, list[float], f
     return len(rows), latencies, span
 
 
-async def raw_smtp(port: int, count: int, concurrency: int) -> float:
-    """Messages/s sent straight to the SMTP server, one connection per message."""
-    semaphore = asyncio.Semaphore(concurrency)
+async def raw_smtp(port: int, count: int, sessions: int) -> float:
+    """Messages/s sent straight to the SMTP server on `sessions` kept-open sessions."""
+    queue = iter(range(count))
 
-    async def one(n: int) -> None:
-        message = EmailMessage()
-        message["From"], message["To"], message["Subject"] = "bench@bench.test", f"p{n}@bench.test", f"raw {n}"
-        message.set_content("Well played, Ada!")
-        async with semaphore:
-            await aiosmtplib.send(message, hostname="127.0.0.1", port=port, start_tls=False, use_tls=False)
+    async def session() -> None:
+        client = aiosmtplib.SMTP(hostname="127.0.0.1", port=port, start_tls=False, use_tls=False)
+        await client.connect()
+        for n in queue:
+            message = EmailMessage()
+            message["From"], message["To"], message["Subject"] = "bench@bench.test", f"p{n}@bench.test", f"raw {n}"
+            message.set_content("Well played, Ada!")
+            await client.send_message(message)
+        await client.quit()
 
     started = time.perf_counter()
-    await asyncio.gather(*(one(n) for n in range(count)))
+    await asyncio.gather(*(session() for _ in range(sessions)))
+    return count / (time.perf_counter() - started)
+
+
+async def raw_inserts(url: str, count: int, concurrency: int) -> float:
+    """Single-row INSERT transactions/s into the same PostgreSQL on `concurrency` connections."""
+    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+        await conn.execute("CREATE UNLOGGED TABLE IF NOT EXISTS bench_raw (id uuid PRIMARY KEY, body text)")
+    queue = iter(range(count))
+
+    async def writer() -> None:
+        async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+            for _ in queue:
+                await conn.execute("INSERT INTO bench_raw VALUES (%s, 'Well played, Ada!')", (uuid.uuid4(),))
+
+    started = time.perf_counter()
+    await asyncio.gather(*(writer() for _ in range(concurrency)))
     return count / (time.perf_counter() - started)
 
 
@@ -146,15 +181,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--notifications", type=int, default=2000)
     parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--smtp-connections", type=int, default=8)
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="gm-bench-notifier-"))
     server = EmbeddedPostgres(root / "pg")
-    counter = Counter()
     smtp_port = free_port()
-    smtp = Controller(counter, hostname="127.0.0.1", port=smtp_port)
+    received: Synchronized[int] = multiprocessing.Value("q", 0)  # type: ignore[assignment]
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})  # the peer inherits it, to sigwait on
+    smtp = multiprocessing.Process(target=smtp_server, args=(smtp_port, received), daemon=True)
     smtp.start()
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
     process: subprocess.Popen[bytes] | None = None
-    results: dict[str, Any] = {"notifications": args.notifications, "concurrency": args.concurrency}
+    results: dict[str, Any] = {"notifications": args.notifications, "concurrency": args.concurrency,
+                               "smtp_connections": args.smtp_connections}
     try:
         url = server.ensure_database("bench")
         upgrade(url)
@@ -164,7 +203,8 @@ def main() -> None:
                "GAMEMETRICS_DATA_DIR": str(root), "GAMEMETRICS_LOG_LEVEL": "warning",
                "GAMEMETRICS_SMTP_HOST": "127.0.0.1", "GAMEMETRICS_SMTP_PORT": str(smtp_port),
                "GAMEMETRICS_SMTP_STARTTLS": "false", "GAMEMETRICS_NOTIFY_POLL_SECONDS": "0.01",
-               "GAMEMETRICS_NOTIFIER_POOL_SIZE": "8"}
+               "GAMEMETRICS_NOTIFIER_POOL_SIZE": "8",
+               "GAMEMETRICS_SMTP_CONNECTIONS": str(args.smtp_connections)}
         env.pop("PROMETHEUS_MULTIPROC_DIR", None)
         process = subprocess.Popen([sys.executable, "-m", "gamemetrics.cli", "serve", "users,notifier"], env=env,
                                    stdout=(root / "notifier.log").open("wb"), stderr=subprocess.STDOUT)
@@ -186,35 +226,45 @@ def main() -> None:
                   headers={"Authorization": f"Bearer {token}"}).raise_for_status()
         for channel in ("in_app", "email"):
             since = time.time() - 1
+            posting = time.perf_counter()
             accepted = asyncio.run(post_all(port, token, game, channel, args.notifications, args.concurrency,
                                             channel))
+            posted_s = time.perf_counter() - posting
             wait_until = time.monotonic() + 300
             while (sent := delivered(url, channel, since))[0] < accepted and time.monotonic() < wait_until:
                 time.sleep(0.2)
             count, latencies, span = sent
             results[channel] = {"accepted": accepted, "delivered": count,
+                                "accepted_per_second": round(accepted / posted_s, 1),
                                 "per_second": round(count / span, 1) if span else None,
                                 "p50_ms": round(percentile(latencies, 0.5), 1),
                                 "p99_ms": round(percentile(latencies, 0.99), 1)}
-        results["smtp_server_received"] = counter.messages
+        results["smtp_server_received"] = received.value
         results["raw_smtp_per_second"] = round(asyncio.run(raw_smtp(smtp_port, args.notifications,
-                                                                    args.concurrency)), 1)
+                                                                    args.smtp_connections)), 1)
+        results["raw_insert_per_second"] = round(asyncio.run(raw_inserts(url, args.notifications,
+                                                                         args.concurrency)), 1)
     finally:
         if process is not None:
             process.terminate()
             process.wait(timeout=30)
-        smtp.stop()
+        smtp.terminate()
+        smtp.join(timeout=10)
         server.stop()
         shutil.rmtree(root, ignore_errors=True)
     table = Table(title=f"notifier: {args.notifications} notifications per phase, {args.concurrency} connections")
-    for column in ("path", "delivered", "notifications/s", "p50 ms", "p99 ms"):
+    for column in ("path", "delivered", "accepted/s", "notifications/s", "p50 ms", "p99 ms", "raw limit /s",
+                   "ratio"):
         table.add_column(column)
+    raw = {"in_app": ("PostgreSQL single-row INSERTs", results["raw_insert_per_second"]),
+           "email": ("SMTP server driven directly", results["raw_smtp_per_second"])}
     for channel, name in (("in_app", "in-app, end to end"), ("email", "SMTP, end to end")):
         r = results[channel]
-        table.add_row(name, f"{r['delivered']}/{r['accepted']}", str(r["per_second"]), str(r["p50_ms"]),
-                      str(r["p99_ms"]))
-    table.add_row("SMTP server driven directly", str(args.notifications), str(results["raw_smtp_per_second"]), "",
-                  "")
+        limit = raw[channel][1]
+        r["ratio_to_raw"] = round(r["per_second"] / limit, 3) if r["per_second"] and limit else None
+        table.add_row(name, f"{r['delivered']}/{r['accepted']}", str(r["accepted_per_second"]),
+                      str(r["per_second"]), str(r["p50_ms"]),
+                      str(r["p99_ms"]), f"{limit} ({raw[channel][0]})", str(r["ratio_to_raw"]))
     console.print(table)
     RESULTS.parent.mkdir(exist_ok=True)
     RESULTS.write_text(json.dumps({"measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **results},

@@ -50,6 +50,8 @@ class SmtpServer:
     replies: list[str] = field(default_factory=list)
     """Replies to the next DATA commands, in order, instead of accepting (e.g. "451 4.3.0 try later")."""
     refused: int = 0
+    peers: set[tuple[str, int]] = field(default_factory=set)
+    """The client ends of the sessions that carried a message (a pooled client reuses a few)."""
 
     def settings(self, **overrides: Any) -> MailSettings:
         """Mail settings that reach this server with STARTTLS and the right login."""
@@ -65,6 +67,7 @@ class _Keeper:
         self._server = server
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:  # noqa: N802
+        self._server.peers.add(tuple(session.peer))  # type: ignore[arg-type]
         if self._server.replies:
             self._server.refused += 1
             return self._server.replies.pop(0)

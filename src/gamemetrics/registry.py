@@ -9,13 +9,16 @@ without importing every service's dependencies.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable, Iterable, Sequence
+import uuid
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal, cast
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 if TYPE_CHECKING:
+    from psycopg import AsyncConnection
     from starlette.routing import BaseRoute
 
+    from gamemetrics.gdpr.exports import PlayerExport
     from gamemetrics.service import Builder
     from gamemetrics.settings import Settings
 
@@ -54,6 +57,8 @@ class ServiceSpec:
     """Path prefixes it owns; every route it serves lies under one of them."""
     gdpr_stores: tuple[str, ...] = ()
     """Stores holding player data that its erasers clear and confirm (`Service.erasers`)."""
+    gdpr_export: str | None = None
+    """`module:function` of its `PlayerExport`, which the users service's export of a player calls."""
     pool_size: Callable[[Settings], int] = lambda settings: 4
     replicas: Callable[[Settings], int] = _one
     """Processes `gamemetrics up` runs of a worker service."""
@@ -114,6 +119,7 @@ SERVICES: tuple[ServiceSpec, ...] = (
                "/v1/games/{game_id}/players/{player_id}/devices",
                "/v1/games/{game_id}/players/{player_id}/notification-data"),
         gdpr_stores=("notifications",),
+        gdpr_export="gamemetrics.services.notifier.export:player_notifications",
         pool_size=lambda settings: settings.notifier.notifier_pool_size,
     ),
     ServiceSpec(
@@ -147,6 +153,27 @@ def service(name: str) -> ServiceSpec:
         if spec.name == name:
             return spec
     raise KeyError(f"unknown service {name!r}; choose one of {', '.join(NAMES)}")
+
+
+class _LazyExport:
+    """A service's `PlayerExport`, imported at its first call: every process makes its adapters,
+    and only the users service exports."""
+
+    def __init__(self, path: str) -> None:
+        self._path = path
+        self._loaded: PlayerExport | None = None
+
+    async def __call__(self, conn: AsyncConnection, tenant_id: uuid.UUID, game_id: uuid.UUID,
+                       player_id: str) -> Mapping[str, Any]:
+        if self._loaded is None:
+            module, _, function = self._path.partition(":")
+            self._loaded = cast("PlayerExport", getattr(importlib.import_module(module), function))
+        return await self._loaded(conn, tenant_id, game_id, player_id)
+
+
+def player_exports() -> tuple[tuple[str, PlayerExport], ...]:
+    """Each service's part of a player's export, by service name."""
+    return tuple((spec.name, _LazyExport(spec.gdpr_export)) for spec in SERVICES if spec.gdpr_export)
 
 
 def gdpr_stores() -> tuple[str, ...]:

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from starlette.types import ExceptionHandler
 
     from gamemetrics.gdpr.erasers import PlayerEraser
+    from gamemetrics.gdpr.exports import PlayerExport
     from gamemetrics.ports.bus import Bus
     from gamemetrics.ports.cache import Caches
     from gamemetrics.ports.mail import Mail
@@ -46,6 +47,8 @@ class Adapters:
     """Object storage (archives, exports): a directory under the data dir, or an S3 bucket."""
     player_data_stores: tuple[str, ...] = ()
     """Every store of the platform that holds player data (the registry's): an erasure waits for each."""
+    player_exports: tuple[tuple[str, PlayerExport], ...] = ()
+    """Each service's part of a player's export, by service name (the registry's), for the users service."""
     mail: Mail | None = None
     """The Mail port's provider (SMTP when configured, else the outbox table)."""
     mail_fallback: Mail | None = None

@@ -231,6 +231,8 @@ class MailSettings(BaseSettings):
     smtp_ca_file: Path | None = Field(default=None, description="CA bundle for the server; unset uses the"
                                                                 " system's.")
     smtp_timeout_seconds: float = 10.0
+    smtp_connections: int = Field(default=8, ge=1, description="SMTP sessions open at once to a server, each"
+                                                               " carrying many messages.")
     mail_from: str = "GameMetrics <noreply@localhost>"
     smtp_fallback_host: str | None = Field(default=None, description="A second SMTP server that takes email over"
                                                                     " when the first keeps failing; same port,"

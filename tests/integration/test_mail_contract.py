@@ -3,6 +3,7 @@ fixtures, and SMTP to a real aiosmtpd server on loopback that requires STARTTLS 
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -17,7 +18,7 @@ from gamemetrics.adapters.mail import make_mail
 from gamemetrics.adapters.mail.outbox import OutboxMail
 from gamemetrics.adapters.mail.smtp import SmtpMail
 from gamemetrics.adapters.postgres.pool import open_pool
-from gamemetrics.ports.mail import Mail, MailError, OutgoingMessage, UnsupportedChannel
+from gamemetrics.ports.mail import Mail, MailError, OutgoingMessage, Rejected, UnsupportedChannel
 from gamemetrics.settings import MailSettings
 from tests.smtp_server import SmtpServer
 
@@ -154,6 +155,43 @@ async def test_smtp_envelope_and_headers(smtp_server: SmtpServer, tenant: uuid.U
     assert received.message["To"] == "player@example.com"
     assert received.message["Date"]
     assert str(received.message["Message-ID"]).endswith("@gamemetrics.test>")
+
+
+async def test_smtp_sessions_are_pooled_and_carry_many_messages(smtp_server: SmtpServer, tenant: uuid.UUID) -> None:
+    mail = SmtpMail(smtp_server.settings(smtp_connections=2))
+    await asyncio.gather(*(mail.send(_welcome(tenant, subject=f"quest {n}")) for n in range(10)))
+    assert sorted(r.message["Subject"] for r in smtp_server.received) == sorted(f"quest {n}" for n in range(10))
+    assert 1 <= len(smtp_server.peers) <= 2, "ten messages over at most two STARTTLS-and-login sessions"
+
+
+async def test_a_refused_message_leaves_the_pool_sending(smtp_server: SmtpServer, tenant: uuid.UUID) -> None:
+    mail = SmtpMail(smtp_server.settings(smtp_connections=1))
+    await mail.send(_welcome(tenant, subject="first"))
+    smtp_server.replies.append("550 5.7.1 not this one")
+    with pytest.raises(Rejected):
+        await mail.send(_welcome(tenant, subject="refused"))
+    await mail.send(_welcome(tenant, subject="after"))
+    assert [r.message["Subject"] for r in smtp_server.received] == ["first", "after"]
+    assert len(smtp_server.peers) == 2, "the session that met the refusal was closed, a fresh one took over"
+
+
+async def test_a_header_value_cannot_add_a_header(smtp_server: SmtpServer, tenant: uuid.UUID) -> None:
+    await SmtpMail(smtp_server.settings()).send(_welcome(tenant, subject="Hi\r\nBcc: victim@example.com"))
+    [received] = smtp_server.received
+    assert received.message["Subject"] == "Hi Bcc: victim@example.com" and received.message["Bcc"] is None
+    assert received.recipients == ["player@example.com"]
+
+
+async def test_outbox_batch_keeps_each_tenants_rows_under_it(pool: AsyncConnectionPool, tenant: uuid.UUID) -> None:
+    other = await _tenant(pool)
+    answers = await OutboxMail(pool).send_batch([_welcome(tenant, subject="a"), _welcome(other, subject="b"),
+                                                 _welcome(tenant, subject="c")])
+    assert answers == [None, None, None]
+    assert sorted(r[1] for r in await _outbox_rows(pool, tenant)) == ["a", "c"]
+    assert [r[1] for r in await _outbox_rows(pool, other)] == ["b"]
+    failed = await OutboxMail(pool).send_batch([_welcome(tenant, subject="d"), _welcome(uuid.uuid4())])
+    assert all(isinstance(answer, MailError) for answer in failed), "one transaction: none kept"
+    assert sorted(r[1] for r in await _outbox_rows(pool, tenant)) == ["a", "c"]
 
 
 @pytest.mark.parametrize("overrides", [

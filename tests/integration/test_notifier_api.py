@@ -243,3 +243,32 @@ def test_export_answers_what_the_notifier_holds_about_a_player(notifier: Notifie
     assert notification["id"] == sent["id"]
     assert [(c["channel"], c["recipient"], c["subject"]) for c in notification["channels"]] == [
         ("email", "ex@studio.example", "Welcome, Ada"), ("in_app", "exported", "Level 7")]
+
+
+
+def test_a_send_window_bounds_quiet_hours_and_is_checked(notifier: Notifier) -> None:
+    notifier.template("welcome")
+    player = notifier.player("sleeper")
+    now = datetime.now(UTC)
+    quiet = {"start": (now - timedelta(hours=1)).strftime("%H:%M"), "end": (now + timedelta(hours=2)).strftime("%H:%M"),
+             "timezone": "UTC"}
+    prefs = f"/v1/games/{notifier.game_id}/players/{player}/notification-preferences"
+    assert notifier.http.put(prefs, json={"quiet_hours": quiet}, headers=notifier.auth(SEND)).status_code == 200
+    # The window closes while the player sleeps: dropped with the reason, never sent after it.
+    short = notifier.settled(notifier.send(player, "welcome",
+                                           send_until=(now + timedelta(minutes=30)).isoformat())["id"])
+    assert short["channels"]["in_app"]["state"] == "suppressed", short
+    assert "outlast the send window" in short["channels"]["in_app"]["reason"]
+    # The window outlasts the quiet hours: deferred until they end.
+    until = now + timedelta(hours=3)
+    long = notifier.status(notifier.send(player, "welcome", send_until=until.isoformat())["id"])
+    assert long["channels"]["in_app"]["state"] == "deferred" and datetime.fromisoformat(long["send_until"]) == until
+    body = {"game_id": str(notifier.game_id), "player_id": player, "template": "welcome", "data": {"name": "A"},
+            "channels": ["in_app"]}
+    for window, status, words in (
+            ({"send_until": (now - timedelta(minutes=1)).isoformat()}, 422, "in the past"),
+            ({"send_at": (now + timedelta(hours=2)).isoformat(), "send_until": (now + timedelta(hours=1)).isoformat()},
+             422, "not after send_at"),
+            ({"send_until": "2030-01-01T00:00:00"}, 400, "time zone")):
+        refused = notifier.http.post("/v1/notifications", json={**body, **window}, headers=notifier.auth(SEND))
+        assert refused.status_code == status and words in refused.json()["error"], refused.text

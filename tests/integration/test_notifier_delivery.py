@@ -11,7 +11,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +28,7 @@ from gamemetrics.ports.bus import NOTIFICATION_REQUESTS, NOTIFICATIONS_DLQ, Reco
 from gamemetrics.ports.mail import Mail
 from gamemetrics.runtime import Platform
 from gamemetrics.services.notifier import store
-from gamemetrics.services.notifier.accept import Acceptor
+from gamemetrics.services.notifier.accept import Accepted, Acceptor, Refused
 from gamemetrics.services.notifier.delivery import Deliverer, Providers
 from gamemetrics.services.notifier.eraser import NotificationsEraser
 from gamemetrics.services.notifier.preferences import Preferences
@@ -254,3 +254,77 @@ async def test_sms_through_the_twilio_api_honours_retry_after_and_refusals(game:
     assert len(twilio_server.received) == 1 and len(await game.dead_letters()) == 2
     await sms.close()
     await wrong.close()
+
+
+async def test_concurrent_requests_at_the_cap_never_both_go(game: Game) -> None:
+    async with store.tenant_transaction(game.platform.pool, game.tenant_id) as conn:
+        await store.set_preferences(conn, game.tenant_id, game.game_id, "hero", Preferences(daily_caps={"email": 2}))
+    # Every request in its own transaction at once: each reads the count before any has written.
+    ids = await asyncio.gather(*(game.send() for _ in range(6)))
+    states = sorted([(await game.deliveries(i))["email"][0] for i in ids])
+    assert states == ["queued", "queued", *["suppressed"] * 4], states
+
+
+async def test_retries_that_outlast_the_send_window_are_given_up_and_dead_lettered(
+        game: Game, smtp_server: SmtpServer) -> None:
+    smtp_server.replies = ["451 4.3.0 try again later"] * 100
+    deliverer = Deliverer(game.platform.pool, game.platform.bus.producer(), {"email": [("smtp", smtp(smtp_server))]},
+                          settings(notify_fallback_after=100, notify_max_attempts=100,
+                                   notify_backoff_initial_seconds=0.2, notify_backoff_cap_seconds=0.2),
+                          rng=MaxJitter())
+    notification = await game.send(send_until=datetime.now(UTC) + timedelta(seconds=1))
+    rows = await settle(game, deliverer, notification)
+    state, attempts, reason, _ = rows["email"]
+    assert state == "failed" and "the send window closed" in reason and 2 <= attempts <= 7, rows
+    assert smtp_server.received == []
+    [letter] = await game.dead_letters()
+    assert "send window closed" in letter.headers["error.reason"]
+
+
+async def test_a_topic_batch_is_accepted_across_players_at_once_and_in_order_for_each(game: Game) -> None:
+    async with store.tenant_transaction(game.platform.pool, game.tenant_id) as conn:
+        await store.set_preferences(conn, game.tenant_id, game.game_id, "hero", Preferences(daily_caps={"email": 2}))
+    requests = [NotificationRequest(game.tenant_id, game.game_id, player, "welcome", {"name": "Ada", "level": n},
+                                    ["email"], idempotency_key=f"{player}-{n}")
+                for n in range(4) for player in ("hero", "other")]
+    await game.platform.bus.producer().send(NOTIFICATION_REQUESTS, [request_message(r) for r in requests])
+    worker = RequestWorker(game.platform.bus, game.acceptor, poll_timeout=2.0, concurrency=4)
+    assert await worker.loop.once() is not None
+    async with game.platform.pool.connection() as conn:
+        cur = await conn.execute("SELECT n.idempotency_key, d.state FROM notifications n JOIN notification_deliveries d"
+                                 " USING (tenant_id, notification_id) WHERE n.tenant_id = %s", (game.tenant_id,))
+        states = dict(await cur.fetchall())
+    # The cap takes the player's first two requests, in the topic's order; the other player has none.
+    assert [states[f"hero-{n}"] for n in range(4)] == ["queued", "queued", "suppressed", "suppressed"]
+    assert [states[f"other-{n}"] for n in range(4)] == ["queued"] * 4
+
+
+async def test_requests_written_together_are_each_answered_as_if_alone(game: Game) -> None:
+    def asked(player: str, template: str = "welcome", key: str | None = None) -> NotificationRequest:
+        return NotificationRequest(game.tenant_id, game.game_id, player, template, {"name": "Ada", "level": 1},
+                                   ["email"], idempotency_key=key)
+
+    twice = asked("hero", key="same-key")
+    # In flight at once, so they share a batch: one transaction for all of them.
+    first, again, refused, other = await asyncio.gather(
+        game.acceptor.accept(twice), game.acceptor.accept(twice), game.acceptor.accept(asked("hero", "nope")),
+        game.acceptor.accept(asked("other")), return_exceptions=True)
+    assert isinstance(first, Accepted) and isinstance(again, Accepted) and isinstance(other, Accepted)
+    assert first.notification_id == again.notification_id and {first.created, again.created} == {True, False}
+    assert isinstance(refused, Refused) and refused.status == 404 and "nope" in refused.reason
+    assert other.created and other.notification_id != first.notification_id
+    async with game.platform.pool.connection() as conn:
+        cur = await conn.execute("SELECT count(*) FROM notifications WHERE tenant_id = %s", (game.tenant_id,))
+        assert await cur.fetchone() == (2,)
+
+
+async def test_every_request_is_answered_while_batches_come_and_go(game: Game) -> None:
+    async def client(n: int) -> list[Accepted]:
+        return [await game.acceptor.accept(NotificationRequest(
+            game.tenant_id, game.game_id, "other", "welcome", {"name": "Ada", "level": i}, ["in_app"],
+            idempotency_key=f"client-{n}-{i}")) for i in range(8)]
+
+    # Clients that send again as soon as they are answered, so batches start and finish all the
+    # while: every request must be answered (a request left with no writer would hang here).
+    answered = await asyncio.wait_for(asyncio.gather(*(client(n) for n in range(12))), timeout=60)
+    assert len({a.notification_id for answers in answered for a in answers}) == 12 * 8

@@ -55,14 +55,20 @@ def test_push_and_web_push_reach_their_providers_and_dead_addresses_are_dropped(
         # The device unregistered at FCM, the subscription expired: both refused for good and forgotten.
         assert http.post(devices, json={"kind": "push", "token": "dead-device"}, headers=mine).status_code == 201
         web_push_server.gone.add("tab-1")
+        # Push goes to every device the player registered, a record each: the live one gets it.
         dead = notifier.settled(notifier.send(ada, "pushed", channels=["push", "web_push"])["id"])
-        assert dead["channels"]["push"]["state"] == "failed" and "UNREGISTERED" in dead["channels"]["push"]["reason"]
+        push = dead["channels"]["push"]
+        assert push["state"] == "sent", push
+        newest, older = push["devices"]
+        assert newest["state"] == "failed" and "UNREGISTERED" in newest["reason"] and newest["attempts"] == 1
+        assert older["state"] == "sent" and older["attempts"] == 1
         assert dead["channels"]["web_push"]["state"] == "failed" and "410" in dead["channels"]["web_push"]["reason"]
-        assert dead["channels"]["push"]["attempts"] == 1
+        assert [m["token"] for m in fcm_server.received] == ["device-1", "device-1"]
         assert notifier.sql("SELECT kind, address FROM notification_devices") == [("push", "device-1")]
         after = notifier.settled(notifier.send(ada, "pushed", channels=["push", "web_push"])["id"])
-        assert after["channels"]["push"]["state"] == "sent" and after["channels"]["web_push"]["state"] == "suppressed"
-        assert [m["token"] for m in fcm_server.received] == ["device-1", "device-1"]
+        assert after["channels"]["push"]["state"] == "sent" and "devices" not in after["channels"]["push"]
+        assert after["channels"]["web_push"]["state"] == "suppressed"
+        assert [m["token"] for m in fcm_server.received] == ["device-1", "device-1", "device-1"]
         assert http.request("DELETE", devices, json={"kind": "push", "token": "device-1"},
                             headers=mine).status_code == 204
 

@@ -111,3 +111,14 @@ def test_the_gdpr_stores_are_the_ones_an_erasure_waits_for() -> None:
 def test_unknown_service_names_the_choices() -> None:
     with pytest.raises(KeyError, match=", ".join(registry.NAMES)):
         registry.service("nope")
+
+
+def test_every_gdpr_export_names_a_function_of_its_own_service() -> None:
+    import importlib
+
+    for spec in registry.SERVICES:
+        if spec.gdpr_export:
+            module, _, function = spec.gdpr_export.partition(":")
+            assert module.startswith(f"gamemetrics.services.{spec.name}."), spec.gdpr_export
+            assert callable(getattr(importlib.import_module(module), function)), spec.gdpr_export
+    assert [name for name, _ in registry.player_exports()] == ["notifier"]

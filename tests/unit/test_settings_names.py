@@ -107,6 +107,7 @@ NAMES: dict[str, tuple[str, str, Any]] = {
     "GAMEMETRICS_SMTP_PASSWORD": ("mail.smtp_password", "mp", SecretStr("mp")),
     "GAMEMETRICS_SMTP_CA_FILE": ("mail.smtp_ca_file", "/etc/mail-ca.pem", Path("/etc/mail-ca.pem")),
     "GAMEMETRICS_SMTP_TIMEOUT_SECONDS": ("mail.smtp_timeout_seconds", "3", 3.0),
+    "GAMEMETRICS_SMTP_CONNECTIONS": ("mail.smtp_connections", "3", 3),
     "GAMEMETRICS_MAIL_FROM": ("mail.mail_from", "GM <gm@example.org>", "GM <gm@example.org>"),
 }
 

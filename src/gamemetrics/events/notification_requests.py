@@ -30,6 +30,8 @@ class NotificationRequest(msgspec.Struct, frozen=True, omit_defaults=True):
     data: dict[str, Any] = msgspec.field(default_factory=dict)
     channels: list[str] | str = "auto"
     send_at: datetime | None = None
+    send_until: datetime | None = None
+    """The window's end: a message not sent by then (deferred by quiet hours, or still retrying) is given up."""
     idempotency_key: str | None = None
     requested_by: str = ""
 

@@ -11,9 +11,9 @@ recognisable (the outbox stores it once; SMTP carries it as Message-ID).
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import Literal, Protocol, runtime_checkable
 
 Channel = Literal["email", "sms", "push", "web_push", "in_app"]
 CHANNELS: frozenset[Channel] = frozenset({"email", "sms", "push", "web_push", "in_app"})
@@ -62,4 +62,22 @@ class Mail(Protocol):
 
     async def send(self, message: OutgoingMessage) -> None:
         """Hand `message` to the provider; MailError if it did not take it."""
+        ...
+
+
+@runtime_checkable
+class BatchMail(Protocol):
+    """A provider that takes many messages in one exchange (the outbox in one statement)."""
+
+    async def send_batch(self, messages: Sequence[OutgoingMessage]) -> list[MailError | None]:
+        """Hand every message to the provider; for each, None when it was taken, else why not."""
+        ...
+
+
+@runtime_checkable
+class Routing(Protocol):
+    """A provider made of one adapter per channel; a sender may hand each channel's share to its adapter."""
+
+    def carrier(self, channel: Channel) -> Mail | None:
+        """The adapter that carries `channel`, or None."""
         ...

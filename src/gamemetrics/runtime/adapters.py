@@ -80,7 +80,7 @@ async def connect(settings: Settings, url: str, *, name: str, pool_size: int = 8
         async with open_caching(settings.cache) as caches:
             # Cheap to make: no adapter connects before its first use.
             yield Adapters(url, pool, bus, caches, objects=make_objects(settings.objects, settings.data_dir),
-                           player_data_stores=registry.gdpr_stores(),
+                           player_data_stores=registry.gdpr_stores(), player_exports=registry.player_exports(),
                            mail=make_mail(settings.mail, pool), mail_fallback=make_fallback_mail(settings.mail),
                            open_vectors=lambda: _open_vectors(settings))
     finally:

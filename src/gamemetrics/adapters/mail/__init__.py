@@ -23,6 +23,10 @@ class ChannelMail:
     def channels(self) -> frozenset[Channel]:
         return frozenset(self._by_channel)
 
+    def carrier(self, channel: Channel) -> Mail | None:
+        """The adapter of `channel`, so a batch of one channel can go to it in one exchange."""
+        return self._by_channel.get(channel)
+
     async def send(self, message: OutgoingMessage) -> None:
         adapter = self._by_channel.get(message.channel)
         if adapter is None:

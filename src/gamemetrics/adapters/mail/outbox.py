@@ -1,8 +1,11 @@
 """Messages kept in the `outbox` table of the platform's PostgreSQL, for the dashboard to show,
-when no real provider is configured. Every channel is accepted."""
+when no real provider is configured. Every channel is accepted; a batch is kept in one
+transaction, one statement per tenant."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from itertools import groupby
 from typing import Any
 
 import psycopg
@@ -23,22 +26,32 @@ class OutboxMail:
         return CHANNELS
 
     async def send(self, message: OutgoingMessage) -> None:
+        failed = (await self.send_batch([message]))[0]
+        if failed is not None:
+            raise failed
+
+    async def send_batch(self, messages: Sequence[OutgoingMessage]) -> list[MailError | None]:
+        """Keep every message, each tenant's under its own name; all kept or none (the error for each)."""
+        by_tenant = sorted(messages, key=lambda m: m.tenant_id.bytes)
         try:
             async with self._pool.connection() as conn, conn.transaction():
-                # The transaction names the message's tenant, so row-level security lets it write
-                # that tenant's rows only, whatever role the service connects as.
-                await conn.execute("SELECT set_config('gamemetrics.tenant_id', %s, true)",
-                                   (str(message.tenant_id),))
-                await conn.execute(
-                    "INSERT INTO outbox (tenant_id, message_id, channel, recipient, player_id, subject, body,"
-                    " headers) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
-                    " ON CONFLICT (tenant_id, message_id) DO NOTHING",
-                    (message.tenant_id, message.message_id, message.channel, message.recipient,
-                     message.player_id, message.subject, message.body, Jsonb(dict(message.headers))),
-                )
+                for tenant_id, group in groupby(by_tenant, key=lambda m: m.tenant_id):
+                    mine = list(group)
+                    # The transaction names the messages' tenant, so row-level security lets it write
+                    # that tenant's rows only, whatever role the service connects as.
+                    await conn.execute("SELECT set_config('gamemetrics.tenant_id', %s, true)", (str(tenant_id),))
+                    await conn.execute(
+                        "INSERT INTO outbox (tenant_id, message_id, channel, recipient, player_id, subject, body,"
+                        " headers) SELECT %s, * FROM unnest(%s::uuid[], %s::text[], %s::text[], %s::text[],"
+                        " %s::text[], %s::text[], %s::jsonb[]) ON CONFLICT (tenant_id, message_id) DO NOTHING",
+                        (tenant_id, [m.message_id for m in mine], [m.channel for m in mine],
+                         [m.recipient for m in mine], [m.player_id for m in mine], [m.subject for m in mine],
+                         [m.body for m in mine], [Jsonb(dict(m.headers)) for m in mine]),
+                    )
         except psycopg.Error as exc:
-            raise MailError(f"could not keep message {message.message_id} of tenant {message.tenant_id}"
-                            f" in the outbox: {exc}") from exc
+            return [MailError(f"could not keep message {m.message_id} of tenant {m.tenant_id} in the outbox: {exc}")
+                    for m in messages]
+        return [None] * len(messages)
 
 
 async def recent_outbox(pool: AsyncConnectionPool, limit: int) -> list[dict[str, Any]]:

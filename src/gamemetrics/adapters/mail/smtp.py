@@ -1,11 +1,21 @@
 """Email through an SMTP server with `aiosmtplib`: STARTTLS or TLS from the start, and
-authentication, as configured. Only the email channel."""
+authentication, as configured. Only the email channel.
+
+Sessions are pooled: up to GAMEMETRICS_SMTP_CONNECTIONS are open at once, each sends many
+messages (a fresh session per message pays TCP, greeting, EHLO, STARTTLS and AUTH every time). A
+session that met any error is closed rather than reused, one idle too long or that has carried its
+share of messages is replaced, and a reused session the server had dropped is retried once on a
+fresh one."""
 
 from __future__ import annotations
 
+import asyncio
 import ssl
-from email.message import EmailMessage
-from email.utils import formatdate
+import time
+from email.header import Header
+from email.mime.text import MIMEText
+from email.policy import compat32
+from email.utils import formatdate, parseaddr
 
 import aiosmtplib
 
@@ -15,23 +25,53 @@ from gamemetrics.settings import MailSettings
 _EMAIL: frozenset[Channel] = frozenset({"email"})
 
 
-def email_of(message: OutgoingMessage, sender: str, domain: str) -> EmailMessage:
-    """The message as an RFC 5322 email; its Message-ID is made from the message's id."""
-    email = EmailMessage()
+_POLICY = compat32.clone(linesep="\r\n", max_line_length=0)
+"""SMTP's line ends; no folding, so a long header (an unsubscribe link) reads back as it was written."""
+
+
+def email_of(message: OutgoingMessage, sender: str, domain: str) -> MIMEText:
+    """The message as an RFC 5322 email; its Message-ID is made from the message's id.
+
+    Built with the compat32 classes: the header registry of `EmailMessage` costs more than the
+    rest of a pooled send. A line break in a header value (a subject rendered from a request's
+    data) becomes a space, so no data can add a header."""
+    email = MIMEText(message.body, "plain", "utf-8", policy=_POLICY)
     email["From"] = sender
-    email["To"] = message.recipient
-    email["Subject"] = message.subject
+    email["To"] = _one_line(message.recipient)
+    subject = _one_line(message.subject)
+    email["Subject"] = subject if subject.isascii() else Header(subject, "utf-8").encode(maxlinelen=0)
     email["Date"] = formatdate(usegmt=True)
     email["Message-ID"] = f"<{message.message_id}@{domain}>"
     for name, value in message.headers.items():
-        email[name] = value
-    email.set_content(message.body)
+        email[name] = _one_line(value)
     return email
 
 
+def _one_line(value: str) -> str:
+    return " ".join(value.splitlines()) if "\n" in value or "\r" in value else value
+
+
+_IDLE_SECONDS = 30.0
+"""A pooled session idle longer is closed: servers drop idle clients after a while (RFC 5321 allows 5 minutes)."""
+_MESSAGES_PER_SESSION = 100
+"""Then a new session: some servers cap the messages one session may carry."""
+
+
+class _Session:
+    """One open SMTP session and what it has carried."""
+
+    def __init__(self, client: aiosmtplib.SMTP) -> None:
+        self.client = client
+        self.sent = 0
+        self.idle_since = time.monotonic()
+
+    def reusable(self) -> bool:
+        return (self.client.is_connected and self.sent < _MESSAGES_PER_SESSION
+                and time.monotonic() - self.idle_since < _IDLE_SECONDS)
+
+
 class SmtpMail:
-    """One SMTP connection per message: sends are rare next to events, and a pooled connection
-    would need its own keep-alive and reconnect handling."""
+    """A pool of SMTP sessions to one server, each carrying many messages."""
 
     def __init__(self, settings: MailSettings, *, host: str | None = None, port: int | None = None) -> None:
         if not (host or settings.smtp_host):
@@ -41,6 +81,9 @@ class SmtpMail:
         self._port = port or settings.smtp_port
         self._tls = ssl.create_default_context(cafile=settings.smtp_ca_file) if settings.smtp_ca_file else None
         self._domain = settings.mail_from.rpartition("@")[2].rstrip(">") or "localhost"
+        self._sender = parseaddr(settings.mail_from)[1]
+        self._slots = asyncio.Semaphore(max(1, settings.smtp_connections))
+        self._idle: list[_Session] = []
 
     @property
     def channels(self) -> frozenset[Channel]:
@@ -49,20 +92,52 @@ class SmtpMail:
     async def send(self, message: OutgoingMessage) -> None:
         if message.channel != "email":
             raise UnsupportedChannel(f"SMTP carries email, not {message.channel} (message {message.message_id})")
-        settings = self._settings
+        email = email_of(message, self._settings.mail_from, self._domain).as_bytes()
         try:
-            await aiosmtplib.send(
-                email_of(message, settings.mail_from, self._domain),
-                hostname=self._host, port=self._port,
-                use_tls=settings.smtp_tls, start_tls=settings.smtp_starttls and not settings.smtp_tls,
-                username=settings.smtp_username,
-                password=settings.smtp_password.get_secret_value() if settings.smtp_password else None,
-                tls_context=self._tls, timeout=settings.smtp_timeout_seconds,
-            )
+            async with self._slots:
+                session = self._reused()
+                if session is not None:
+                    try:
+                        await self._carry(session, email, message.recipient)
+                        return
+                    except aiosmtplib.SMTPServerDisconnected:
+                        pass  # the server closed it while it sat idle: once more on a fresh session
+                await self._carry(await self._open(), email, message.recipient)
         except (aiosmtplib.SMTPException, OSError) as exc:
             error = Rejected if _permanent(exc) else MailError
             raise error(f"{self._host}:{self._port} did not take message {message.message_id}"
                         f" for tenant {message.tenant_id}: {exc}") from exc
+
+    def _reused(self) -> _Session | None:
+        while self._idle:
+            session = self._idle.pop()
+            if session.reusable():
+                return session
+            session.client.close()
+        return None
+
+    async def _open(self) -> _Session:
+        settings = self._settings
+        client = aiosmtplib.SMTP(
+            hostname=self._host, port=self._port, use_tls=settings.smtp_tls,
+            start_tls=settings.smtp_starttls and not settings.smtp_tls,
+            username=settings.smtp_username,
+            password=settings.smtp_password.get_secret_value() if settings.smtp_password else None,
+            tls_context=self._tls, timeout=settings.smtp_timeout_seconds,
+        )
+        await client.connect()
+        return _Session(client)
+
+    async def _carry(self, session: _Session, email: bytes, recipient: str) -> None:
+        """Send on `session`; back into the pool when it went well, closed when anything went wrong."""
+        try:
+            await session.client.sendmail(self._sender, [recipient], email)
+        except BaseException:
+            session.client.close()
+            raise
+        session.sent += 1
+        session.idle_since = time.monotonic()
+        self._idle.append(session)
 
 
 def _permanent(exc: BaseException) -> bool:

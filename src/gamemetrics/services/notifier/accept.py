@@ -7,6 +7,7 @@ refuses it refuses with a status and a reason (a 4xx at the API, a dead letter o
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import re
 import uuid
@@ -17,7 +18,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import msgspec
-from psycopg import AsyncConnection
+from psycopg import AsyncConnection, AsyncCursor
 from psycopg_pool import AsyncConnectionPool
 
 from gamemetrics.events.notification_requests import NotificationRequest
@@ -32,6 +33,8 @@ AUTO_ORDER = ("push", "web_push", "email", "sms", "in_app")
 
 _EMAIL = re.compile(r"^[^@\s<>\"',;]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9-]{1,63})+$")
 _PHONE = re.compile(r"^\+[1-9][0-9]{6,14}$")  # E.164
+DEVICE_CHANNELS = ("push", "web_push")
+"""Channels whose message goes to every device the player registered, a delivery record each."""
 SEND_AT_SKEW = timedelta(seconds=60)
 MAX_KEY = 255
 
@@ -52,13 +55,15 @@ class Accepted:
 
 
 def contact_point(channel: str, player_id: str, traits: Mapping[str, Any],
-                  devices: Mapping[str, str] | None = None) -> tuple[str | None, str | None]:
-    """The player's address on `channel` (None and why when there is none usable)."""
+                  devices: Mapping[str, Sequence[str]] | None = None) -> tuple[str | None, str | None]:
+    """The player's address on `channel` (for push and Web Push the newest device's; None and why
+    when there is none usable)."""
     if channel == "in_app":
         return player_id, None
-    if channel in ("push", "web_push"):
-        address = (devices or {}).get(channel)
-        return (address, None) if address else (None, f"no contact point: no {channel} registration for this player")
+    if channel in DEVICE_CHANNELS:
+        addresses = (devices or {}).get(channel)
+        return (addresses[0], None) if addresses else \
+            (None, f"no contact point: no {channel} registration for this player")
     if channel == "email":
         email = traits.get("email")
         if not isinstance(email, str) or not email:
@@ -74,7 +79,8 @@ def contact_point(channel: str, player_id: str, traits: Mapping[str, Any],
 
 
 def chosen_channels(requested: Sequence[str] | str, template: Template, player_id: str,
-                    traits: Mapping[str, Any], choices: Preferences, devices: Mapping[str, str]) -> list[str]:
+                    traits: Mapping[str, Any], choices: Preferences,
+                    devices: Mapping[str, Sequence[str]]) -> list[str]:
     """The channels to write records for: the requested ones, or for `auto` the first reachable one."""
     if requested == "auto":
         for channel in AUTO_ORDER:
@@ -93,57 +99,165 @@ def chosen_channels(requested: Sequence[str] | str, template: Template, player_i
     return list(dict.fromkeys(requested))
 
 
-class Acceptor:
-    """Turns requests into stored notifications, once per idempotency key."""
+@dataclass(slots=True)
+class _Waiting:
+    """A checked request waiting for its batch, and where its answer goes."""
 
-    def __init__(self, pool: AsyncConnectionPool, links: LinkSigner, *, max_body_bytes: int) -> None:
+    request: NotificationRequest
+    now: datetime | None
+    answer: asyncio.Future[Accepted]
+
+    def settle(self, result: Accepted | BaseException) -> None:
+        if self.answer.done():  # its caller went away, or a retry of its batch already answered it
+            return
+        if isinstance(result, BaseException):
+            self.answer.set_exception(result)
+        else:
+            self.answer.set_result(result)
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """A request's records before the player's caps and quiet hours are applied."""
+
+    waiting: _Waiting
+    template: Template
+    choices: Preferences
+    devices: Mapping[str, Sequence[str]]
+    rows: list[DeliveryRow]
+    fingerprint: bytes
+    moment: datetime
+
+    def capped(self) -> set[str]:
+        """The channels whose daily cap this request is counted against."""
+        if self.template.critical:
+            return set()
+        return {row.channel for row in self.rows if row.state == "queued"} & set(self.choices.daily_caps)
+
+
+class Acceptor:
+    """Turns requests into stored notifications, once per idempotency key.
+
+    Requests that arrive while a batch is being written wait and are written together, one
+    transaction per tenant: their reads in one round trip, their notifications with the COMMIT in
+    another, so the cost of a round trip is shared by every request in flight. Up to `writers`
+    batches are written at once; the first request waits for nobody."""
+
+    def __init__(self, pool: AsyncConnectionPool, links: LinkSigner, *, max_body_bytes: int,
+                 max_batch: int = 64, writers: int = 2) -> None:
         self._pool = pool
         self._links = links
         self._max_body = max_body_bytes
+        self._max_batch = max_batch
+        self._waiting: list[_Waiting] = []
+        self._writers: set[asyncio.Task[None]] = set()
+        self._writing = 0
+        self._max_writers = writers
 
     async def accept(self, request: NotificationRequest, *, now: datetime | None = None) -> Accepted:
         """The notification of `request` (the existing one when its key was seen); Refused says why not."""
-        key = request.idempotency_key
-        if key is not None and not 1 <= len(key) <= MAX_KEY:
-            raise Refused(400, f"an idempotency key has 1-{MAX_KEY} characters")
-        if not 1 <= len(request.player_id) <= 256 or "\x00" in request.player_id:
-            raise Refused(400, "a player id has 1-256 characters and no NUL")
-        send_at = request.send_at
-        if send_at is not None:
-            if send_at.tzinfo is None:
-                raise Refused(400, "send_at needs a time zone, e.g. 2026-12-24T18:00:00Z")
-            if send_at < (now or datetime.now(UTC)) - SEND_AT_SKEW:
-                raise Refused(422, f"send_at {send_at.isoformat()} is in the past")
-        tenant, game, player = request.tenant_id, request.game_id, request.player_id
-        async with store.tenant_transaction(self._pool, tenant) as conn:
-            found = await store.accept_context(conn, tenant, game, player, request.template, key)
-            fingerprint = request_hash(request)
-            if found.existing is not None:
-                if found.existing_hash not in (None, fingerprint):
-                    raise Refused(422, "this Idempotency-Key was used for a different request; use a new key")
-                return Accepted(found.existing, created=False)
-            template, traits, choices, devices = found.template, found.traits, found.preferences, found.devices
-            if template is None:
-                raise Refused(404, f"no template {request.template!r} in game {game}")
-            if traits is None:
-                raise Refused(404, f"no player {player!r} in game {game}")
-            channels = chosen_channels(request.channels, template, player, traits, choices, devices)
-            context = {**request.data, "player": {"id": player, "traits": traits}}
-            moment = send_at or now or datetime.now(UTC)
-            rows = []
-            for channel in channels:
-                row = self._row(template, channel, tenant, game, player, traits, devices, choices, context)
-                if row.state == "queued" and not template.critical:
-                    row = await self._limit(conn, row, request, choices, moment)
-                rows.append(row)
-            created = await store.insert_notification(conn, tenant, game, player, template, key, send_at, rows,
-                                                      fingerprint)
-        if created is None:  # the same key accepted by a concurrent request: theirs is the notification
-            async with store.tenant_transaction(self._pool, tenant) as conn:
-                seen = await store.existing_notification(conn, tenant, key or "")
-            assert seen is not None
-            return Accepted(seen, created=False)
-        return Accepted(created, created=True)
+        _check(request, now)
+        waiting = _Waiting(request, now, asyncio.get_running_loop().create_future())
+        self._waiting.append(waiting)
+        if self._writing < self._max_writers:
+            # Counted now, and uncounted by the writer in the same step as it finds nothing waiting:
+            # a request can never be left waiting with no writer to take it.
+            self._writing += 1
+            writer = asyncio.create_task(self._write_batches())
+            self._writers.add(writer)  # a reference, so the task is not collected while it runs
+            writer.add_done_callback(self._writers.discard)
+        return await waiting.answer
+
+    async def _write_batches(self) -> None:
+        """Write what is waiting, a batch at a time, until nothing is."""
+        try:
+            while self._waiting:
+                batch, self._waiting = self._waiting[:self._max_batch], self._waiting[self._max_batch:]
+                by_tenant: dict[uuid.UUID, list[_Waiting]] = {}
+                for waiting in batch:
+                    by_tenant.setdefault(waiting.request.tenant_id, []).append(waiting)
+                await asyncio.gather(*(self._write(group) for group in by_tenant.values()))
+        finally:
+            self._writing -= 1
+
+    async def _write(self, group: list[_Waiting]) -> None:
+        try:
+            await self._write_together(group)
+        except Exception as exc:
+            if len(group) == 1:
+                group[0].settle(exc)
+                return
+            # One request's statement failed the transaction: each again alone, so it fails alone.
+            for waiting in group:
+                if not waiting.answer.done():
+                    await self._write([waiting])
+
+    async def _write_together(self, group: list[_Waiting]) -> None:
+        """Accept the group's requests (one tenant's) in one transaction."""
+        tenant = group[0].request.tenant_id
+        written: list[tuple[_Waiting, AsyncCursor[Any]]] = []
+        async with store.tenant_transaction(self._pool, tenant, pipelined=True) as conn:
+            asked = [await store.ask_context(conn, w.request.tenant_id, w.request.game_id, w.request.player_id,
+                                             w.request.template, w.request.idempotency_key) for w in group]
+            plans: list[_Plan] = []
+            for waiting, cur in zip(group, asked, strict=True):
+                try:
+                    planned = self._plan(waiting, await store.read_context(cur))
+                except Refused as exc:
+                    waiting.settle(exc)
+                    continue
+                if isinstance(planned, Accepted):
+                    waiting.settle(planned)
+                else:
+                    plans.append(planned)
+            # Two requests at the cap at once must not both count below it: each capped channel's
+            # count and the inserts after it hold the player's channel lock until the commit (all
+            # taken first, in one order, so two transactions cannot deadlock).
+            for game, player, channel in sorted({(p.waiting.request.game_id, p.waiting.request.player_id, channel)
+                                                 for p in plans for channel in p.capped()}):
+                await store.lock_player_channel(conn, tenant, game, player, channel)
+            for plan in plans:
+                request = plan.waiting.request
+                rows: list[DeliveryRow] = []
+                for row in plan.rows:
+                    if row.state == "queued" and not plan.template.critical:
+                        # The count sees the inserts of this batch sent before it: one transaction.
+                        row = await self._limit(conn, row, request, plan.choices, plan.moment)
+                    rows.extend(every_device(row, plan.devices))
+                written.append((plan.waiting, await store.insert_notification(
+                    conn, tenant, request.game_id, request.player_id, plan.template, request.idempotency_key,
+                    request.send_at, rows, plan.fingerprint, send_until=request.send_until)))
+        for waiting, cur in written:  # after the commit: the inserts and the COMMIT shared one round trip
+            created = await store.inserted(cur)
+            waiting.settle(Accepted(created, created=True) if created else await self._theirs(waiting.request))
+
+    async def _theirs(self, request: NotificationRequest) -> Accepted:
+        """The notification a concurrent request with the same key wrote."""
+        async with store.tenant_transaction(self._pool, request.tenant_id) as conn:
+            seen = await store.existing_notification(conn, request.tenant_id, request.idempotency_key or "")
+        assert seen is not None
+        return Accepted(seen, created=False)
+
+    def _plan(self, waiting: _Waiting, found: store.AcceptContext) -> _Plan | Accepted:
+        """The request's records as its template, player and choices make them; Accepted when its key was seen."""
+        request, now = waiting.request, waiting.now
+        game, player = request.game_id, request.player_id
+        fingerprint = request_hash(request)
+        if found.existing is not None:
+            if found.existing_hash not in (None, fingerprint):
+                raise Refused(422, "this Idempotency-Key was used for a different request; use a new key")
+            return Accepted(found.existing, created=False)
+        template, traits, choices, devices = found.template, found.traits, found.preferences, found.devices
+        if template is None:
+            raise Refused(404, f"no template {request.template!r} in game {game}")
+        if traits is None:
+            raise Refused(404, f"no player {player!r} in game {game}")
+        channels = chosen_channels(request.channels, template, player, traits, choices, devices)
+        context = {**request.data, "player": {"id": player, "traits": traits}}
+        rows = [self._row(template, channel, request.tenant_id, game, player, traits, devices, choices, context)
+                for channel in channels]
+        return _Plan(waiting, template, choices, devices, rows, fingerprint,
+                     request.send_at or now or datetime.now(UTC))
 
     async def _limit(self, conn: AsyncConnection, row: DeliveryRow, request: NotificationRequest,
                      choices: Preferences, moment: datetime) -> DeliveryRow:
@@ -156,10 +270,13 @@ class Acceptor:
                                       midnight) >= cap:
                 return replace(row, state="suppressed", reason=f"capped: {cap} {row.channel} messages a day")
         until = choices.quiet_hours.until(moment) if choices.quiet_hours else None
+        if until and request.send_until and until >= request.send_until:
+            why = f"quiet hours until {until.isoformat()} outlast the send window ({request.send_until.isoformat()})"
+            return replace(row, state="suppressed", reason=why)
         return replace(row, not_before=until) if until else row
 
     def _row(self, template: Template, channel: str, tenant: uuid.UUID, game: uuid.UUID, player: str,
-             traits: Mapping[str, Any], devices: Mapping[str, str], choices: Preferences,
+             traits: Mapping[str, Any], devices: Mapping[str, Sequence[str]], choices: Preferences,
              context: Mapping[str, Any]) -> DeliveryRow:
         # An opt-out holds even for critical templates: the law requires honouring it.
         if not choices.allows(template.category, channel):
@@ -177,6 +294,36 @@ class Acceptor:
         headers = self._links.headers(Unsubscription(tenant, game, player, template.category)) \
             if channel == "email" else {}
         return DeliveryRow(channel, "queued", None, recipient, message.subject, message.body, headers)
+
+
+def _check(request: NotificationRequest, now: datetime | None) -> None:
+    """Refused when the request is malformed on its face (before anything is read)."""
+    key = request.idempotency_key
+    if key is not None and not 1 <= len(key) <= MAX_KEY:
+        raise Refused(400, f"an idempotency key has 1-{MAX_KEY} characters")
+    if not 1 <= len(request.player_id) <= 256 or "\x00" in request.player_id:
+        raise Refused(400, "a player id has 1-256 characters and no NUL")
+    send_at, send_until = request.send_at, request.send_until
+    if send_at is not None:
+        if send_at.tzinfo is None:
+            raise Refused(400, "send_at needs a time zone, e.g. 2026-12-24T18:00:00Z")
+        if send_at < (now or datetime.now(UTC)) - SEND_AT_SKEW:
+            raise Refused(422, f"send_at {send_at.isoformat()} is in the past")
+    if send_until is not None:
+        if send_until.tzinfo is None:
+            raise Refused(400, "send_until needs a time zone, e.g. 2026-12-24T22:00:00Z")
+        if send_until <= (now or datetime.now(UTC)):
+            raise Refused(422, f"send_until {send_until.isoformat()} is in the past")
+        if send_at is not None and send_until <= send_at:
+            raise Refused(422, f"send_until {send_until.isoformat()} is not after send_at {send_at.isoformat()}")
+
+
+def every_device(row: DeliveryRow, devices: Mapping[str, Sequence[str]]) -> list[DeliveryRow]:
+    """A queued push or Web Push row once per registered device (newest first), numbered; other rows as they are."""
+    addresses = devices.get(row.channel) if row.channel in DEVICE_CHANNELS and row.state == "queued" else None
+    if not addresses:
+        return [row]
+    return [replace(row, recipient=address, seq=seq) for seq, address in enumerate(addresses)]
 
 
 def request_hash(request: NotificationRequest) -> bytes:

@@ -6,8 +6,10 @@ so a notifier killed mid-send leaves a record that another (or its restart) clai
 lease runs out and sends under the same message id, which the outbox and providers keep to one
 message. Transient failures are retried with exponential backoff and full jitter (never sooner
 than a provider's Retry-After); after `notify_fallback_after` failed attempts a channel's second
-provider takes over; a permanent refusal, or the last allowed attempt failing, gives the delivery
-up: `failed` with the reason, and a letter on `notifications.dlq`.
+provider takes over; a permanent refusal, the last allowed attempt failing, or the notification's
+send window (`send_until`) closing gives the delivery up: `failed` with the reason, and a letter on
+`notifications.dlq`. A refusal that says the device is gone (an unregistered push token, an expired
+Web Push subscription) also removes that device from the player's.
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ import random
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from datetime import UTC, datetime
+from typing import Any, cast
 
 import msgspec
 import structlog
@@ -25,7 +28,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from gamemetrics.observability import metrics
 from gamemetrics.ports.bus import NOTIFICATIONS_DLQ, Message, Producer
-from gamemetrics.ports.mail import Mail, MailError, OutgoingMessage, Rejected
+from gamemetrics.ports.mail import BatchMail, Channel, Mail, MailError, OutgoingMessage, Rejected, Routing
 from gamemetrics.settings import NotifierSettings
 
 log = structlog.get_logger("notifier")
@@ -37,13 +40,29 @@ Providers = Mapping[str, Sequence[tuple[str, Mail]]]
 _CLAIM = """
 UPDATE notification_deliveries d SET state = 'sending', attempts = d.attempts + 1,
        next_attempt_at = now() + make_interval(secs => %(lease)s), updated_at = now()
-FROM (SELECT tenant_id, notification_id, channel FROM notification_deliveries
+FROM (SELECT tenant_id, notification_id, channel, seq FROM notification_deliveries
       WHERE state IN ('queued', 'sending') AND next_attempt_at <= now()
       ORDER BY next_attempt_at LIMIT %(limit)s FOR UPDATE SKIP LOCKED) due, notifications n
-WHERE (d.tenant_id, d.notification_id, d.channel) = (due.tenant_id, due.notification_id, due.channel)
+WHERE (d.tenant_id, d.notification_id, d.channel, d.seq) = (due.tenant_id, due.notification_id, due.channel, due.seq)
   AND (n.tenant_id, n.notification_id) = (d.tenant_id, d.notification_id)
 RETURNING d.tenant_id, d.notification_id, d.channel, d.attempts, d.message_id, d.recipient, d.subject, d.body,
-          d.headers, n.game_id, n.player_id
+          d.headers, n.game_id, n.player_id, d.seq, n.send_until
+"""
+
+_RECORD = """
+UPDATE notification_deliveries d SET state = o.state, reason = o.reason, provider = o.provider, updated_at = now(),
+       next_attempt_at = now() + make_interval(secs => o.delay),
+       sent_at = CASE WHEN o.state = 'sent' THEN now() END
+FROM unnest(%s::text[], %s::text[], %s::text[], %s::float8[], %s::uuid[], %s::uuid[], %s::text[], %s::int[],
+            %s::int[]) AS o(state, reason, provider, delay, tenant_id, notification_id, channel, seq, attempts)
+WHERE (d.tenant_id, d.notification_id, d.channel, d.seq, d.attempts)
+    = (o.tenant_id, o.notification_id, o.channel, o.seq, o.attempts)
+"""
+
+_FORGET = """
+DELETE FROM notification_devices v USING unnest(%s::uuid[], %s::uuid[], %s::text[], %s::text[])
+     AS g(tenant_id, game_id, kind, address)
+WHERE (v.tenant_id, v.game_id, v.kind, v.address) = (g.tenant_id, g.game_id, g.kind, g.address)
 """
 
 
@@ -62,6 +81,8 @@ class Claimed:
     headers: dict[str, str]
     game_id: uuid.UUID
     player_id: str | None
+    seq: int = 0
+    send_until: datetime | None = None
 
     def message(self) -> OutgoingMessage:
         return OutgoingMessage(self.tenant_id, self.channel, self.recipient, self.body,  # type: ignore[arg-type]
@@ -76,7 +97,9 @@ def retry_delay(attempts: int, initial: float, cap: float, retry_after: float | 
 
 
 class Deliverer:
-    """Takes due deliveries through their providers, a batch at a time, each send concurrent."""
+    """Takes due deliveries through their providers, a batch at a time: one statement claims the
+    batch, each provider gets its share at once (in one exchange when it takes batches), one
+    statement records every outcome."""
 
     def __init__(self, pool: AsyncConnectionPool, producer: Producer, providers: Providers,
                  settings: NotifierSettings, *, rng: random.Random | None = None) -> None:
@@ -105,9 +128,49 @@ class Deliverer:
                                               "limit": settings.notify_batch_size})
             claimed = [Claimed(*row) for row in await cur.fetchall()]
         if claimed:
-            outcomes = await asyncio.gather(*(self._deliver(one) for one in claimed))
-            await self._record(outcomes)
+            await self._record(await self._deliver_all(claimed))
         return len(claimed)
+
+    async def _deliver_all(self, claimed: Sequence[Claimed]) -> list[Outcome]:
+        """Each provider's share of the batch sent at once; what is to be recorded of each delivery."""
+        outcomes: list[Outcome] = []
+        shares: dict[int, tuple[str, Mail, list[Claimed]]] = {}
+        now = datetime.now(UTC)
+        for one in claimed:
+            if one.send_until is not None and one.send_until <= now:
+                outcomes.append(self._given_up(one, f"the send window closed at {one.send_until.isoformat()}"
+                                                    " before it could be sent", None))
+                continue
+            chosen = self._provider(one)
+            if chosen is None:
+                outcomes.append(self._given_up(one, f"no provider carries the {one.channel} channel", None))
+                continue
+            name, provider = chosen
+            # Each channel's adapter gets its own share: the outbox takes it in one statement, and a
+            # slow channel does not hold up (or time out) another's sends.
+            carrier = provider.carrier(cast("Channel", one.channel)) if isinstance(provider, Routing) else None
+            mail = carrier or provider
+            shares.setdefault(id(mail), (name, mail, []))[2].append(one)
+        answers = await asyncio.gather(*(self._send(mail, share) for _, mail, share in shares.values()))
+        for (name, _, share), errors in zip(shares.values(), answers, strict=True):
+            outcomes.extend(self._outcome(one, name, error) for one, error in zip(share, errors, strict=True))
+        return outcomes
+
+    async def _send(self, provider: Mail, share: Sequence[Claimed]) -> list[BaseException | None]:
+        """Hand `share` to the provider; for each delivery, None when it took the message, else the error."""
+        timeout = self._settings.notify_send_timeout_seconds
+        messages = [one.message() for one in share]
+        if isinstance(provider, BatchMail):
+            try:
+                return list(await asyncio.wait_for(provider.send_batch(messages), timeout))
+            except Exception as exc:  # a hang or a crash is the whole exchange's: each delivery retried
+                return [exc] * len(share)
+        answers = await asyncio.gather(*(asyncio.wait_for(provider.send(m), timeout) for m in messages),
+                                       return_exceptions=True)
+        for answer in answers:
+            if isinstance(answer, BaseException) and not isinstance(answer, Exception):
+                raise answer  # a cancellation is the worker's, not the delivery's
+        return [answer if isinstance(answer, BaseException) else None for answer in answers]
 
     def _provider(self, claimed: Claimed) -> tuple[str, Mail] | None:
         chain = self._providers.get(claimed.channel, ())
@@ -116,32 +179,32 @@ class Deliverer:
         use_fallback = claimed.attempts > self._settings.notify_fallback_after and len(chain) > 1
         return chain[1] if use_fallback else chain[0]
 
-    async def _deliver(self, claimed: Claimed) -> Outcome:
-        """Hand the message to its provider; what is to be recorded."""
+    def _outcome(self, claimed: Claimed, name: str, error: BaseException | None) -> Outcome:
+        """What to record of a delivery its provider `name` answered `error` to (None: it took it)."""
         settings = self._settings
-        chosen = self._provider(claimed)
-        if chosen is None:
-            return self._given_up(claimed, f"no provider carries the {claimed.channel} channel", None)
-        name, provider = chosen
-        try:
-            await asyncio.wait_for(provider.send(claimed.message()), settings.notify_send_timeout_seconds)
-        except Rejected as exc:
+        if error is None:
+            metrics.NOTIFICATION_ATTEMPTS.labels(channel=claimed.channel, outcome="sent").inc()
+            return Outcome(claimed, "sent", None, name)
+        if isinstance(error, Rejected):
             # An unregistered token or expired subscription is no longer a contact point.
-            return self._given_up(claimed, f"{name} refused it: {exc}", name, forget=exc.recipient_gone)
-        except (MailError, TimeoutError, OSError) as exc:
-            reason = f"{name}: timed out after {settings.notify_send_timeout_seconds}s" \
-                if isinstance(exc, TimeoutError) else f"{name}: {exc}"
-            if claimed.attempts >= settings.notify_max_attempts:
-                return self._given_up(claimed, f"gave up after {claimed.attempts} attempts; last: {reason}", name)
-            delay = retry_delay(claimed.attempts, settings.notify_backoff_initial_seconds,
-                                settings.notify_backoff_cap_seconds, getattr(exc, "retry_after", None), self._rng)
-            metrics.NOTIFICATION_ATTEMPTS.labels(channel=claimed.channel, outcome="retry").inc()
-            log.info("delivery failed; retrying", tenant_id=str(claimed.tenant_id),
-                     notification_id=str(claimed.notification_id), channel=claimed.channel,
-                     attempts=claimed.attempts, retry_in_s=round(delay, 3), reason=reason)
-            return Outcome(claimed, "queued", reason, name, delay)
-        metrics.NOTIFICATION_ATTEMPTS.labels(channel=claimed.channel, outcome="sent").inc()
-        return Outcome(claimed, "sent", None, name)
+            return self._given_up(claimed, f"{name} refused it: {error}", name, forget=error.recipient_gone)
+        if isinstance(error, TimeoutError):
+            reason = f"{name}: timed out after {settings.notify_send_timeout_seconds}s"
+        elif isinstance(error, (MailError, OSError)):
+            reason = f"{name}: {error}"
+        else:  # a provider's bug: logged with its traceback, and retried like a transient failure
+            log.error("provider raised", provider=name, notification_id=str(claimed.notification_id),
+                      exc_info=error)
+            reason = f"{name}: {type(error).__name__}: {error}"
+        if claimed.attempts >= settings.notify_max_attempts:
+            return self._given_up(claimed, f"gave up after {claimed.attempts} attempts; last: {reason}", name)
+        delay = retry_delay(claimed.attempts, settings.notify_backoff_initial_seconds,
+                            settings.notify_backoff_cap_seconds, getattr(error, "retry_after", None), self._rng)
+        metrics.NOTIFICATION_ATTEMPTS.labels(channel=claimed.channel, outcome="retry").inc()
+        log.info("delivery failed; retrying", tenant_id=str(claimed.tenant_id),
+                 notification_id=str(claimed.notification_id), channel=claimed.channel,
+                 attempts=claimed.attempts, retry_in_s=round(delay, 3), reason=reason)
+        return Outcome(claimed, "queued", reason, name, delay)
 
     def _given_up(self, claimed: Claimed, reason: str, provider: str | None, *, forget: bool = False) -> Outcome:
         metrics.NOTIFICATION_ATTEMPTS.labels(channel=claimed.channel, outcome="failed").inc()
@@ -150,21 +213,18 @@ class Deliverer:
         return Outcome(claimed, "failed", reason, provider, forget=forget)
 
     async def _record(self, outcomes: Sequence[Outcome]) -> None:
-        """Every outcome of the round in one transaction, then the round's dead letters in one send."""
-        async with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
+        """Every outcome of the round in one statement, then the round's dead letters in one send."""
+        async with self._pool.connection() as conn, conn.transaction():
             # `attempts` guards against a late answer overwriting a newer claim after a lease ran out.
-            await cur.executemany(
-                "UPDATE notification_deliveries SET state = %s, reason = %s, provider = %s, updated_at = now(),"
-                " next_attempt_at = now() + make_interval(secs => %s),"
-                " sent_at = CASE WHEN %s::text = 'sent' THEN now() END"
-                " WHERE tenant_id = %s AND notification_id = %s AND channel = %s AND attempts = %s",
-                [(o.state, o.reason, o.provider, o.delay, o.state, o.claimed.tenant_id, o.claimed.notification_id,
-                  o.claimed.channel, o.claimed.attempts) for o in outcomes])
-            gone = [(o.claimed.tenant_id, o.claimed.game_id, o.claimed.channel, o.claimed.recipient)
-                    for o in outcomes if o.forget]
+            await conn.execute(_RECORD, (
+                [o.state for o in outcomes], [o.reason for o in outcomes], [o.provider for o in outcomes],
+                [o.delay for o in outcomes], [o.claimed.tenant_id for o in outcomes],
+                [o.claimed.notification_id for o in outcomes], [o.claimed.channel for o in outcomes],
+                [o.claimed.seq for o in outcomes], [o.claimed.attempts for o in outcomes]))
+            gone = [o.claimed for o in outcomes if o.forget]
             if gone:
-                await cur.executemany("DELETE FROM notification_devices WHERE tenant_id = %s AND game_id = %s"
-                                      " AND kind = %s AND address = %s", gone)
+                await conn.execute(_FORGET, ([c.tenant_id for c in gone], [c.game_id for c in gone],
+                                             [c.channel for c in gone], [c.recipient for c in gone]))
         letters = [dead_letter(o.claimed, o.reason or "") for o in outcomes if o.state == "failed"]
         if letters:
             try:

@@ -30,7 +30,7 @@ from gamemetrics.web.responses import json_response
 SEND = "notifications:send"
 TEMPLATES = "/v1/games/{game_id}/notification-templates"
 PREFERENCES = "/v1/games/{game_id}/players/{player_id}/notification-preferences"
-_REQUEST_FIELDS = {"game_id", "player_id", "template", "data", "channels", "send_at"}
+_REQUEST_FIELDS = {"game_id", "player_id", "template", "data", "channels", "send_at", "send_until"}
 
 
 def _refusal(exc: Refused) -> ApiError:

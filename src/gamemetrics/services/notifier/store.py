@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from psycopg import AsyncConnection
+from psycopg import AsyncConnection, AsyncCursor
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
@@ -18,9 +18,16 @@ from gamemetrics.services.notifier.templates import Template
 
 
 @asynccontextmanager
-async def tenant_transaction(pool: AsyncConnectionPool, tenant_id: uuid.UUID) -> AsyncIterator[AsyncConnection]:
-    """A transaction that names `tenant_id`, so row-level security shows and takes that tenant's rows only."""
-    async with pool.connection() as conn, conn.transaction():
+async def tenant_transaction(pool: AsyncConnectionPool, tenant_id: uuid.UUID, *,
+                             pipelined: bool = False) -> AsyncIterator[AsyncConnection]:
+    """A transaction that names `tenant_id`, so row-level security shows and takes that tenant's rows only.
+
+    `pipelined`: statements are sent without waiting for the previous one's answer until a result is
+    read, so BEGIN, the tenant's name and the first query cost one round trip (the hot path's)."""
+    async with pool.connection() as conn, AsyncExitStack() as stack:
+        if pipelined:
+            await stack.enter_async_context(conn.pipeline())
+        await stack.enter_async_context(conn.transaction())
         await conn.execute("SELECT set_config('gamemetrics.tenant_id', %s, true)", (str(tenant_id),))
         yield conn
 
@@ -103,11 +110,20 @@ async def opt_out(conn: AsyncConnection, tenant_id: uuid.UUID, game_id: uuid.UUI
     )
 
 
+async def lock_player_channel(conn: AsyncConnection, tenant_id: uuid.UUID, game_id: uuid.UUID, player_id: str,
+                              channel: str) -> None:
+    """Hold the player's channel until the transaction ends (a transaction-level advisory lock)."""
+    await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))",
+                       (f"notifier-cap:{tenant_id}:{game_id}:{channel}:{player_id}",))
+
+
 async def sent_today(conn: AsyncConnection, tenant_id: uuid.UUID, game_id: uuid.UUID, player_id: str,
                      channel: str, since: datetime) -> int:
-    """Messages on `channel` to the player accepted since `since` and not suppressed or given up."""
+    """Messages on `channel` to the player accepted since `since` and not suppressed or given up (a
+    message to several devices counts once)."""
     cur = await conn.execute(
-        "SELECT count(*) FROM notifications n JOIN notification_deliveries d USING (tenant_id, notification_id)"
+        "SELECT count(DISTINCT n.notification_id) FROM notifications n"
+        " JOIN notification_deliveries d USING (tenant_id, notification_id)"
         " WHERE n.tenant_id = %s AND n.game_id = %s AND n.player_id = %s AND d.channel = %s"
         " AND n.created_at >= %s AND d.state IN ('queued', 'sending', 'sent')",
         (tenant_id, game_id, player_id, channel, since))
@@ -128,6 +144,8 @@ class DeliveryRow:
     headers: dict[str, str] | None = None
     not_before: datetime | None = None
     """Quiet hours: the first attempt waits until then (else until the notification's send_at)."""
+    seq: int = 0
+    """Which of the channel's records: push and Web Push have one per device."""
 
 
 async def existing_notification(conn: AsyncConnection, tenant_id: uuid.UUID, key: str) -> uuid.UUID | None:
@@ -137,58 +155,99 @@ async def existing_notification(conn: AsyncConnection, tenant_id: uuid.UUID, key
     return row[0] if row else None
 
 
+_INSERT = """
+WITH n AS (
+    INSERT INTO notifications (tenant_id, notification_id, game_id, player_id, template, category, idempotency_key,
+                               request_hash, send_at, send_until)
+    VALUES (%(t)s, %(id)s, %(g)s, %(p)s, %(template)s, %(category)s, %(key)s, %(hash)s, %(send_at)s, %(send_until)s)
+    ON CONFLICT (tenant_id, idempotency_key) DO NOTHING RETURNING tenant_id, notification_id
+), d AS (
+    INSERT INTO notification_deliveries (tenant_id, notification_id, channel, seq, state, reason, message_id,
+                                         recipient, subject, body, headers, next_attempt_at)
+    SELECT n.tenant_id, n.notification_id, r.channel, r.seq, r.state, r.reason, r.message_id, r.recipient, r.subject,
+           r.body, r.headers, coalesce(r.not_before, %(send_at)s, now())
+    FROM n, unnest(%(channel)s::text[], %(seq)s::int[], %(state)s::text[], %(reason)s::text[], %(message)s::uuid[],
+                   %(recipient)s::text[], %(subject)s::text[], %(body)s::text[], %(headers)s::jsonb[],
+                   %(not_before)s::timestamptz[])
+         AS r(channel, seq, state, reason, message_id, recipient, subject, body, headers, not_before)
+    RETURNING 1
+)
+SELECT notification_id, (SELECT count(*) FROM d) FROM n
+"""
+
+
 async def insert_notification(conn: AsyncConnection, tenant_id: uuid.UUID, game_id: uuid.UUID, player_id: str,
                               template: Template, key: str | None, send_at: datetime | None,
-                              deliveries: Sequence[DeliveryRow], request_hash: bytes | None = None) -> uuid.UUID | None:
-    """Write the notification and its delivery records; None when `key` was taken meanwhile."""
-    notification_id = uuid.uuid4()
-    cur = await conn.execute(
-        "INSERT INTO notifications (tenant_id, notification_id, game_id, player_id, template, category,"
-        " idempotency_key, request_hash, send_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
-        " ON CONFLICT (tenant_id, idempotency_key) DO NOTHING RETURNING notification_id",
-        (tenant_id, notification_id, game_id, player_id, template.name, template.category, key, request_hash,
-         send_at),
-    )
-    if await cur.fetchone() is None:
-        return None
-    async with conn.cursor() as cur:
-        await cur.executemany(
-            "INSERT INTO notification_deliveries (tenant_id, notification_id, channel, state, reason, message_id,"
-            " recipient, subject, body, headers, next_attempt_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s,"
-            " coalesce(%s, %s, now()))",
-            [(tenant_id, notification_id, d.channel, d.state, d.reason, uuid.uuid4(), d.recipient, d.subject, d.body,
-              Jsonb(d.headers or {}), d.not_before, send_at) for d in deliveries],
-        )
-    return notification_id
+                              deliveries: Sequence[DeliveryRow], request_hash: bytes | None = None, *,
+                              send_until: datetime | None = None) -> AsyncCursor[Any]:
+    """Write the notification and its delivery records in one statement. Its cursor answers the
+    notification's id, or no row when `key` was taken meanwhile; read it after the commit, so that
+    in a pipelined transaction the statement and the COMMIT share one round trip."""
+    return await conn.execute(_INSERT, {
+        "t": tenant_id, "id": uuid.uuid4(), "g": game_id, "p": player_id, "template": template.name,
+        "category": template.category, "key": key, "hash": request_hash, "send_at": send_at,
+        "send_until": send_until, "channel": [d.channel for d in deliveries],
+        "seq": [d.seq for d in deliveries], "state": [d.state for d in deliveries],
+        "reason": [d.reason for d in deliveries], "message": [uuid.uuid4() for _ in deliveries],
+        "recipient": [d.recipient for d in deliveries], "subject": [d.subject for d in deliveries],
+        "body": [d.body for d in deliveries], "headers": [Jsonb(d.headers or {}) for d in deliveries],
+        "not_before": [d.not_before for d in deliveries]})
+
+
+async def inserted(cur: AsyncCursor[Any]) -> uuid.UUID | None:
+    """The id `insert_notification` wrote, or None when its key was taken meanwhile."""
+    row = await cur.fetchone()
+    return row[0] if row else None
+
+
+_STATE_ORDER = ("queued", "deferred", "sent", "failed", "suppressed")
+"""Which state speaks for several: work still to do first, then what reached the player."""
+
+
+def _delivery_state(state: str, reason: str | None, attempts: int, next_at: datetime, later: bool,
+                    sent_at: datetime | None) -> dict[str, Any]:
+    entry: dict[str, Any] = {"state": state, "reason": reason, "attempts": attempts}
+    if state in ("queued", "sending"):
+        # A claimed delivery is still queued to its caller; a first attempt not yet due is deferred.
+        entry["state"] = "deferred" if later and attempts == 0 else "queued"
+        entry["deferred_until" if entry["state"] == "deferred" else "next_attempt_at"] = next_at
+    if sent_at is not None:
+        entry["sent_at"] = sent_at
+    return entry
+
+
+def _channel_state(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """A channel's state from its records: the one record's, or for several devices the leading
+    state (sent when any device got it), the most attempts, and each device's own under `devices`."""
+    if len(records) == 1:
+        return records[0]
+    state = next(s for s in _STATE_ORDER if any(r["state"] == s for r in records))
+    lead = next(r for r in records if r["state"] == state)
+    return {**lead, "attempts": max(r["attempts"] for r in records), "devices": records}
 
 
 async def notification_status(conn: AsyncConnection, tenant_id: uuid.UUID,
                               notification_id: uuid.UUID) -> dict[str, Any] | None:
     """`{"id", "state", "channels": {...}}`, or None when the tenant has no such notification."""
     cur = await conn.execute(
-        "SELECT n.game_id, n.player_id, n.template, n.send_at, n.created_at, d.channel, d.state, d.reason,"
-        " d.attempts, d.next_attempt_at, d.next_attempt_at > now(), d.sent_at FROM notifications n"
+        "SELECT n.game_id, n.player_id, n.template, n.send_at, n.send_until, n.created_at, d.channel, d.state,"
+        " d.reason, d.attempts, d.next_attempt_at, d.next_attempt_at > now(), d.sent_at FROM notifications n"
         " JOIN notification_deliveries d USING (tenant_id, notification_id)"
-        " WHERE n.tenant_id = %s AND n.notification_id = %s ORDER BY d.channel", (tenant_id, notification_id),
+        " WHERE n.tenant_id = %s AND n.notification_id = %s ORDER BY d.channel, d.seq", (tenant_id, notification_id),
     )
     rows = await cur.fetchall()
     if not rows:
         return None
-    channels: dict[str, Any] = {}
+    records: dict[str, list[dict[str, Any]]] = {}
     for *_, channel, state, reason, attempts, next_at, later, sent_at in rows:
-        entry: dict[str, Any] = {"state": state, "reason": reason, "attempts": attempts}
-        if state in ("queued", "sending"):
-            # A claimed delivery is still queued to its caller; a first attempt not yet due is deferred.
-            entry["state"] = "deferred" if later and attempts == 0 else "queued"
-            entry["deferred_until" if entry["state"] == "deferred" else "next_attempt_at"] = next_at
-        if sent_at is not None:
-            entry["sent_at"] = sent_at
-        channels[channel] = entry
+        records.setdefault(channel, []).append(_delivery_state(state, reason, attempts, next_at, later, sent_at))
+    channels = {channel: _channel_state(theirs) for channel, theirs in records.items()}
     states = {entry["state"] for entry in channels.values()}
-    overall = next(s for s in ("queued", "deferred", "sent", "failed", "suppressed") if s in states)
-    game_id, player_id, template, send_at, created_at = rows[0][:5]
+    overall = next(s for s in _STATE_ORDER if s in states)
+    game_id, player_id, template, send_at, send_until, created_at = rows[0][:6]
     return {"id": notification_id, "game_id": game_id, "player_id": player_id, "template": template,
-            "send_at": send_at, "created_at": created_at, "state": overall, "channels": channels}
+            "send_at": send_at, "send_until": send_until, "created_at": created_at, "state": overall,
+            "channels": channels}
 
 
 async def given_up(conn: AsyncConnection, limit: int) -> list[dict[str, Any]]:
@@ -241,8 +300,12 @@ class AcceptContext:
     template: Template | None
     traits: dict[str, Any] | None
     preferences: Preferences
-    devices: dict[str, str]
+    devices: dict[str, list[str]]
+    """Per kind, the player's devices, newest first."""
 
+
+MAX_DEVICES = 20
+"""Devices of a kind a message goes to, the newest: a player's stale tokens are removed as providers refuse them."""
 
 _CONTEXT = """
 SELECT (SELECT notification_id FROM notifications WHERE tenant_id = %(t)s AND idempotency_key = %(key)s),
@@ -252,15 +315,21 @@ SELECT (SELECT notification_id FROM notifications WHERE tenant_id = %(t)s AND id
        (SELECT coalesce(traits, '{}') FROM players WHERE tenant_id = %(t)s AND game_id = %(g)s AND player_id = %(p)s),
        (SELECT jsonb_build_array(categories, quiet_hours, daily_caps) FROM notification_preferences
          WHERE tenant_id = %(t)s AND game_id = %(g)s AND player_id = %(p)s),
-       (SELECT jsonb_object_agg(kind, address) FROM (
-          SELECT DISTINCT ON (kind) kind, address FROM notification_devices
-           WHERE tenant_id = %(t)s AND game_id = %(g)s AND player_id = %(p)s ORDER BY kind, created_at DESC) latest)
+       (SELECT jsonb_object_agg(kind, (addresses)[1:%(devices)s]) FROM (
+          SELECT kind, array_agg(address ORDER BY created_at DESC, address) AS addresses FROM notification_devices
+           WHERE tenant_id = %(t)s AND game_id = %(g)s AND player_id = %(p)s GROUP BY kind) theirs)
 """
 
 
-async def accept_context(conn: AsyncConnection, tenant_id: uuid.UUID, game_id: uuid.UUID, player_id: str,
-                         template: str, key: str | None) -> AcceptContext:
-    cur = await conn.execute(_CONTEXT, {"t": tenant_id, "g": game_id, "p": player_id, "name": template, "key": key})
+async def ask_context(conn: AsyncConnection, tenant_id: uuid.UUID, game_id: uuid.UUID, player_id: str,
+                      template: str, key: str | None) -> AsyncCursor[Any]:
+    """Send the read of what accepting a request needs; `read_context` reads its answer (in a
+    pipeline, the reads of many requests share one round trip)."""
+    return await conn.execute(_CONTEXT, {"t": tenant_id, "g": game_id, "p": player_id, "name": template, "key": key,
+                                         "devices": MAX_DEVICES})
+
+
+async def read_context(cur: AsyncCursor[Any]) -> AcceptContext:
     row = await cur.fetchone()
     assert row is not None
     existing, existing_hash, found, traits, preferences, devices = row

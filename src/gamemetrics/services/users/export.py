@@ -2,15 +2,16 @@
 everything the platform holds about the player as one JSON document, streamed: the profile, every
 event, the daily and session rollups, the dead letters that are their events, and what the
 recommender learnt from them (its interactions and the feedback on its answers; the player's vector
-is computed from those interactions and is not readable on its own). The events include those that
-now live only in the archive (read from object storage before the document starts, so a missing
-or damaged archive file is a 503 naming it rather than an export without those events)."""
+is computed from those interactions and is not readable on its own), then each other service's part
+(the registry's `gdpr_export`s, e.g. the notifier's), under that service's name. The events include
+those that now live only in the archive (read from object storage before the document starts, so a
+missing or damaged archive file is a 503 naming it rather than an export without those events)."""
 
 from __future__ import annotations
 
 import base64
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -23,6 +24,7 @@ from starlette.routing import Route
 from gamemetrics.archive.layout import ArchiveError
 from gamemetrics.archive.players import archived_events
 from gamemetrics.audit import AuditEntry, AuditLog
+from gamemetrics.gdpr.exports import PlayerExport
 from gamemetrics.gdpr.tombstones import Tombstones
 from gamemetrics.ports.objects import Objects, ObjectStoreError
 from gamemetrics.services.users.holdings import dead_letters_of
@@ -49,9 +51,10 @@ _FEEDBACK_COLUMNS = ("recommendation_id", "kind", "item_id", "source", "at")
 
 class ExportRoutes:
     def __init__(self, pool: AsyncConnectionPool, guard: Guard, tombstones: Tombstones, audit: AuditLog,
-                 objects: Objects | None = None) -> None:
+                 objects: Objects | None = None, parts: Sequence[tuple[str, PlayerExport]] = ()) -> None:
         self._objects = objects
         self._pool = pool
+        self._parts = parts
         self._guard = guard
         self._tombstones = tombstones
         self._audit = audit
@@ -144,7 +147,10 @@ class ExportRoutes:
             yield b', "recommender": {"interactions": ' + _json.encode(await _rows(
                 conn, "rec_interactions", _INTERACTION_COLUMNS, key, "at"))
             yield b', "feedback": ' + _json.encode(await _rows(
-                conn, "rec_feedback", _FEEDBACK_COLUMNS, key, "at")) + b"}}"
+                conn, "rec_feedback", _FEEDBACK_COLUMNS, key, "at")) + b"}"
+            for name, part in self._parts:
+                yield b", " + _json.encode(name) + b": " + _json.encode(await part(conn, *key))
+            yield b"}"
 
     def routes(self) -> list[Route]:
         return [Route("/v1/games/{game_id}/players/{player_id}/export", self.export, methods=["GET"])]

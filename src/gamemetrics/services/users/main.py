@@ -69,7 +69,7 @@ async def build(adapters: Adapters, settings: Settings) -> AsyncIterator[Service
                                        settings.users.token_rate_client_burst),
                         settings.auth.token_ttl_seconds).routes(),
         *AdminRoutes(pool, guard, tenancy, clients, audit).routes(),
-        *ExportRoutes(pool, guard, tombstones, audit, adapters.objects).routes(),
+        *ExportRoutes(pool, guard, tombstones, audit, adapters.objects, adapters.player_exports).routes(),
         *ErasureRoutes(pool, bus, guard, tombstones, codec, audit, adapters.player_data_stores).routes(),
         *PlayerRoutes(settings, pool, guard, tombstones).routes(),
     ]

@@ -5,14 +5,14 @@ processor stores events; an archive run deleting a day's rows and a restore brin
 change what `funnel` and the per-player breakdowns read, so they count their rows here. It only
 grows, so a version never comes back to one an older answer was kept under.
 
-Revision ID: 0019
+Revision ID: 0017
 Revises: 0016
 Create Date: 2026-12-01
 """
 
 from alembic import op
 
-revision = "0019"
+revision = "0017"
 down_revision = "0016"
 branch_labels = None
 depends_on = None
