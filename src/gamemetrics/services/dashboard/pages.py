@@ -62,7 +62,7 @@ class Pages:
 
     def render(self, name: str, code: int = 200, **context: Any) -> HTMLResponse:
         html = self._env.get_template(name).render(prefix=PREFIX, **context)
-        return HTMLResponse(html, status_code=code, headers=_NO_STORE)
+        return HTMLResponse(html, status_code=code, headers=NO_STORE)
 
     def signed_in(self, handler: Handler, *, manage: bool = False) -> Callable[[Request], Awaitable[Response]]:
         """`handler` behind the session (and the CSRF token on a POST; a managing role when `manage`)."""
@@ -70,7 +70,7 @@ class Pages:
             session = await self._sessions.find(request.cookies.get(COOKIE))
             if session is None:
                 if _wants_json(request):
-                    return JSONResponse({"error": "log in to the dashboard first"}, 401, headers=_NO_STORE)
+                    return JSONResponse({"error": "log in to the dashboard first"}, 401, headers=NO_STORE)
                 return RedirectResponse(f"{PREFIX}/login", 303)
             try:
                 if manage and not session.manages:
@@ -95,7 +95,7 @@ class Pages:
 
     def _message(self, page: Page, session: Session | None, request: Request) -> Response:
         if _wants_json(request):
-            return JSONResponse({"error": page.message}, page.status, headers=_NO_STORE)
+            return JSONResponse({"error": page.message}, page.status, headers=NO_STORE)
         return self.render("message.html", page.status, session=session, status=page.status, message=page.message)
 
     async def _games(self, session: Session) -> list[dict[str, Any]]:
@@ -198,7 +198,7 @@ class Pages:
         points = tiles.series(await self._overview(session, game["id"], period))[metric]
         name = f"{metric}_{period.start}_{period.end}.csv"
         return Response(tiles.rows_csv(points, metric), media_type="text/csv",
-                        headers={"Content-Disposition": f'attachment; filename="{name}"', **_NO_STORE})
+                        headers={"Content-Disposition": f'attachment; filename="{name}"', **NO_STORE})
 
     async def live(self, request: Request, session: Session) -> Response:
         game, _ = await self.game_of(request, session)
@@ -206,7 +206,7 @@ class Pages:
         return JSONResponse({
             "at": figures.at.isoformat(), "last_minute": figures.last_minute,
             "per_minute": [[m.isoformat(), n] for m, n in figures.per_minute],
-        }, headers=_NO_STORE)
+        }, headers=NO_STORE)
 
     async def root(self, request: Request) -> Response:
         return RedirectResponse(f"{PREFIX}/", 307)
@@ -230,7 +230,7 @@ class Pages:
         return self.render("message.html", 404, session=None, status=404, message="no such page")
 
 
-_NO_STORE = {"Cache-Control": "no-store"}
+NO_STORE = {"Cache-Control": "no-store"}
 
 
 def _wants_json(request: Request) -> bool:
