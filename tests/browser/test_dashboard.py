@@ -316,6 +316,45 @@ def test_a_dead_letter_is_shown_with_its_payload_and_replayed_once(
     assert len(platform.query("SELECT 1 FROM dead_letters WHERE event_id = %s", (event["event_id"],))) == 1
 
 
+def test_ingest_refusals_are_shown_by_reason_and_only_to_their_tenant(
+        dashboard: Dashboard, platform: RunningPlatform, operators: Operators) -> None:
+    future = (datetime.now(UTC) + timedelta(days=2)).isoformat()
+    answer = platform.post("/v1/events", {"events": [new_event("teleport"), new_event(timestamp=future),
+                                                     new_event(timestamp=future), new_event()]})
+    assert answer.status_code == 200 and len(answer.json()["rejected"]) == 3
+    assert platform.post("/v1/events", {"events": [new_event() for _ in range(501)]}).status_code == 413
+    dashboard.log_in(operators.analyst)
+
+    def shown() -> dict[str, tuple[int, int]]:
+        dashboard.open(f"/dashboard/games/{platform.game_id}/quality?range=today")
+        return {str(row.get_attribute("data-reason")): (int(row.find_element(By.CLASS_NAME, "requests").text),
+                                                        int(row.find_element(By.CLASS_NAME, "events").text))
+                for row in dashboard.driver.find_elements(By.CSS_SELECTOR, "#refusals tbody tr[data-reason]")}
+
+    # Other tests refuse events of this game too: the counts are at least this test's own.
+    platform.wait_for(lambda: {"unknown_event_type", "timestamp_in_future", "too_large"} <= set(shown()),
+                      "the refusals on the data-quality page")
+    counts = shown()
+    assert counts["too_large"][0] >= 1 and counts["too_large"][1] >= 501
+    assert counts["timestamp_in_future"][1] >= 2 and counts["unknown_event_type"][1] >= 1
+    row = dashboard.driver.find_element(By.ID, "refusal-too_large")
+    assert "request too large" in row.text and row.find_elements(By.CSS_SELECTOR, "svg.chart path.line")
+    dashboard.shot("ingest-refusals")
+    csv = dashboard.driver.execute_script(
+        "return fetch(arguments[0]).then(r => r.text())",
+        f"/dashboard/games/{platform.game_id}/quality/refusals.csv?range=7d")
+    assert str(csv).startswith("date,reason,events,requests") and ",too_large," in str(csv)
+    dashboard.open(f"/dashboard/games/{platform.game_id}/quality?range=custom&from=2020-01-01&to=2026-01-01")
+    assert "at most" in dashboard.text("message-text"), "a range of years is refused with a message"
+    # Tenant B's admin gets a 404 page for tenant A's game, its counts and its CSV, whatever the URL says.
+    dashboard.log_in(operators.other_admin)
+    for path in ("quality?range=today", "quality/refusals.csv?range=90d"):
+        dashboard.open(f"/dashboard/games/{platform.game_id}/{path}")
+        assert dashboard.driver.find_element(By.TAG_NAME, "h1").text == "Not found", path
+    dashboard.open(f"/dashboard/games/{operators.other_game}/quality?range=today")
+    assert not dashboard.driver.find_elements(By.CSS_SELECTOR, "#refusals tbody tr[data-reason]")
+
+
 def test_settings_audit_log_and_the_system_page(
         dashboard: Dashboard, platform: RunningPlatform, operators: Operators) -> None:
     dashboard.log_in(operators.admin)
