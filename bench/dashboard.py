@@ -4,9 +4,10 @@ what open dashboards cost the host and ingest.
     python bench/dashboard.py [--events 10000000] [--players 2000] [--days 120] [--dashboards 20]
                               [--duration 10] [--keep DIR]
 
-It loads a game's history with bench/analytics.py's loader (straight into the events table and the
-rollups), starts the HTTP host (`gamemetrics serve ingest,analytics,users,dashboard`) as its own
-process, makes an operator and a write key with the CLI, and drives Debian's Chromium headless:
+It loads a game's history with bench/analytics.py's loader (generated inside PostgreSQL straight into
+the events table, the rollups built by the processor's own SQL; not through ingest), starts the HTTP
+host (`gamemetrics serve ingest,analytics,users,dashboard`) as its own process, makes an operator
+and a write key with the CLI, and drives Debian's Chromium headless:
 
 - first charts: the overview of the last 90 days, from navigation start to the page's
   DOMContentLoaded (its charts are SVG in the page, drawn as it is parsed), read from the browser's
@@ -15,6 +16,11 @@ process, makes an operator and a write key with the CLI, and drives Debian's Chr
   panel every second) and nothing else happening, per open dashboard;
 - ingest: events/s accepted by ingest for `--duration` seconds with no dashboard open, then with
   `--dashboards` open, and the host's CPU in each phase.
+
+Beside them it prints the raw limits of the same machine in the same run: PostgreSQL's COPY rate
+of event rows into a table shaped like `events` (against the load's events/s), and the same
+overview page's bytes served by a server that does nothing else (a thread of this script), from
+navigation to DOMContentLoaded in the same browser (against the first charts).
 
 The browser and the load generator run on the same machine as the host; their CPU is not the
 host's. It prints figures; it never passes or fails.
@@ -30,14 +36,17 @@ import shutil
 import statistics
 import subprocess
 import sys
+import threading
 import time
+import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import httpx
 import psutil
 from analytics import _free_port, database, load  # bench/ is the script's directory
-from ingest import batch_bodies, make_events, send_all
+from ingest import batch_bodies, copy_rate, make_events, send_all
 from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
@@ -47,6 +56,7 @@ from selenium.webdriver.common.by import By
 
 console = Console()
 RESULTS = Path(__file__).parent / "results" / "dashboard.json"
+STATIC = Path(__file__).parents[1] / "src" / "gamemetrics" / "services" / "dashboard" / "static"
 PASSWORD = "bench operator password"
 EMAIL = "bench@gamemetrics.local"
 
@@ -98,6 +108,43 @@ def first_charts(driver: webdriver.Chrome, base: str, game: str) -> float:
     return float(entry["domContentLoadedEventEnd"])
 
 
+def raw_page_ms(driver: webdriver.Chrome, base: str, game: str) -> float:
+    """Median milliseconds to DOMContentLoaded of the overview's own bytes (and its static files) served
+    by a server that only hands them out: what the browser needs whatever the platform does."""
+    cookies = {c["name"]: c["value"] for c in driver.get_cookies()}
+    page = httpx.get(f"{base}/dashboard/games/{game}?range=90d", cookies=cookies, timeout=60).content
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 (the standard library's name)
+            if self.path.startswith("/dashboard/static/"):
+                body, kind = (STATIC / self.path.rsplit("/", 1)[-1]).read_bytes(), "text/css" \
+                    if self.path.endswith(".css") else "text/javascript"
+            elif self.path.endswith("/live"):
+                body, kind = b'{"at": "", "last_minute": 0, "per_minute": []}', "application/json"
+            else:
+                body, kind = page, "text/html; charset=utf-8"
+            self.send_response(200)
+            self.send_header("Content-Type", kind)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        times = []
+        for _ in range(6):
+            driver.get(f"http://127.0.0.1:{server.server_address[1]}/dashboard/games/{game}?range=90d")
+            entry = driver.execute_script("return performance.getEntriesByType('navigation')[0].toJSON()")
+            times.append(float(entry["domContentLoadedEventEnd"]))
+        return statistics.median(times[1:])
+    finally:
+        server.shutdown()
+
+
 def host_cpu(process: psutil.Process) -> float:
     return float(sum(process.cpu_times()[:2]) + sum(sum(c.cpu_times()[:2]) for c in process.children(True)))
 
@@ -123,6 +170,8 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
                 (data_dir / f"loaded-{args.events}.json").write_text(
                     json.dumps({"shape": shape, "loaded": loaded}, default=str))
         game, tenant = loaded["game_id"], loaded["tenant_id"]
+        with console.status("measuring the raw COPY rate"):
+            copy_rows_s = copy_rate(url, make_events(200_000, 2000), uuid.UUID(tenant), uuid.UUID(game))
         port = _free_port()
         base = f"http://127.0.0.1:{port}"
         host = start_host(url, data_dir, port)
@@ -140,6 +189,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             time.sleep(0.5)
             cold = first_charts(driver, base, game)
             warm = statistics.median(first_charts(driver, base, game) for _ in range(5))
+            raw_ms = raw_page_ms(driver, base, game)
             process = psutil.Process(host.pid)
             per_event = max(1000, int(args.rate_guess * args.duration))
             alone, _ = ingest_rate(port, key, per_event, args.duration)
@@ -158,8 +208,15 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
                 driver.quit()
             host.terminate()
             host.wait(timeout=30)
-    return {"events": loaded["events"], "dashboards": args.dashboards, "first_charts_cold_ms": round(cold),
-            "first_charts_warm_ms": round(warm), "idle_host_cpu_per_s": round(idle_cpu_per_s, 3),
+    load_rate = loaded["events"] / loaded["load_s"] if loaded.get("load_s") else None
+    return {"events": loaded["events"], "load_s": loaded["load_s"],
+            "load_events_per_s": round(load_rate) if load_rate else None,
+            "raw_copy_rows_per_s": round(copy_rows_s),
+            "load_over_raw_copy": round(load_rate / copy_rows_s, 2) if load_rate else None,
+            "dashboards": args.dashboards, "first_charts_cold_ms": round(cold),
+            "first_charts_warm_ms": round(warm), "raw_same_page_ms": round(raw_ms, 1),
+            "first_charts_warm_over_raw": round(warm / raw_ms, 1) if raw_ms else None,
+            "idle_host_cpu_per_s": round(idle_cpu_per_s, 3),
             "idle_host_cpu_per_dashboard": round(idle_cpu_per_s / args.dashboards, 4),
             "ingest_alone_events_per_s": round(alone), "ingest_with_dashboards_events_per_s": round(shared),
             "ingest_cost_pct": round(100 * (1 - shared / alone), 1) if alone else None,

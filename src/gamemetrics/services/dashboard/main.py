@@ -16,6 +16,7 @@ from gamemetrics.services.dashboard.dead_letters import DeadLetterStore
 from gamemetrics.services.dashboard.insights import InsightPages
 from gamemetrics.services.dashboard.live import LiveFeed
 from gamemetrics.services.dashboard.manage import ManagePages
+from gamemetrics.services.dashboard.operators import OperatorPages
 from gamemetrics.services.dashboard.pages import Pages
 from gamemetrics.services.dashboard.platform_api import PlatformApi
 from gamemetrics.services.dashboard.quality import QualityPages
@@ -57,6 +58,7 @@ async def build(adapters: Adapters, settings: Settings) -> AsyncIterator[Service
                               *InsightPages(pages, api, live).routes(),
                               *QualityPages(pages, letters, refusals).routes(),
                               *SettingsPages(pages, api, AuditLog(secret), adapters.pool).routes(),
+                              *OperatorPages(pages, api).routes(),
                               *SystemPages(pages, base, adapters.bus, adapters.pool, live).routes()],
                       exception_handlers={404: pages.not_found},
                       workers={"live feed": feed.run},
