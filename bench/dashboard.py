@@ -22,8 +22,10 @@ of event rows into a table shaped like `events` (against the load's events/s), a
 overview page's bytes served by a server that does nothing else (a thread of this script), from
 navigation to DOMContentLoaded in the same browser (against the first charts).
 
-The browser and the load generator run on the same machine as the host; their CPU is not the
-host's. It prints figures; it never passes or fails.
+A processor runs beside the host (`gamemetrics serve processor`), so the live panels count the events
+ingest accepts, through the dashboard's one consumer of the processed stream. The browser, the
+processor and the load generator run on the same machine as the host; their CPU is not the host's.
+It prints figures; it never passes or fails.
 """
 
 from __future__ import annotations
@@ -79,6 +81,26 @@ def start_host(url: str, data_dir: Path, port: int) -> subprocess.Popen[bytes]:
             pass
         time.sleep(0.3)
     raise SystemExit("the host was not ready within 90s")
+
+
+def start_processor(url: str, data_dir: Path) -> subprocess.Popen[bytes]:
+    """A processor beside the host, so the events ingest accepts reach the dashboards' live feed."""
+    port = _free_port()
+    log = (data_dir / "processor.log").open("wb")
+    process = subprocess.Popen([sys.executable, "-m", "gamemetrics.cli", "serve", "processor", "--health-port",
+                                str(port)], env=_env(url, data_dir) | {"GAMEMETRICS_LOG_LEVEL": "warning"},
+                               stdout=log, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"the processor exited:\n{(data_dir / 'processor.log').read_text()[-2000:]}")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
+                return process
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    raise SystemExit("the processor was not ready within 90s")
 
 
 def _env(url: str, data_dir: Path) -> dict[str, str]:
@@ -175,6 +197,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         port = _free_port()
         base = f"http://127.0.0.1:{port}"
         host = start_host(url, data_dir, port)
+        processor = start_processor(url, data_dir)
         drivers: list[webdriver.Chrome] = []
         try:
             email = cli(url, data_dir, "admin", "create-operator", "--email", f"{time.time_ns()}-{EMAIL}",
@@ -192,6 +215,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             raw_ms = raw_page_ms(driver, base, game)
             process = psutil.Process(host.pid)
             per_event = max(1000, int(args.rate_guess * args.duration))
+            ingest_rate(port, key, min(per_event, 5000), args.duration)  # warm-up: connections, caches, the processor
             alone, _ = ingest_rate(port, key, per_event, args.duration)
             cpu = host_cpu(process)
             for _ in range(args.dashboards - 1):
@@ -206,8 +230,9 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         finally:
             for driver in drivers:
                 driver.quit()
-            host.terminate()
-            host.wait(timeout=30)
+            for child in (host, processor):
+                child.terminate()
+                child.wait(timeout=30)
     load_rate = loaded["events"] / loaded["load_s"] if loaded.get("load_s") else None
     return {"events": loaded["events"], "load_s": loaded["load_s"],
             "load_events_per_s": round(load_rate) if load_rate else None,

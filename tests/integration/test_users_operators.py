@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import uuid
 
-from tests.integration.users_fixtures import Users, add_tenant, basic
+from gamemetrics.settings import Settings
+from tests.integration.users_fixtures import Users, add_tenant, basic, users_service
 
 
 def _login(users: Users, email: str, password: str) -> int:
@@ -80,3 +81,29 @@ def test_another_tenant_neither_sees_nor_changes_the_operators(users: Users) -> 
         refused = users.http.patch(f"/v1/admin/operators/{mine['operator_id']}", json=change, headers=other)
         assert refused.status_code == 404, change
     assert users.sql("SELECT role, disabled_at FROM operators WHERE email = %s", (email,)) == [("analyst", None)]
+
+
+def test_login_attempts_are_rate_limited_with_a_message_that_names_no_half(
+        settings: Settings, database_url: str) -> None:
+    # Logins take their rate from the token settings: a burst of 3 and one attempt every 100 s.
+    strict = settings.updated(users={"token_rate_client_burst": 3.0, "token_rate_per_client_per_second": 0.01})
+    served = users_service(strict, database_url)
+    try:
+        _limited_logins(next(served))
+    finally:
+        served.close()
+
+
+def _limited_logins(users: Users) -> None:
+    email = f"target-{uuid.uuid4().hex[:6]}@studio.test"
+    invited = users.http.post("/v1/admin/operators", json={"email": email, "role": "analyst"},
+                              headers=users.auth("admin")).json()
+    answers = [users.http.post("/v1/operators/login", json={"email": email, "password": "wrong password!!"})
+               for _ in range(5)]
+    statuses = [a.status_code for a in answers]
+    assert statuses == [401, 401, 401, 429, 429], statuses
+    limited = answers[statuses.index(429)]
+    assert limited.json()["error"].startswith("too many login attempts; retry in")
+    assert "retry-after" in limited.headers
+    # The right password is refused too while the attempts are limited: guessing gains nothing.
+    assert _login(users, email, invited["password"]) == 429
