@@ -125,6 +125,10 @@ def test_the_live_counter_rises_while_events_arrive(
     dashboard.wait(lambda d: (shown(d) or 0) >= before + 40, "the live counter to count 40 more events")
     assert dashboard.driver.current_url == url, "the figure changed without a reload"
     dashboard.shot("overview-live")
+    csv = str(dashboard.driver.execute_script("return fetch(arguments[0]).then(r => r.text())",
+                                              dashboard.driver.find_element(By.ID, "live-csv").get_attribute("href")))
+    lines = csv.strip().splitlines()
+    assert lines[0] == "minute,events" and sum(int(line.split(",")[1]) for line in lines[1:]) >= before + 40, csv
 
 
 def test_revoking_a_key_in_the_dashboard_makes_ingest_refuse_it(
