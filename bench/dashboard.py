@@ -47,6 +47,7 @@ from typing import Any
 
 import httpx
 import psutil
+import psycopg
 from analytics import _free_port, database, load  # bench/ is the script's directory
 from ingest import batch_bodies, copy_rate, make_events, send_all
 from rich.console import Console
@@ -167,12 +168,28 @@ def raw_page_ms(driver: webdriver.Chrome, base: str, game: str) -> float:
         server.shutdown()
 
 
+def drained(url: str, timeout_s: float = 120.0) -> None:
+    """Wait until the processor has committed everything on the raw topic, so a phase does not share
+    the machine with the backlog of the one before."""
+    deadline = time.monotonic() + timeout_s
+    with psycopg.connect(url, autocommit=True) as conn:
+        while time.monotonic() < deadline:
+            row = conn.execute(
+                "SELECT coalesce(sum(p.next_offset - coalesce(o.next_offset, 0)), 0) FROM bus_partitions p"
+                " LEFT JOIN bus_offsets o ON o.group_id = 'processor' AND o.topic = p.topic"
+                " AND o.partition = p.partition WHERE p.topic = 'player.events.raw'").fetchone()
+            if row is not None and int(row[0]) == 0:
+                return
+            time.sleep(0.2)
+    console.print("[yellow]the processor did not drain the raw topic in time[/]")
+
+
 def show(driver: webdriver.Chrome, tabs: list[str], url: str) -> None:
     """Every tab on `url`: the overview (its live panel polling) or a blank page (nothing open)."""
     for tab in tabs:
         driver.switch_to.window(tab)
         driver.get(url)
-    time.sleep(1.0)
+    time.sleep(2.0)  # the pages' loads done, only their polling left
 
 
 def host_cpu(process: psutil.Process) -> float:
@@ -229,22 +246,26 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
                 driver.switch_to.new_window("tab")
                 tabs.append(driver.current_window_handle)
             overview = f"{base}/dashboard/games/{game}?range=today"
+            drained(url)
+            show(driver, tabs, overview)
+            cpu, idle_started = host_cpu(process), time.perf_counter()
+            time.sleep(args.duration)
+            idle_cpu_per_s = (host_cpu(process) - cpu) / (time.perf_counter() - idle_started)
             rounds: list[tuple[float, float]] = []
             cpu_per_event: list[float] = []
             for _ in range(args.rounds):  # alternated, so that the machine's other work falls on both
                 show(driver, tabs, "about:blank")
+                drained(url)
                 cpu = host_cpu(process)
                 alone, took = ingest_rate(port, key, per_phase, args.duration)
                 alone_cpu_per_event = (host_cpu(process) - cpu) / (alone * took)
                 show(driver, tabs, overview)
+                drained(url)
                 cpu = host_cpu(process)
                 shared, took = ingest_rate(port, key, per_phase, args.duration)
                 ingest_cpu_per_s = (host_cpu(process) - cpu) / took
                 rounds.append((alone, shared))
                 cpu_per_event.append(alone_cpu_per_event)
-            cpu, idle_started = host_cpu(process), time.perf_counter()
-            time.sleep(args.duration)
-            idle_cpu_per_s = (host_cpu(process) - cpu) / (time.perf_counter() - idle_started)
             alone = statistics.median(a for a, _ in rounds)
             shared = statistics.median(b for _, b in rounds)
         finally:
