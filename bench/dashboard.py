@@ -15,7 +15,9 @@ and a write key with the CLI, and drives Debian's Chromium headless:
 - idle cost: host CPU seconds per second with `--dashboards` overviews open (each polling its live
   panel every second) and nothing else happening, per open dashboard;
 - ingest: events/s accepted by ingest for about `--duration` seconds with no dashboard open, then
-  with `--dashboards` open, alternated `--rounds` times (medians), and the host's CPU meanwhile.
+  with `--dashboards` open, alternated `--rounds` times (medians), and the host's CPU meanwhile;
+  "without" keeps the pages loaded with their polling stopped, and every phase starts once the
+  processor has drained the raw topic.
 
 Beside them it prints the raw limits of the same machine in the same run: PostgreSQL's COPY rate
 of event rows into a table shaped like `events` (against the load's events/s), and the same
@@ -184,11 +186,17 @@ def drained(url: str, timeout_s: float = 120.0) -> None:
     console.print("[yellow]the processor did not drain the raw topic in time[/]")
 
 
-def show(driver: webdriver.Chrome, tabs: list[str], url: str) -> None:
-    """Every tab on `url`: the overview (its live panel polling) or a blank page (nothing open)."""
+def show(driver: webdriver.Chrome, tabs: list[str], url: str | None) -> None:
+    """Every tab on `url`, its live panel polling; with None, every tab's polling stopped in the page.
+
+    A stopped page stays loaded (its fetch never answers, so its panel asks no more): closing the
+    pages instead would have the browser tear 20 pages down at the start of one phase only."""
     for tab in tabs:
         driver.switch_to.window(tab)
-        driver.get(url)
+        if url is None:
+            driver.execute_script("window.fetch = function () { return new Promise(function () {}); };")
+        else:
+            driver.get(url)
     time.sleep(2.0)  # the pages' loads done, only their polling left
 
 
@@ -254,7 +262,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             rounds: list[tuple[float, float]] = []
             cpu_per_event: list[float] = []
             for _ in range(args.rounds):  # alternated, so that the machine's other work falls on both
-                show(driver, tabs, "about:blank")
+                show(driver, tabs, None)
                 drained(url)
                 cpu = host_cpu(process)
                 alone, took = ingest_rate(port, key, per_phase, args.duration)
