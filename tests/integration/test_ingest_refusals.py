@@ -80,6 +80,16 @@ def test_refusals_are_counted_by_game_and_reason_and_stored_at_the_latest_when_i
         ("malformed_request", 0, 1), ("revoked_key", 0, 1), ("timestamp_in_future", 2, 1), ("too_large", 6, 1),
         ("unknown_event_type", 1, 1)]
     assert _read_as(database_url, settings, other_tenant, game) == [], "another tenant's game reads as nothing"
+    # The second wall: under the analytics role, SQL without a tenant filter sees the transaction's tenant only.
+    with psycopg.connect(database_url) as conn:
+        conn.execute("SELECT set_config('role', %s, true), set_config('gamemetrics.tenant_id', %s, true)",
+                     (settings.analytics.db_role, str(other_tenant)))
+        seen = conn.execute("SELECT game_id, reason FROM ingest_refusals").fetchall()
+        assert seen == [(other_game, "malformed_request")]
+        conn.rollback()
+        forced = conn.execute("SELECT relrowsecurity AND relforcerowsecurity FROM pg_class"
+                              " WHERE relname = 'ingest_refusals'").fetchone()
+        assert forced == (True,)
 
 
 def test_the_worker_adds_to_the_same_rows_every_interval(settings: Settings, database_url: str) -> None:
