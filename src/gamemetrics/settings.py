@@ -61,6 +61,8 @@ class IngestSettings(BaseSettings):
     key_rate_events_per_second: float = 200_000.0
     key_rate_burst_events: float = 400_000.0
     key_cache_seconds: float = 10.0
+    refusal_flush_seconds: float = Field(default=5.0, gt=0, description="How often each ingest process adds"
+                                         " its counts of refused events to the data-quality page's table.")
 
 
 class BusSettings(BaseSettings):

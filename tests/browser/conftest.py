@@ -72,7 +72,8 @@ def platform() -> Iterator[RunningPlatform]:
     missing = _browser_missing()
     if missing:
         pytest.fail(missing)
-    running = start_platform("gamemetrics-browser-")
+    # Ingest's refusal counts reach the data-quality page within half a second.
+    running = start_platform("gamemetrics-browser-", settings={"GAMEMETRICS_REFUSAL_FLUSH_SECONDS": "0.5"})
     with interrupted_on_failure(running):
         wait_ready(running)
         _create_tenancy(running)

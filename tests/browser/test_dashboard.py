@@ -13,6 +13,7 @@ from urllib.parse import quote
 
 import httpx
 from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import Select
 
 from gamemetrics.adapters.pglog.bus import PgLogBus
 from gamemetrics.adapters.postgres.pool import open_pool
@@ -124,6 +125,10 @@ def test_the_live_counter_rises_while_events_arrive(
     dashboard.wait(lambda d: (shown(d) or 0) >= before + 40, "the live counter to count 40 more events")
     assert dashboard.driver.current_url == url, "the figure changed without a reload"
     dashboard.shot("overview-live")
+    csv = str(dashboard.driver.execute_script("return fetch(arguments[0]).then(r => r.text())",
+                                              dashboard.driver.find_element(By.ID, "live-csv").get_attribute("href")))
+    lines = csv.strip().splitlines()
+    assert lines[0] == "minute,events" and sum(int(line.split(",")[1]) for line in lines[1:]) >= before + 40, csv
 
 
 def test_revoking_a_key_in_the_dashboard_makes_ingest_refuse_it(
@@ -314,6 +319,110 @@ def test_a_dead_letter_is_shown_with_its_payload_and_replayed_once(
     assert platform.query("SELECT count(*) AS n FROM events WHERE event_id = %s",
                           (event["event_id"],))[0]["n"] == 1
     assert len(platform.query("SELECT 1 FROM dead_letters WHERE event_id = %s", (event["event_id"],))) == 1
+
+
+def test_ingest_refusals_are_shown_by_reason_and_only_to_their_tenant(
+        dashboard: Dashboard, platform: RunningPlatform, operators: Operators) -> None:
+    future = (datetime.now(UTC) + timedelta(days=2)).isoformat()
+    answer = platform.post("/v1/events", {"events": [new_event("teleport"), new_event(timestamp=future),
+                                                     new_event(timestamp=future), new_event()]})
+    assert answer.status_code == 200 and len(answer.json()["rejected"]) == 3
+    assert platform.post("/v1/events", {"events": [new_event() for _ in range(501)]}).status_code == 413
+    dashboard.log_in(operators.analyst)
+
+    def shown() -> dict[str, tuple[int, int]]:
+        dashboard.open(f"/dashboard/games/{platform.game_id}/quality?range=today")
+        return {str(row.get_attribute("data-reason")): (int(row.find_element(By.CLASS_NAME, "requests").text),
+                                                        int(row.find_element(By.CLASS_NAME, "events").text))
+                for row in dashboard.driver.find_elements(By.CSS_SELECTOR, "#refusals tbody tr[data-reason]")}
+
+    # Other tests refuse events of this game too: the counts are at least this test's own.
+    platform.wait_for(lambda: {"unknown_event_type", "timestamp_in_future", "too_large"} <= set(shown()),
+                      "the refusals on the data-quality page")
+    counts = shown()
+    assert counts["too_large"][0] >= 1 and counts["too_large"][1] >= 501
+    assert counts["timestamp_in_future"][1] >= 2 and counts["unknown_event_type"][1] >= 1
+    row = dashboard.driver.find_element(By.ID, "refusal-too_large")
+    assert "request too large" in row.text and row.find_elements(By.CSS_SELECTOR, "svg.chart path.line")
+    dashboard.shot("ingest-refusals")
+    csv = dashboard.driver.execute_script(
+        "return fetch(arguments[0]).then(r => r.text())",
+        f"/dashboard/games/{platform.game_id}/quality/refusals.csv?range=7d")
+    assert str(csv).startswith("date,reason,events,requests") and ",too_large," in str(csv)
+    dashboard.open(f"/dashboard/games/{platform.game_id}/quality?range=custom&from=2020-01-01&to=2026-01-01")
+    assert "at most" in dashboard.text("message-text"), "a range of years is refused with a message"
+    # Tenant B's admin gets a 404 page for tenant A's game, its counts and its CSV, whatever the URL says.
+    dashboard.log_in(operators.other_admin)
+    for path in ("quality?range=today", "quality/refusals.csv?range=90d"):
+        dashboard.open(f"/dashboard/games/{platform.game_id}/{path}")
+        assert dashboard.driver.find_element(By.TAG_NAME, "h1").text == "Not found", path
+    dashboard.open(f"/dashboard/games/{operators.other_game}/quality?range=today")
+    assert not dashboard.driver.find_elements(By.CSS_SELECTOR, "#refusals tbody tr[data-reason]")
+
+
+def _operator_rows(dashboard: Dashboard) -> dict[str, Any]:
+    return {str(row.get_attribute("data-email")): row
+            for row in dashboard.driver.find_elements(By.CSS_SELECTOR, "#operators tbody tr[data-email]")}
+
+
+def test_operators_are_listed_invited_and_disabled_and_another_tenant_reaches_none(
+        dashboard: Dashboard, platform: RunningPlatform, operators: Operators) -> None:
+    dashboard.log_in(operators.admin)
+    dashboard.open("/dashboard/settings/operators")
+    listed = _operator_rows(dashboard)
+    assert {operators.admin, operators.analyst} <= set(listed)
+    assert operators.other_admin not in listed and operators.platform_admin not in listed
+    assert not listed[operators.admin].find_elements(By.CSS_SELECTOR, "button.disable"), "no button to lock oneself out"
+    email = f"invited-{uuid.uuid4().hex[:6]}@studio.test"
+    dashboard.driver.find_element(By.ID, "invite-email").send_keys(email)
+    dashboard.driver.find_element(By.ID, "invite").click()
+    dashboard.wait(lambda d: d.find_elements(By.ID, "invited-password"), "the invited operator's password")
+    password = dashboard.text("invited-password")
+    dashboard.shot("operators")
+    row = _operator_rows(dashboard)[email]
+    invited_id = str(row.get_attribute("id")).removeprefix("operator-")
+    assert row.find_element(By.CLASS_NAME, "role").text == "analyst"
+    Select(row.find_element(By.CLASS_NAME, "role-choice")).select_by_value("tenant_admin")
+    row.find_element(By.CSS_SELECTOR, "button.set-role").click()
+    dashboard.wait(lambda d: _operator_rows(dashboard)[email].find_element(By.CLASS_NAME, "role").text
+                   == "tenant_admin", "the new role")
+    assert password not in dashboard.driver.page_source, "the password is shown once"
+    dashboard.log_in(email, password)
+    dashboard.open("/dashboard/settings/operators")
+    assert email in _operator_rows(dashboard), "the invited operator logs in and manages"
+    dashboard.log_in(operators.admin)
+    dashboard.open("/dashboard/settings/operators")
+    _operator_rows(dashboard)[email].find_element(By.CSS_SELECTOR, "button.disable").click()
+    dashboard.wait(lambda d: _operator_rows(dashboard)[email].find_element(By.CLASS_NAME, "state").text
+                   == "disabled", "the operator disabled")
+    dashboard.log_in(email, password)
+    assert "wrong email or password" in dashboard.driver.page_source, "a disabled operator cannot log in"
+    dashboard.log_in(operators.admin)
+    dashboard.open("/dashboard/settings/audit")
+    actions = [e.text for e in dashboard.driver.find_elements(By.CSS_SELECTOR, "#audit .action")]
+    assert {"operator.invited", "operator.role_changed", "operator.disabled"} <= set(actions[:10]), actions[:10]
+    # Tenant B's admin lists only tenant B's operators, and a change posted for tenant A's is a 404.
+    dashboard.log_in(operators.other_admin)
+    dashboard.open("/dashboard/settings/operators")
+    assert set(_operator_rows(dashboard)) == {operators.other_admin}
+    for action in ("enable", "disable"):
+        status = dashboard.driver.execute_script(
+            "const body = new URLSearchParams({csrf: arguments[1], action: arguments[2]});"
+            "return fetch(arguments[0], {method: 'POST', body}).then(r => r.status)",
+            f"/dashboard/settings/operators/{invited_id}", _csrf(dashboard), action)
+        assert status == 404, action
+    assert platform.query("SELECT disabled_at IS NOT NULL AS off FROM operators WHERE operator_id = %s",
+                          (invited_id,))[0]["off"] is True
+    # An analyst has no operators page, and a form posted by hand is refused.
+    dashboard.log_in(operators.analyst)
+    dashboard.open("/dashboard/settings/operators")
+    assert dashboard.driver.find_element(By.TAG_NAME, "h1").text == "Not allowed"
+    dashboard.open(f"/dashboard/games/{platform.game_id}")
+    status = dashboard.driver.execute_script(
+        "const body = new URLSearchParams({csrf: arguments[1], action: 'enable'});"
+        "return fetch(arguments[0], {method: 'POST', body}).then(r => r.status)",
+        f"/dashboard/settings/operators/{invited_id}", _csrf(dashboard))
+    assert status == 403
 
 
 def test_settings_audit_log_and_the_system_page(

@@ -117,6 +117,23 @@ def test_every_tenant_table_has_row_level_security_forced(database_url: str) -> 
         assert enabled and forced and policies == 2, f"{name}: rls {enabled}, forced {forced}, {policies} policies"
 
 
+def test_every_table_with_a_tenant_column_has_row_level_security_forced(database_url: str) -> None:
+    """Tables added by later services too: a table holding a tenant's rows without a forced
+    policy would show them to every tenant's transactions."""
+    with psycopg.connect(database_url) as conn:
+        rows = conn.execute(
+            "SELECT c.relname, c.relrowsecurity, c.relforcerowsecurity, count(p.polname)"
+            " FROM pg_class c JOIN pg_attribute a ON a.attrelid = c.oid AND a.attname = 'tenant_id'"
+            " LEFT JOIN pg_policy p ON p.polrelid = c.oid"
+            " WHERE c.relkind IN ('r', 'p') AND c.relnamespace = 'public'::regnamespace"
+            " AND NOT c.relispartition GROUP BY 1, 2, 3"
+        ).fetchall()
+    assert {r[0] for r in rows} >= set(TENANT_TABLES) - {"tenants"}
+    unprotected = [f"{name}: rls {enabled}, forced {forced}, {policies} policies"
+                   for name, enabled, forced, policies in rows if not (enabled and forced and policies)]
+    assert unprotected == []
+
+
 def test_sql_without_tenant_filter_sees_only_the_transactions_tenant(
     database_url: str, studios: tuple[Studio, Studio]
 ) -> None:

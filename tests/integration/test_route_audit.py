@@ -49,6 +49,9 @@ REQUIRES: dict[tuple[str, str, str], str] = {
     ("users", "/v1/admin/clients", "POST"): "admin",
     ("users", "/v1/admin/clients/{client_id}", "DELETE"): "admin",
     ("users", "/v1/admin/audit", "GET"): "admin",
+    ("users", "/v1/admin/operators", "GET"): "admin",
+    ("users", "/v1/admin/operators", "POST"): "admin",
+    ("users", "/v1/admin/operators/{operator_id}", "PATCH"): "admin",
     ("users", "/v1/games/{game_id}/players", "GET"): "players:read",
     ("users", "/v1/games/{game_id}/players/{player_id}", "GET"): "players:read",
     ("users", "/v1/games/{game_id}/players/{player_id}", "PUT"): "players:write",
@@ -95,7 +98,8 @@ def _routes(routes: Sequence[BaseRoute | Owned]) -> set[tuple[str, str]]:
 
 def _url(path: str, users: Users) -> str:
     return path.format(game_id=users.game_id, player_id="audited-player", key_id=uuid.uuid4(),
-                       client_id="gmc_nobody", erasure_id=uuid.uuid4(), item_id="audited-item")
+                       client_id="gmc_nobody", erasure_id=uuid.uuid4(), item_id="audited-item",
+                       operator_id=uuid.uuid4())
 
 
 def _call(client: TestClient, method: str, url: str, headers: dict[str, str]) -> int:

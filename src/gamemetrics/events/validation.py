@@ -41,13 +41,17 @@ class Limits:
 
 
 class InvalidEvent(ValueError):
-    """An event that breaks the contract; the message says what to fix."""
+    """An event that breaks the contract; the message says what to fix, `kind` names the broken rule."""
+
+    def __init__(self, message: str, kind: str = "invalid_schema") -> None:
+        super().__init__(message)
+        self.kind = kind
 
 
 def decode_event(raw: bytes | msgspec.Raw, *, limits: Limits, now: datetime, allow_history: bool) -> Event:
     """Decode and check one event, or raise InvalidEvent with the reason."""
     if len(raw) > limits.max_event_bytes:
-        raise InvalidEvent(f"event is {len(raw)} bytes; the limit is {limits.max_event_bytes}")
+        raise InvalidEvent(f"event is {len(raw)} bytes; the limit is {limits.max_event_bytes}", "event_too_large")
     try:
         event = _event_decoder.decode(raw)
     except msgspec.ValidationError as exc:
@@ -71,8 +75,8 @@ def check_event(event: Event, *, limits: Limits, now: datetime, allow_history: b
     is `shallow`) and time."""
     if event.event_type not in EVENT_TYPES:
         raise InvalidEvent(
-            f"unknown event_type {event.event_type!r}; expected one of {', '.join(sorted(EVENT_TYPES))}"
-        )
+            f"unknown event_type {event.event_type!r}; expected one of {', '.join(sorted(EVENT_TYPES))}",
+            "unknown_event_type")
     if event.event_type == "custom" and not event.name:
         raise InvalidEvent("a custom event needs a `name`")
     depth = 0 if shallow else nesting_depth(json_value(event.properties))
@@ -94,13 +98,12 @@ def check_event(event: Event, *, limits: Limits, now: datetime, allow_history: b
         raise InvalidEvent(f"timestamp {event.timestamp.isoformat()} is outside the years 1-9999 in UTC") from None
     if event.timestamp - now > limits.max_future:
         raise InvalidEvent(
-            f"timestamp {event.timestamp.isoformat()} is more than {_span(limits.max_future)} in the future"
-        )
+            f"timestamp {event.timestamp.isoformat()} is more than {_span(limits.max_future)} in the future",
+            "timestamp_in_future")
     if not allow_history and now - event.timestamp > limits.max_late:
         raise InvalidEvent(
             f"timestamp {event.timestamp.isoformat()} is more than {_span(limits.max_late)} in the past;"
-            " send history through /v1/import"
-        )
+            " send history through /v1/import", "timestamp_too_old")
 
 
 def context_of(event: Event) -> Context:

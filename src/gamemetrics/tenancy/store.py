@@ -125,3 +125,14 @@ class TenancyStore:
             )
             row = await cur.fetchone()
         return WriteKey(*row) if row else None
+
+    async def grant(self, secret: str) -> tuple[WriteKey, bool] | None:
+        """What a key grants and whether it is live (not revoked); None for a key never issued."""
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT key_id, tenant_id, game_id, allow_import, revoked_at IS NULL FROM write_keys"
+                " WHERE key_hash = %s",
+                (key_digest(secret),),
+            )
+            row = await cur.fetchone()
+        return (WriteKey(*row[:4]), bool(row[4])) if row else None

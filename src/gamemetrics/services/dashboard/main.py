@@ -16,9 +16,11 @@ from gamemetrics.services.dashboard.dead_letters import DeadLetterStore
 from gamemetrics.services.dashboard.insights import InsightPages
 from gamemetrics.services.dashboard.live import LiveFeed
 from gamemetrics.services.dashboard.manage import ManagePages
+from gamemetrics.services.dashboard.operators import OperatorPages
 from gamemetrics.services.dashboard.pages import Pages
 from gamemetrics.services.dashboard.platform_api import PlatformApi
 from gamemetrics.services.dashboard.quality import QualityPages
+from gamemetrics.services.dashboard.refusals import RefusalStore
 from gamemetrics.services.dashboard.sessions import Sessions
 from gamemetrics.services.dashboard.settings_pages import SettingsPages
 from gamemetrics.services.dashboard.system import SystemPages
@@ -47,13 +49,16 @@ async def build(adapters: Adapters, settings: Settings) -> AsyncIterator[Service
     base = api_url(settings)
     api = PlatformApi(base)
     letters = DeadLetterStore(adapters.pool, adapters.bus.producer(), role=settings.analytics.db_role)
+    refusals = RefusalStore(adapters.pool, role=settings.analytics.db_role)
     secret = platform_secret(settings)
     pages = Pages(Sessions(adapters.caches.cache("dashboard.sessions"), secret), api, live,
                   lifetime_s=own.dashboard_session_minutes * 60, secure_cookie=own.dashboard_secure_cookie)
     try:
         yield Service(routes=[*pages.routes(str(STATIC)), *ManagePages(pages, api).routes(),
-                              *InsightPages(pages, api, live).routes(), *QualityPages(pages, letters).routes(),
+                              *InsightPages(pages, api, live).routes(),
+                              *QualityPages(pages, letters, refusals).routes(),
                               *SettingsPages(pages, api, AuditLog(secret), adapters.pool).routes(),
+                              *OperatorPages(pages, api).routes(),
                               *SystemPages(pages, base, adapters.bus, adapters.pool, live).routes()],
                       exception_handlers={404: pages.not_found},
                       workers={"live feed": feed.run},

@@ -23,6 +23,8 @@ from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Re
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from gamemetrics.adapters.memory.memo import LocalMemo
+from gamemetrics.ports.cache import MISS
 from gamemetrics.services.dashboard import tiles
 from gamemetrics.services.dashboard.charts import line_chart
 from gamemetrics.services.dashboard.live import LiveFeed
@@ -31,6 +33,7 @@ from gamemetrics.services.dashboard.platform_api import PlatformApi, Refused
 from gamemetrics.services.dashboard.sessions import COOKIE, Session, Sessions, csrf_ok
 
 PREFIX = "/dashboard"
+GAMES_KEPT_S = 5.0
 GAMES_QUERY = "query { games { id name eventsStored eventsDeadLettered } }"
 log = structlog.get_logger("dashboard")
 Handler = Callable[[Request, Session], Awaitable[Response]]
@@ -55,6 +58,7 @@ class Pages:
         self._live = live
         self._lifetime_s = lifetime_s
         self._secure = secure_cookie
+        self._known: LocalMemo[str, list[dict[str, Any]]] = LocalMemo(10_000, ttl_seconds=GAMES_KEPT_S)
         self._env = Environment(loader=PackageLoader("gamemetrics.services.dashboard", "templates"),
                                 autoescape=select_autoescape(["html"]))
 
@@ -62,7 +66,7 @@ class Pages:
 
     def render(self, name: str, code: int = 200, **context: Any) -> HTMLResponse:
         html = self._env.get_template(name).render(prefix=PREFIX, **context)
-        return HTMLResponse(html, status_code=code, headers=_NO_STORE)
+        return HTMLResponse(html, status_code=code, headers=NO_STORE)
 
     def signed_in(self, handler: Handler, *, manage: bool = False) -> Callable[[Request], Awaitable[Response]]:
         """`handler` behind the session (and the CSRF token on a POST; a managing role when `manage`)."""
@@ -70,7 +74,7 @@ class Pages:
             session = await self._sessions.find(request.cookies.get(COOKIE))
             if session is None:
                 if _wants_json(request):
-                    return JSONResponse({"error": "log in to the dashboard first"}, 401, headers=_NO_STORE)
+                    return JSONResponse({"error": "log in to the dashboard first"}, 401, headers=NO_STORE)
                 return RedirectResponse(f"{PREFIX}/login", 303)
             try:
                 if manage and not session.manages:
@@ -95,21 +99,30 @@ class Pages:
 
     def _message(self, page: Page, session: Session | None, request: Request) -> Response:
         if _wants_json(request):
-            return JSONResponse({"error": page.message}, page.status, headers=_NO_STORE)
+            return JSONResponse({"error": page.message}, page.status, headers=NO_STORE)
         return self.render("message.html", page.status, session=session, status=page.status, message=page.message)
 
     async def _games(self, session: Session) -> list[dict[str, Any]]:
         games: list[dict[str, Any]] = (await self._api.graphql(session.token, GAMES_QUERY, {}))["games"] or []
+        self._known.put(session.token, games)
         return games
 
     async def game_of(self, request: Request, session: Session) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-        """The game of the path when it is one of the operator's, and all of them; else a 404 page."""
-        games = await self._games(session)
+        """The game of the path when it is one of the operator's, and all of them; else a 404 page.
+
+        The operator's games are kept for a few seconds, so an open overview's live panel, which asks
+        every second, costs no GraphQL request each time; a game not among them is asked for again
+        (a game made a moment ago is found at once). Games are never taken from a tenant."""
         wanted = request.path_params["game_id"]
-        for game in games:
-            if game["id"] == wanted:
-                return game, games
-        raise Page(404, f"no game {wanted!r} here")
+        kept = self._known.get(session.token)
+        games = await self._games(session) if kept is MISS else kept
+        found = next((g for g in games if g["id"] == wanted), None)
+        if found is None and kept is not MISS:
+            games = await self._games(session)
+            found = next((g for g in games if g["id"] == wanted), None)
+        if found is None:
+            raise Page(404, f"no game {wanted!r} here")
+        return found, games
 
     # ------------------------------------------------------------------ login and logout
 
@@ -198,7 +211,7 @@ class Pages:
         points = tiles.series(await self._overview(session, game["id"], period))[metric]
         name = f"{metric}_{period.start}_{period.end}.csv"
         return Response(tiles.rows_csv(points, metric), media_type="text/csv",
-                        headers={"Content-Disposition": f'attachment; filename="{name}"', **_NO_STORE})
+                        headers={"Content-Disposition": f'attachment; filename="{name}"', **NO_STORE})
 
     async def live(self, request: Request, session: Session) -> Response:
         game, _ = await self.game_of(request, session)
@@ -206,7 +219,14 @@ class Pages:
         return JSONResponse({
             "at": figures.at.isoformat(), "last_minute": figures.last_minute,
             "per_minute": [[m.isoformat(), n] for m, n in figures.per_minute],
-        }, headers=_NO_STORE)
+        }, headers=NO_STORE)
+
+    async def live_csv(self, request: Request, session: Session) -> Response:
+        game, _ = await self.game_of(request, session)
+        figures = self._live.figures(uuid.UUID(session.tenant_id), uuid.UUID(game["id"]))
+        lines = ["minute,events"] + [f"{minute.isoformat()},{n}" for minute, n in figures.per_minute]
+        return Response("\r\n".join(lines) + "\r\n", media_type="text/csv",
+                        headers={"Content-Disposition": 'attachment; filename="events-per-minute.csv"', **NO_STORE})
 
     async def root(self, request: Request) -> Response:
         return RedirectResponse(f"{PREFIX}/", 307)
@@ -220,6 +240,7 @@ class Pages:
             Route(f"{PREFIX}/logout", self.signed_in(self.logout), methods=["POST"]),
             Route(f"{PREFIX}/games/{{game_id}}", self.signed_in(self.overview), methods=["GET"]),
             Route(f"{PREFIX}/games/{{game_id}}/live", self.signed_in(self.live), methods=["GET"]),
+            Route(f"{PREFIX}/games/{{game_id}}/live.csv", self.signed_in(self.live_csv), methods=["GET"]),
             Route(f"{PREFIX}/games/{{game_id}}/charts/{{metric}}.csv", self.signed_in(self.overview_csv),
                   methods=["GET"]),
             Mount(f"{PREFIX}/static", StaticFiles(directory=static_dir), name="dashboard-static"),
@@ -230,7 +251,7 @@ class Pages:
         return self.render("message.html", 404, session=None, status=404, message="no such page")
 
 
-_NO_STORE = {"Cache-Control": "no-store"}
+NO_STORE = {"Cache-Control": "no-store"}
 
 
 def _wants_json(request: Request) -> bool:

@@ -1,31 +1,40 @@
-"""The data-quality page: a game's dead letters grouped by reason, their original bytes, and replay."""
+"""The data-quality page: ingest's refusals by reason over a period, a game's dead letters grouped by
+reason with their original bytes, and replay."""
 
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime
 from urllib.parse import quote
 
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from gamemetrics.services.dashboard.charts import line_chart
 from gamemetrics.services.dashboard.dead_letters import DeadLetterStore, NotReplayable
-from gamemetrics.services.dashboard.pages import PREFIX, Page, Pages
+from gamemetrics.services.dashboard.pages import NO_STORE, PREFIX, Page, Pages
+from gamemetrics.services.dashboard.periods import BadRange, Period, parse_period
+from gamemetrics.services.dashboard.refusals import RefusalStore, by_reason, rows_csv
 from gamemetrics.services.dashboard.sessions import Session
 
 MAX_REPLAY = 500
 
 
 class QualityPages:
-    """Dead letters of a game: every role reads them, managing roles replay them."""
+    """Refusals and dead letters of a game: every role reads them, managing roles replay letters."""
 
-    def __init__(self, pages: Pages, letters: DeadLetterStore) -> None:
+    def __init__(self, pages: Pages, letters: DeadLetterStore, refusals: RefusalStore) -> None:
         self._pages = pages
         self._letters = letters
+        self._refusals = refusals
 
     async def overview(self, request: Request, session: Session) -> Response:
         game, games = await self._pages.game_of(request, session)
         tenant, game_id = uuid.UUID(session.tenant_id), uuid.UUID(game["id"])
+        preset, period = _period(request)
+        refused = by_reason(await self._refusals.daily(tenant, game_id, period), period)
+        charts = {r.reason: line_chart(r.daily, f"{r.label}: refused requests per day") for r in refused}
         reasons = await self._letters.reasons(tenant, game_id)
         chosen = request.query_params.get("reason")
         if chosen is None and reasons:
@@ -33,7 +42,16 @@ class QualityPages:
         letters = await self._letters.letters(tenant, game_id, chosen) if chosen else []
         replayed = request.query_params.get("replayed")
         return self._pages.render("quality.html", session=session, game=game, games=games, reasons=reasons,
-                                  chosen=chosen, letters=letters, replayed=replayed)
+                                  chosen=chosen, letters=letters, replayed=replayed, refused=refused, charts=charts,
+                                  preset=preset, period=period, query=request.url.query)
+
+    async def refusals_csv(self, request: Request, session: Session) -> Response:
+        game, _ = await self._pages.game_of(request, session)
+        _, period = _period(request)
+        rows = await self._refusals.daily(uuid.UUID(session.tenant_id), uuid.UUID(game["id"]), period)
+        name = f"ingest-refusals_{period.start}_{period.end}.csv"
+        return Response(rows_csv(rows), media_type="text/csv",
+                        headers={"Content-Disposition": f'attachment; filename="{name}"', **NO_STORE})
 
     async def replay(self, request: Request, session: Session) -> Response:
         game, _ = await self._pages.game_of(request, session)
@@ -62,5 +80,13 @@ class QualityPages:
         game = f"{PREFIX}/games/{{game_id}}"
         return [
             Route(f"{game}/quality", on(self.overview), methods=["GET"]),
+            Route(f"{game}/quality/refusals.csv", on(self.refusals_csv), methods=["GET"]),
             Route(f"{game}/quality/replay", on(self.replay, manage=True), methods=["POST"]),
         ]
+
+
+def _period(request: Request) -> tuple[str, Period]:
+    try:
+        return parse_period(request.query_params, datetime.now(UTC).date())
+    except BadRange as exc:
+        raise Page(400, str(exc)) from None

@@ -15,6 +15,7 @@ from gamemetrics.observability import metrics, tracing
 from gamemetrics.ports.bus import RAW_EVENTS, BusError, Message, Producer
 from gamemetrics.ports.cache import CacheError, RateLimiter
 from gamemetrics.services.ingest.errors import IngestError
+from gamemetrics.services.ingest.refusals import RefusalCounts
 from gamemetrics.tenancy.keys import WriteKey
 
 _encoder = msgspec.json.Encoder()
@@ -38,8 +39,10 @@ class Outcome:
 class Acceptor:
     """Validates events for a key and appends the valid ones to the raw topic, durably."""
 
-    def __init__(self, producer: Producer, limiter: RateLimiter, limits: Limits, max_batch: int) -> None:
+    def __init__(self, producer: Producer, limiter: RateLimiter, limits: Limits, max_batch: int,
+                 refusals: RefusalCounts) -> None:
         self._producer = producer
+        self._refusals = refusals
         self._limiter = limiter
         self._limits = limits
         self._max_batch = max_batch
@@ -55,24 +58,26 @@ class Acceptor:
         """
         total = len(items) + len(prior_rejections)
         if total > self._max_batch:
-            raise IngestError(413, f"batch has {total} events; the limit is {self._max_batch}")
+            raise IngestError(413, f"batch has {total} events; the limit is {self._max_batch}", events=total)
         try:
             wait = await self._limiter.take(str(key.key_id), max(total, 1))
         except CacheError as exc:
             raise IngestError(503, f"the rate limiter cannot be reached; nothing was stored ({exc})",
-                              retry_after=1.0) from exc
+                              retry_after=1.0, events=total) from exc
         if wait > 0:
-            raise IngestError(429, "write key is over its event rate; retry later", retry_after=wait)
+            raise IngestError(429, "write key is over its event rate; retry later", retry_after=wait, events=total)
         now = datetime.now(UTC)
         outcome = Outcome(rejected=list(prior_rejections))
         messages: list[Message] = []
         headers = {"schema_version": _SCHEMA_VERSION}
         tenant_bytes = key.tenant_id.bytes
+        kinds: dict[str, int] = {"invalid_schema": len(prior_rejections)} if prior_rejections else {}
         for index, raw in items:
             try:
                 event = decode_event(raw, limits=self._limits, now=now, allow_history=source == "import")
             except InvalidEvent as exc:
                 outcome.rejected.append(Rejection(index, str(exc)))
+                kinds[exc.kind] = kinds.get(exc.kind, 0) + 1
                 continue
             envelope = RawEnvelope(key.tenant_id, key.game_id, now, msgspec.Raw(raw), source)
             messages.append(Message(partition_key(key.tenant_id, event.player_id, tenant_bytes=tenant_bytes),
@@ -86,7 +91,9 @@ class Acceptor:
                     await self._producer.send(RAW_EVENTS, messages)
             except BusError as exc:
                 raise IngestError(503, f"the event bus cannot take the batch now; nothing was stored ({exc})",
-                                  retry_after=1.0) from exc
+                                  retry_after=1.0, events=total) from exc
+        for kind, refused in kinds.items():
+            self._refusals.add(key.tenant_id, key.game_id, kind, events=refused)
         outcome.accepted = len(messages)
         outcome.rejected.sort(key=lambda r: r.index)
         metrics.EVENTS_ACCEPTED.labels(endpoint).inc(outcome.accepted)

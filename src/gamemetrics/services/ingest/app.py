@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 
 import msgspec
 import psycopg
@@ -19,10 +19,12 @@ from gamemetrics.events.schema import EventBatch
 from gamemetrics.observability import metrics
 from gamemetrics.services.ingest import legacy, segment
 from gamemetrics.services.ingest.accept import Acceptor, Outcome
-from gamemetrics.services.ingest.auth import KeyResolver, key_from_headers
+from gamemetrics.services.ingest.auth import KeyResolver, RevokedKey, key_from_headers
 from gamemetrics.services.ingest.body import read_json_body
 from gamemetrics.services.ingest.errors import IngestError
+from gamemetrics.services.ingest.refusals import BY_STATUS, RefusalCounts
 from gamemetrics.settings import Settings
+from gamemetrics.tenancy.keys import WriteKey
 from gamemetrics.web.errors import ApiError
 from gamemetrics.web.refusals import UNAVAILABLE, exception_handlers
 from gamemetrics.web.responses import json_response
@@ -58,17 +60,37 @@ def refusals() -> Mapping[type[Exception], HTTPExceptionHandler]:
 class IngestApp:
     """Builds the routes from the services they need (no global clients)."""
 
-    def __init__(self, settings: Settings, keys: KeyResolver, acceptor: Acceptor) -> None:
+    def __init__(self, settings: Settings, keys: KeyResolver, acceptor: Acceptor, refusals: RefusalCounts) -> None:
         self._settings = settings
         self._keys = keys
         self._acceptor = acceptor
+        self._refusals = refusals
+
+    async def _key(self, request: Request) -> WriteKey:
+        """The request's write key, kept on the request so that a later refusal is counted under its game."""
+        key = await self._keys.resolve(key_from_headers(request.headers))
+        request.state.write_key = key
+        return key
+
+    def _counted(self, endpoint: Callable[[Request], Awaitable[Response]]) -> Callable[[Request], Awaitable[Response]]:
+        """`endpoint`, its whole-request refusals counted under the key's game and the refusal's reason."""
+        async def counted(request: Request) -> Response:
+            try:
+                return await endpoint(request)
+            except IngestError as refusal:
+                key = refusal.key if isinstance(refusal, RevokedKey) else getattr(request.state, "write_key", None)
+                reason = BY_STATUS.get(refusal.status)
+                if key is not None and reason is not None:
+                    self._refusals.add(key.tenant_id, key.game_id, reason, events=refusal.events)
+                raise
+        return counted
 
     async def _body(self, request: Request) -> bytes:
         limits = self._settings.ingest
         return await read_json_body(request, max_bytes=limits.max_body_bytes, max_inflated=limits.max_inflated_bytes)
 
     async def native(self, request: Request, *, source: Source) -> Response:
-        key = await self._keys.resolve(key_from_headers(request.headers))
+        key = await self._key(request)
         if source == "import" and not key.allow_import:
             raise IngestError(403, "this write key may not import history; create one with --allow-import")
         body = await self._body(request)
@@ -88,7 +110,7 @@ class IngestApp:
         return await self.native(request, source="import")
 
     async def segment(self, request: Request) -> Response:
-        key = await self._keys.resolve(key_from_headers(request.headers))
+        key = await self._key(request)
         kind = request.url.path.rsplit("/", 1)[-1]
         items, rejected = segment.convert(await self._body(request), kind)
         outcome = await self._acceptor.accept(
@@ -97,7 +119,7 @@ class IngestApp:
         return json_response({"success": True, **_answer(outcome)})
 
     async def legacy_event(self, request: Request) -> Response:
-        key = await self._keys.resolve(key_from_headers(request.headers))
+        key = await self._key(request)
         event, game_id = legacy.convert(await self._body(request))
         if game_id != key.game_id:
             raise IngestError(403, f"game_id {game_id} is not the game of this write key")
@@ -109,7 +131,7 @@ class IngestApp:
     def routes(self) -> list[Route]:
         timed = [Middleware(Timed)]
         return [
-            *(Route(path, endpoint, methods=["POST"], middleware=timed) for path, endpoint in (
+            *(Route(path, self._counted(endpoint), methods=["POST"], middleware=timed) for path, endpoint in (
                 ("/v1/events", self.events), ("/v1/import", self.import_), ("/v1/batch", self.segment),
                 ("/v1/track", self.segment), ("/v1/identify", self.segment), ("/api/v1/events", self.legacy_event),
             )),

@@ -34,19 +34,30 @@ def key_from_headers(headers: Headers) -> str:
     )
 
 
-class KeyResolver:
-    """Resolves keys through the store, remembering answers (unknown keys too) for as long as `grants`
-    keeps them: its time to live is how long a revoked key still works."""
+class RevokedKey(IngestError):
+    """A 401 for a key that was revoked: it still names its game, under which the refusal is counted."""
 
-    def __init__(self, store: TenancyStore, grants: Memo[str, WriteKey | None]) -> None:
+    def __init__(self, key: WriteKey) -> None:
+        super().__init__(401, "unknown or revoked write key")
+        self.key = key
+
+
+class KeyResolver:
+    """Resolves keys through the store, remembering answers (unknown and revoked keys too) for as
+    long as `grants` keeps them: its time to live is how long a revoked key still works."""
+
+    def __init__(self, store: TenancyStore, grants: Memo[str, tuple[WriteKey, bool] | None]) -> None:
         self._store = store
         self._grants = grants
 
     async def resolve(self, secret: str) -> WriteKey:
         grant = self._grants.get(secret)
         if grant is MISS:
-            grant = await self._store.resolve(secret)
+            grant = await self._store.grant(secret)
             self._grants.put(secret, grant)
         if grant is None:
             raise IngestError(401, "unknown or revoked write key")
-        return grant
+        key, live = grant
+        if not live:
+            raise RevokedKey(key)
+        return key

@@ -9,8 +9,10 @@ from gamemetrics.adapters.memory.memo import LocalMemo
 from gamemetrics.events.validation import Limits
 from gamemetrics.service import Adapters, Service
 from gamemetrics.services.ingest.accept import Acceptor
-from gamemetrics.services.ingest.app import IngestApp, refusals
+from gamemetrics.services.ingest.app import IngestApp
+from gamemetrics.services.ingest.app import refusals as refusal_handlers
 from gamemetrics.services.ingest.auth import KeyResolver
+from gamemetrics.services.ingest.refusals import RefusalCounts, RefusalFlusher
 from gamemetrics.settings import Settings
 from gamemetrics.tenancy.store import TenancyStore
 from gamemetrics.web.health import database_probe
@@ -20,6 +22,7 @@ from gamemetrics.web.health import database_probe
 async def build(adapters: Adapters, settings: Settings) -> AsyncIterator[Service]:
     """The ingest service on `adapters`: native, Segment and original routes, checked against the database and bus."""
     caches = adapters.caches
+    refusals = RefusalCounts()
     ingest = IngestApp(
         settings,
         # Resolved keys stay in this process (a revoked key is refused within `ingest.key_cache_seconds`).
@@ -30,11 +33,15 @@ async def build(adapters: Adapters, settings: Settings) -> AsyncIterator[Service
                            settings.ingest.key_rate_burst_events),
             Limits.from_settings(settings),
             settings.ingest.max_batch_events,
+            refusals,
         ),
+        refusals,
     )
+    flusher = RefusalFlusher(refusals, adapters.pool, settings.ingest.refusal_flush_seconds)
     yield Service(
         routes=ingest.routes(),
-        exception_handlers=refusals(),
+        exception_handlers=refusal_handlers(),
+        workers={"refusal counts": flusher.run},
         checks={"database": database_probe(adapters.pool), "bus": adapters.bus.ping,
                 **({"cache": caches.ping} if caches.shared else {})},
     )

@@ -23,6 +23,7 @@ from gamemetrics.services.users.erasure import ErasureRoutes
 from gamemetrics.services.users.export import ExportRoutes
 from gamemetrics.services.users.http import refusals
 from gamemetrics.services.users.oauth import OAuthRoutes
+from gamemetrics.services.users.operator_admin import OperatorAdminRoutes
 from gamemetrics.services.users.operators import OperatorRoutes, OperatorStore
 from gamemetrics.services.users.players import PlayerRoutes
 from gamemetrics.settings import Settings
@@ -56,6 +57,7 @@ async def build(adapters: Adapters, settings: Settings) -> AsyncIterator[Service
     guard = Guard(token_verifier(settings, pool), tenancy)
     caches = adapters.caches
     tombstones, codec = Tombstones(secret), RequestCodec(secret)
+    operators = OperatorStore(pool)
     routes = [
         *OAuthRoutes(
             settings, clients, keys, issuer,
@@ -64,11 +66,12 @@ async def build(adapters: Adapters, settings: Settings) -> AsyncIterator[Service
             per_address=caches.limiter("token.address", settings.users.token_rate_per_address_per_second,
                                        settings.users.token_rate_address_burst),
         ).routes(),
-        *OperatorRoutes(OperatorStore(pool), pool, audit, keys, issuer,
+        *OperatorRoutes(operators, pool, audit, keys, issuer,
                         caches.limiter("operator.login", settings.users.token_rate_per_client_per_second,
                                        settings.users.token_rate_client_burst),
                         settings.auth.token_ttl_seconds).routes(),
         *AdminRoutes(pool, guard, tenancy, clients, audit).routes(),
+        *OperatorAdminRoutes(pool, guard, operators, audit).routes(),
         *ExportRoutes(pool, guard, tombstones, audit, adapters.objects, adapters.player_exports).routes(),
         *ErasureRoutes(pool, bus, guard, tombstones, codec, audit, adapters.player_data_stores).routes(),
         *PlayerRoutes(settings, pool, guard, tombstones).routes(),

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from argon2 import PasswordHasher
@@ -34,6 +35,7 @@ ROLES = {
     "tenant_admin": _ADMIN,
     "analyst": ("analytics:read", "players:read"),
 }
+TENANT_ROLES = ("tenant_admin", "analyst")  # what a tenant's own admins may give; platform admins are made by the CLI
 MIN_PASSWORD = 12
 _hasher = PasswordHasher()  # argon2id with the library's current recommended parameters
 # Verified against when the email is unknown, so an unknown email costs the same time as a wrong password.
@@ -94,6 +96,44 @@ class OperatorStore:
                 await conn.execute("UPDATE operators SET password_hash = %s WHERE operator_id = %s",
                                    (_hasher.hash(password), row[0]))
         return Operator(row[0], row[1], row[2], row[3])
+
+
+@dataclass(frozen=True, slots=True)
+class OperatorRow:
+    """An operator of a tenant as the admin API lists them (never their hash)."""
+
+    operator_id: uuid.UUID
+    email: str
+    role: str
+    created_at: datetime
+    disabled_at: datetime | None
+
+
+class TenantOperators:
+    """The operators of one tenant: listed, changed and disabled in the caller's transaction."""
+
+    COLUMNS = "operator_id, email, role, created_at, disabled_at"
+
+    async def list(self, conn: AsyncConnection, tenant_id: uuid.UUID) -> list[OperatorRow]:
+        cur = await conn.execute(f"SELECT {self.COLUMNS} FROM operators WHERE tenant_id = %s ORDER BY email",
+                                 (tenant_id,))
+        return [OperatorRow(*row) for row in await cur.fetchall()]
+
+    async def change(self, conn: AsyncConnection, tenant_id: uuid.UUID, operator_id: uuid.UUID, *,
+                     role: str | None, disabled: bool | None) -> OperatorRow:
+        """Set the role and/or the disabled state of an operator of the tenant; NotFound for anyone else."""
+        if role is not None and role not in TENANT_ROLES:
+            raise ValueError(f"a tenant's operator is one of {', '.join(TENANT_ROLES)}")
+        cur = await conn.execute(
+            "UPDATE operators SET role = coalesce(%s, role),"
+            " disabled_at = CASE WHEN %s::boolean IS NULL THEN disabled_at WHEN %s THEN coalesce(disabled_at, now())"
+            " ELSE NULL END"
+            f" WHERE operator_id = %s AND tenant_id = %s RETURNING {self.COLUMNS}",
+            (role, disabled, disabled, operator_id, tenant_id))
+        row = await cur.fetchone()
+        if row is None:
+            raise NotFound(f"no operator {operator_id} in this tenant")
+        return OperatorRow(*row)
 
 
 class OperatorRoutes:
