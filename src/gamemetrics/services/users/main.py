@@ -22,6 +22,7 @@ from gamemetrics.services.users.eraser import StoreEraser
 from gamemetrics.services.users.erasure import ErasureRoutes
 from gamemetrics.services.users.export import ExportRoutes
 from gamemetrics.services.users.http import refusals
+from gamemetrics.services.users.metrics import ErasureBacklog
 from gamemetrics.services.users.oauth import OAuthRoutes
 from gamemetrics.services.users.operator_admin import OperatorAdminRoutes
 from gamemetrics.services.users.operators import OperatorRoutes, OperatorStore
@@ -79,6 +80,8 @@ async def build(adapters: Adapters, settings: Settings) -> AsyncIterator[Service
     # One transaction clears what the spine wrote (events, rollups, dead letters, the profile),
     # then the embedded bus; the registry lists these stores under this service.
     eraser = StoreEraser(pool, bus, bus_retention=timedelta(hours=settings.kafka.retention_hours))
+    backlog = ErasureBacklog(pool, interval_s=30.0)
     yield Service(routes=routes, exception_handlers=refusals(), erasers=[eraser],
+                  workers={"erasure backlog": backlog.run},
                   checks={"database": database_probe(pool), "bus": bus.ping,
                           **({"cache": caches.ping} if caches.shared else {})})

@@ -16,6 +16,7 @@ from gamemetrics.auth.signing import SigningKeyStore
 from gamemetrics.auth.tokens import TokenIssuer
 from gamemetrics.ports.cache import CacheError, RateLimiter
 from gamemetrics.services.users.clients import CLIENT_ID_PREFIX, SCOPES, ClientStore
+from gamemetrics.services.users.metrics import TOKEN_REQUESTS
 from gamemetrics.settings import Settings
 from gamemetrics.web.errors import ApiError, retry_after
 from gamemetrics.web.responses import json_response
@@ -75,6 +76,15 @@ class OAuthRoutes:
         self._per_address = per_address
 
     async def token(self, request: Request) -> Response:
+        try:
+            response = await self._token(request)
+        except ApiError as refused:
+            TOKEN_REQUESTS.labels(refused.code or str(refused.status)).inc()
+            raise
+        TOKEN_REQUESTS.labels("issued").inc()
+        return response
+
+    async def _token(self, request: Request) -> Response:
         address = request.client.host if request.client else "unknown"
         await self._limit(self._per_address, f"address:{address}")
         if request.headers.get("content-type", "").split(";")[0].strip() != "application/x-www-form-urlencoded":
