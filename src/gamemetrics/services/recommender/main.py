@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+from gamemetrics.adapters.memory.memo import LocalMemo
 from gamemetrics.auth.secret import platform_secret
 from gamemetrics.auth.verifier import token_verifier
 from gamemetrics.gdpr.tombstones import Tombstones
@@ -27,6 +28,7 @@ from gamemetrics.web.refusals import UNAVAILABLE, exception_handlers
 
 CACHE_NAMESPACE = "recommender"
 HEALTH_COLLECTION = "rec_health"
+GUARD_MEMO_SECONDS = 60
 
 
 def vectors_probe(vectors: Vectors) -> Probe:
@@ -56,7 +58,10 @@ async def build(adapters: Adapters, settings: Settings) -> AsyncIterator[Service
         trainer = Trainer(pool, interactions, models, s)
         loop = interaction_loop(adapters.bus, InteractionSink(interactions, cache, generations),
                                 batch_size=s.recommender_batch_events)
-        guard = Guard(token_verifier(settings, pool), TenancyStore(pool))
+        # Answers are served from the cache: a signature check and a games lookup would cost more.
+        guard = Guard(token_verifier(settings, pool), TenancyStore(pool),
+                      verified=LocalMemo(10_000, ttl_seconds=GUARD_MEMO_SECONDS),
+                      games=LocalMemo(10_000, ttl_seconds=GUARD_MEMO_SECONDS))
         routes = RecommenderRoutes(pool, guard, catalogue, interactions, models, recommender, trainer).routes()
         yield Service(
             routes=routes,
