@@ -17,6 +17,7 @@ issue-token`, each client on a kept-alive connection of its own (bench/raw_http.
   starts (every timed answer comes from the cache);
 - uncached: every request asks a player not asked before, so each one reads ownership, the
   player's vector and runs the filtered search;
+- cold: every request asks a player the game has never seen (popular items of the recent window);
 - raw HTTP: the same requests to a Starlette route that answers a body of the same size, on
   uvicorn as `gamemetrics serve` runs it: the ceiling of HTTP and of the load generator here.
 
@@ -224,17 +225,19 @@ def get_request(path: str, bearer: str) -> bytes:
     return f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {bearer}\r\n\r\n".encode()
 
 
-async def measure(port: int, game: uuid.UUID, token: str, clients: int, duration: float, *, cached: bool,
+async def measure(port: int, game: uuid.UUID, token: str, clients: int, duration: float, *, kind: str,
                   players: int, offset: int) -> dict[str, float]:
     """Requests/s and latency percentiles of `clients` concurrent clients, each on its own kept-alive
     connection, for `duration` seconds. Cached: the 100 players asked are asked once before the clock
-    starts, so every timed answer comes from the cache."""
+    starts, so every timed answer comes from the cache; uncached: known players never asked before;
+    cold: players the game has never seen (popular items)."""
+    cached = kind == "cached"
     latencies: list[float] = []
     failures = 0
     fresh = iter(range(offset, 10**9))
 
-    def request(player: int) -> bytes:
-        return get_request(f"/v1/games/{game}/players/player-{player}/recommendations?n=10", token)
+    def request(player: int, prefix: str = "player") -> bytes:
+        return get_request(f"/v1/games/{game}/players/{prefix}-{player}/recommendations?n=10", token)
 
     warm = [request(player) for player in range(100)]
     if cached:
@@ -250,7 +253,10 @@ async def measure(port: int, game: uuid.UUID, token: str, clients: int, duration
         k = n
         try:
             while time.perf_counter() < deadline:
-                asked = warm[k % 100] if cached else request(next(fresh) % players)
+                if cached:
+                    asked = warm[k % 100]
+                else:
+                    asked = request(next(fresh) % players) if kind == "uncached" else request(next(fresh), "new")
                 k += clients
                 started = time.perf_counter()
                 status, _, _ = await exchange(reader, writer, asked)
@@ -303,12 +309,12 @@ def main() -> None:
             peak_rss = 0
             try:
                 offset = 0
-                for cached in (True, False):
+                for kind in ("cached", "uncached", "cold"):
                     for clients in CLIENTS:
-                        figures = asyncio.run(measure(args.port, game, token, clients, args.duration, cached=cached,
+                        figures = asyncio.run(measure(args.port, game, token, clients, args.duration, kind=kind,
                                                       players=args.players, offset=offset))
                         offset += int(figures["requests"])
-                        rows.append(("cached" if cached else "uncached", clients, figures))
+                        rows.append((kind, clients, figures))
                         peak_rss = max(peak_rss, psutil.Process(server.pid).memory_info().rss)
             finally:
                 server.terminate()
@@ -317,7 +323,7 @@ def main() -> None:
         try:
             for clients in CLIENTS:
                 rows.append(("raw HTTP", clients, asyncio.run(measure(args.port, game, token, clients, args.duration,
-                                                                      cached=False, players=1, offset=0))))
+                                                                      kind="uncached", players=1, offset=0))))
         finally:
             hello.terminate()
             hello.wait(30)

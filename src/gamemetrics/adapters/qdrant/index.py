@@ -170,49 +170,46 @@ class PointIndex:
 
     def matching(self, where: Where | None, exclude: Sequence[str] = ()) -> Rows:
         """The rows of the points matching `where`, none named in `exclude`."""
-        rows: Rows = np.flatnonzero(self._alive)
+        mask = self._alive.copy()
         for name, wanted in (where or {}).items():
-            if not rows.size:
-                break
             column = self._columns.get(name)
             if column is None:
-                return rows[:0]
+                return np.flatnonzero(False)
             if isinstance(wanted, Range | float):
                 low, high = (wanted.gte, wanted.lte) if isinstance(wanted, Range) else (wanted, wanted)
-                numbers = column.numbers[rows]
-                keep = ~np.isnan(numbers)
+                if low is None and high is None:
+                    mask &= ~np.isnan(column.numbers)
                 if low is not None:
-                    keep &= numbers >= low
+                    mask &= column.numbers >= low  # NaN, what no range takes, compares false
                 if high is not None:
-                    keep &= numbers <= high
+                    mask &= column.numbers <= high
             elif isinstance(wanted, str | int | bool):
                 code = column.keys.get(_key(wanted))  # type: ignore[arg-type]  # a str, int or bool has a key
                 if code is None:
-                    return rows[:0]
-                keep = column.codes[rows] == code
+                    return np.flatnonzero(False)
+                mask &= column.codes == code
             else:
-                codes = [column.keys[k] for k in map(_key, wanted) if k is not None and k in column.keys]
-                keep = np.isin(column.codes[rows], codes)
-            rows = rows[keep]
-        if exclude and rows.size:
-            excluded = [self._rows[name] for name in exclude if name in self._rows]
-            if excluded:
-                rows = rows[~np.isin(rows, excluded)]
-        return rows
+                codes = {column.keys[k] for k in map(_key, wanted) if k is not None and k in column.keys}
+                anyof = np.zeros_like(mask)
+                for code in codes:
+                    anyof |= column.codes == code
+                mask &= anyof
+        excluded = [row for row in map(self._rows.get, exclude) if row is not None]
+        mask[excluded] = False
+        return np.flatnonzero(mask)
 
     def search(self, vector: Sequence[float], *, limit: int, where: Where | None = None,
                exclude: Sequence[str] = ()) -> list[Hit]:
         """The `limit` points most similar to `vector` among those matching `where`, none named in `exclude`."""
+        query = self._vector(vector)
         rows = self.matching(where, exclude)
         if not rows.size or limit < 1:
             return []
-        query = self._vector(vector)
-        candidates = self._matrix[rows]
         if self._distance == "euclid":
-            scores = np.sqrt(((candidates - query) ** 2).sum(axis=1))
+            scores = np.sqrt(((self._matrix[rows] - query) ** 2).sum(axis=1))
             order = scores  # a smaller distance is nearer
-        else:
-            scores = candidates @ query
+        else:  # every row at once is cheaper than gathering the matching rows first
+            scores = (self._matrix[:len(self._names)] @ query)[rows]
             order = -scores
         if len(rows) > limit:
             best = np.argpartition(order, limit - 1)[:limit]

@@ -29,6 +29,8 @@ from gamemetrics.web.refusals import UNAVAILABLE, exception_handlers
 CACHE_NAMESPACE = "recommender"
 HEALTH_COLLECTION = "rec_health"
 GUARD_MEMO_SECONDS = 60
+# A popular list aggregates the game's recent window; players of a segment share it this long.
+POPULAR_MEMO_SECONDS = 10
 
 
 def vectors_probe(vectors: Vectors) -> Probe:
@@ -54,7 +56,8 @@ async def build(adapters: Adapters, settings: Settings) -> AsyncIterator[Service
         tombstones = Tombstones(platform_secret(settings))
         catalogue, interactions, models = Catalogue(pool), Interactions(pool, tombstones), Models(pool, vectors)
         recommender = Recommender(pool, interactions, models, vectors, cache, cache_seconds=s.recommender_cache_seconds,
-                                  popular_days=s.recommender_popular_days)
+                                  popular_days=s.recommender_popular_days,
+                                  popular=LocalMemo(10_000, ttl_seconds=POPULAR_MEMO_SECONDS))
         trainer = Trainer(pool, interactions, models, s)
         loop = interaction_loop(adapters.bus, InteractionSink(interactions, cache, generations),
                                 batch_size=s.recommender_batch_events)

@@ -3,6 +3,7 @@ player's own when they are newer than the model, popular ones for the rest; cach
 
 from __future__ import annotations
 
+import math
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -12,7 +13,7 @@ import msgspec
 import numpy as np
 from psycopg_pool import AsyncConnectionPool
 
-from gamemetrics.ports.cache import Cache, CacheError
+from gamemetrics.ports.cache import MISS, Cache, CacheError, Memo
 from gamemetrics.ports.vectors import Range, Scalar, Vectors, VectorStoreError, Where
 from gamemetrics.services.recommender.catalogue import tenant_transaction
 from gamemetrics.services.recommender.interactions import Interactions, weights_sql
@@ -52,6 +53,10 @@ class Degraded:
 
 _answer = msgspec.json.Decoder(Answer)
 
+# Popular lists are read this many items deep at a time, so players excluding a few owned items share one.
+POPULAR_DEPTH = 50
+PopularKey = tuple[uuid.UUID, uuid.UUID, str | None, float | None, float | None, str | None, str | None, int]
+
 
 def generation_key(tenant_id: uuid.UUID, game_id: uuid.UUID, player_id: str) -> str:
     """The key of a player's answer generation, renewed when they interact or are erased."""
@@ -71,8 +76,10 @@ class Recommender:
     """Ranks items for players and items like an item, on the active model and the catalogue."""
 
     def __init__(self, pool: AsyncConnectionPool, interactions: Interactions, models: Models, vectors: Vectors,
-                 cache: Cache, *, cache_seconds: float, popular_days: float) -> None:
+                 cache: Cache, *, cache_seconds: float, popular_days: float,
+                 popular: Memo[PopularKey, list[Pick]] | None = None) -> None:
         self._pool = pool
+        self._popular = popular
         self._interactions = interactions
         self._models = models
         self._vectors = vectors
@@ -169,7 +176,24 @@ class Recommender:
 
     async def popular(self, tenant_id: uuid.UUID, game_id: uuid.UUID, query: Query, *, exclude: list[str],
                       country: str | None = None, platform: str | None = None) -> list[Pick]:
-        """Items most interacted with over the recent window: in the player's segment first, then overall."""
+        """Items most interacted with over the recent window: in the player's segment first, then overall.
+
+        The list is the same for every player of a segment, and reading it aggregates the game's
+        whole window: with `popular`, it is read once per segment, filters and depth (a multiple of
+        POPULAR_DEPTH), and kept while the memo keeps it; each player's exclusions apply after."""
+        depth = POPULAR_DEPTH * math.ceil((query.n + len(exclude)) / POPULAR_DEPTH)
+        key: PopularKey = (tenant_id, game_id, query.category, query.min_price, query.max_price, country, platform,
+                           depth)
+        picks = self._popular.get(key) if self._popular is not None else MISS
+        if picks is MISS:
+            picks = await self._read_popular(tenant_id, game_id, query, depth, country, platform)
+            if self._popular is not None:
+                self._popular.put(key, picks)
+        excluded = set(exclude)
+        return [pick for pick in picks if pick.item_id not in excluded][:query.n]
+
+    async def _read_popular(self, tenant_id: uuid.UUID, game_id: uuid.UUID, query: Query, limit: int,
+                            country: str | None, platform: str | None) -> list[Pick]:
         case, params = weights_sql(await self._interactions.weights(tenant_id, game_id))
         since = datetime.now(UTC) - self._window
         async with self._pool.connection() as conn, conn.transaction():
@@ -180,11 +204,11 @@ class Recommender:
                 " AND (%s::text IS NULL OR r.platform = %s))::float8 AS in_segment"
                 " FROM rec_interactions r JOIN rec_items i USING (tenant_id, game_id, item_id)"
                 " WHERE r.tenant_id = %s AND r.game_id = %s AND r.at >= %s AND i.available"
-                " AND NOT (r.item_id = ANY(%s)) AND (%s::text IS NULL OR i.category = %s)"
+                " AND (%s::text IS NULL OR i.category = %s)"
                 " AND (%s::numeric IS NULL OR i.price >= %s) AND (%s::numeric IS NULL OR i.price <= %s)"
                 " GROUP BY r.item_id ORDER BY in_segment DESC NULLS LAST, score DESC, r.item_id LIMIT %s",
                 [*params, *params, country, country, platform, platform,
-                 tenant_id, game_id, since, exclude, query.category, query.category, query.min_price,
-                 query.min_price, query.max_price, query.max_price, query.n])
+                 tenant_id, game_id, since, query.category, query.category, query.min_price,
+                 query.min_price, query.max_price, query.max_price, limit])
             rows: list[Any] = await cur.fetchall()
         return [Pick(row[0], round(float(row[2] if row[2] is not None else row[1]), 6), "popular") for row in rows]
