@@ -144,24 +144,24 @@ class PointIndex:
             self._matrix[row] = vector
             self._set_payload(row, point.payload, replace=True)
 
-    def _drop(self, row: int) -> None:
-        name = self._names[row]
-        assert name is not None
-        del self._rows[name]
-        self._names[row] = None
-        self._alive[row] = False
-        self._set_payload(row, {}, replace=True)
-        self._free.append(row)
+    def _drop(self, rows: Sequence[int]) -> None:
+        """Forget the rows' points: a whole model version's at once, so per row only what must be."""
+        for row in rows:
+            name = self._names[row]
+            assert name is not None
+            del self._rows[name]
+            self._names[row] = None
+            self._payloads[row] = {}
+        self._alive[rows] = False
+        for column in self._columns.values():
+            column.codes[rows], column.numbers[rows] = _MISSING, math.nan
+        self._free.extend(rows)
 
     def delete(self, names: Sequence[str] = (), where: Where | None = None) -> None:
         """Remove the points named, and those matching `where`."""
-        for name in names:
-            row = self._rows.get(name)
-            if row is not None:
-                self._drop(row)
+        self._drop([row for row in map(self._rows.get, set(names)) if row is not None])
         if where:
-            for row in self.matching(where).tolist():
-                self._drop(row)
+            self._drop(self.matching(where).tolist())
 
     def set_payload(self, payload: Mapping[str, Scalar], where: Where) -> None:
         """Set these payload fields on every point matching `where`."""
