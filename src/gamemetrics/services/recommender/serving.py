@@ -3,6 +3,7 @@ player's own when they are newer than the model, popular ones for the rest; cach
 
 from __future__ import annotations
 
+import asyncio
 import math
 import uuid
 from dataclasses import dataclass, field
@@ -80,6 +81,7 @@ class Recommender:
                  popular: Memo[PopularKey, list[Pick]] | None = None) -> None:
         self._pool = pool
         self._popular = popular
+        self._reading: dict[PopularKey, asyncio.Future[list[Pick]]] = {}
         self._interactions = interactions
         self._models = models
         self._vectors = vectors
@@ -120,7 +122,8 @@ class Recommender:
 
     async def _compute(self, tenant_id: uuid.UUID, game_id: uuid.UUID, player_id: str, query: Query,
                        model: ActiveModel | None, degraded: Degraded) -> Answer:
-        owned = await self._interactions.owned(tenant_id, game_id, player_id)
+        history = await self._interactions.player(tenant_id, game_id, player_id)
+        owned = history.owned
         picks: list[Pick] = []
         if model is not None:
             try:
@@ -129,9 +132,9 @@ class Recommender:
                 degraded.reasons.append("vectors")
         if len(picks) < query.n:
             taken = {p.item_id for p in picks}
-            country, platform = await self._interactions.segment(tenant_id, game_id, player_id)
             popular = await self.popular(tenant_id, game_id, query, exclude=[*owned, *taken],
-                                         country=country or query.country, platform=platform or query.platform)
+                                         country=history.country or query.country,
+                                         platform=history.platform or query.platform)
             picks += popular[:query.n - len(picks)]
         return Answer(uuid.uuid4(), model.version if model else None, picks, sorted(set(degraded.reasons)))
 
@@ -184,13 +187,26 @@ class Recommender:
         depth = POPULAR_DEPTH * math.ceil((query.n + len(exclude)) / POPULAR_DEPTH)
         key: PopularKey = (tenant_id, game_id, query.category, query.min_price, query.max_price, country, platform,
                            depth)
-        picks = self._popular.get(key) if self._popular is not None else MISS
-        if picks is MISS:
-            picks = await self._read_popular(tenant_id, game_id, query, depth, country, platform)
-            if self._popular is not None:
-                self._popular.put(key, picks)
+        kept = self._popular.get(key) if self._popular is not None else MISS
+        if kept is not MISS:
+            picks = kept
+        else:
+            # One read per key at a time: the players asking meanwhile wait for it rather than
+            # each aggregating the window again (and together holding every pooled connection).
+            reading = self._reading.get(key)
+            if reading is None:
+                reading = self._reading[key] = asyncio.ensure_future(
+                    self._read_popular(tenant_id, game_id, query, depth, country, platform))
+                reading.add_done_callback(lambda done: self._read(key, done))
+            picks = await asyncio.shield(reading)
         excluded = set(exclude)
         return [pick for pick in picks if pick.item_id not in excluded][:query.n]
+
+    def _read(self, key: PopularKey, done: asyncio.Future[list[Pick]]) -> None:
+        """Keep a popular list read, or forget a failed read (its waiters have its error)."""
+        del self._reading[key]
+        if not done.cancelled() and done.exception() is None and self._popular is not None:
+            self._popular.put(key, done.result())
 
     async def _read_popular(self, tenant_id: uuid.UUID, game_id: uuid.UUID, query: Query, limit: int,
                             country: str | None, platform: str | None) -> list[Pick]:
