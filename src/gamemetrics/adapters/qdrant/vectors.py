@@ -31,7 +31,6 @@ _NAMES = uuid.UUID("5d3c1e0e-2b7e-4f57-9a44-6a1f0c7b9e21")
 _NAME_FIELD = "_name"
 _DISTANCES = {"cosine": models.Distance.COSINE, "dot": models.Distance.DOT, "euclid": models.Distance.EUCLID}
 _DISTANCE_NAMES: dict[models.Distance, Distance] = {v: k for k, v in _DISTANCES.items()}  # type: ignore[misc]
-_LOAD_PAGE = 2_000
 
 
 def point_id(name: str) -> str:
@@ -181,9 +180,11 @@ class LocalQdrantVectors(QdrantVectors):
             params = info.config.params.vectors
             assert isinstance(params, models.VectorParams)  # the adapter makes only unnamed dense vectors
             index = PointIndex(params.size, _DISTANCE_NAMES[params.distance])
+            # Local mode sorts every id of the collection for each page it scrolls: read it in one.
+            page = max(info.points_count or 0, 1)
             offset: models.ExtendedPointId | None = None
             while True:
-                records, offset = await self._client.scroll(collection, limit=_LOAD_PAGE, offset=offset,
+                records, offset = await self._client.scroll(collection, limit=page, offset=offset,
                                                             with_payload=True, with_vectors=True)
                 points = []
                 for record in records:
