@@ -104,6 +104,18 @@ def test_cold_start_is_popular_in_the_segment_then_overall(recommender: Platform
     assert {p["source"] for p in recommender.recommend("nobody", "?n=3")["items"]} == {"popular"}
 
 
+def test_popular_answers_exclude_what_each_player_owns(recommender: Platform) -> None:
+    """Players of a segment share one popular list; each player's own items are taken out of it."""
+    describe(recommender)
+    history = taste_history()
+    recommender.publish(history)
+    stranger = items(recommender.recommend("stranger", "?n=20&country=DE&platform=ios"))
+    owned = {t.item for t in history if t.player == "a0"}  # a0 plays in DE on iOS
+    mine = items(recommender.recommend("a0", "?n=20"))
+    assert owned <= set(stranger) and len(stranger) == 19  # every available item
+    assert mine == [item for item in stranger if item not in owned]
+
+
 def test_bad_queries_are_refused(recommender: Platform) -> None:
     users, http = recommender.users, recommender.http
     path = f"/v1/games/{users.game_id}/players/p1/recommendations"

@@ -7,6 +7,7 @@ import uuid
 from starlette.requests import Request
 
 from gamemetrics.auth.tokens import InvalidToken, Principal, TokenVerifier
+from gamemetrics.ports.cache import MISS, Memo
 from gamemetrics.tenancy.store import TenancyStore
 from gamemetrics.web.errors import ApiError
 from gamemetrics.web.requests import path_uuid
@@ -20,17 +21,33 @@ def bearer_token(request: Request) -> str:
     return token.strip()
 
 
+GameKey = tuple[uuid.UUID, uuid.UUID]
+
+
 class Guard:
     """Resolves a request's principal from its bearer token and checks its scope; the principal
-    carries the tenant. Refusals are raised for the app's exception handlers to answer."""
+    carries the tenant. Refusals are raised for the app's exception handlers to answer.
 
-    def __init__(self, verifier: TokenVerifier, tenancy: TenancyStore) -> None:
+    With `verified`, a token whose signature was checked is trusted again for as long as the memo
+    keeps it (never past its expiry); with `games`, a game found in a tenant is not looked up again
+    while kept (a game never changes tenant; a missing one is looked up every time, so a new game
+    is seen at once). For hot read paths, where both cost more than the answer they unlock."""
+
+    def __init__(self, verifier: TokenVerifier, tenancy: TenancyStore, *, verified: Memo[str, Principal] | None = None,
+                 games: Memo[GameKey, bool] | None = None) -> None:
         self._verifier = verifier
         self._tenancy = tenancy
+        self._verified = verified
+        self._games = games
 
     async def __call__(self, request: Request, scope: str) -> Principal:
         """The caller, with `scope`: InvalidToken (401) or InsufficientScope (403) otherwise."""
-        principal = await self._verifier.verify(bearer_token(request))
+        token = bearer_token(request)
+        principal = self._verified.get(token) if self._verified is not None else MISS
+        if principal is MISS or principal.expired:
+            principal = await self._verifier.verify(token)
+            if self._verified is not None:
+                self._verified.put(token, principal)
         principal.require(scope)
         return principal
 
@@ -38,6 +55,11 @@ class Guard:
         """The caller, with `scope`, and the path's `game_id`, a game of the caller's tenant (404 otherwise)."""
         principal = await self(request, scope)
         game_id = path_uuid(request, "game_id")
+        key = (principal.tenant_id, game_id)
+        if self._games is not None and self._games.get(key) is True:
+            return principal, game_id
         if not await self._tenancy.game_of_tenant(principal.tenant_id, game_id):
             raise ApiError(404, f"no game {game_id} in this tenant")
+        if self._games is not None:
+            self._games.put(key, True)
         return principal, game_id

@@ -37,6 +37,16 @@ class Interaction:
     platform: str | None
 
 
+@dataclass(frozen=True, slots=True)
+class PlayerHistory:
+    """What serving reads of a player: the items they own, and the country and platform of their
+    latest interaction (None when the platform has not seen them)."""
+
+    owned: list[str]
+    country: str | None
+    platform: str | None
+
+
 class _Item(msgspec.Struct):
     item_id: str | None = None
 
@@ -113,25 +123,18 @@ class Interactions:
             return found
         return [i for i in found if hashes[(i.tenant_id, i.game_id, i.player_id)] not in gone]
 
-    async def owned(self, tenant_id: uuid.UUID, game_id: uuid.UUID, player_id: str) -> list[str]:
-        """The items the player purchased or acquired, up to now."""
+    async def player(self, tenant_id: uuid.UUID, game_id: uuid.UUID, player_id: str) -> PlayerHistory:
+        """What the player owns up to now, and their segment, in one read of their rows."""
         async with self._pool.connection() as conn, conn.transaction():
             await tenant_transaction(conn, tenant_id)
             cur = await conn.execute(
-                "SELECT DISTINCT item_id FROM rec_interactions WHERE tenant_id = %s AND game_id = %s"
-                " AND player_id = %s AND event_type = ANY(%s)", (tenant_id, game_id, player_id, list(OWNING_EVENTS)))
-            return [row[0] for row in await cur.fetchall()]
-
-    async def segment(self, tenant_id: uuid.UUID, game_id: uuid.UUID,
-                      player_id: str) -> tuple[str | None, str | None]:
-        """The country and platform of the player's latest interaction (None, None when unknown)."""
-        async with self._pool.connection() as conn, conn.transaction():
-            await tenant_transaction(conn, tenant_id)
-            cur = await conn.execute(
-                "SELECT country, platform FROM rec_interactions WHERE tenant_id = %s AND game_id = %s"
-                " AND player_id = %s ORDER BY at DESC LIMIT 1", (tenant_id, game_id, player_id))
+                "SELECT coalesce(array_agg(DISTINCT item_id) FILTER (WHERE event_type = ANY(%s)), '{}'),"
+                " (array_agg(country ORDER BY at DESC))[1], (array_agg(platform ORDER BY at DESC))[1]"
+                " FROM rec_interactions WHERE tenant_id = %s AND game_id = %s AND player_id = %s",
+                (list(OWNING_EVENTS), tenant_id, game_id, player_id))
             row = await cur.fetchone()
-        return (row[0], row[1]) if row else (None, None)
+        assert row is not None  # an aggregate answers one row
+        return PlayerHistory(sorted(row[0]), row[1], row[2])
 
     async def weights(self, tenant_id: uuid.UUID, game_id: uuid.UUID) -> dict[str, float]:
         """The game's weight of each item event type: its own where set, the defaults elsewhere."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+from gamemetrics.adapters.memory.memo import LocalMemo
 from gamemetrics.auth.secret import platform_secret
 from gamemetrics.auth.verifier import token_verifier
 from gamemetrics.gdpr.tombstones import Tombstones
@@ -27,6 +28,9 @@ from gamemetrics.web.refusals import UNAVAILABLE, exception_handlers
 
 CACHE_NAMESPACE = "recommender"
 HEALTH_COLLECTION = "rec_health"
+GUARD_MEMO_SECONDS = 60
+# A popular list aggregates the game's recent window; players of a segment share it this long.
+POPULAR_MEMO_SECONDS = 10
 
 
 def vectors_probe(vectors: Vectors) -> Probe:
@@ -52,11 +56,15 @@ async def build(adapters: Adapters, settings: Settings) -> AsyncIterator[Service
         tombstones = Tombstones(platform_secret(settings))
         catalogue, interactions, models = Catalogue(pool), Interactions(pool, tombstones), Models(pool, vectors)
         recommender = Recommender(pool, interactions, models, vectors, cache, cache_seconds=s.recommender_cache_seconds,
-                                  popular_days=s.recommender_popular_days)
+                                  popular_days=s.recommender_popular_days,
+                                  popular=LocalMemo(10_000, ttl_seconds=POPULAR_MEMO_SECONDS))
         trainer = Trainer(pool, interactions, models, s)
         loop = interaction_loop(adapters.bus, InteractionSink(interactions, cache, generations),
                                 batch_size=s.recommender_batch_events)
-        guard = Guard(token_verifier(settings, pool), TenancyStore(pool))
+        # Answers are served from the cache: a signature check and a games lookup would cost more.
+        guard = Guard(token_verifier(settings, pool), TenancyStore(pool),
+                      verified=LocalMemo(10_000, ttl_seconds=GUARD_MEMO_SECONDS),
+                      games=LocalMemo(10_000, ttl_seconds=GUARD_MEMO_SECONDS))
         routes = RecommenderRoutes(pool, guard, catalogue, interactions, models, recommender, trainer).routes()
         yield Service(
             routes=routes,

@@ -3,6 +3,8 @@ player's own when they are newer than the model, popular ones for the rest; cach
 
 from __future__ import annotations
 
+import asyncio
+import math
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -12,7 +14,7 @@ import msgspec
 import numpy as np
 from psycopg_pool import AsyncConnectionPool
 
-from gamemetrics.ports.cache import Cache, CacheError
+from gamemetrics.ports.cache import MISS, Cache, CacheError, Memo
 from gamemetrics.ports.vectors import Range, Scalar, Vectors, VectorStoreError, Where
 from gamemetrics.services.recommender.catalogue import tenant_transaction
 from gamemetrics.services.recommender.interactions import Interactions, weights_sql
@@ -52,6 +54,10 @@ class Degraded:
 
 _answer = msgspec.json.Decoder(Answer)
 
+# Popular lists are read this many items deep at a time, so players excluding a few owned items share one.
+POPULAR_DEPTH = 50
+PopularKey = tuple[uuid.UUID, uuid.UUID, str | None, float | None, float | None, str | None, str | None, int]
+
 
 def generation_key(tenant_id: uuid.UUID, game_id: uuid.UUID, player_id: str) -> str:
     """The key of a player's answer generation, renewed when they interact or are erased."""
@@ -71,8 +77,11 @@ class Recommender:
     """Ranks items for players and items like an item, on the active model and the catalogue."""
 
     def __init__(self, pool: AsyncConnectionPool, interactions: Interactions, models: Models, vectors: Vectors,
-                 cache: Cache, *, cache_seconds: float, popular_days: float) -> None:
+                 cache: Cache, *, cache_seconds: float, popular_days: float,
+                 popular: Memo[PopularKey, list[Pick]] | None = None) -> None:
         self._pool = pool
+        self._popular = popular
+        self._reading: dict[PopularKey, asyncio.Future[list[Pick]]] = {}
         self._interactions = interactions
         self._models = models
         self._vectors = vectors
@@ -113,7 +122,8 @@ class Recommender:
 
     async def _compute(self, tenant_id: uuid.UUID, game_id: uuid.UUID, player_id: str, query: Query,
                        model: ActiveModel | None, degraded: Degraded) -> Answer:
-        owned = await self._interactions.owned(tenant_id, game_id, player_id)
+        history = await self._interactions.player(tenant_id, game_id, player_id)
+        owned = history.owned
         picks: list[Pick] = []
         if model is not None:
             try:
@@ -122,9 +132,9 @@ class Recommender:
                 degraded.reasons.append("vectors")
         if len(picks) < query.n:
             taken = {p.item_id for p in picks}
-            country, platform = await self._interactions.segment(tenant_id, game_id, player_id)
             popular = await self.popular(tenant_id, game_id, query, exclude=[*owned, *taken],
-                                         country=country or query.country, platform=platform or query.platform)
+                                         country=history.country or query.country,
+                                         platform=history.platform or query.platform)
             picks += popular[:query.n - len(picks)]
         return Answer(uuid.uuid4(), model.version if model else None, picks, sorted(set(degraded.reasons)))
 
@@ -169,7 +179,37 @@ class Recommender:
 
     async def popular(self, tenant_id: uuid.UUID, game_id: uuid.UUID, query: Query, *, exclude: list[str],
                       country: str | None = None, platform: str | None = None) -> list[Pick]:
-        """Items most interacted with over the recent window: in the player's segment first, then overall."""
+        """Items most interacted with over the recent window: in the player's segment first, then overall.
+
+        The list is the same for every player of a segment, and reading it aggregates the game's
+        whole window: with `popular`, it is read once per segment, filters and depth (a multiple of
+        POPULAR_DEPTH), and kept while the memo keeps it; each player's exclusions apply after."""
+        depth = POPULAR_DEPTH * math.ceil((query.n + len(exclude)) / POPULAR_DEPTH)
+        key: PopularKey = (tenant_id, game_id, query.category, query.min_price, query.max_price, country, platform,
+                           depth)
+        kept = self._popular.get(key) if self._popular is not None else MISS
+        if kept is not MISS:
+            picks = kept
+        else:
+            # One read per key at a time: the players asking meanwhile wait for it rather than
+            # each aggregating the window again (and together holding every pooled connection).
+            reading = self._reading.get(key)
+            if reading is None:
+                reading = self._reading[key] = asyncio.ensure_future(
+                    self._read_popular(tenant_id, game_id, query, depth, country, platform))
+                reading.add_done_callback(lambda done: self._read(key, done))
+            picks = await asyncio.shield(reading)
+        excluded = set(exclude)
+        return [pick for pick in picks if pick.item_id not in excluded][:query.n]
+
+    def _read(self, key: PopularKey, done: asyncio.Future[list[Pick]]) -> None:
+        """Keep a popular list read, or forget a failed read (its waiters have its error)."""
+        del self._reading[key]
+        if not done.cancelled() and done.exception() is None and self._popular is not None:
+            self._popular.put(key, done.result())
+
+    async def _read_popular(self, tenant_id: uuid.UUID, game_id: uuid.UUID, query: Query, limit: int,
+                            country: str | None, platform: str | None) -> list[Pick]:
         case, params = weights_sql(await self._interactions.weights(tenant_id, game_id))
         since = datetime.now(UTC) - self._window
         async with self._pool.connection() as conn, conn.transaction():
@@ -180,11 +220,11 @@ class Recommender:
                 " AND (%s::text IS NULL OR r.platform = %s))::float8 AS in_segment"
                 " FROM rec_interactions r JOIN rec_items i USING (tenant_id, game_id, item_id)"
                 " WHERE r.tenant_id = %s AND r.game_id = %s AND r.at >= %s AND i.available"
-                " AND NOT (r.item_id = ANY(%s)) AND (%s::text IS NULL OR i.category = %s)"
+                " AND (%s::text IS NULL OR i.category = %s)"
                 " AND (%s::numeric IS NULL OR i.price >= %s) AND (%s::numeric IS NULL OR i.price <= %s)"
                 " GROUP BY r.item_id ORDER BY in_segment DESC NULLS LAST, score DESC, r.item_id LIMIT %s",
                 [*params, *params, country, country, platform, platform,
-                 tenant_id, game_id, since, exclude, query.category, query.category, query.min_price,
-                 query.min_price, query.max_price, query.max_price, query.n])
+                 tenant_id, game_id, since, query.category, query.category, query.min_price,
+                 query.min_price, query.max_price, query.max_price, limit])
             rows: list[Any] = await cur.fetchall()
         return [Pick(row[0], round(float(row[2] if row[2] is not None else row[1]), 6), "popular") for row in rows]
