@@ -7,6 +7,7 @@ import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from prometheus_client import REGISTRY
 
 from gamemetrics.settings import Settings
 from tests.integration.recommender_fixtures import FAST, Platform, Touch, recommender_platform
@@ -74,6 +75,7 @@ def test_the_schedule_trains_a_new_game_and_retrains_after_enough_interactions(
         settings: Settings, database_url: str) -> None:
     eager = FAST.model_copy(update={"recommender_check_seconds": 0.2, "recommender_retrain_interactions": 6})
     for platform in recommender_platform(settings.model_copy(update={"recommender": eager}), database_url):
+        trained = _sample("gamemetrics_recommender_trainings_total", outcome="trained")
         old = datetime.now(UTC) - timedelta(days=30)  # history: event time counts for nothing here
         # One player's events share a partition, so each publish is read as one batch.
         platform.publish([Touch("p0", f"i{n}", at=old) for n in range(4)])
@@ -81,8 +83,19 @@ def test_the_schedule_trains_a_new_game_and_retrains_after_enough_interactions(
         platform.publish([Touch("p9", f"i{n}", "item_used", at=old) for n in range(5)])
         time.sleep(1.0)
         assert _versions(platform) == [1]  # five new: not yet enough, and the model is young
+        # ...so they wait for a model, and the staleness alert's gauge says for how long.
+        assert _sample("gamemetrics_recommender_stalest_model_seconds") > 0
         platform.publish([Touch("p8", "i1", at=old)])
         assert _version_within(platform, 2)
+        assert _sample("gamemetrics_recommender_trainings_total", outcome="trained") == trained + 2
+        deadline = time.monotonic() + 10
+        while _sample("gamemetrics_recommender_stalest_model_seconds") > 0:
+            assert time.monotonic() < deadline, "the gauge still says interactions wait for a model"
+            time.sleep(0.1)
+
+
+def _sample(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
 
 
 def _versions(platform: Platform) -> list[int]:

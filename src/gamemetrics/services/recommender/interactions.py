@@ -163,6 +163,17 @@ class Interactions:
             row = await cur.fetchone()
         return int(row[0]) if row else 0
 
+    async def first_stored_after(self, tenant_id: uuid.UUID, game_id: uuid.UUID,
+                                 after: datetime | None) -> datetime | None:
+        """When the game's first interaction stored after `after` (of all when None) was stored."""
+        async with self._pool.connection() as conn, conn.transaction():
+            await tenant_transaction(conn, tenant_id)
+            cur = await conn.execute(
+                "SELECT min(stored_at) FROM rec_interactions WHERE tenant_id = %s AND game_id = %s"
+                " AND (%s::timestamptz IS NULL OR stored_at > %s)", (tenant_id, game_id, after, after))
+            row = await cur.fetchone()
+        return row[0] if row else None
+
     async def games(self) -> list[tuple[uuid.UUID, uuid.UUID]]:
         """(tenant, game) of every game with interactions."""
         async with self._pool.connection() as conn:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 RECOMMENDATIONS = Counter("gamemetrics_recommendations_total", "Recommendation answers given",
                           ["kind", "cached", "fallback"])
@@ -13,3 +13,9 @@ LATENCY = Histogram("gamemetrics_recommendation_seconds", "Time to answer a reco
                     buckets=(0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1.0))
 SKIPPED = Counter("gamemetrics_recommender_events_skipped_total",
                   "Processed-topic records the recommender could not read (an unknown schema version)")
+TRAININGS = Counter("gamemetrics_recommender_trainings_total",
+                    "Scheduled trainings of a game's model, by outcome (trained, failed)", ["outcome"])
+STALEST_MODEL = Gauge(
+    "gamemetrics_recommender_stalest_model_seconds",
+    "After each trainer pass: the longest a game's new interactions have waited for a model (since its last training,"
+    " or its first interaction when never trained; 0 when every model has them)")

@@ -13,6 +13,7 @@ from psycopg_pool import AsyncConnectionPool
 from gamemetrics.services.recommender.catalogue import tenant_transaction
 from gamemetrics.services.recommender.factors import Algorithm, Progress, fit, matrix
 from gamemetrics.services.recommender.interactions import Interactions, weights_sql
+from gamemetrics.services.recommender.metrics import STALEST_MODEL, TRAININGS
 from gamemetrics.services.recommender.models import ActiveModel, Models
 from gamemetrics.settings import RecommenderSettings
 
@@ -91,14 +92,30 @@ class Trainer:
         return bool((now - last).total_seconds() >= self._settings.recommender_retrain_seconds)
 
     async def run(self) -> None:
-        """Retrain every game that is due, every `recommender_check_seconds`, until cancelled."""
+        """Retrain every game that is due, every `recommender_check_seconds`, until cancelled; after
+        each pass, say how long the stalest game's new interactions have waited for a model."""
         while True:
+            stalest = 0.0
             for tenant_id, game_id in await self._interactions.games():
                 now = datetime.now().astimezone()
                 try:
                     if await self.due(tenant_id, game_id, now):
                         await self.train(tenant_id, game_id)
+                        TRAININGS.labels("trained").inc()
+                    stalest = max(stalest, await self.waiting_s(tenant_id, game_id, now))
                 except Exception:  # one game's failure must not stop the others' training
+                    TRAININGS.labels("failed").inc()
                     log.warning("training failed; trying again later", tenant=str(tenant_id), game=str(game_id),
                                 exc_info=True)
+                    stalest = max(stalest, await self.waiting_s(tenant_id, game_id, now))
+            STALEST_MODEL.set(stalest)
             await asyncio.sleep(self._settings.recommender_check_seconds)
+
+    async def waiting_s(self, tenant_id: uuid.UUID, game_id: uuid.UUID, now: datetime) -> float:
+        """How long the game's interactions its model lacks have waited: since its last training, or
+        since its first interaction when it was never trained; 0 when its model has them all."""
+        last = await self._models.last_trained(tenant_id, game_id)
+        first_new = await self._interactions.first_stored_after(tenant_id, game_id, last)
+        if first_new is None:
+            return 0.0
+        return max(0.0, (now - (last or first_new)).total_seconds())
