@@ -46,6 +46,10 @@ class Proxy:
         if cut:
             self._loop.call_soon_threadsafe(self._close_all)
 
+    def reset(self) -> None:
+        """Reset every open connection once; new ones pass as before (their clients connect anew)."""
+        self._loop.call_soon_threadsafe(self._close_all)
+
     def set_blackhole(self, blackhole: bool) -> None:
         """While blackholed, connections are accepted and kept, but no byte passes either way (as in a
         partition where packets vanish and TCP waits); what was held flows once it is lifted."""
@@ -91,6 +95,10 @@ class Proxy:
         failure: OSError | None = None
         assert self._flowing is not None
         await self._flowing.wait()  # a blackholed connection reaches no backend until lifted
+        for _ in range(100):  # backends given after start: a client that comes first waits for them
+            if self.backends:
+                break
+            await asyncio.sleep(0.1)
         for _ in range(len(self.backends)):
             host, port = self.backends[self._next % len(self.backends)]
             self._next += 1
