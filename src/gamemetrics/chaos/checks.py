@@ -91,3 +91,31 @@ def members(seen: Sequence[str], expected: int, group: str) -> list[str]:
     if len(seen) != expected:
         return [f"group {group} has {len(seen)} members, not {expected}: {sorted(seen)}"]
     return []
+
+
+def recommendations_answered(answers: Sequence[Mapping[str, Any]], removed: float) -> list[str]:
+    """Each answer a 200 or a 503 with Retry-After (a moment with nothing listening is a restart, allowed);
+    never another status or no answer; and a 200 again after the fault's removal."""
+    violations = []
+    for answer in answers:
+        status = answer.get("status")
+        if status is None:
+            violations.append(f"no recommendation within the timeout at {answer.get('at')}")
+        elif status == 503 and not answer.get("retry_after"):
+            violations.append(f"a 503 without Retry-After at {answer.get('at')}")
+        elif status not in (0, 200, 503):
+            violations.append(f"a {status} at {answer.get('at')}: {str(answer.get('body', ''))[:200]}")
+    if not any(a.get("status") == 200 and float(a.get("at", 0)) >= removed for a in answers):
+        violations.append("no recommendation was answered after the fault: the recommender did not come back")
+    return violations
+
+
+def same_answers(before: Mapping[str, Any], after: Mapping[str, Any]) -> list[str]:
+    """Each player's recommendations are what the model gave before the fault (version and items;
+    whether they came from the cache does not matter)."""
+
+    def picks(answer: Any) -> Any:
+        return None if answer is None else (answer.get("model_version"), answer.get("items"))
+
+    return [f"{player}: {picks(before[player])} before the fault, {picks(after.get(player))} after"
+            for player in before if picks(after.get(player)) != picks(before[player])]

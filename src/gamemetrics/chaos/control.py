@@ -49,9 +49,11 @@ def before_experiment_control(context: dict[str, Any], configuration: dict[str, 
 def after_experiment_control(context: dict[str, Any], state: Any = None,
                              configuration: dict[str, Any] | None = None, **kwargs: Any) -> None:
     """Stop the run's traffic if still sending, then its platform."""
-    from gamemetrics.chaos import actions
+    from gamemetrics.chaos import actions, memory, recommendations
 
     actions.stop_traffic(configuration)
+    recommendations.stop_requests(configuration)
+    memory.release_memory(configuration)
     actions.close_proxies(configuration)
     actions.stop_stress(configuration)
     actions.thaw_processor(configuration)
