@@ -4,6 +4,7 @@ and the consumer-group probe of the partition experiment counts a real group's m
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
@@ -88,9 +89,7 @@ def test_group_members_counts_a_real_group_and_reports_a_member_too_many(kafka_b
         assert not probes.held(verdict)
         assert verdict["violations"][0].startswith(f"group {group} has 1 members, not 2")
     finally:
-        try:
+        with contextlib.suppress(KafkaException):
             consumer.close()
-        except KafkaException:
-            pass
     (tmp_path / "data" / "kafka" / "running.json").unlink()
     assert probes.group_members(run, group=group)["violations"] == ["the platform runs no local Kafka broker"]
