@@ -1,6 +1,8 @@
-"""Memory pressure on one process of the platform: a memory cgroup of the run (cgroup v1) limited to
-what the process holds plus a little headroom, and `stress-ng --vm` inside the same cgroup, so the
-pressure stays within the limit and never reaches the rest of the machine."""
+"""Memory pressure on one process of the platform: the process and `stress-ng --vm` in a memory cgroup
+of the run (cgroup v1) whose limit is smaller than what the stress wants, so what the process
+allocates from then on competes with the stress inside the limit, and the pressure never reaches
+the rest of the machine. (A page is charged to the cgroup where it is first touched, and current
+kernels no longer move what a process held before: the limit bounds what is taken from the fault on.)"""
 
 from __future__ import annotations
 
@@ -35,25 +37,25 @@ def _http_pid(state: dict[str, Any]) -> int:
     raise RuntimeError("no process of the platform serves the recommender")
 
 
-def squeeze_memory(configuration: dict[str, Any] | None = None, headroom_mb: int = 48, vm_mb: int = 256,
+def squeeze_memory(configuration: dict[str, Any] | None = None, limit_mb: int = 128, vm_mb: int = 256,
                    seconds: float = 120.0) -> dict[str, Any]:
-    """Put the recommender's process in a memory cgroup limited to its resident size plus
-    `headroom_mb`, and start `stress-ng --vm` taking `vm_mb` inside the same cgroup."""
-    return confine(configuration, _http_pid(run_dir.read(configuration, "platform")), headroom_mb=headroom_mb,
+    """Put the recommender's process in a memory cgroup of `limit_mb` with `stress-ng --vm` wanting
+    `vm_mb` inside it."""
+    return confine(configuration, _http_pid(run_dir.read(configuration, "platform")), limit_mb=limit_mb,
                    vm_mb=vm_mb, seconds=seconds)
 
 
-def confine(configuration: dict[str, Any] | None, pid: int, *, headroom_mb: int, vm_mb: int,
+def confine(configuration: dict[str, Any] | None, pid: int, *, limit_mb: int, vm_mb: int,
             seconds: float) -> dict[str, Any]:
-    """Process `pid` and a `stress-ng --vm` of `vm_mb` in the run's memory cgroup, limited to the
-    process's resident size plus `headroom_mb`; the stress ends by itself after `seconds`."""
+    """Process `pid` and a `stress-ng --vm` of `vm_mb` in the run's memory cgroup of `limit_mb`; the
+    stress ends by itself after `seconds`."""
     stress_ng = shutil.which("stress-ng")
     if stress_ng is None:
         raise RuntimeError("stress-ng is not installed: `make chaos-tools` installs it")
     if not (MEMORY_ROOT / "memory.limit_in_bytes").exists() or os.geteuid() != 0:
         raise RuntimeError("memory pressure needs root and the cgroup v1 memory controller at /sys/fs/cgroup/memory")
     resident = psutil.Process(pid).memory_info().rss
-    limit = resident + headroom_mb * 2**20
+    limit = limit_mb * 2**20
     group = _cgroup(configuration)
     group.mkdir(exist_ok=True)
     (group / "memory.limit_in_bytes").write_text(str(limit))

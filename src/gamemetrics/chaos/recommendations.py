@@ -139,11 +139,20 @@ def start_requests(configuration: dict[str, Any] | None = None, pause: float = 0
     return f"asking every {pause:g}s"
 
 
-def stop_requests(configuration: dict[str, Any] | None = None) -> dict[str, int]:
-    """Stop the recommendation requests; keep their answers for the probes."""
+def stop_requests(configuration: dict[str, Any] | None = None, seconds: float = 60.0) -> dict[str, int]:
+    """Stop the recommendation requests once one sent after the fault's removal was answered (or
+    `seconds` later); keep their answers for the probes."""
     requests = _requests.pop(run_dir.run_dir(configuration), None)
     if requests is None:
         return {}
+    try:
+        removed = float(run_dir.read(configuration, "marks").get("removed", 0.0))
+    except FileNotFoundError:
+        removed = 0.0
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and not any(
+            a.get("status") == 200 and a["at"] >= removed for a in list(requests.answers)):
+        time.sleep(0.1)
     requests.stop()
     run_dir.write(configuration, "recommendation-answers", {"answers": requests.answers})
     return {"answers": len(requests.answers), "ok": sum(1 for a in requests.answers if a.get("status") == 200)}
