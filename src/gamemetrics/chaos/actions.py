@@ -12,7 +12,7 @@ from typing import Any
 
 import psutil
 
-from gamemetrics.chaos import run_dir
+from gamemetrics.chaos import lag, run_dir
 from gamemetrics.chaos.proxy import Proxy
 from gamemetrics.chaos.traffic import Traffic
 
@@ -49,11 +49,13 @@ def start_traffic(configuration: dict[str, Any] | None = None, batch: int = 20, 
     traffic = Traffic(state.get("traffic_url") or state["base_url"], state["write_key"], batch=batch, pause=pause)
     _traffic[run_dir.run_dir(configuration)] = traffic
     traffic.start()
+    lag.start_sampling(configuration)
     return f"sending {batch} events every {pause:g}s to {traffic.base_url}"
 
 
 def stop_traffic(configuration: dict[str, Any] | None = None) -> dict[str, int]:
     """Stop the traffic after its batch in hand is acknowledged; keep its record for the probes."""
+    lag.stop_sampling(configuration)
     traffic = _traffic.pop(run_dir.run_dir(configuration), None)
     if traffic is None:
         return {}

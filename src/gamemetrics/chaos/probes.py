@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import psycopg
 
-from gamemetrics.chaos import checks, platform, run_dir
+from gamemetrics.chaos import checks, lag, platform, run_dir
 
 
 def _verdict(violations: list[str], **seen: Any) -> dict[str, Any]:
@@ -61,12 +61,12 @@ def lag_drains(configuration: dict[str, Any] | None = None, seconds: float = 60.
     began = time.time()
     samples: list[tuple[float, int]] = []
     while True:
-        report = platform.cli(state["env"], "status", "--json")
-        lag = sum(int(group["lag"]) for group in report["consumer_groups"])
-        samples.append((time.time(), lag))
-        if lag == 0 or time.time() - began > seconds:
+        now = lag.lag_of(state)
+        samples.append((time.time(), now))
+        if now == 0 or time.time() - began > seconds:
             break
         time.sleep(0.5)
+    lag.record(configuration, samples)  # the series of the report goes on through the drain
     return _verdict(checks.lag_drained(samples, seconds), lag=samples[-1][1],
                     drained_after=round(samples[-1][0] - began, 3))
 
