@@ -12,7 +12,7 @@ KAFKA_FETCHED := $(KAFKA_LIBS)/.fetched
 S3PROXY_LIBS := .s3proxy/libs
 S3PROXY_FETCHED := $(S3PROXY_LIBS)/.fetched
 
-.PHONY: install up test test-fast bench lint clean kafka kafka-libs kafka-tools redis-tools s3proxy-libs browser-tools test-deps ops-tools deploy-sync chaos chaos-tools load
+.PHONY: install up test test-fast test-chaos bench lint clean kafka kafka-libs kafka-tools redis-tools s3proxy-libs browser-tools test-deps ops-tools deploy-sync chaos chaos-tools load
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -70,12 +70,16 @@ kafka: install kafka-libs
 deploy-sync: install
 	$(VENV)/bin/python deploy/helm/sync_registry.py
 
-## Run the whole test suite, slow chaos tests included.
-test: test-deps
-	$(VENV)/bin/pytest
+## Run the whole test suite with the quickest chaos experiment; `make test-chaos` runs the others.
+test: test-deps chaos-tools
+	$(VENV)/bin/pytest -m "not chaos"
 
 test-fast: test-deps
-	$(VENV)/bin/pytest -m "not slow"
+	$(VENV)/bin/pytest -m "not slow and not chaos"
+
+## Every chaos experiment in short form, as tests (each on a platform of its own).
+test-chaos: test-deps chaos-tools
+	$(VENV)/bin/pytest -m chaos tests/e2e/test_chaos_experiments.py
 
 # stress-ng for the CPU-stress experiment, from the system's packages when missing.
 chaos-tools:
