@@ -17,7 +17,13 @@ _samplers: dict[Path, LagSampler] = {}
 
 def lag_of(state: dict[str, Any]) -> int:
     """Every consumer group's lag, summed, now."""
-    report = platform.cli(state["env"], "status", "--json")
+    env = dict(state["env"])
+    if "data_dir" in state:
+        # Named, the platform's database is only used: a command given the embedded one's data dir
+        # alone joins its users and stops it on leaving, which two such commands at once can get
+        # wrong and stop the server under the platform.
+        env["GAMEMETRICS_DATABASE_URL"] = platform.database_url_of(state)
+    report = platform.cli(env, "status", "--json")
     return sum(int(group["lag"]) for group in report["consumer_groups"])
 
 

@@ -71,6 +71,7 @@ def start(run_dir: Path, *options: str, settings: dict[str, str] | None = None, 
         key = cli(env, "admin", "create-write-key", "--game", game)["write_key"]
     except BaseException:
         stop(state)
+        remove_data(state)  # a platform that never got ready leaves nothing behind either
         raise
     state.update({"tenant_id": tenant, "game_id": game, "write_key": key, "database_url": database_url(data_dir)})
     return state
