@@ -71,7 +71,7 @@ deploy-sync: install
 	$(VENV)/bin/python deploy/helm/sync_registry.py
 
 ## Run the whole test suite with the quickest chaos experiment; `make test-chaos` runs the others.
-test: test-deps chaos-tools
+test: test-deps
 	$(VENV)/bin/pytest -m "not chaos"
 
 test-fast: test-deps
@@ -81,7 +81,7 @@ test-fast: test-deps
 test-chaos: test-deps chaos-tools
 	$(VENV)/bin/pytest -m chaos tests/e2e/test_chaos_experiments.py
 
-# stress-ng for the CPU-stress experiment, from the system's packages when missing.
+# stress-ng for the CPU-stress and memory-pressure experiments, from the system's packages when missing.
 chaos-tools:
 	@deploy/tools/apt-tools.sh stress-ng=stress-ng
 
