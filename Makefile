@@ -12,7 +12,7 @@ KAFKA_FETCHED := $(KAFKA_LIBS)/.fetched
 S3PROXY_LIBS := .s3proxy/libs
 S3PROXY_FETCHED := $(S3PROXY_LIBS)/.fetched
 
-.PHONY: install up test test-fast bench lint clean kafka kafka-libs kafka-tools redis-tools s3proxy-libs browser-tools test-deps ops-tools deploy-sync chaos chaos-tools load
+.PHONY: install up test test-fast test-chaos k6-tools bench lint clean kafka kafka-libs kafka-tools redis-tools s3proxy-libs browser-tools test-deps ops-tools deploy-sync chaos chaos-tools load
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -70,20 +70,30 @@ kafka: install kafka-libs
 deploy-sync: install
 	$(VENV)/bin/python deploy/helm/sync_registry.py
 
-## Run the whole test suite, slow chaos tests included.
+## Run the whole test suite with the quickest chaos experiment; `make test-chaos` runs the others.
 test: test-deps
-	$(VENV)/bin/pytest
+	$(VENV)/bin/pytest -m "not chaos"
 
 test-fast: test-deps
-	$(VENV)/bin/pytest -m "not slow"
+	$(VENV)/bin/pytest -m "not slow and not chaos"
 
-# stress-ng for the CPU-stress experiment, from the system's packages when missing.
+## Every chaos experiment in short form, as tests (each on a platform of its own).
+test-chaos: test-deps chaos-tools
+	$(VENV)/bin/pytest -m chaos tests/e2e/test_chaos_experiments.py
+
+# stress-ng for the CPU-stress and memory-pressure experiments, from the system's packages when missing.
 chaos-tools:
 	@deploy/tools/apt-tools.sh stress-ng=stress-ng
 
 ## Every chaos experiment at full length, each on a platform of its own (SEED=N replays a run).
 chaos: test-deps chaos-tools
 	$(VENV)/bin/gamemetrics chaos run all $(if $(SEED),--seed $(SEED),)
+
+## k6, for bench/k6/scenarios.js: built from its Go module into .tools/go/bin (not needed by the tests).
+K6_VERSION := v1.8.1
+k6-tools:
+	@test -x $(TOOLS)/go/bin/k6 && $(TOOLS)/go/bin/k6 version | grep -q $(K6_VERSION) || \
+		GOBIN=$(abspath $(TOOLS))/go/bin CGO_ENABLED=0 go install go.k6.io/k6@$(K6_VERSION)
 
 ## The Locust scenarios against a local up, 20 s each (LOAD_SECONDS=N, LOAD_USERS=N).
 load: install

@@ -22,7 +22,8 @@ from gamemetrics.chaos import platform
 
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
 # What the scenarios are measured against (the seed's targets).
-TARGETS = {"IngestUser": "50,000 events/s", "DashboardUser": "5,000 requests/s"}
+TARGETS = {"IngestUser": "50,000 events/s", "DashboardUser": "5,000 requests/s",
+           "RecommendationsUser": "1,000 requests/s"}
 
 
 def run_scenario(user: str, host: str, env: dict[str, str], seconds: int, users: int,
@@ -50,9 +51,10 @@ def main() -> None:
     console = Console(width=180)
     state = platform.start(Path(tempfile.mkdtemp(prefix="gamemetrics-load-")))
     try:
-        token = platform.cli(state["env"], "admin", "issue-token", "--tenant", state["tenant_id"])["access_token"]
+        token = platform.cli(state["env"], "admin", "issue-token", "--tenant", state["tenant_id"], "--scopes",
+                             "analytics:read recommendations:read")["access_token"]
         env = {**os.environ, "LOAD_WRITE_KEY": state["write_key"], "LOAD_TOKEN": token,
-               "LOAD_GAME_ID": state["game_id"]}
+               "LOAD_GAME_ID": state["game_id"], "LOAD_PLAYERS": ",".join(f"load-player-{n}" for n in range(50))}
         table = Table(title=f"Locust on {state['base_url']}, {seconds}s per scenario, {args.users} users")
         for column in ("scenario", "target", "request", "requests", "failures", "req/s", "events/s", "p50 ms",
                        "p95 ms", "p99 ms"):

@@ -1,10 +1,13 @@
-"""Locust scenarios for the load targets: events ingestion and the analytics API's dashboard mix.
+"""Locust scenarios for the load targets: events ingestion, the analytics API's dashboard mix and
+recommendations.
 
     LOAD_WRITE_KEY=gm_... LOAD_TOKEN=eyJ... LOAD_GAME_ID=... \
         locust -f bench/locustfile.py --headless --host https://gm.example -u 50 -r 10 --run-time 1m
 
 `IngestUser` needs LOAD_WRITE_KEY; `DashboardUser` needs LOAD_TOKEN (a bearer token with
-analytics:read, e.g. from `gamemetrics admin issue-token`) and LOAD_GAME_ID. A 503 (the platform's
+analytics:read, e.g. from `gamemetrics admin issue-token`) and LOAD_GAME_ID; `RecommendationsUser`
+needs LOAD_TOKEN with recommendations:read, LOAD_GAME_ID and LOAD_PLAYERS (player ids, by commas;
+players without a model get the popular items, with the fallback header). A 503 (the platform's
 "not now") counts as a failure named `503 refused`, so the achieved rate shows what was accepted.
 """
 
@@ -76,3 +79,26 @@ class DashboardUser(FastHttpUser):
                                   catch_response=True) as response:
                 if response.status_code != 200 or (response.json() or {}).get("errors"):
                     response.failure(f"{response.status_code}: {response.text[:200]}")
+
+
+class RecommendationsUser(FastHttpUser):
+    """A game asking for the items to show its players, one player after another."""
+
+    wait_time = between(0, 0)
+
+    def on_start(self) -> None:
+        self.players = os.environ.get("LOAD_PLAYERS", "player-1").split(",")
+        self.headers = {"Authorization": f"Bearer {os.environ['LOAD_TOKEN']}"}
+        self.game = os.environ["LOAD_GAME_ID"]
+        self.turn = 0
+
+    @task
+    def recommend(self) -> None:
+        player = self.players[self.turn % len(self.players)]
+        self.turn += 1
+        with self.client.get(f"/v1/games/{self.game}/players/{player}/recommendations?n=10", headers=self.headers,
+                             name="GET recommendations", catch_response=True) as response:
+            if response.status_code == 503:
+                response.failure("503 refused")
+            elif response.status_code != 200:
+                response.failure(f"{response.status_code}: {response.text[:200]}")

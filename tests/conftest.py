@@ -25,7 +25,12 @@ from tests.http_providers import (  # noqa: F401  (started when a test asks)
     twilio_server,
     web_push_server,
 )
-from tests.kafka_broker import kafka_broker, kafka_tls_broker  # noqa: F401  (Kafka brokers, started when a test asks)
+from tests.kafka_broker import (  # noqa: F401  (Kafka brokers, started when a test asks; the session one's proxy)
+    kafka_broker,
+    kafka_broker_and_proxy,
+    kafka_proxy,
+    kafka_tls_broker,
+)
 from tests.net import free_port  # noqa: F401  (tests import it from here)
 from tests.redis_server import redis_server  # noqa: F401  (started when a test asks)
 from tests.s3_server import s3_server  # noqa: F401  (started when a test asks)

@@ -23,6 +23,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from gamemetrics.adapters.kafka.local import LocalBroker, LocalBrokerError
+from gamemetrics.chaos.proxy import Proxy
 from gamemetrics.settings import Settings
 
 LIBS = Path(__file__).resolve().parents[1] / ".kafka" / "libs"
@@ -47,11 +48,33 @@ def start_broker(directory: Path, **options: object) -> LocalBroker:
 
 
 @pytest.fixture(scope="session")
-def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalBroker]:
-    """One broker for the session, with a PLAINTEXT listener and a SASL/SCRAM one."""
-    broker = start_broker(tmp_path_factory.mktemp("kafka"), scram_users={SCRAM_USER: SCRAM_PASSWORD})
-    yield broker
+def kafka_broker_and_proxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LocalBroker, Proxy]]:
+    """One broker for the session, with a PLAINTEXT listener, a SASL/SCRAM one, and one it advertises
+    at a loopback proxy of the tests (the network faults' proxy): clients bootstrapped at the proxy
+    make every connection through it."""
+    proxy = Proxy()
+    broker = start_broker(tmp_path_factory.mktemp("kafka"), scram_users={SCRAM_USER: SCRAM_PASSWORD},
+                          advertised={"PROXIED": proxy.address})
+    proxy.backends = [broker.advertised_listener("PROXIED")]
+    yield broker, proxy
     broker.stop()
+    proxy.close()
+
+
+@pytest.fixture(scope="session")
+def kafka_broker(kafka_broker_and_proxy: tuple[LocalBroker, Proxy]) -> LocalBroker:
+    """The session's broker."""
+    return kafka_broker_and_proxy[0]
+
+
+@pytest.fixture
+def kafka_proxy(kafka_broker_and_proxy: tuple[LocalBroker, Proxy]) -> Iterator[Proxy]:
+    """The session broker's proxy, its faults lifted again after the test."""
+    proxy = kafka_broker_and_proxy[1]
+    yield proxy
+    proxy.set_latency(0.0)
+    proxy.set_cut(False)
+    proxy.set_blackhole(False)
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import httpx
@@ -35,8 +36,13 @@ DEMO_OPERATOR = "demo@gamemetrics.local"
 _LOCAL_BROKER = "kafka/running.json"
 
 
-def run_platform(settings: Settings, *, demo: bool, kafka: bool = False) -> int:
-    """Run until SIGINT (Ctrl-C), SIGTERM or a service that keeps dying at start; returns the exit code."""
+def run_platform(settings: Settings, *, demo: bool, kafka: bool = False,
+                 kafka_via: Mapping[str, str] | None = None) -> int:
+    """Run until SIGINT (Ctrl-C), SIGTERM or a service that keeps dying at start; returns the exit code.
+
+    `kafka_via` routes a service's connections to the local broker through an address of its own
+    (service name to host:port), which the broker advertises on a listener of its own.
+    """
     if kafka and settings.kafka.bootstrap:
         raise SystemExit("--kafka starts a local broker; GAMEMETRICS_KAFKA_BOOTSTRAP already names one")
     data_dir = settings.data_dir.resolve()
@@ -54,10 +60,13 @@ def run_platform(settings: Settings, *, demo: bool, kafka: bool = False) -> int:
         console.print(f"[bold]GameMetrics Pro[/] data in {data_dir}")
         upgrade(url)
         env = _child_env(settings, url, data_dir)
+        routes = dict(kafka_via or {})
+        listeners = {f"VIA{n}": address for n, address in enumerate(sorted(set(routes.values())), start=1)}
         if kafka:
-            broker = LocalBroker(data_dir / "kafka")
+            broker = LocalBroker(data_dir / "kafka", advertised=listeners)
             env.update(_start_local_kafka(broker, settings))
-            announce_local_broker(data_dir, broker.bootstrap)
+            announce_local_broker(data_dir, broker.bootstrap, {
+                address: "{}:{}".format(*broker.advertised_listener(name)) for name, address in listeners.items()})
         # Each worker process answers probes on a port of its own, which the HTTP process's /readyz
         # includes; the HTTP services share one process and port: one base URL, each path owned by
         # one service.
@@ -66,11 +75,12 @@ def run_platform(settings: Settings, *, demo: bool, kafka: bool = False) -> int:
             if not spec.serves_http:
                 for n in range(1, spec.replicas(settings) + 1):
                     port = _free_port(settings.host)
-                    _serve(supervisor, f"{spec.name} {n}", spec.name, _member_env(env, settings, n),
+                    member = _routed(env, routes, [f"{spec.name} {n}", spec.name])
+                    _serve(supervisor, f"{spec.name} {n}", spec.name, _member_env(member, settings, n),
                            "--health-port", str(port))
                     peers += ["--peer", f"{spec.name}=http://{settings.host}:{port}/readyz"]
         http = ",".join(registry.HTTP_NAMES)
-        _serve(supervisor, http, http, env, *peers)
+        _serve(supervisor, http, http, _routed(env, routes, registry.HTTP_NAMES), *peers)
         base_url = f"http://{settings.host}:{settings.port}"
         _wait_ready(base_url, supervisor)
         console.print(f"[green]ready[/] at {base_url}  (dashboard at /dashboard;"
@@ -101,9 +111,18 @@ def run_platform(settings: Settings, *, demo: bool, kafka: bool = False) -> int:
         console.print("stopped")
 
 
-def announce_local_broker(data_dir: Path, bootstrap: str) -> None:
-    """Tell commands run beside `up --kafka` (`gamemetrics status`) where its broker listens."""
-    (data_dir / _LOCAL_BROKER).write_text(json.dumps({"bootstrap": bootstrap, "pid": os.getpid()}))
+def announce_local_broker(data_dir: Path, bootstrap: str, via: Mapping[str, str] | None = None) -> None:
+    """Tell commands run beside `up --kafka` (`gamemetrics status`) where its broker listens; `via`
+    says, for each address a service is routed through, where the broker's listener for it is."""
+    (data_dir / _LOCAL_BROKER).write_text(json.dumps({"bootstrap": bootstrap, "pid": os.getpid(),
+                                                      "via": dict(via or {})}))
+
+
+def _routed(env: dict[str, str], routes: Mapping[str, str], services: Sequence[str]) -> dict[str, str]:
+    """The environment of a process serving `services` (or being member "NAME N" of one): bootstrapped
+    through the first route given for one of them, if any."""
+    address = next((routes[name] for name in services if name in routes), None)
+    return env if address is None else {**env, "GAMEMETRICS_KAFKA_BOOTSTRAP": address}
 
 
 def withdraw_local_broker(data_dir: Path) -> None:

@@ -192,3 +192,40 @@ def test_services_answer_reports_a_service_that_fails_or_is_gone(run: Configurat
     write(run, "platform", {"base_url": "http://127.0.0.1:9"})  # the discard port: nothing listens
     assert probes.services_answer(run)["violations"] == ["/healthz did not answer: ConnectError",
                                                          "/metrics did not answer: ConnectError"]
+
+
+# ---------------------------------------------------------------- the fault's own effect, in its window
+
+
+def test_slowed_during_fault_reports_a_fault_that_was_not_in_the_path_and_a_stall(run: Configuration) -> None:
+    write(run, "marks", {"fault": 10.0, "removed": 20.0})
+    quick = [{"status": 200, "at": 11.0 + n, "seconds": 0.05} for n in range(5)]
+    write(run, "traffic", traffic(["a"], answers=[{"status": 200, "at": 5.0, "seconds": 2.0}, *quick]))
+    verdict = probes.slowed_during_fault(run, at_least_ms=250, at_most_ms=5000)
+    assert verdict["violations"] == ["the median acknowledgement during the fault took 50 ms, under 250 ms:"
+                                     " the fault was not in the path"]
+    slowed = [{"status": 200, "at": 11.0 + n, "seconds": 0.7} for n in range(5)]
+    write(run, "traffic", traffic(["a"], answers=[*slowed, {"status": 200, "at": 17.0, "seconds": 9.0}]))
+    assert probes.slowed_during_fault(run, at_least_ms=250, at_most_ms=5000)["violations"] == [
+        "an acknowledgement during the fault took 9000 ms, over 5000 ms"]
+    write(run, "traffic", traffic(["a"], answers=[{"status": 503, "retry_after": "1", "at": 12.0, "seconds": 5}]))
+    assert not probes.held(probes.slowed_during_fault(run))
+    write(run, "traffic", traffic(["a"], answers=slowed))
+    assert probes.held(probes.slowed_during_fault(run, at_least_ms=250, at_most_ms=5000))
+
+
+def test_refused_during_fault_reports_a_fault_that_went_unnoticed(run: Configuration) -> None:
+    write(run, "marks", {"fault": 10.0, "removed": 20.0})
+    outside = {"status": 503, "retry_after": "1", "at": 25.0}  # after the fault: not its refusal
+    write(run, "traffic", traffic(["a"], answers=[{"status": 200, "at": 12.0}, outside,
+                                                 {"status": 503, "retry_after": None, "at": 13.0}]))
+    verdict = probes.refused_during_fault(run, at_least=1)
+    assert verdict["violations"] == ["0 requests were refused with 503 and Retry-After during the fault, fewer"
+                                     " than 1: the fault went unnoticed"]
+    write(run, "traffic", traffic(["a"], answers=[{"status": 503, "retry_after": "1", "at": 14.0}]))
+    assert probes.held(probes.refused_during_fault(run, at_least=1))
+
+
+def test_the_fault_probes_hold_before_the_fault(run: Configuration) -> None:
+    assert probes.slowed_during_fault(run)["note"] == "before the fault"
+    assert probes.refused_during_fault(run)["note"] == "before the fault"

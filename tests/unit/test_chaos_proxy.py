@@ -105,3 +105,51 @@ def test_a_cut_resets_open_connections_and_refuses_new_ones_until_lifted(echoes:
         assert ask(proxy, b"four") == b"a:four"
     finally:
         proxy.close()
+
+
+def test_a_blackhole_holds_every_byte_until_lifted_then_delivers_it(echoes: list[int]) -> None:
+    proxy = Proxy([("127.0.0.1", echoes[0])])
+    try:
+        conn = socket.create_connection(("127.0.0.1", proxy.port), timeout=5)
+        conn.sendall(b"one")
+        assert conn.recv(4096) == b"a:one"
+        proxy.set_blackhole(True)
+        time.sleep(0.1)
+        assert proxy.blackholed
+        conn.sendall(b"two")
+        conn.settimeout(0.5)
+        with pytest.raises(TimeoutError):  # nothing comes back: no reset, no answer
+            conn.recv(4096)
+        late = socket.create_connection(("127.0.0.1", proxy.port), timeout=5)  # accepted, but reaches nothing
+        late.sendall(b"three")
+        late.settimeout(0.5)
+        with pytest.raises(TimeoutError):
+            late.recv(4096)
+        proxy.set_blackhole(False)
+        conn.settimeout(5)
+        late.settimeout(5)
+        assert conn.recv(4096) == b"a:two"
+        assert late.recv(4096) == b"a:three"
+        conn.close()
+        late.close()
+    finally:
+        proxy.close()
+
+
+def test_latency_delays_the_stream_without_narrowing_it(echoes: list[int]) -> None:
+    proxy = Proxy([("127.0.0.1", echoes[0])], seed=2)
+    proxy.set_latency(200)
+    try:
+        with socket.create_connection(("127.0.0.1", proxy.port), timeout=5) as conn:
+            began = time.monotonic()
+            for n in range(10):  # ten chunks sent at once arrive about one latency later, not ten
+                conn.sendall(b"%d;" % n)
+                time.sleep(0.01)
+            got = b""
+            while got.count(b";") < 10:
+                got += conn.recv(4096)
+            took = time.monotonic() - began
+        assert got.replace(b"a:", b"") == b"".join(b"%d;" % n for n in range(10))
+        assert 0.4 <= took < 1.2, took  # there and back: twice the latency, once
+    finally:
+        proxy.close()

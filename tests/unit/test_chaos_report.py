@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from gamemetrics.chaos.report import RunRecord, load_runs, per_second, render
+from gamemetrics.chaos.report import RunRecord, lag_series, load_runs, per_second, render, write_lag_images
 
 
 def probe(name: str, output: dict[str, Any]) -> dict[str, Any]:
@@ -28,6 +28,7 @@ def write_run(root: Path, name: str, ok: bool) -> None:
     (folder / "traffic.json").write_text(json.dumps({"started": 100.0, "answers": answers,
                                                      "acknowledged": ["a", "b", "c", "d"], "undelivered": []}))
     (folder / "marks.json").write_text(json.dumps({"fault": 101.0, "removed": 102.5}))
+    (folder / "lag.json").write_text(json.dumps({"samples": [[99.0, 0], [100.5, 3], [102.0, 40], [104.0, 0]]}))
 
 
 def test_the_page_has_a_verdict_per_run_and_plots_around_the_fault(tmp_path: Path) -> None:
@@ -40,7 +41,8 @@ def test_the_page_has_a_verdict_per_run_and_plots_around_the_fault(tmp_path: Pat
     assert page.count("class='held'>held") == 1 and page.count("class='violated'>violated") == 1
     assert "stored-exactly-once: 1 acknowledged events were not stored, e.g. [&#x27;x&#x27;]" in page
     assert "<td>4.5</td>" in page
-    assert page.count("<polyline") == 6 and page.count('class="mark"') == 12
+    assert page.count("<polyline") == 8 and page.count('class="mark"') == 16
+    assert page.count("consumer lag (events behind, all groups) (max 40)") == 2
 
 
 def test_per_second_counts_events_latency_and_refusals() -> None:
@@ -51,3 +53,16 @@ def test_per_second_counts_events_latency_and_refusals() -> None:
     assert series["events acknowledged / s"] == [(0.0, 4.0), (1.0, 0.0), (2.0, 0.0), (3.0, 0.0)]
     assert series["refused or unanswered / s"] == [(0.0, 0.0), (1.0, 1.0), (2.0, 0.0), (3.0, 1.0)]
     assert series["worst latency (ms)"][0] == (0.0, 30.0) and series["worst latency (ms)"][3] == (3.0, 30000.0)
+
+
+def test_the_lag_series_starts_with_the_traffic_and_is_written_as_an_svg_per_run(tmp_path: Path) -> None:
+    write_run(tmp_path, "20260101T000000-kafka-broker-killed-5", ok=True)
+    (run,) = load_runs(tmp_path)
+    assert lag_series(run) == [(0.5, 3.0), (2.0, 40.0), (4.0, 0.0)]  # the sample before the traffic left out
+    (written,) = write_lag_images([run])
+    image = written.read_text()
+    assert written.name == "lag.svg" and image.startswith('<svg xmlns="http://www.w3.org/2000/svg"')
+    assert "<title>consumer lag (events behind, all groups)</title>" in image and image.count("<polyline") == 1
+    assert image.count('class="mark"') == 2  # the fault's start and its removal
+    no_lag = RunRecord(tmp_path / "none", {}, {"started": 1.0}, {})
+    assert write_lag_images([no_lag]) == []

@@ -12,19 +12,34 @@ from typing import Any
 
 import psutil
 
-from gamemetrics.chaos import run_dir
+from gamemetrics.chaos import lag, run_dir
 from gamemetrics.chaos.proxy import Proxy
 from gamemetrics.chaos.traffic import Traffic
 
 _traffic: dict[Path, Traffic] = {}
-_proxies: dict[Path, Proxy] = {}
+_proxies: dict[Path, dict[str, Proxy]] = {}
+
+
+def open_proxies(configuration: dict[str, Any] | None, names: list[str]) -> dict[str, Proxy]:
+    """A proxy per name for the run, seeded from the run's seed (the jitter of its latency)."""
+    seed = seeded_random(configuration).randrange(2**31)
+    made = {name: Proxy(seed=seed + n) for n, name in enumerate(names)}
+    _proxies.setdefault(run_dir.run_dir(configuration), {}).update(made)
+    return made
+
+
+def proxy(configuration: dict[str, Any] | None, name: str) -> Proxy:
+    """The run's proxy `name`."""
+    try:
+        return _proxies[run_dir.run_dir(configuration)][name]
+    except KeyError:
+        raise RuntimeError(f"the run has no proxy {name!r}; its control makes them") from None
 
 
 def close_proxies(configuration: dict[str, Any] | None) -> None:
-    """Close the run's proxy (its load balancer), if it has one."""
-    proxy = _proxies.pop(run_dir.run_dir(configuration), None)
-    if proxy is not None:
-        proxy.close()
+    """Close the run's proxies (its load balancer, the bus's), if it has any."""
+    for each in _proxies.pop(run_dir.run_dir(configuration), {}).values():
+        each.close()
 
 
 def start_traffic(configuration: dict[str, Any] | None = None, batch: int = 20, pause: float = 0.1) -> str:
@@ -34,11 +49,13 @@ def start_traffic(configuration: dict[str, Any] | None = None, batch: int = 20, 
     traffic = Traffic(state.get("traffic_url") or state["base_url"], state["write_key"], batch=batch, pause=pause)
     _traffic[run_dir.run_dir(configuration)] = traffic
     traffic.start()
+    lag.start_sampling(configuration)
     return f"sending {batch} events every {pause:g}s to {traffic.base_url}"
 
 
 def stop_traffic(configuration: dict[str, Any] | None = None) -> dict[str, int]:
     """Stop the traffic after its batch in hand is acknowledged; keep its record for the probes."""
+    lag.stop_sampling(configuration)
     traffic = _traffic.pop(run_dir.run_dir(configuration), None)
     if traffic is None:
         return {}
@@ -204,11 +221,11 @@ def second_ingest_behind_balancer(configuration: dict[str, Any] | None = None) -
             raise RuntimeError("the second ingest process did not get ready")
         time.sleep(0.2)
     up_port = int(state["base_url"].rsplit(":", 1)[1])
-    proxy = Proxy([("127.0.0.1", up_port), ("127.0.0.1", port)])
-    _proxies[run_dir.run_dir(configuration)] = proxy
-    state["traffic_url"] = f"http://{proxy.address}"
+    balancer = Proxy([("127.0.0.1", up_port), ("127.0.0.1", port)])
+    _proxies.setdefault(run_dir.run_dir(configuration), {})["balancer"] = balancer
+    state["traffic_url"] = f"http://{balancer.address}"
     run_dir.write(configuration, "platform", state)
-    return f"ingest on ports {up_port} and {port} behind {proxy.address}"
+    return f"ingest on ports {up_port} and {port} behind {balancer.address}"
 
 
 def lose_a_zone(configuration: dict[str, Any] | None = None) -> list[str]:
@@ -290,3 +307,56 @@ def thaw_processor(configuration: dict[str, Any] | None = None) -> int | None:
     (run_dir.run_dir(configuration) / "frozen.json").unlink()
     mark(configuration, "removed")
     return pid
+
+
+def delay_bus(configuration: dict[str, Any] | None = None, proxy_name: str = "", mean_ms: float = 300.0,
+              jitter_ms: float = 50.0) -> dict[str, Any]:
+    """Add `mean_ms` ± `jitter_ms` of latency each way on the connections through proxy `proxy_name`."""
+    chosen = proxy(configuration, proxy_name)
+    chosen.set_latency(mean_ms, jitter_ms)
+    return {"proxy": proxy_name, "mean_ms": mean_ms, "jitter_ms": jitter_ms, "connections": chosen.connections}
+
+
+def cut_bus(configuration: dict[str, Any] | None = None, proxy_name: str = "",
+            blackhole: bool = True) -> dict[str, Any]:
+    """Partition what goes through proxy `proxy_name` from the broker: a blackhole (nothing flows,
+    nothing is reset: heartbeats and requests vanish until timeouts), or a cut (every connection
+    reset, new ones refused)."""
+    chosen = proxy(configuration, proxy_name)
+    if blackhole:
+        chosen.set_blackhole(True)
+    else:
+        chosen.set_cut(True)
+    return {"proxy": proxy_name, "blackhole": blackhole, "connections": chosen.connections,
+            "forwarded_bytes": chosen.forwarded_bytes}
+
+
+def restore_bus(configuration: dict[str, Any] | None = None, proxy_name: str = "") -> dict[str, Any]:
+    """Lift every fault of proxy `proxy_name`: no latency, no blackhole, no cut."""
+    chosen = proxy(configuration, proxy_name)
+    chosen.set_latency(0.0, 0.0)
+    chosen.set_cut(False)
+    chosen.set_blackhole(False)
+    mark(configuration, "removed")
+    return {"proxy": proxy_name, "connections": chosen.connections, "forwarded_bytes": chosen.forwarded_bytes}
+
+
+def unresolve_bootstrap(configuration: dict[str, Any] | None = None, name: str = "",
+                        proxy_name: str = "") -> dict[str, Any]:
+    """Make the bootstrap host `name` stop resolving in the run's namespace, then reset the clients'
+    connections through proxy `proxy_name`: a name matters only when a client connects anew."""
+    from gamemetrics.chaos import resolver
+
+    resolver.set_resolving(run_dir.run_dir(configuration), name, resolving=False)
+    chosen = proxy(configuration, proxy_name)
+    chosen.reset()
+    return {"name": name, "connections": chosen.connections}
+
+
+def resolve_bootstrap(configuration: dict[str, Any] | None = None, name: str = "") -> str:
+    """Make the bootstrap host `name` resolve again in the run's namespace."""
+    from gamemetrics.chaos import resolver
+
+    resolver.set_resolving(run_dir.run_dir(configuration), name, resolving=True)
+    mark(configuration, "removed")
+    return f"{name} resolves again"

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -47,25 +48,30 @@ def cli(env: dict[str, str], *args: str, timeout: float = 60.0) -> dict[str, Any
     return data
 
 
-def start(run_dir: Path, *options: str, settings: dict[str, str] | None = None) -> dict[str, Any]:
-    """Start the platform and make its tenant; what the activities need to find it."""
+def start(run_dir: Path, *options: str, settings: dict[str, str] | None = None, wrapper: Sequence[str] = (),
+          on_broker: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+    """Start the platform (`up` run by `wrapper` when given, e.g. in a namespace) and make its tenant;
+    what the activities need to find it. `on_broker` gets the local broker's announcement
+    (kafka/running.json) as soon as `up` makes it, before the services connect."""
     data_dir = Path(tempfile.mkdtemp(prefix="gamemetrics-chaos-"))  # removed by remove_data
     port = free_port()
     env = platform_env(data_dir, port, settings)
     log_path = run_dir / "platform.log"
     with log_path.open("wb") as log:
-        process = subprocess.Popen([sys.executable, "-m", "gamemetrics.cli", "up", *options], env=env, stdout=log,
-                                   stderr=subprocess.STDOUT, start_new_session=True)
+        process = subprocess.Popen([*wrapper, sys.executable, "-m", "gamemetrics.cli", "up", *options], env=env,
+                                   stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     base_url = f"http://127.0.0.1:{port}"
     state = {"base_url": base_url, "data_dir": str(data_dir), "env": env, "pid": process.pid,
              "log": str(log_path)}
     try:
-        _wait_ready(base_url, process, log_path)
+        _wait_ready(base_url, process, log_path, data_dir / "kafka" / "running.json" if on_broker else None,
+                    on_broker)
         tenant = cli(env, "admin", "create-tenant", "Chaos Studio")["tenant_id"]
         game = cli(env, "admin", "create-game", "--tenant", tenant, "Chaos Game")["game_id"]
         key = cli(env, "admin", "create-write-key", "--game", game)["write_key"]
     except BaseException:
         stop(state)
+        remove_data(state)  # a platform that never got ready leaves nothing behind either
         raise
     state.update({"tenant_id": tenant, "game_id": game, "write_key": key, "database_url": database_url(data_dir)})
     return state
@@ -81,9 +87,14 @@ def database_url(data_dir: Path) -> str:
     return str(postmaster.get_uri(database="gamemetrics"))
 
 
-def _wait_ready(base_url: str, process: subprocess.Popen[bytes], log_path: Path) -> None:
+def _wait_ready(base_url: str, process: subprocess.Popen[bytes], log_path: Path, announcement: Path | None = None,
+                on_broker: Callable[[dict[str, Any]], None] | None = None) -> None:
     deadline = time.monotonic() + STARTUP_SECONDS
     while time.monotonic() < deadline:
+        if announcement is not None and on_broker is not None and announcement.exists():
+            with contextlib.suppress(ValueError):  # half written: read it again next time
+                on_broker(json.loads(announcement.read_text()))
+                announcement = None
         if process.poll() is not None:
             raise RuntimeError(f"gamemetrics up exited ({process.returncode}):\n{log_path.read_text()[-3000:]}")
         try:
@@ -91,7 +102,7 @@ def _wait_ready(base_url: str, process: subprocess.Popen[bytes], log_path: Path)
                 return
         except httpx.HTTPError:
             pass
-        time.sleep(0.2)
+        time.sleep(0.05 if announcement is not None else 0.2)
     raise RuntimeError(f"the platform was not ready within {STARTUP_SECONDS:.0f}s")
 
 

@@ -4,12 +4,13 @@ verdict with its violations, `{"ok": bool, "violations": [...]}` (the tolerance 
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any
 
 import httpx
 import psycopg
 
-from gamemetrics.chaos import checks, platform, run_dir
+from gamemetrics.chaos import checks, lag, platform, run_dir
 
 
 def _verdict(violations: list[str], **seen: Any) -> dict[str, Any]:
@@ -60,12 +61,12 @@ def lag_drains(configuration: dict[str, Any] | None = None, seconds: float = 60.
     began = time.time()
     samples: list[tuple[float, int]] = []
     while True:
-        report = platform.cli(state["env"], "status", "--json")
-        lag = sum(int(group["lag"]) for group in report["consumer_groups"])
-        samples.append((time.time(), lag))
-        if lag == 0 or time.time() - began > seconds:
+        now = lag.lag_of(state)
+        samples.append((time.time(), now))
+        if now == 0 or time.time() - began > seconds:
             break
         time.sleep(0.5)
+    lag.record(configuration, samples)  # the series of the report goes on through the drain
     return _verdict(checks.lag_drained(samples, seconds), lag=samples[-1][1],
                     drained_after=round(samples[-1][0] - began, 3))
 
@@ -117,3 +118,52 @@ def held(value: dict[str, Any] | None = None) -> bool:
     """The tolerance of every probe: its verdict says the hypothesis held."""
     # Chaos Toolkit passes the probe's output as `value`; its validation wants the argument optional.
     return isinstance(value, dict) and value.get("ok") is True
+
+
+def _fault_window(configuration: dict[str, Any] | None) -> tuple[float, float] | None:
+    try:
+        marks = run_dir.read(configuration, "marks")
+    except FileNotFoundError:
+        return None
+    if "fault" not in marks:
+        return None
+    return float(marks["fault"]), float(marks.get("removed", time.time()))
+
+
+def slowed_during_fault(configuration: dict[str, Any] | None = None, at_least_ms: float = 250.0,
+                        at_most_ms: float = 5000.0) -> dict[str, Any]:
+    """Requests sent during the fault were acknowledged, slower by the fault (at least `at_least_ms`
+    at the median) but none slower than `at_most_ms`."""
+    traffic, window = _traffic(configuration), _fault_window(configuration)
+    if traffic is None or window is None:
+        return _verdict([], note="before the fault")
+    return _verdict(checks.slowed_by_fault(traffic["answers"], *window, at_least_ms, at_most_ms))
+
+
+def refused_during_fault(configuration: dict[str, Any] | None = None, at_least: int = 1) -> dict[str, Any]:
+    """At least `at_least` requests sent during the fault were refused with 503 and Retry-After."""
+    traffic, window = _traffic(configuration), _fault_window(configuration)
+    if traffic is None or window is None:
+        return _verdict([], note="before the fault")
+    return _verdict(checks.refused_during_fault(traffic["answers"], *window, at_least))
+
+
+def group_members(configuration: dict[str, Any] | None = None, group: str = "processor",
+                  members: int = 1) -> dict[str, Any]:
+    """The local broker's consumer group `group` has `members` members now."""
+    from confluent_kafka import KafkaException
+    from confluent_kafka.admin import AdminClient
+
+    from gamemetrics.platform import local_broker_of
+
+    state = run_dir.read(configuration, "platform")
+    bootstrap = local_broker_of(Path(state["data_dir"]))
+    if bootstrap is None:
+        return _verdict(["the platform runs no local Kafka broker"])
+    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0})
+    try:
+        described = admin.describe_consumer_groups([group], request_timeout=10)[group].result(timeout=15)
+    except KafkaException as exc:
+        return _verdict([f"group {group} could not be described: {exc}"])
+    seen = [str(m.member_id) for m in described.members]
+    return _verdict(checks.members(seen, members, group), members=seen, state=str(described.state))

@@ -1,12 +1,13 @@
 """`gamemetrics chaos report`: the runs as one HTML page, a summary table and, per run, the traffic's
-throughput, latency and refusals second by second around the fault, as inline SVG plots."""
+throughput, latency and refusals second by second and the consumer lag around the fault, as inline
+SVG plots; each run's lag plot is also written as `lag.svg` in its folder."""
 
 from __future__ import annotations
 
 import html
 import json
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ class RunRecord:
     journal: dict[str, Any]
     traffic: dict[str, Any]
     marks: dict[str, float]
+    lag: dict[str, Any] = field(default_factory=dict)
 
 
 def load_runs(root: Path) -> list[RunRecord]:
@@ -34,7 +36,7 @@ def load_runs(root: Path) -> list[RunRecord]:
             data: dict[str, Any] = json.loads(path.read_text()) if path.exists() else {}
             return data
 
-        runs.append(RunRecord(folder, read("journal"), read("traffic"), read("marks")))
+        runs.append(RunRecord(folder, read("journal"), read("traffic"), read("marks"), read("lag")))
     return runs
 
 
@@ -59,6 +61,25 @@ def per_second(run: RunRecord) -> dict[str, list[tuple[float, float]]]:
     return {name: [(float(s), series.get(s, 0.0)) for s in seconds]
             for name, series in (("events acknowledged / s", acked), ("worst latency (ms)", latency),
                                  ("refused or unanswered / s", refused))}
+
+
+LAG_TITLE = "consumer lag (events behind, all groups)"
+
+
+def lag_series(run: RunRecord) -> list[tuple[float, float]]:
+    """Seconds since the traffic began against the consumer lag sampled then."""
+    start = float(run.traffic.get("started") or 0.0)
+    return [(float(at) - start, float(lag)) for at, lag in run.lag.get("samples", []) if float(at) >= start]
+
+
+def svg_image(title: str, points: list[tuple[float, float]], marks: dict[str, float]) -> str:
+    """One line plot as an SVG document of its own, titled."""
+    figure = svg_plot(title, points, marks)
+    start = figure.find("<svg")
+    if start < 0:
+        return ""
+    body = figure[start:figure.index("</svg>") + len("</svg>")]
+    return body.replace(">", f"><title>{html.escape(title)}</title>", 1)
 
 
 def svg_plot(title: str, points: list[tuple[float, float]], marks: dict[str, float]) -> str:
@@ -107,6 +128,7 @@ def render(runs: list[RunRecord]) -> str:
         start = float(run.traffic.get("started") or 0.0)
         marks = {k: v - start for k, v in run.marks.items()}
         plots = "".join(svg_plot(title, points, marks) for title, points in per_second(run).items())
+        plots += svg_plot(LAG_TITLE, lag_series(run), marks)
         sections.append(f"<section id='{name}'><h2>{name}</h2>{plots}</section>")
     return ("<!doctype html><html><head><meta charset='utf-8'><title>Chaos runs</title><style>"
             "body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
@@ -114,3 +136,15 @@ def render(runs: list[RunRecord]) -> str:
             "</style></head><body><h1>Chaos runs</h1><table><tr><th>run</th><th>experiment</th><th>verdict</th>"
             "<th>ready after (s)</th><th>lag 0 after (s)</th><th>acknowledged</th><th>refused</th>"
             f"<th>violations</th></tr>{''.join(rows)}</table>{''.join(sections)}</body></html>")
+
+
+def write_lag_images(runs: list[RunRecord]) -> list[Path]:
+    """Each run's lag plot as `lag.svg` in its folder; the files written."""
+    written = []
+    for run in runs:
+        start = float(run.traffic.get("started") or 0.0)
+        image = svg_image(LAG_TITLE, lag_series(run), {k: v - start for k, v in run.marks.items()})
+        if image:
+            (run.folder / "lag.svg").write_text(image)
+            written.append(run.folder / "lag.svg")
+    return written

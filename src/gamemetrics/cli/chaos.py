@@ -70,9 +70,11 @@ def run_experiments(
 def report(
     out: Annotated[str, typer.Option("--out", help="The HTML file to write.")] = "chaos-report.html",
 ) -> None:
-    """The runs under the data dir as one HTML page: a summary table and plots around each fault."""
-    from gamemetrics.chaos.report import load_runs, render
+    """The runs under the data dir as one HTML page: a summary table and plots around each fault; each
+    run's consumer lag also as lag.svg in its folder."""
+    from gamemetrics.chaos.report import load_runs, render, write_lag_images
 
     runs = load_runs(get_settings().data_dir.resolve() / "chaos")
     Path(out).write_text(render(runs))
-    typer.echo(f"{len(runs)} runs in {out}")
+    images = write_lag_images(runs)
+    typer.echo(f"{len(runs)} runs in {out}; lag plots: {len(images)} (lag.svg in each run's folder)")

@@ -76,11 +76,25 @@ def up(
     demo: Annotated[bool, typer.Option("--demo", help="Create a demo game and stream simulated traffic.")] = False,
     with_kafka: Annotated[bool, typer.Option(
         "--kafka", help="Run the bus on a local Kafka broker (jars from `make kafka-libs`) in the data dir.")] = False,
+    kafka_via: Annotated[list[str] | None, typer.Option(
+        "--kafka-via", metavar="SERVICE=HOST:PORT",
+        help="With --kafka: SERVICE (or one worker member, 'processor 1') reaches the broker only through"
+             " HOST:PORT (a proxy forwarding to the listener the broker advertises there, named in"
+             " kafka/running.json). Repeatable.")] = None,
 ) -> None:
     """Start the whole platform on embedded defaults under one base URL; Ctrl-C or SIGTERM stops it."""
     from gamemetrics.platform import run_platform
 
-    raise typer.Exit(run_platform(get_settings(), demo=demo, kafka=with_kafka))
+    routes: dict[str, str] = {}
+    for route in kafka_via or ():
+        name, _, address = route.partition("=")
+        host, _, port = address.rpartition(":")
+        if name.split(" ")[0] not in SERVICES or not host or not port.isdigit():
+            raise typer.BadParameter(f"{route!r} is not SERVICE=HOST:PORT of a service", param_hint="--kafka-via")
+        routes[name] = address
+    if routes and not with_kafka:
+        raise typer.BadParameter("routes to the local broker need --kafka", param_hint="--kafka-via")
+    raise typer.Exit(run_platform(get_settings(), demo=demo, kafka=with_kafka, kafka_via=routes))
 
 
 @app.command()

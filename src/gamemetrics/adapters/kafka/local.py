@@ -69,13 +69,16 @@ class LocalBroker:
     SCRAM users given here are written at format time, and a SASL_PLAINTEXT listener takes them
     beside the PLAINTEXT one. Further `listeners` (each named after its security protocol, e.g.
     SSL) get ports of their own and `config` adds broker properties, such as their keystores.
+    Each of `advertised` (listener name to host:port) is a PLAINTEXT listener on a port of its own
+    that the broker advertises at that address instead, e.g. a proxy forwarding to it: a client
+    bootstrapped there is told to connect there again, so all its connections pass the proxy.
     The ports stay the same across restarts, so clients reconnect.
     """
 
     def __init__(
         self, directory: Path, libs: Path = DEFAULT_LIBS, *, port: int = 0,
         scram_users: Mapping[str, str] | None = None, listeners: Sequence[str] = (),
-        config: Mapping[str, str] | None = None, heap_mb: int = 512,
+        config: Mapping[str, str] | None = None, heap_mb: int = 512, advertised: Mapping[str, str] | None = None,
     ) -> None:
         self.directory = directory.resolve()
         self.libs = libs.resolve()
@@ -84,6 +87,8 @@ class LocalBroker:
         self.scram_users = dict(scram_users or {})
         self.sasl_port = free_port() if self.scram_users else None
         self.listener_ports = {name: free_port() for name in listeners}
+        self.advertised = {name.upper(): address for name, address in (advertised or {}).items()}
+        self.advertised_ports = {name: free_port() for name in self.advertised}
         self.config = dict(config or {})
         self.heap_mb = heap_mb
         self.log_path = self.directory / "broker.log"
@@ -103,6 +108,12 @@ class LocalBroker:
         if name not in self.listener_ports:
             raise LocalBrokerError(f"this broker has no {name} listener")
         return f"127.0.0.1:{self.listener_ports[name]}"
+
+    def advertised_listener(self, name: str) -> tuple[str, int]:
+        """Where the broker listens for the advertised listener `name`: what its proxy forwards to."""
+        if name.upper() not in self.advertised_ports:
+            raise LocalBrokerError(f"this broker has no advertised listener {name}")
+        return "127.0.0.1", self.advertised_ports[name.upper()]
 
     def _java(self) -> str:
         home = os.environ.get("JAVA_HOME")
@@ -153,6 +164,10 @@ class LocalBroker:
             listeners.append(f"{name}://127.0.0.1:{port}")
             advertised.append(f"{name}://127.0.0.1:{port}")
             protocols.append(f"{name}:{name}")
+        for name, port in self.advertised_ports.items():
+            listeners.append(f"{name}://127.0.0.1:{port}")
+            advertised.append(f"{name}://{self.advertised[name]}")
+            protocols.append(f"{name}:PLAINTEXT")
         lines += [
             f"listeners={','.join(listeners)}",
             f"advertised.listeners={','.join(advertised)}",
