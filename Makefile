@@ -70,7 +70,7 @@ kafka: install kafka-libs
 deploy-sync: install
 	$(VENV)/bin/python deploy/helm/sync_registry.py
 
-## Run the whole test suite with the quickest chaos experiment; `make test-chaos` runs the others.
+## Run the whole test suite with the issue's experiments 1, 3, 5 and 7 in short form; `make test-chaos` runs the others.
 test: test-deps
 	$(VENV)/bin/pytest -m "not chaos"
 
