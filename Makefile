@@ -12,7 +12,7 @@ KAFKA_FETCHED := $(KAFKA_LIBS)/.fetched
 S3PROXY_LIBS := .s3proxy/libs
 S3PROXY_FETCHED := $(S3PROXY_LIBS)/.fetched
 
-.PHONY: install up test test-fast test-chaos k6-tools bench lint clean kafka kafka-libs kafka-tools redis-tools s3proxy-libs browser-tools test-deps ops-tools deploy-sync chaos chaos-tools load
+.PHONY: install up test test-fast test-chaos image-check k6-tools bench lint clean kafka kafka-libs kafka-tools redis-tools s3proxy-libs browser-tools test-deps ops-tools deploy-sync chaos chaos-tools load
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -76,6 +76,10 @@ test: test-deps
 
 test-fast: test-deps
 	$(VENV)/bin/pytest -m "not slow and not chaos"
+
+## Build the image with buildah and run it (root; STANDIN=1 where no container registry is reachable).
+image-check:
+	STANDIN=$(STANDIN) deploy/tools/image-check.sh
 
 ## Every chaos experiment in short form, as tests (each on a platform of its own).
 test-chaos: test-deps chaos-tools

@@ -15,13 +15,19 @@ SYNC = "uv sync --frozen --no-dev --no-editable"
 
 
 def stages() -> list[list[str]]:
-    """The Dockerfile's instructions (continuation lines joined), per stage."""
+    """The Dockerfile's instructions (continuation lines joined), per stage, with the build
+    arguments declared before the first stage replaced by their defaults."""
     text = re.sub(r"\\\n", " ", DOCKERFILE.read_text())
+    defaults: dict[str, str] = {}
     result: list[list[str]] = []
     for line in text.splitlines():
         line = line.strip()
         if not line or line.startswith("#"):
             continue
+        if not result and line.upper().startswith("ARG "):
+            name, _, default = line[4:].partition("=")
+            defaults[name.strip()] = default.strip()
+        line = re.sub(r"\$\{(\w+)\}", lambda m: defaults.get(m.group(1), m.group(0)), line)
         if line.upper().startswith("FROM "):
             result.append([])
         if result:
