@@ -50,8 +50,8 @@ uid="$(run id -u)"
 [ "$uid" -ge 10000 ] || { echo "error: the image runs as uid $uid" >&2; exit 1; }
 run sh -c '! command -v uv' >/dev/null || { echo "error: uv is in the final image" >&2; exit 1; }
 run gamemetrics serve --help >/dev/null
-healthcheck="$(bah inspect --format '{{json .Docker.Config.Healthcheck.Test}}' localhost/gamemetrics:check \
-  | python3 -c 'import json, sys; test = json.load(sys.stdin); print(test[1])')"
+healthcheck="$(bah inspect localhost/gamemetrics:check \
+  | python3 -c 'import json, sys; print(json.load(sys.stdin)["Docker"]["config"]["Healthcheck"]["Test"][1])')"
 printf '%s\n' "$healthcheck" >"$work/healthcheck.sh"
 bah copy --chown 10001:10001 "$ctr" "$work/healthcheck.sh" /tmp/healthcheck.sh >/dev/null
 run sh -c '
