@@ -97,19 +97,26 @@ class Trainer:
         while True:
             stalest = 0.0
             for tenant_id, game_id in await self._interactions.games():
-                now = datetime.now().astimezone()
                 try:
-                    if await self.due(tenant_id, game_id, now):
-                        await self.train(tenant_id, game_id)
-                        TRAININGS.labels("trained").inc()
-                    stalest = max(stalest, await self.waiting_s(tenant_id, game_id, now))
-                except Exception:  # one game's failure must not stop the others' training
-                    TRAININGS.labels("failed").inc()
-                    log.warning("training failed; trying again later", tenant=str(tenant_id), game=str(game_id),
-                                exc_info=True)
-                    stalest = max(stalest, await self.waiting_s(tenant_id, game_id, now))
+                    stalest = max(stalest, await self._pass_over(tenant_id, game_id))
+                except Exception as exc:  # the wait could not be read (the database away): the next pass reads it
+                    log.warning("model staleness not measured", tenant=str(tenant_id), game=str(game_id),
+                                error=str(exc))
             STALEST_MODEL.set(stalest)
             await asyncio.sleep(self._settings.recommender_check_seconds)
+
+    async def _pass_over(self, tenant_id: uuid.UUID, game_id: uuid.UUID) -> float:
+        """Train the game if it is due; how long its interactions wait for a model afterwards."""
+        now = datetime.now().astimezone()
+        try:
+            if await self.due(tenant_id, game_id, now):
+                await self.train(tenant_id, game_id)
+                TRAININGS.labels("trained").inc()
+        except Exception:  # one game's failure must not stop the others' training
+            TRAININGS.labels("failed").inc()
+            log.warning("training failed; trying again later", tenant=str(tenant_id), game=str(game_id),
+                        exc_info=True)
+        return await self.waiting_s(tenant_id, game_id, now)
 
     async def waiting_s(self, tenant_id: uuid.UUID, game_id: uuid.UUID, now: datetime) -> float:
         """How long the game's interactions its model lacks have waited: since its last training, or
