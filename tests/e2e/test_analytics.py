@@ -115,7 +115,10 @@ def stack() -> Iterator[Stack]:
             report = run_simulation(SimulateOptions(
                 url=platform.base_url, write_key=studio.live_key, import_key=history, players=players, days=DAYS,
                 rate=None, seed=SEED))
-            assert report.rejected == 0 and report.history.accepted > 0 and report.live.accepted > 0
+            # Today so far goes through /v1/events; just after midnight UTC it holds no events yet, and the
+            # live path is exercised by the events the tests below send.
+            assert report.rejected == 0 and report.history.accepted > 0
+            assert report.live.accepted == report.live.sent
         # A score sent through the original contract's game_end tops A's leaderboard.
         answer = platform.post("/api/v1/events", {
             "player_id": "legacy-champion", "game_id": stack.studios["A"].game_id, "event_type": "game_end",
