@@ -38,7 +38,9 @@ def chart_registry() -> dict[str, Any]:
                 "paths": list(spec.paths),
                 "gdprStores": list(spec.gdpr_stores),
                 "scheduled": [{"name": job.name, "args": list(job.args), "schedule": job.schedule,
-                               "summary": job.summary} for job in spec.scheduled],
+                               "summary": job.summary,
+                               "serviceEnv": [{"name": k, "value": v} for k, v in job.service_env]}
+                              for job in spec.scheduled],
             }
             for spec in registry.SERVICES
         ],

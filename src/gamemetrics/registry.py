@@ -42,6 +42,9 @@ class ScheduledJob:
     schedule: str
     """When, in cron syntax, UTC; the chart's values may override it."""
     summary: str
+    service_env: tuple[tuple[str, str], ...] = ()
+    """Settings the service's own processes get where a scheduler runs this job: the in-process
+    schedule the job replaces is turned off, so the two never both run it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,10 +139,11 @@ SERVICES: tuple[ServiceSpec, ...] = (
         paths=("/v1/admin/retention",),
         gdpr_stores=("archive",),
         pool_size=lambda settings: 2,
-        # An hour and a half after the service's own daily run (GAMEMETRICS_RETENTION_RUN_AT, 02:00): it
-        # archives what that run left (a failed day) and finds nothing to do otherwise.
-        scheduled=(ScheduledJob("run", ("retention", "run"), "30 3 * * *",
-                                "archives every event day past its game's online window; exits 1 if a day failed"),),
+        # Where the CronJob runs, it is the daily run, and the service's pods keep the API and the
+        # archive's eraser.
+        scheduled=(ScheduledJob("run", ("retention", "run"), "0 2 * * *",
+                                "archives every event day past its game's online window; exits 1 if a day failed",
+                                service_env=(("GAMEMETRICS_RETENTION_RUN_AT", "off"),)),),
     ),
 )
 

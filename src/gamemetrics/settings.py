@@ -338,8 +338,9 @@ class RetentionSettings(BaseSettings):
 
     model_config = _ENV
 
-    retention_run_at: str = Field(default="02:00", pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$",
-                                  description="UTC time (HH:MM) of the daily retention run under `gamemetrics up`.")
+    retention_run_at: str = Field(default="02:00", pattern=r"^(([01][0-9]|2[0-3]):[0-5][0-9]|off)$",
+                                  description="UTC time (HH:MM) of the service's daily retention run, or `off`"
+                                  " where a scheduler runs `gamemetrics retention run` instead.")
     retention_part_rows: int = Field(default=1_000_000, ge=1, description="Rows per archived Parquet file at most.")
     retention_zstd_level: int = Field(default=3, ge=1, le=22)
 

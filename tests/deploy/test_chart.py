@@ -316,6 +316,26 @@ def test_a_schedule_can_be_changed_or_a_scheduled_command_turned_off() -> None:
     off = render(CHART, None, "--set", "scheduledJobs.disabled={retention-run}")
     assert named(off, "CronJob") == {}
     assert full("retention-run") not in named(off, "ServiceAccount")
+    # With the CronJob gone, the service's pods run the daily archive themselves again.
+    assert "GAMEMETRICS_RETENTION_RUN_AT" not in _env(named(off, "Deployment")[full("retention")])
+
+
+@pytest.mark.parametrize("values", ALL_VALUES)
+def test_a_scheduled_command_is_not_also_run_by_its_service(rendered: dict[str, list[dict[str, Any]]],
+                                                            values: str) -> None:
+    deployments = named(rendered[values], "Deployment")
+    for spec, job in SCHEDULED:
+        assert job.service_env, f"{spec.name}-{job.name} names no setting that turns the service's own run off"
+        env = _env(deployments[full(spec.name)])
+        assert all(env.get(name) == value for name, value in job.service_env), env
+    for spec in SPECS:
+        if not spec.scheduled:
+            assert "GAMEMETRICS_RETENTION_RUN_AT" not in _env(deployments[full(spec.name)]), spec.name
+
+
+def _env(deployment: dict[str, Any]) -> dict[str, str]:
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    return {item["name"]: item["value"] for item in container.get("env", [])}
 
 
 def test_a_collector_endpoint_turns_tracing_on_and_opens_the_way_to_it() -> None:

@@ -40,6 +40,16 @@ async def test_the_processor_consumes_and_trims_the_embedded_log(settings: Setti
         assert set(services["processor"].workers) == {"consume", "trim"}
 
 
+async def test_retention_runs_daily_itself_unless_a_scheduler_runs_it(settings: Settings, database_url: str) -> None:
+    async with running([registry.service("retention")], settings, database_url) as services:
+        assert set(services["retention"].workers) == {"daily"}
+    (job,) = registry.service("retention").scheduled
+    scheduled = settings.model_copy(update={"retention": settings.retention.model_copy(
+        update={"retention_run_at": dict(job.service_env)["GAMEMETRICS_RETENTION_RUN_AT"]})})
+    async with running([registry.service("retention")], scheduled, database_url) as services:
+        assert set(services["retention"].workers) == set()
+
+
 def test_the_host_refuses_a_route_outside_the_declared_paths() -> None:
     async def endpoint(request: object) -> None:
         return None

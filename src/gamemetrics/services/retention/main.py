@@ -34,9 +34,11 @@ async def build(adapters: Adapters, settings: Settings) -> AsyncIterator[Service
     archiver = Archiver(pool, objects, audit, part_rows=options.retention_part_rows,
                         zstd_level=options.retention_zstd_level, trimmer=trimmer)
     routes = PolicyRoutes(pool, Guard(token_verifier(settings, pool), tenancy), tenancy, audit).routes()
+    daily = {} if options.retention_run_at == "off" else {
+        "daily": DailyRun(archiver, parse_time(options.retention_run_at))}
     yield Service(
         routes=routes, exception_handlers=exception_handlers(),
-        workers={"daily": DailyRun(archiver, parse_time(options.retention_run_at))},
+        workers=daily,
         checks={"database": database_probe(pool)},
         erasers=[ArchiveEraser(pool, objects, zstd_level=options.retention_zstd_level)],
     )
