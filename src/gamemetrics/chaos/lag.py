@@ -1,10 +1,14 @@
-"""The consumer lag over a run: sampled from `gamemetrics status --json` while the traffic runs and
-while the hypothesis waits for it to drain, kept as one series in the run's folder."""
+"""The consumer lag over a run: a report a second from `gamemetrics status --json --watch 1` beside the
+platform (one process on one connection, so a sample costs a query, not a command's start), while the
+traffic runs and while the hypothesis waits for it to drain, kept as one series in the run's folder."""
 
 from __future__ import annotations
 
 import contextlib
+import json
+import queue
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -12,19 +16,85 @@ from typing import Any
 
 from gamemetrics.chaos import platform, run_dir
 
-_samplers: dict[Path, LagSampler] = {}
+FIRST_REPORT_SECONDS = 60.0
+"""How long a watch may take to start and make its first report on a loaded machine."""
+
+_samplers: dict[Path, LagWatch] = {}
 
 
-def lag_of(state: dict[str, Any]) -> int:
-    """Every consumer group's lag, summed, now."""
-    env = dict(state["env"])
-    if "data_dir" in state:
-        # Named, the platform's database is only used: a command given the embedded one's data dir
-        # alone joins its users and stops it on leaving, which two such commands at once can get
-        # wrong and stop the server under the platform.
-        env["GAMEMETRICS_DATABASE_URL"] = platform.database_url_of(state)
-    report = platform.cli(env, "status", "--json")
-    return sum(int(group["lag"]) for group in report["consumer_groups"])
+class LagWatch:
+    """Every consumer group's lag, summed, every `interval` seconds, as (time, lag), for at most
+    `limit_seconds`; reports the platform could not make mid-fault are left out."""
+
+    def __init__(self, state: dict[str, Any], interval: float = 1.0, limit_seconds: float = 600.0) -> None:
+        env = dict(state["env"])
+        if "data_dir" in state:
+            # Named, the platform's database is only used: a command given the embedded one's data dir
+            # alone joins its users and stops it on leaving, which two such commands at once can get
+            # wrong and stop the server under the platform.
+            env["GAMEMETRICS_DATABASE_URL"] = platform.database_url_of(state)
+        reports = max(1, int(limit_seconds / interval))
+        self._process = subprocess.Popen(
+            [sys.executable, "-m", "gamemetrics.cli", "status", "--json", "--watch", str(interval),
+             "--count", str(reports)],
+            env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+            start_new_session=True)
+        self._samples: queue.Queue[tuple[float, int] | None] = queue.Queue()
+        self._reader = threading.Thread(target=self._read, name="chaos-lag", daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self._process.stdout is not None
+        try:
+            for line in self._process.stdout:
+                with contextlib.suppress(ValueError, KeyError, TypeError):
+                    report = json.loads(line)
+                    if "error" not in report:
+                        self._samples.put((float(report["time"]),
+                                           sum(int(group["lag"]) for group in report["consumer_groups"])))
+        finally:
+            self._samples.put(None)  # the watch ended
+
+    def next(self, timeout: float) -> tuple[float, int] | None:
+        """The next sample, or None when none came within `timeout` or the watch ended."""
+        try:
+            return self._samples.get(timeout=max(0.0, timeout))
+        except queue.Empty:
+            return None
+
+    def taken(self) -> list[tuple[float, int]]:
+        """The samples made so far and not yet read."""
+        samples = []
+        while (sample := self.next(0.0)) is not None:
+            samples.append(sample)
+        return samples
+
+    def close(self) -> None:
+        if self._process.poll() is None:
+            self._process.terminate()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self._process.wait(timeout=30)
+        if self._process.poll() is None:
+            self._process.kill()
+            self._process.wait()
+        self._reader.join(10)
+
+
+def drain(state: dict[str, Any], seconds: float) -> list[tuple[float, int]]:
+    """Samples until the lag is 0 or `seconds` passed since the first (which may take a while to come)."""
+    watch = LagWatch(state, limit_seconds=seconds + FIRST_REPORT_SECONDS)
+    samples: list[tuple[float, int]] = []
+    try:
+        first = watch.next(FIRST_REPORT_SECONDS)
+        if first is None:
+            return samples
+        samples.append(first)
+        deadline = time.monotonic() + seconds
+        while samples[-1][1] != 0 and (sample := watch.next(deadline - time.monotonic())) is not None:
+            samples.append(sample)
+        return samples
+    finally:
+        watch.close()
 
 
 def record(configuration: dict[str, Any] | None, samples: list[tuple[float, int]]) -> None:
@@ -36,39 +106,13 @@ def record(configuration: dict[str, Any] | None, samples: list[tuple[float, int]
     run_dir.write(configuration, "lag", {"samples": sorted([*kept, *map(list, samples)])})
 
 
-class LagSampler:
-    """A thread asking for the lag every `interval` seconds until stopped (or `limit_seconds`)."""
-
-    def __init__(self, state: dict[str, Any], interval: float = 1.0, limit_seconds: float = 600.0) -> None:
-        self.state, self.interval, self.limit_seconds = state, interval, limit_seconds
-        self.samples: list[tuple[float, int]] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="chaos-lag", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> list[tuple[float, int]]:
-        self._stop.set()
-        self._thread.join(60)
-        return self.samples
-
-    def _run(self) -> None:
-        began = time.monotonic()
-        while not self._stop.is_set() and time.monotonic() - began < self.limit_seconds:
-            # The platform mid-fault may not answer: no sample this time.
-            with contextlib.suppress(RuntimeError, ValueError, OSError, subprocess.TimeoutExpired):
-                self.samples.append((time.time(), lag_of(self.state)))
-            self._stop.wait(self.interval)
-
-
 def start_sampling(configuration: dict[str, Any] | None) -> None:
-    sampler = LagSampler(run_dir.read(configuration, "platform"))
-    _samplers[run_dir.run_dir(configuration)] = sampler
-    sampler.start()
+    _samplers[run_dir.run_dir(configuration)] = LagWatch(run_dir.read(configuration, "platform"))
 
 
 def stop_sampling(configuration: dict[str, Any] | None) -> None:
-    sampler = _samplers.pop(run_dir.run_dir(configuration), None)
-    if sampler is not None:
-        record(configuration, sampler.stop())
+    watch = _samplers.pop(run_dir.run_dir(configuration), None)
+    if watch is not None:
+        samples = watch.taken()
+        watch.close()
+        record(configuration, samples)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+import contextlib
+import functools
+from typing import Annotated, Any
 
 import typer
 
@@ -98,20 +100,34 @@ def up(
 
 
 @app.command()
-def status(as_json: Annotated[bool, typer.Option("--json", help="One JSON object on stdout.")] = False) -> None:
+def status(
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object on stdout (a line each with --watch).")]
+        = False,
+    watch: Annotated[float | None, typer.Option(
+        "--watch", min=0.1, help="A report every this many seconds, on one connection, until interrupted.")] = None,
+    count: Annotated[int | None, typer.Option("--count", min=1, help="With --watch: stop after this many.")]
+        = None,
+) -> None:
     """Events stored and dead-lettered per game, each consumer group's lag, and the restarts of a running `up`."""
     from gamemetrics.platform import local_broker_of
-    from gamemetrics.status import collect_status, print_status
+    from gamemetrics.status import collect_status, print_status, watch_status
     from gamemetrics.supervision import supervised_processes
 
     settings = get_settings()
     bootstrap = None if settings.kafka.bootstrap else local_broker_of(settings.data_dir.resolve())
     if bootstrap:  # beside `up --kafka`: its lag is on the broker it started, not in the embedded log
         settings = settings.updated(kafka={"bootstrap": bootstrap})
-    report = with_database(collect_status, settings)
-    # Beside a running `up`: its processes, with how often each was restarted.
-    report["processes"] = supervised_processes(settings.data_dir.resolve()) or []
-    if as_json:
-        print_json(report)
-    else:
-        print_status(report)
+
+    def emit(report: dict[str, Any]) -> None:
+        # Beside a running `up`: its processes, with how often each was restarted.
+        report["processes"] = supervised_processes(settings.data_dir.resolve()) or []
+        if as_json:
+            print_json(report)
+        else:
+            print_status(report)
+
+    if watch is None:
+        emit(with_database(collect_status, settings))
+        return
+    with contextlib.suppress(KeyboardInterrupt):
+        with_database(functools.partial(watch_status, every=watch, count=count, emit=emit), settings)
