@@ -193,8 +193,9 @@ def _child_env(settings: Settings, url: str, data_dir: Path) -> dict[str, str]:
     }
 
 
-def _wait_ready(base_url: str, supervisor: Supervisor, timeout: float = 60.0) -> None:
-    """Until /readyz answers 200; a process that dies meanwhile is restarted, one that keeps dying stops `up`."""
+def _wait_ready(base_url: str, supervisor: Supervisor, timeout: float = 180.0) -> None:
+    """Until /readyz answers 200; a process that dies meanwhile is restarted, one that keeps dying stops `up`.
+    A quiet laptop is ready in seconds; the bound is for a machine that is busy with other work as well."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:

@@ -19,7 +19,7 @@ from typing import Any
 
 import httpx
 
-STARTUP_SECONDS = 120.0
+STARTUP_SECONDS = 240.0
 
 
 def free_port() -> int:
