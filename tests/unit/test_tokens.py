@@ -116,8 +116,9 @@ async def test_scp_list_is_read_as_scopes(keys: SigningKeyStore, verifier: Token
 @pytest.mark.parametrize(
     ("override", "reason"),
     [
-        ({"exp": int(time.time()) - 5}, "expired"),
-        ({"nbf": int(time.time()) + 3600}, "not yet valid"),
+        # Offsets from when the test runs (not when it was collected, which may be an hour before).
+        ({"exp": -5}, "expired"),
+        ({"nbf": 3600}, "not yet valid"),
         ({"aud": "someone-else"}, "[Aa]udience"),
         ({"iss": "https://evil.example"}, "[Ii]ssuer"),
         ({"exp": None}, "exp"),
@@ -128,8 +129,11 @@ async def test_scp_list_is_read_as_scopes(keys: SigningKeyStore, verifier: Token
 )
 async def test_bad_claims_are_refused(keys: SigningKeyStore, verifier: TokenVerifier, override: dict[str, Any],
                                       reason: str) -> None:
+    now = int(time.time())
+    claims = {name: now + value if name in ("exp", "nbf") and value is not None else value
+              for name, value in override.items()}
     with pytest.raises(InvalidToken, match=reason):
-        await verifier.verify(_signed(keys, **override))
+        await verifier.verify(_signed(keys, **claims))
 
 
 async def test_alg_none_is_refused(keys: SigningKeyStore, verifier: TokenVerifier) -> None:
