@@ -318,6 +318,21 @@ async def test_requests_written_together_are_each_answered_as_if_alone(game: Gam
         assert await cur.fetchone() == (2,)
 
 
+async def test_one_key_asking_two_things_in_one_batch_is_refused_for_the_second(game: Game) -> None:
+    def asked(level: int) -> NotificationRequest:
+        return NotificationRequest(game.tenant_id, game.game_id, "hero", "welcome", {"name": "Ada", "level": level},
+                                   ["email"], idempotency_key="one-key")
+
+    # Neither has been written when the batch reads: the write keeps the first, the second is told why.
+    first, second = await asyncio.gather(game.acceptor.accept(asked(1)), game.acceptor.accept(asked(2)),
+                                         return_exceptions=True)
+    assert isinstance(first, Accepted) and first.created
+    assert isinstance(second, Refused) and second.status == 422 and "Idempotency-Key" in second.reason
+    async with game.platform.pool.connection() as conn:
+        cur = await conn.execute("SELECT count(*) FROM notification_deliveries WHERE tenant_id = %s", (game.tenant_id,))
+        assert await cur.fetchone() == (1,)
+
+
 async def test_every_request_is_answered_while_batches_come_and_go(game: Game) -> None:
     async def client(n: int) -> list[Accepted]:
         return [await game.acceptor.accept(NotificationRequest(

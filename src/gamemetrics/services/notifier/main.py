@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+from gamemetrics.adapters.memory.memo import LocalMemo
 from gamemetrics.auth.secret import derive, platform_secret
 from gamemetrics.auth.verifier import token_verifier
 from gamemetrics.ports.mail import Mail
@@ -27,6 +28,10 @@ from gamemetrics.tenancy.store import TenancyStore
 from gamemetrics.web.health import database_probe
 from gamemetrics.web.principal import Guard
 from gamemetrics.web.refusals import exception_handlers
+
+GUARD_MEMO_SECONDS = 60
+"""How long a verified token and a game found in its tenant are trusted without a check (never
+past the token's expiry)."""
 
 
 def providers_of(adapters: Adapters) -> Providers:
@@ -50,7 +55,11 @@ async def build(adapters: Adapters, settings: Settings) -> AsyncIterator[Service
     pool, bus = adapters.pool, adapters.bus
     tenancy = TenancyStore(pool)
     acceptor = Acceptor(pool, links, max_body_bytes=own.notify_max_body_bytes)
-    guard = Guard(token_verifier(settings, pool), tenancy)
+    # A send is one request per notification: checking its token's signature and looking its game
+    # up again each time would cost more than accepting it.
+    guard = Guard(token_verifier(settings, pool), tenancy,
+                  verified=LocalMemo(10_000, ttl_seconds=GUARD_MEMO_SECONDS),
+                  games=LocalMemo(10_000, ttl_seconds=GUARD_MEMO_SECONDS))
     requests = RequestWorker(bus, acceptor)
     deliverer = Deliverer(pool, bus.producer(), providers_of(adapters), own)
     yield Service(
