@@ -86,6 +86,25 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def cpu_seconds(pid: int) -> float:
+    """The user and system CPU time a process has used (Linux), to report CPU per notification."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def database_cpu_seconds(pgdata: Path) -> float:
+    """CPU time of the PostgreSQL server: the postmaster and its live backends, and the exited ones it reaped."""
+    postmaster = int((pgdata / "postmaster.pid").read_text().split()[0])
+    fields = Path(f"/proc/{postmaster}/stat").read_text().rpartition(")")[2].split()
+    total = sum(int(f) for f in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+    for child in Path(f"/proc/{postmaster}/task/{postmaster}/children").read_text().split():
+        try:
+            total += cpu_seconds(int(child))
+        except FileNotFoundError:  # a backend that just ended
+            pass
+    return total
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
@@ -204,7 +223,7 @@ def main() -> None:
         env = {**os.environ, "GAMEMETRICS_DATABASE_URL": url, "GAMEMETRICS_PORT": str(port),
                "GAMEMETRICS_DATA_DIR": str(root), "GAMEMETRICS_LOG_LEVEL": "warning",
                "GAMEMETRICS_SMTP_HOST": "127.0.0.1", "GAMEMETRICS_SMTP_PORT": str(smtp_port),
-               "GAMEMETRICS_SMTP_STARTTLS": "false", "GAMEMETRICS_NOTIFY_POLL_SECONDS": "0.01",
+               "GAMEMETRICS_SMTP_STARTTLS": "false",
                "GAMEMETRICS_NOTIFIER_POOL_SIZE": "8",
                "GAMEMETRICS_SMTP_CONNECTIONS": str(args.smtp_connections)}
         env.pop("PROMETHEUS_MULTIPROC_DIR", None)
@@ -228,6 +247,7 @@ def main() -> None:
                   headers={"Authorization": f"Bearer {token}"}).raise_for_status()
         for channel in channels:
             since = time.time() - 1
+            cpu_before, db_before = cpu_seconds(process.pid), database_cpu_seconds(server.pgdata)
             posting = time.perf_counter()
             accepted = asyncio.run(post_all(port, token, game, channel, args.notifications, args.concurrency,
                                             channel))
@@ -236,7 +256,11 @@ def main() -> None:
             while (sent := delivered(url, channel, since))[0] < accepted and time.monotonic() < wait_until:
                 time.sleep(0.2)
             count, latencies, span = sent
+            cpu_ms = (cpu_seconds(process.pid) - cpu_before) * 1000
+            db_ms = (database_cpu_seconds(server.pgdata) - db_before) * 1000
             results[channel] = {"accepted": accepted, "delivered": count,
+                                "server_cpu_ms_per_notification": round(cpu_ms / count, 3) if count else None,
+                                "database_cpu_ms_per_notification": round(db_ms / count, 3) if count else None,
                                 "accepted_per_second": round(accepted / posted_s, 1),
                                 "per_second": round(count / span, 1) if span else None,
                                 "p50_ms": round(percentile(latencies, 0.5), 1),
@@ -255,8 +279,8 @@ def main() -> None:
         server.stop()
         shutil.rmtree(root, ignore_errors=True)
     table = Table(title=f"notifier: {args.notifications} notifications per phase, {args.concurrency} connections")
-    for column in ("path", "delivered", "accepted/s", "notifications/s", "p50 ms", "p99 ms", "raw limit /s",
-                   "ratio"):
+    for column in ("path", "delivered", "accepted/s", "notifications/s", "p50 ms", "p99 ms", "CPU ms/n server+db",
+                   "raw limit /s", "ratio"):
         table.add_column(column)
     raw = {"in_app": ("PostgreSQL single-row INSERTs", results["raw_insert_per_second"]),
            "email": ("SMTP server driven directly", results["raw_smtp_per_second"])}
@@ -268,7 +292,7 @@ def main() -> None:
         r["ratio_to_raw"] = round(r["per_second"] / limit, 3) if r["per_second"] and limit else None
         table.add_row(name, f"{r['delivered']}/{r['accepted']}", str(r["accepted_per_second"]),
                       str(r["per_second"]), str(r["p50_ms"]),
-                      str(r["p99_ms"]), f"{limit} ({raw[channel][0]})", str(r["ratio_to_raw"]))
+                      str(r["p99_ms"]), f"{r['server_cpu_ms_per_notification']}+{r['database_cpu_ms_per_notification']}", f"{limit} ({raw[channel][0]})", str(r["ratio_to_raw"]))
     console.print(table)
     RESULTS.parent.mkdir(exist_ok=True)
     RESULTS.write_text(json.dumps({"measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **results},

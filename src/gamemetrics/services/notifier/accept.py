@@ -11,7 +11,7 @@ import asyncio
 import hashlib
 import re
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, time, timedelta
 from typing import Any
@@ -152,8 +152,9 @@ class Acceptor:
     batches are written at once; the first request waits for nobody."""
 
     def __init__(self, pool: AsyncConnectionPool, links: LinkSigner, *, max_body_bytes: int,
-                 max_batch: int = 64, writers: int = 2) -> None:
+                 max_batch: int = 64, writers: int = 4, on_written: Callable[[], None] | None = None) -> None:
         self._pool = pool
+        self._on_written = on_written
         self._links = links
         self._max_body = max_body_bytes
         self._max_batch = max_batch
@@ -244,6 +245,8 @@ class Acceptor:
                         _quiet(row, plan.waiting.request, plan.choices, plan.moment)
                         if row.state == "queued" and not plan.template.critical else row, plan.devices)])
                     for plan in free])))
+        if written and self._on_written is not None:
+            self._on_written()  # new deliveries are due (or will be): the delivery worker need not wait for its poll
         for done, cur in written:  # after the commit: the inserts and the COMMIT shared one round trip
             created = await store.inserted(cur)
             for plan in done:

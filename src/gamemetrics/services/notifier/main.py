@@ -54,14 +54,14 @@ async def build(adapters: Adapters, settings: Settings) -> AsyncIterator[Service
     links = LinkSigner(derive(secret, UNSUBSCRIBE_PURPOSE), own.public_url)
     pool, bus = adapters.pool, adapters.bus
     tenancy = TenancyStore(pool)
-    acceptor = Acceptor(pool, links, max_body_bytes=own.notify_max_body_bytes)
+    deliverer = Deliverer(pool, bus.producer(), providers_of(adapters), own)
+    acceptor = Acceptor(pool, links, max_body_bytes=own.notify_max_body_bytes, on_written=deliverer.wake)
     # A send is one request per notification: checking its token's signature and looking its game
     # up again each time would cost more than accepting it.
     guard = Guard(token_verifier(settings, pool), tenancy,
                   verified=LocalMemo(10_000, ttl_seconds=GUARD_MEMO_SECONDS),
                   games=LocalMemo(10_000, ttl_seconds=GUARD_MEMO_SECONDS))
     requests = RequestWorker(bus, acceptor)
-    deliverer = Deliverer(pool, bus.producer(), providers_of(adapters), own)
     yield Service(
         routes=[*NotifierRoutes(pool, guard, acceptor, links).routes(),
                 *InboxRoutes(pool, guard, PlayerTokens(derive(secret, PLAYER_TOKEN_PURPOSE),
