@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, time, timedelta
-from typing import Any
+from typing import Any, cast
 from zoneinfo import ZoneInfo
 
 import msgspec
@@ -152,7 +152,7 @@ class Acceptor:
     batches are written at once; the first request waits for nobody."""
 
     def __init__(self, pool: AsyncConnectionPool, links: LinkSigner, *, max_body_bytes: int,
-                 max_batch: int = 64, writers: int = 4, on_written: Callable[[], None] | None = None) -> None:
+                 max_batch: int = 128, writers: int = 4, on_written: Callable[[], None] | None = None) -> None:
         self._pool = pool
         self._on_written = on_written
         self._links = links
@@ -176,6 +176,15 @@ class Acceptor:
             self._writers.add(writer)  # a reference, so the task is not collected while it runs
             writer.add_done_callback(self._writers.discard)
         return await waiting.answer
+
+    async def accept_many(self, requests: Sequence[NotificationRequest]) -> list[Accepted | Refused]:
+        """Each request's notification or why not, in order: a refused one does not stop the others.
+        Anything else (the database away) is raised, after every request has been answered."""
+        answers = await asyncio.gather(*(self.accept(request) for request in requests), return_exceptions=True)
+        for answer in answers:
+            if isinstance(answer, BaseException) and not isinstance(answer, Refused):
+                raise answer
+        return cast("list[Accepted | Refused]", answers)
 
     async def _write_batches(self) -> None:
         """Write what is waiting, a batch at a time, until nothing is."""
