@@ -35,6 +35,7 @@ from psycopg_pool import AsyncConnectionPool
 from gamemetrics.observability import metrics
 from gamemetrics.ports.bus import NOTIFICATIONS_DLQ, Message, Producer
 from gamemetrics.ports.mail import BatchMail, Channel, KeptMail, Mail, MailError, OutgoingMessage, Rejected, Routing
+from gamemetrics.services.notifier.store import json_rows
 from gamemetrics.settings import NotifierSettings
 
 log = structlog.get_logger("notifier")
@@ -61,8 +62,8 @@ _RECORD = """
 UPDATE notification_deliveries d SET state = o.state, reason = o.reason, provider = o.provider, updated_at = now(),
        next_attempt_at = now() + make_interval(secs => o.delay),
        sent_at = CASE WHEN o.state = 'sent' THEN now() END
-FROM unnest(%s::text[], %s::text[], %s::text[], %s::float8[], %s::uuid[], %s::uuid[], %s::text[], %s::int[],
-            %s::int[]) AS o(state, reason, provider, delay, tenant_id, notification_id, channel, seq, attempts)
+FROM jsonb_to_recordset(%s) AS o(state text, reason text, provider text, delay float8, tenant_id uuid,
+                                 notification_id uuid, channel text, seq int, attempts int)
 WHERE (d.tenant_id, d.notification_id, d.channel, d.seq, d.attempts)
     = (o.tenant_id, o.notification_id, o.channel, o.seq, o.attempts)
 """
@@ -110,19 +111,27 @@ class Deliverer:
     at once (in one exchange when it takes batches), and one statement records their outcomes."""
 
     def __init__(self, pool: AsyncConnectionPool, producer: Producer, providers: Providers,
-                 settings: NotifierSettings, *, rng: random.Random | None = None) -> None:
+                 settings: NotifierSettings, *, rng: random.Random | None = None, rounds: int = 2) -> None:
         self._pool = pool
         self._producer = producer
         self._providers = providers
         self._settings = settings
         self._rng = rng or random.Random()
         self._due = asyncio.Event()
+        self._rounds = rounds
 
     def wake(self) -> None:
         """Start the next round now (new deliveries are due), rather than after the poll interval."""
         self._due.set()
 
     async def run(self) -> None:
+        """Deliver until cancelled, `rounds` rounds at once: while one waits on the database or a
+        provider, another claims (SKIP LOCKED keeps their claims apart)."""
+        async with asyncio.TaskGroup() as group:
+            for _ in range(self._rounds):
+                group.create_task(self._rounds_in_turn())
+
+    async def _rounds_in_turn(self) -> None:
         """Deliver until cancelled; when nothing is due, wait for a wake-up or the poll interval."""
         while True:
             try:
@@ -267,11 +276,11 @@ class Deliverer:
         if not outcomes:
             return
         # `attempts` guards against a late answer overwriting a newer claim after a lease ran out.
-        await conn.execute(_RECORD, (
-            [o.state for o in outcomes], [o.reason for o in outcomes], [o.provider for o in outcomes],
-            [o.delay for o in outcomes], [o.claimed.tenant_id for o in outcomes],
-            [o.claimed.notification_id for o in outcomes], [o.claimed.channel for o in outcomes],
-            [o.claimed.seq for o in outcomes], [o.claimed.attempts for o in outcomes]))
+        await conn.execute(_RECORD, (json_rows([
+            {"state": o.state, "reason": o.reason, "provider": o.provider, "delay": o.delay,
+             "tenant_id": o.claimed.tenant_id, "notification_id": o.claimed.notification_id,
+             "channel": o.claimed.channel, "seq": o.claimed.seq, "attempts": o.claimed.attempts}
+            for o in outcomes]),))
         gone = [o.claimed for o in outcomes if o.forget]
         if gone:
             await conn.execute(_FORGET, ([c.tenant_id for c in gone], [c.game_id for c in gone],
