@@ -381,3 +381,31 @@ async def test_the_smtp_pool_reconnects_after_the_server_drops_its_sessions_and_
     assert smtp_server.peers - before, "the messages after the restart went out on new sessions"
     # The sessions the server dropped while idle were replaced within the send: no attempt failed.
     assert [(await game.deliveries(n))["email"][1] for n in sent[4:8]] == [1] * 4
+
+
+class RefusingOutbox(OutboxMail):
+    """The outbox, with a database that refuses what it is asked to keep (a statement that fails)."""
+
+    async def keep(self, conn: Any, messages: Any) -> None:
+        await conn.execute("SELECT 1 / 0")
+
+
+async def test_a_keep_that_fails_is_retried_like_any_failed_send_and_the_claim_still_counts(game: Game) -> None:
+    notification = await game.send(channels=["in_app"])
+    refusing = RefusingOutbox(game.platform.pool)
+    deliverer = Deliverer(game.platform.pool, game.platform.bus.producer(), {"in_app": [("outbox", refusing)]},
+                          settings(notify_backoff_initial_seconds=60.0, notify_backoff_cap_seconds=60.0),
+                          rng=MaxJitter())
+    # The claim's transaction fails with the keep; the round is done apart: claimed, the outbox's
+    # error recorded, the delivery queued for a later attempt.
+    assert await deliverer.once() == 1
+    state, attempts, reason, _ = (await game.deliveries(notification))["in_app"]
+    assert (state, attempts) == ("queued", 1) and "could not keep message" in reason and "division" in reason
+    working = Deliverer(game.platform.pool, game.platform.bus.producer(),
+                        {"in_app": [("outbox", OutboxMail(game.platform.pool))]}, settings())
+    assert await working.once() == 0, "not due before its backoff"
+    async with game.platform.pool.connection() as conn:
+        await conn.execute("UPDATE notification_deliveries SET next_attempt_at = now() WHERE notification_id = %s",
+                           (notification,))
+    assert await working.once() == 1
+    assert (await game.deliveries(notification))["in_app"][:2] == ("sent", 2)
