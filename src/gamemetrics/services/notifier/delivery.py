@@ -111,7 +111,7 @@ class Deliverer:
     at once (in one exchange when it takes batches), and one statement records their outcomes."""
 
     def __init__(self, pool: AsyncConnectionPool, producer: Producer, providers: Providers,
-                 settings: NotifierSettings, *, rng: random.Random | None = None, rounds: int = 2) -> None:
+                 settings: NotifierSettings, *, rng: random.Random | None = None, rounds: int = 4) -> None:
         self._pool = pool
         self._producer = producer
         self._providers = providers
