@@ -2,21 +2,25 @@
 channel and into an SMTP server, with p50/p99 latency, beside the raw rate of the same SMTP server
 driven directly.
 
-    python bench/notifier.py [--notifications 2000] [--concurrency 16]
+    python bench/notifier.py [--notifications 2000] [--concurrency 16] [--bulk 100] [--bulk-concurrency 4]
+                             [--channels in_app,email] [--modes single,bulk]
 
 It starts an embedded PostgreSQL in a temporary directory, a tenant with a game, players with an
 email trait and an OAuth2 client, an `aiosmtpd` server on loopback (plain SMTP, no login: the
 provider's own cost is not what is measured), and `gamemetrics serve users,notifier` as its own
-process pointed at that server. Each phase posts --notifications requests with --concurrency
-kept-alive connections; a notification's latency runs from its acceptance (the notifications row)
+process pointed at that server. For each channel it posts --notifications single sends
+(`POST /v1/notifications`) on --concurrency kept-alive connections, then as many again in bulk
+sends of --bulk (`POST /v1/notifications/bulk`) on --bulk-concurrency connections, each phase
+reported on its own row. A notification's latency runs from its acceptance (the notifications row)
 to its delivery record's `sent_at` (the provider took it), and the rate is the notifications over
 the span from the first acceptance to the last delivery (`accepted/s` is the rate of the POSTs
-alone). Beside each figure it measures the raw
-limit of the same machine in the same run, and prints the ratio: for in-app, single-row INSERT
-transactions into the same PostgreSQL at the same concurrency (a notification costs at least one
-such write); for SMTP, the same number of messages sent straight to the same SMTP server with
-`aiosmtplib` on as many kept-open sessions as the notifier's pool (--smtp-connections). It prints
-figures; it never passes or fails.
+alone). Beside them: the CPU time the notifier's process and PostgreSQL spent per notification in
+the phase (idle polling included), which a busy machine disturbs less than rates. Beside each
+figure it measures the raw limit of the same machine in the same run, and prints the ratio: for
+in-app, single-row INSERT transactions into the same PostgreSQL at the same concurrency (a
+notification costs at least one such write); for SMTP, the same number of messages sent straight to
+the same SMTP server with `aiosmtplib` on as many kept-open sessions as the notifier's pool
+(--smtp-connections). It prints figures; it never passes or fails.
 """
 
 from __future__ import annotations
