@@ -2,27 +2,32 @@
 channel and into an SMTP server, with p50/p99 latency, beside the raw rate of the same SMTP server
 driven directly.
 
-    python bench/notifier.py [--notifications 2000] [--concurrency 16]
+    python bench/notifier.py [--notifications 2000] [--concurrency 16] [--bulk 100] [--bulk-concurrency 4]
+                             [--channels in_app,email] [--modes single,bulk]
 
 It starts an embedded PostgreSQL in a temporary directory, a tenant with a game, players with an
 email trait and an OAuth2 client, an `aiosmtpd` server on loopback (plain SMTP, no login: the
 provider's own cost is not what is measured), and `gamemetrics serve users,notifier` as its own
-process pointed at that server. Each phase posts --notifications requests with --concurrency
-kept-alive connections; a notification's latency runs from its acceptance (the notifications row)
+process pointed at that server. For each channel it posts --notifications single sends
+(`POST /v1/notifications`) on --concurrency kept-alive connections, then as many again in bulk
+sends of --bulk (`POST /v1/notifications/bulk`) on --bulk-concurrency connections, each phase
+reported on its own row. A notification's latency runs from its acceptance (the notifications row)
 to its delivery record's `sent_at` (the provider took it), and the rate is the notifications over
 the span from the first acceptance to the last delivery (`accepted/s` is the rate of the POSTs
-alone). Beside each figure it measures the raw
-limit of the same machine in the same run, and prints the ratio: for in-app, single-row INSERT
-transactions into the same PostgreSQL at the same concurrency (a notification costs at least one
-such write); for SMTP, the same number of messages sent straight to the same SMTP server with
-`aiosmtplib` on as many kept-open sessions as the notifier's pool (--smtp-connections). It prints
-figures; it never passes or fails.
+alone). Beside them: the CPU time the notifier's process and PostgreSQL spent per notification in
+the phase (idle polling included), which a busy machine disturbs less than rates. Beside each
+figure it measures the raw limit of the same machine in the same run, and prints the ratio: for
+in-app, single-row INSERT transactions into the same PostgreSQL at the same concurrency (a
+notification costs at least one such write); for SMTP, the same number of messages sent straight to
+the same SMTP server with `aiosmtplib` on as many kept-open sessions as the notifier's pool
+(--smtp-connections). It prints figures; it never passes or fails.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import multiprocessing
 import os
@@ -86,6 +91,23 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def cpu_seconds(pid: int) -> float:
+    """The user and system CPU time a process has used (Linux), to report CPU per notification."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def database_cpu_seconds(pgdata: Path) -> float:
+    """CPU time of the PostgreSQL server: the postmaster and its live backends, and the exited ones it reaped."""
+    postmaster = int((pgdata / "postmaster.pid").read_text().split()[0])
+    fields = Path(f"/proc/{postmaster}/stat").read_text().rpartition(")")[2].split()
+    total = sum(int(f) for f in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+    for child in Path(f"/proc/{postmaster}/task/{postmaster}/children").read_text().split():
+        with contextlib.suppress(FileNotFoundError):  # a backend that just ended
+            total += cpu_seconds(int(child))
+    return total
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
@@ -107,19 +129,28 @@ def setup(url: str) -> tuple[uuid.UUID, str, str]:
 
 
 async def post_all(port: int, token: str, game: uuid.UUID, channel: str, count: int, concurrency: int,
-                   run: str) -> int:
-    """Post `count` notifications on `concurrency` kept-alive connections; how many were accepted."""
+                   run: str, bulk: int) -> int:
+    """Post `count` notifications on `concurrency` kept-alive connections, one a request or (`bulk`)
+    that many a request to the bulk endpoint; how many were accepted."""
     accepted = 0
-    queue = iter(range(count))
+    queue = iter(range(0, count, bulk or 1))
+
+    def notification(n: int) -> dict[str, Any]:
+        return {"game_id": str(game), "player_id": f"p{n % PLAYERS}", "template": "bench",
+                "data": {"name": "Ada", "level": n}, "channels": [channel]}
 
     async def worker() -> None:
         nonlocal accepted
         reader, writer = await connection(port)
-        for n in queue:
-            body = json.dumps({"game_id": str(game), "player_id": f"p{n % PLAYERS}", "template": "bench",
-                               "data": {"name": "Ada", "level": n}, "channels": [channel]}).encode()
-            request = post_request("/v1/notifications", token, body).replace(
-                b"Content-Type:", f"Idempotency-Key: {run}-{n}\r\nContent-Type:".encode(), 1)
+        for first in queue:
+            if bulk:
+                body = json.dumps({"notifications": [{**notification(n), "idempotency_key": f"{run}-{n}"}
+                                                     for n in range(first, min(first + bulk, count))]}).encode()
+                status, _, answer = await exchange(reader, writer, post_request("/v1/notifications/bulk", token, body))
+                accepted += json.loads(answer)["accepted"] if status == 200 else 0
+                continue
+            request = post_request("/v1/notifications", token, json.dumps(notification(first)).encode()).replace(
+                b"Content-Type:", f"Idempotency-Key: {run}-{first}\r\nContent-Type:".encode(), 1)
             status, _, _ = await exchange(reader, writer, request)
             accepted += status == 202
         writer.close()
@@ -128,13 +159,13 @@ async def post_all(port: int, token: str, game: uuid.UUID, channel: str, count: 
     return accepted
 
 
-def delivered(url: str, channel: str, since: float) -> tuple[int, list[float], float]:
-    """(sent, latencies in ms, span from first acceptance to last delivery in s) of the phase."""
+def delivered(url: str, channel: str, run: str) -> tuple[int, list[float], float]:
+    """(sent, latencies in ms, span from first acceptance to last delivery in s) of the phase `run`."""
     with psycopg.connect(url, autocommit=True) as conn:
         rows = conn.execute(
             "SELECT extract(epoch FROM n.created_at), extract(epoch FROM d.sent_at) FROM notifications n"
             " JOIN notification_deliveries d USING (tenant_id, notification_id) WHERE d.channel = %s"
-            " AND d.state = 'sent' AND n.created_at >= to_timestamp(%s)", (channel, since)).fetchall()
+            " AND d.state = 'sent' AND n.idempotency_key LIKE %s", (channel, f"{run}-%")).fetchall()
     if not rows:
         return 0, [], 0.0
     latencies = [(float(sent) - float(created)) * 1000 for created, sent in rows]
@@ -182,7 +213,14 @@ def main() -> None:
     parser.add_argument("--notifications", type=int, default=2000)
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--smtp-connections", type=int, default=8)
+    parser.add_argument("--channels", default="in_app,email", help="the phases to run, of in_app and email")
+    parser.add_argument("--bulk", type=int, default=100,
+                        help="after each channel's single sends, the same count again in bulk sends of this many"
+                             " (0: none)")
+    parser.add_argument("--bulk-concurrency", type=int, default=4)
+    parser.add_argument("--modes", default="single,bulk", help="single sends, bulk sends, or both")
     args = parser.parse_args()
+    channels = [c for c in ("in_app", "email") if c in args.channels.split(",")]
     root = Path(tempfile.mkdtemp(prefix="gm-bench-notifier-"))
     server = EmbeddedPostgres(root / "pg")
     smtp_port = free_port()
@@ -193,6 +231,7 @@ def main() -> None:
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
     process: subprocess.Popen[bytes] | None = None
     results: dict[str, Any] = {"notifications": args.notifications, "concurrency": args.concurrency,
+                               "bulk": args.bulk, "bulk_concurrency": args.bulk_concurrency,
                                "smtp_connections": args.smtp_connections}
     try:
         url = server.ensure_database("bench")
@@ -202,7 +241,7 @@ def main() -> None:
         env = {**os.environ, "GAMEMETRICS_DATABASE_URL": url, "GAMEMETRICS_PORT": str(port),
                "GAMEMETRICS_DATA_DIR": str(root), "GAMEMETRICS_LOG_LEVEL": "warning",
                "GAMEMETRICS_SMTP_HOST": "127.0.0.1", "GAMEMETRICS_SMTP_PORT": str(smtp_port),
-               "GAMEMETRICS_SMTP_STARTTLS": "false", "GAMEMETRICS_NOTIFY_POLL_SECONDS": "0.01",
+               "GAMEMETRICS_SMTP_STARTTLS": "false",
                "GAMEMETRICS_NOTIFIER_POOL_SIZE": "8",
                "GAMEMETRICS_SMTP_CONNECTIONS": str(args.smtp_connections)}
         env.pop("PROMETHEUS_MULTIPROC_DIR", None)
@@ -224,17 +263,25 @@ def main() -> None:
                            auth=(client_id, secret)).json()["access_token"]
         httpx.put(f"{base}/v1/games/{game}/notification-templates/bench", json=TEMPLATE,
                   headers={"Authorization": f"Bearer {token}"}).raise_for_status()
-        for channel in ("in_app", "email"):
-            since = time.time() - 1
-            posting = time.perf_counter()
-            accepted = asyncio.run(post_all(port, token, game, channel, args.notifications, args.concurrency,
-                                            channel))
-            posted_s = time.perf_counter() - posting
-            wait_until = time.monotonic() + 300
-            while (sent := delivered(url, channel, since))[0] < accepted and time.monotonic() < wait_until:
-                time.sleep(0.2)
-            count, latencies, span = sent
-            results[channel] = {"accepted": accepted, "delivered": count,
+        for channel in channels:
+            for bulk in [b for b, mode in ((0, "single"), (args.bulk, "bulk")) if mode in args.modes.split(",") and
+                         (b or mode == "single")]:
+                run = f"{channel}-bulk" if bulk else channel
+                console.print(f"[dim]{run}: posting {args.notifications} notifications[/dim]")
+                cpu_before, db_before = cpu_seconds(process.pid), database_cpu_seconds(server.pgdata)
+                posting = time.perf_counter()
+                accepted = asyncio.run(post_all(port, token, game, channel, args.notifications,
+                                                args.bulk_concurrency if bulk else args.concurrency, run, bulk))
+                posted_s = time.perf_counter() - posting
+                wait_until = time.monotonic() + 300
+                while (sent := delivered(url, channel, run))[0] < accepted and time.monotonic() < wait_until:
+                    time.sleep(0.2)
+                count, latencies, span = sent
+                cpu_ms = (cpu_seconds(process.pid) - cpu_before) * 1000
+                db_ms = (database_cpu_seconds(server.pgdata) - db_before) * 1000
+                results[run] = {"accepted": accepted, "delivered": count,
+                                "server_cpu_ms_per_notification": round(cpu_ms / count, 3) if count else None,
+                                "database_cpu_ms_per_notification": round(db_ms / count, 3) if count else None,
                                 "accepted_per_second": round(accepted / posted_s, 1),
                                 "per_second": round(count / span, 1) if span else None,
                                 "p50_ms": round(percentile(latencies, 0.5), 1),
@@ -252,19 +299,24 @@ def main() -> None:
         smtp.join(timeout=10)
         server.stop()
         shutil.rmtree(root, ignore_errors=True)
-    table = Table(title=f"notifier: {args.notifications} notifications per phase, {args.concurrency} connections")
-    for column in ("path", "delivered", "accepted/s", "notifications/s", "p50 ms", "p99 ms", "raw limit /s",
-                   "ratio"):
+    table = Table(title=f"notifier: {args.notifications} notifications per phase; single sends on {args.concurrency}"
+                        f" connections, bulk sends on {args.bulk_concurrency}")
+    for column in ("path", "delivered", "accepted/s", "notifications/s", "p50 ms", "p99 ms", "CPU ms/n server+db",
+                   "raw limit /s", "ratio"):
         table.add_column(column)
     raw = {"in_app": ("PostgreSQL single-row INSERTs", results["raw_insert_per_second"]),
            "email": ("SMTP server driven directly", results["raw_smtp_per_second"])}
-    for channel, name in (("in_app", "in-app, end to end"), ("email", "SMTP, end to end")):
-        r = results[channel]
-        limit = raw[channel][1]
+    for run, name in (("in_app", "in-app, single sends"), ("in_app-bulk", f"in-app, bulk sends of {args.bulk}"),
+                      ("email", "SMTP, single sends"), ("email-bulk", f"SMTP, bulk sends of {args.bulk}")):
+        if run not in results:
+            continue
+        r = results[run]
+        limit = raw[run.removesuffix("-bulk")][1]
         r["ratio_to_raw"] = round(r["per_second"] / limit, 3) if r["per_second"] and limit else None
         table.add_row(name, f"{r['delivered']}/{r['accepted']}", str(r["accepted_per_second"]),
-                      str(r["per_second"]), str(r["p50_ms"]),
-                      str(r["p99_ms"]), f"{limit} ({raw[channel][0]})", str(r["ratio_to_raw"]))
+                      str(r["per_second"]), str(r["p50_ms"]), str(r["p99_ms"]),
+                      f"{r['server_cpu_ms_per_notification']}+{r['database_cpu_ms_per_notification']}",
+                      f"{limit} ({raw[run.removesuffix('-bulk')][0]})", str(r["ratio_to_raw"]))
     console.print(table)
     RESULTS.parent.mkdir(exist_ok=True)
     RESULTS.write_text(json.dumps({"measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **results},

@@ -1,7 +1,8 @@
 """The test SMTP server: a real `aiosmtpd` on a free loopback port, in a thread of its own, that
 requires STARTTLS (with a certificate a throw-away CA signed for 127.0.0.1) and a login, and keeps
 every message it accepts for the test to read. A test may script the next replies to DATA (`replies`,
-e.g. a 451 then a 250) to play a provider that fails for a while."""
+e.g. a 451 then a 250) to play a provider that fails for a while, and restart it (`restart`: every
+open session closed, as a server going down closes them, then listening again on the same port)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import datetime
 import ipaddress
 import secrets
 import ssl
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from email import message_from_bytes, policy
@@ -52,6 +53,11 @@ class SmtpServer:
     refused: int = 0
     peers: set[tuple[str, int]] = field(default_factory=set)
     """The client ends of the sessions that carried a message (a pooled client reuses a few)."""
+    restarts: list[Callable[[], None]] = field(default_factory=list)
+
+    def restart(self) -> None:
+        """Close every open session and listen again on the same port, keeping what was received."""
+        self.restarts[0]()
 
     def settings(self, **overrides: Any) -> MailSettings:
         """Mail settings that reach this server with STARTTLS and the right login."""
@@ -118,14 +124,39 @@ def running_smtp_server(directory: Path) -> Iterator[SmtpServer]:
             and data.password == server.password.encode()
         return AuthResult(success=ok)
 
-    controller = Controller(_Keeper(server), hostname="127.0.0.1", port=server.port, tls_context=tls,
-                            require_starttls=True, authenticator=authenticate, auth_required=True,
-                            auth_require_tls=True)
-    controller.start()
+    sessions: list[SMTP] = []
+
+    class Sessions(Controller):
+        """A controller that remembers its sessions, so a restart can close them."""
+
+        def factory(self) -> SMTP:
+            session = super().factory()
+            sessions.append(session)
+            return session
+
+    def start() -> Controller:
+        controller = Sessions(_Keeper(server), hostname="127.0.0.1", port=server.port, tls_context=tls,
+                              require_starttls=True, authenticator=authenticate, auth_required=True,
+                              auth_require_tls=True)
+        controller.start()
+        return controller
+
+    running = [start()]
+
+    def restart() -> None:
+        controller = running.pop()
+        for session in sessions:
+            if session.transport is not None:
+                controller.loop.call_soon_threadsafe(session.transport.close)
+        sessions.clear()
+        controller.stop()
+        running.append(start())
+
+    server.restarts.append(restart)
     try:
         yield server
     finally:
-        controller.stop()
+        running.pop().stop()
 
 
 @pytest.fixture

@@ -272,3 +272,54 @@ def test_a_send_window_bounds_quiet_hours_and_is_checked(notifier: Notifier) -> 
             ({"send_until": "2030-01-01T00:00:00"}, 400, "time zone")):
         refused = notifier.http.post("/v1/notifications", json={**body, **window}, headers=notifier.auth(SEND))
         assert refused.status_code == status and words in refused.json()["error"], refused.text
+
+
+def test_a_bulk_send_keeps_the_good_notifications_and_says_why_of_each_bad_one(notifier: Notifier) -> None:
+    notifier.template("welcome")
+    hero = notifier.player("bulk-hero", email="bulk@studio.example")
+    auth = notifier.auth(SEND)
+    _, foreign_game, _, _ = add_tenant(notifier.database_url)
+
+    def item(key: str, **change: object) -> dict[str, object]:
+        return {"game_id": str(notifier.game_id), "player_id": hero, "template": "welcome",
+                "data": {"name": "Ada", "level": 2}, "channels": ["in_app", "email"], "idempotency_key": key,
+                **change}
+
+    first, second = new_key(), new_key()
+    items = [item(first), item("k-ghost", player_id="ghost"), item("k-tpl", template="nope"), "not an object",
+             item("k-tenant", tenant_id=str(notifier.tenant_id)), item("k-data", data={"name": "Ada"}),
+             item("k-foreign", game_id=str(foreign_game)), item(first), item(second, channels=["in_app"]),
+             item("k-key", idempotency_key=7), item(first, data={"name": "Eve", "level": 1})]
+    answer = notifier.http.post("/v1/notifications/bulk", json={"notifications": items}, headers=auth)
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    results = body["results"]
+    assert [r["status"] for r in results] == [202, 404, 404, 400, 400, 422, 404, 202, 202, 400, 422], results
+    assert body["accepted"] == 3 and body["refused"] == 8
+    assert "no player" in results[1]["error"] and "no template" in results[2]["error"]
+    assert "tenant comes from the token" in results[4]["error"] and "level" in results[5]["error"]
+    assert "different request" in results[10]["error"] and "idempotency_key" in results[9]["error"]
+    # The same key twice in one bulk send is one notification, as two single sends would be.
+    assert results[0]["id"] == results[7]["id"] and {results[0]["created"], results[7]["created"]} == {True, False}
+    assert results[8]["created"] and results[8]["id"] != results[0]["id"]
+    assert notifier.settled(results[0]["id"])["channels"]["email"]["state"] == "sent"
+    assert notifier.settled(results[8]["id"])["state"] == "sent"
+    assert notifier.sql("SELECT count(*) FROM notifications")[0][0] == 2
+    # Sending the bulk again sends nothing more.
+    again = notifier.http.post("/v1/notifications/bulk", json={"notifications": items[:1] + items[8:9]}, headers=auth)
+    assert [(r["status"], r["created"]) for r in again.json()["results"]] == [(202, False), (202, False)]
+    assert notifier.sql("SELECT count(*) FROM outbox")[0][0] == 3
+    for body_sent, status, says in [
+        ({"notifications": []}, 400, "notifications"),
+        ([item(new_key())], 400, "notifications"),
+        ({"notifications": [item(new_key())], "extra": 1}, 400, "notifications"),
+        ({"notifications": [item(new_key()) for _ in range(101)]}, 413, "at most 100"),
+    ]:
+        refused = notifier.http.post("/v1/notifications/bulk", json=body_sent, headers=auth)
+        assert refused.status_code == status and says in refused.json()["error"], refused.text
+    keyed = notifier.http.post("/v1/notifications/bulk", json={"notifications": [item(new_key())]},
+                               headers={**auth, "Idempotency-Key": new_key()})
+    assert keyed.status_code == 400 and "its own idempotency_key" in keyed.json()["error"]
+    assert notifier.http.post("/v1/notifications/bulk", json={"notifications": items[:1]},
+                              headers=notifier.auth("players:write")).status_code == 403
+    assert notifier.sql("SELECT count(*) FROM notifications")[0][0] == 2

@@ -1,6 +1,7 @@
 """The delivery worker against real SMTP servers (aiosmtpd on loopback, STARTTLS and a login) and
 the real PostgreSQL: a provider failing three times then succeeding, a provider that is down (the
-fallback delivers), a permanent refusal (no retry, a dead letter), a provider that hangs, the
+fallback delivers), a permanent refusal (no retry, a dead letter), a provider that hangs, a server
+that drops its sessions (the pool reconnects; every message once), the
 request topic with its dead letters, and erasure."""
 
 from __future__ import annotations
@@ -318,6 +319,21 @@ async def test_requests_written_together_are_each_answered_as_if_alone(game: Gam
         assert await cur.fetchone() == (2,)
 
 
+async def test_one_key_asking_two_things_in_one_batch_is_refused_for_the_second(game: Game) -> None:
+    def asked(level: int) -> NotificationRequest:
+        return NotificationRequest(game.tenant_id, game.game_id, "hero", "welcome", {"name": "Ada", "level": level},
+                                   ["email"], idempotency_key="one-key")
+
+    # Neither has been written when the batch reads: the write keeps the first, the second is told why.
+    first, second = await asyncio.gather(game.acceptor.accept(asked(1)), game.acceptor.accept(asked(2)),
+                                         return_exceptions=True)
+    assert isinstance(first, Accepted) and first.created
+    assert isinstance(second, Refused) and second.status == 422 and "Idempotency-Key" in second.reason
+    async with game.platform.pool.connection() as conn:
+        cur = await conn.execute("SELECT count(*) FROM notification_deliveries WHERE tenant_id = %s", (game.tenant_id,))
+        assert await cur.fetchone() == (1,)
+
+
 async def test_every_request_is_answered_while_batches_come_and_go(game: Game) -> None:
     async def client(n: int) -> list[Accepted]:
         return [await game.acceptor.accept(NotificationRequest(
@@ -328,3 +344,68 @@ async def test_every_request_is_answered_while_batches_come_and_go(game: Game) -
     # while: every request must be answered (a request left with no writer would hang here).
     answered = await asyncio.wait_for(asyncio.gather(*(client(n) for n in range(12))), timeout=60)
     assert len({a.notification_id for answers in answered for a in answers}) == 12 * 8
+
+
+async def test_the_smtp_pool_reconnects_after_the_server_drops_its_sessions_and_sends_each_message_once(
+        game: Game, smtp_server: SmtpServer) -> None:
+    deliverer = Deliverer(game.platform.pool, game.platform.bus.producer(),
+                          {"email": [("smtp", smtp(smtp_server, smtp_connections=2))]},
+                          settings(notify_batch_size=4))
+    sent = [await game.send(idempotency_key=f"drop-{n}") for n in range(4)]
+    assert await deliverer.once() == 4 and len(smtp_server.received) == 4
+    before = set(smtp_server.peers)
+    # The server goes down and comes back: the pool's idle sessions are dead, and the next
+    # messages must go out on new ones.
+    await asyncio.to_thread(smtp_server.restart)
+    worker = asyncio.create_task(deliverer.run())
+    try:
+        sent += [await game.send(idempotency_key=f"drop-{n}") for n in range(4, 12)]
+        deadline = time.monotonic() + PATIENCE_S
+        while len(smtp_server.received) < 8:
+            assert time.monotonic() < deadline, smtp_server.received
+            await asyncio.sleep(0.01)
+        # Again while the worker is sending: whatever was cut off is sent again, once.
+        await asyncio.to_thread(smtp_server.restart)
+        sent += [await game.send(idempotency_key=f"drop-{n}") for n in range(12, 20)]
+        while (states := [(await game.deliveries(n))["email"][0] for n in sent]) != ["sent"] * 20:
+            assert time.monotonic() < deadline, states
+            await asyncio.sleep(0.05)
+    finally:
+        worker.cancel()
+    async with game.platform.pool.connection() as conn:
+        cur = await conn.execute("SELECT message_id FROM notification_deliveries WHERE tenant_id = %s",
+                                 (game.tenant_id,))
+        expected = sorted(f"<{row[0]}@gamemetrics.test>" for row in await cur.fetchall())
+    received = sorted(str(r.message["Message-ID"]) for r in smtp_server.received)
+    assert received == expected and len(expected) == 20, "every message arrived, and none twice"
+    assert smtp_server.peers - before, "the messages after the restart went out on new sessions"
+    # The sessions the server dropped while idle were replaced within the send: no attempt failed.
+    assert [(await game.deliveries(n))["email"][1] for n in sent[4:8]] == [1] * 4
+
+
+class RefusingOutbox(OutboxMail):
+    """The outbox, with a database that refuses what it is asked to keep (a statement that fails)."""
+
+    async def keep(self, conn: Any, messages: Any) -> None:
+        await conn.execute("SELECT 1 / 0")
+
+
+async def test_a_keep_that_fails_is_retried_like_any_failed_send_and_the_claim_still_counts(game: Game) -> None:
+    notification = await game.send(channels=["in_app"])
+    refusing = RefusingOutbox(game.platform.pool)
+    deliverer = Deliverer(game.platform.pool, game.platform.bus.producer(), {"in_app": [("outbox", refusing)]},
+                          settings(notify_backoff_initial_seconds=60.0, notify_backoff_cap_seconds=60.0),
+                          rng=MaxJitter())
+    # The claim's transaction fails with the keep; the round is done apart: claimed, the outbox's
+    # error recorded, the delivery queued for a later attempt.
+    assert await deliverer.once() == 1
+    state, attempts, reason, _ = (await game.deliveries(notification))["in_app"]
+    assert (state, attempts) == ("queued", 1) and "could not keep message" in reason and "division" in reason
+    working = Deliverer(game.platform.pool, game.platform.bus.producer(),
+                        {"in_app": [("outbox", OutboxMail(game.platform.pool))]}, settings())
+    assert await working.once() == 0, "not due before its backoff"
+    async with game.platform.pool.connection() as conn:
+        await conn.execute("UPDATE notification_deliveries SET next_attempt_at = now() WHERE notification_id = %s",
+                           (notification,))
+    assert await working.once() == 1
+    assert (await game.deliveries(notification))["in_app"][:2] == ("sent", 2)

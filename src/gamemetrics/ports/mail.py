@@ -13,7 +13,10 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    from psycopg import AsyncConnection
 
 Channel = Literal["email", "sms", "push", "web_push", "in_app"]
 CHANNELS: frozenset[Channel] = frozenset({"email", "sms", "push", "web_push", "in_app"})
@@ -80,4 +83,15 @@ class Routing(Protocol):
 
     def carrier(self, channel: Channel) -> Mail | None:
         """The adapter that carries `channel`, or None."""
+        ...
+
+
+@runtime_checkable
+class KeptMail(Protocol):
+    """A provider whose messages are rows of the platform's own database (the outbox): a sender
+    holding a transaction there has them kept in it, so a delivery's record and its message
+    commit together or not at all."""
+
+    async def keep(self, conn: AsyncConnection[Any], messages: Sequence[OutgoingMessage]) -> None:
+        """Write every message in `conn`'s transaction (once per message id); raises what the database raised."""
         ...

@@ -11,10 +11,10 @@ import asyncio
 import hashlib
 import re
 import uuid
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, time, timedelta
-from typing import Any
+from typing import Any, cast
 from zoneinfo import ZoneInfo
 
 import msgspec
@@ -127,6 +127,14 @@ class _Plan:
     rows: list[DeliveryRow]
     fingerprint: bytes
     moment: datetime
+    notification_id: uuid.UUID = field(default_factory=uuid.uuid4)
+
+    def notification(self, rows: Sequence[DeliveryRow]) -> store.NewNotification:
+        """The notification to write, with `rows` (the plan's, after caps and quiet hours)."""
+        request = self.waiting.request
+        return store.NewNotification(request.game_id, request.player_id, self.template, request.idempotency_key,
+                                     request.send_at, rows, self.fingerprint, request.send_until,
+                                     self.notification_id)
 
     def capped(self) -> set[str]:
         """The channels whose daily cap this request is counted against."""
@@ -144,8 +152,9 @@ class Acceptor:
     batches are written at once; the first request waits for nobody."""
 
     def __init__(self, pool: AsyncConnectionPool, links: LinkSigner, *, max_body_bytes: int,
-                 max_batch: int = 64, writers: int = 2) -> None:
+                 max_batch: int = 128, writers: int = 4, on_written: Callable[[], None] | None = None) -> None:
         self._pool = pool
+        self._on_written = on_written
         self._links = links
         self._max_body = max_body_bytes
         self._max_batch = max_batch
@@ -167,6 +176,15 @@ class Acceptor:
             self._writers.add(writer)  # a reference, so the task is not collected while it runs
             writer.add_done_callback(self._writers.discard)
         return await waiting.answer
+
+    async def accept_many(self, requests: Sequence[NotificationRequest]) -> list[Accepted | Refused]:
+        """Each request's notification or why not, in order: a refused one does not stop the others.
+        Anything else (the database away) is raised, after every request has been answered."""
+        answers = await asyncio.gather(*(self.accept(request) for request in requests), return_exceptions=True)
+        for answer in answers:
+            if isinstance(answer, BaseException) and not isinstance(answer, Refused):
+                raise answer
+        return cast("list[Accepted | Refused]", answers)
 
     async def _write_batches(self) -> None:
         """Write what is waiting, a batch at a time, until nothing is."""
@@ -193,16 +211,18 @@ class Acceptor:
                     await self._write([waiting])
 
     async def _write_together(self, group: list[_Waiting]) -> None:
-        """Accept the group's requests (one tenant's) in one transaction."""
+        """Accept the group's requests (one tenant's) in one transaction: every read in one
+        statement, every notification of a player without caps in another."""
         tenant = group[0].request.tenant_id
-        written: list[tuple[_Waiting, AsyncCursor[Any]]] = []
+        written: list[tuple[list[_Plan], AsyncCursor[Any]]] = []
         async with store.tenant_transaction(self._pool, tenant, pipelined=True) as conn:
-            asked = [await store.ask_context(conn, w.request.tenant_id, w.request.game_id, w.request.player_id,
-                                             w.request.template, w.request.idempotency_key) for w in group]
+            asked = await store.ask_contexts(conn, tenant, [
+                store.Asked(w.request.game_id, w.request.player_id, w.request.template, w.request.idempotency_key)
+                for w in group])
             plans: list[_Plan] = []
-            for waiting, cur in zip(group, asked, strict=True):
+            for waiting, found in zip(group, await store.read_contexts(asked), strict=True):
                 try:
-                    planned = self._plan(waiting, await store.read_context(cur))
+                    planned = self._plan(waiting, found)
                 except Refused as exc:
                     waiting.settle(exc)
                     continue
@@ -210,33 +230,51 @@ class Acceptor:
                     waiting.settle(planned)
                 else:
                     plans.append(planned)
+            # A player's daily cap is counted against what was accepted before, this batch's earlier
+            # requests among them: such players' requests are written one at a time, in order.
+            counted = [plan for plan in plans if plan.choices.daily_caps]
             # Two requests at the cap at once must not both count below it: each capped channel's
             # count and the inserts after it hold the player's channel lock until the commit (all
             # taken first, in one order, so two transactions cannot deadlock).
             for game, player, channel in sorted({(p.waiting.request.game_id, p.waiting.request.player_id, channel)
-                                                 for p in plans for channel in p.capped()}):
+                                                 for p in counted for channel in p.capped()}):
                 await store.lock_player_channel(conn, tenant, game, player, channel)
-            for plan in plans:
-                request = plan.waiting.request
+            for plan in counted:
                 rows: list[DeliveryRow] = []
                 for row in plan.rows:
                     if row.state == "queued" and not plan.template.critical:
                         # The count sees the inserts of this batch sent before it: one transaction.
-                        row = await self._limit(conn, row, request, plan.choices, plan.moment)
+                        row = await self._limit(conn, row, plan.waiting.request, plan.choices, plan.moment)
                     rows.extend(every_device(row, plan.devices))
-                written.append((plan.waiting, await store.insert_notification(
-                    conn, tenant, request.game_id, request.player_id, plan.template, request.idempotency_key,
-                    request.send_at, rows, plan.fingerprint, send_until=request.send_until)))
-        for waiting, cur in written:  # after the commit: the inserts and the COMMIT shared one round trip
+                written.append(([plan], await store.insert_notifications(conn, tenant, [plan.notification(rows)])))
+            free = [plan for plan in plans if not plan.choices.daily_caps]
+            if free:
+                written.append((free, await store.insert_notifications(conn, tenant, [
+                    plan.notification([device for row in plan.rows for device in every_device(
+                        _quiet(row, plan.waiting.request, plan.choices, plan.moment)
+                        if row.state == "queued" and not plan.template.critical else row, plan.devices)])
+                    for plan in free])))
+        if written and self._on_written is not None:
+            self._on_written()  # new deliveries are due (or will be): the delivery worker need not wait for its poll
+        for done, cur in written:  # after the commit: the inserts and the COMMIT shared one round trip
             created = await store.inserted(cur)
-            waiting.settle(Accepted(created, created=True) if created else await self._theirs(waiting.request))
+            for plan in done:
+                if plan.notification_id in created:
+                    plan.waiting.settle(Accepted(plan.notification_id, created=True))
+                else:
+                    try:
+                        plan.waiting.settle(await self._theirs(plan.waiting.request, plan.fingerprint))
+                    except Refused as exc:
+                        plan.waiting.settle(exc)
 
-    async def _theirs(self, request: NotificationRequest) -> Accepted:
-        """The notification a concurrent request with the same key wrote."""
+    async def _theirs(self, request: NotificationRequest, fingerprint: bytes) -> Accepted:
+        """The notification a concurrent request with the same key wrote (Refused when it asked otherwise)."""
         async with store.tenant_transaction(self._pool, request.tenant_id) as conn:
             seen = await store.existing_notification(conn, request.tenant_id, request.idempotency_key or "")
         assert seen is not None
-        return Accepted(seen, created=False)
+        if seen[1] not in (None, fingerprint):
+            raise Refused(422, "this Idempotency-Key was used for a different request; use a new key")
+        return Accepted(seen[0], created=False)
 
     def _plan(self, waiting: _Waiting, found: store.AcceptContext) -> _Plan | Accepted:
         """The request's records as its template, player and choices make them; Accepted when its key was seen."""
@@ -269,11 +307,7 @@ class Acceptor:
             if await store.sent_today(conn, request.tenant_id, request.game_id, request.player_id, row.channel,
                                       midnight) >= cap:
                 return replace(row, state="suppressed", reason=f"capped: {cap} {row.channel} messages a day")
-        until = choices.quiet_hours.until(moment) if choices.quiet_hours else None
-        if until and request.send_until and until >= request.send_until:
-            why = f"quiet hours until {until.isoformat()} outlast the send window ({request.send_until.isoformat()})"
-            return replace(row, state="suppressed", reason=why)
-        return replace(row, not_before=until) if until else row
+        return _quiet(row, request, choices, moment)
 
     def _row(self, template: Template, channel: str, tenant: uuid.UUID, game: uuid.UUID, player: str,
              traits: Mapping[str, Any], devices: Mapping[str, Sequence[str]], choices: Preferences,
@@ -316,6 +350,15 @@ def _check(request: NotificationRequest, now: datetime | None) -> None:
             raise Refused(422, f"send_until {send_until.isoformat()} is in the past")
         if send_at is not None and send_until <= send_at:
             raise Refused(422, f"send_until {send_until.isoformat()} is not after send_at {send_at.isoformat()}")
+
+
+def _quiet(row: DeliveryRow, request: NotificationRequest, choices: Preferences, moment: datetime) -> DeliveryRow:
+    """The row outside the player's quiet hours (deferred), or suppressed when they outlast its send window."""
+    until = choices.quiet_hours.until(moment) if choices.quiet_hours else None
+    if until and request.send_until and until >= request.send_until:
+        why = f"quiet hours until {until.isoformat()} outlast the send window ({request.send_until.isoformat()})"
+        return replace(row, state="suppressed", reason=why)
+    return replace(row, not_before=until) if until else row
 
 
 def every_device(row: DeliveryRow, devices: Mapping[str, Sequence[str]]) -> list[DeliveryRow]:

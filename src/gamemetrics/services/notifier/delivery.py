@@ -1,7 +1,10 @@
 """The delivery worker: claims due delivery records, hands each to its channel's provider, and
 records what happened.
 
-A claim is committed (state `sending`, one more attempt, a lease) before the provider is called,
+A message the platform's own database keeps (the outbox: the in-app inbox, and every channel
+with no provider) is written, and its record marked sent, in the transaction that claims it: the
+three commit together or not at all. For every other provider, a claim is committed (state
+`sending`, one more attempt, a lease) before the provider is called,
 so a notifier killed mid-send leaves a record that another (or its restart) claims again once the
 lease runs out and sends under the same message id, which the outbox and providers keep to one
 message. Transient failures are retried with exponential backoff and full jitter (never sooner
@@ -15,6 +18,7 @@ Web Push subscription) also removes that device from the player's.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import uuid
 from collections.abc import Mapping, Sequence
@@ -23,12 +27,15 @@ from datetime import UTC, datetime
 from typing import Any, cast
 
 import msgspec
+import psycopg
 import structlog
+from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
 from gamemetrics.observability import metrics
 from gamemetrics.ports.bus import NOTIFICATIONS_DLQ, Message, Producer
-from gamemetrics.ports.mail import BatchMail, Channel, Mail, MailError, OutgoingMessage, Rejected, Routing
+from gamemetrics.ports.mail import BatchMail, Channel, KeptMail, Mail, MailError, OutgoingMessage, Rejected, Routing
+from gamemetrics.services.notifier.store import json_rows
 from gamemetrics.settings import NotifierSettings
 
 log = structlog.get_logger("notifier")
@@ -36,6 +43,8 @@ REASON = "error.reason"
 
 Providers = Mapping[str, Sequence[tuple[str, Mail]]]
 """Per channel, its providers in order (named for the record): the first, then its fallback."""
+_Share = tuple[str, Mail, list["Claimed"]]
+"""A provider's name, the adapter, and the claimed deliveries it is to take."""
 
 _CLAIM = """
 UPDATE notification_deliveries d SET state = 'sending', attempts = d.attempts + 1,
@@ -53,8 +62,8 @@ _RECORD = """
 UPDATE notification_deliveries d SET state = o.state, reason = o.reason, provider = o.provider, updated_at = now(),
        next_attempt_at = now() + make_interval(secs => o.delay),
        sent_at = CASE WHEN o.state = 'sent' THEN now() END
-FROM unnest(%s::text[], %s::text[], %s::text[], %s::float8[], %s::uuid[], %s::uuid[], %s::text[], %s::int[],
-            %s::int[]) AS o(state, reason, provider, delay, tenant_id, notification_id, channel, seq, attempts)
+FROM jsonb_to_recordset(%s) AS o(state text, reason text, provider text, delay float8, tenant_id uuid,
+                                 notification_id uuid, channel text, seq int, attempts int)
 WHERE (d.tenant_id, d.notification_id, d.channel, d.seq, d.attempts)
     = (o.tenant_id, o.notification_id, o.channel, o.seq, o.attempts)
 """
@@ -98,19 +107,32 @@ def retry_delay(attempts: int, initial: float, cap: float, retry_after: float | 
 
 class Deliverer:
     """Takes due deliveries through their providers, a batch at a time: one statement claims the
-    batch, each provider gets its share at once (in one exchange when it takes batches), one
-    statement records every outcome."""
+    batch, the outbox's share is kept in the same transaction, each other provider gets its share
+    at once (in one exchange when it takes batches), and one statement records their outcomes."""
 
     def __init__(self, pool: AsyncConnectionPool, producer: Producer, providers: Providers,
-                 settings: NotifierSettings, *, rng: random.Random | None = None) -> None:
+                 settings: NotifierSettings, *, rng: random.Random | None = None, rounds: int = 4) -> None:
         self._pool = pool
         self._producer = producer
         self._providers = providers
         self._settings = settings
         self._rng = rng or random.Random()
+        self._due = asyncio.Event()
+        self._rounds = rounds
+
+    def wake(self) -> None:
+        """Start the next round now (new deliveries are due), rather than after the poll interval."""
+        self._due.set()
 
     async def run(self) -> None:
-        """Deliver until cancelled; sleep briefly when nothing is due."""
+        """Deliver until cancelled, `rounds` rounds at once: while one waits on the database or a
+        provider, another claims (SKIP LOCKED keeps their claims apart)."""
+        async with asyncio.TaskGroup() as group:
+            for _ in range(self._rounds):
+                group.create_task(self._rounds_in_turn())
+
+    async def _rounds_in_turn(self) -> None:
+        """Deliver until cancelled; when nothing is due, wait for a wake-up or the poll interval."""
         while True:
             try:
                 handled = await self.once()
@@ -118,43 +140,72 @@ class Deliverer:
                 log.warning("delivery round failed; trying again", exc_info=True)
                 handled = 0
             if handled == 0:
-                await asyncio.sleep(self._settings.notify_poll_seconds)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._due.wait(), self._settings.notify_poll_seconds)
+                self._due.clear()
 
     async def once(self) -> int:
-        """Claim up to a batch of due deliveries, send each, record the outcomes; how many."""
+        """Claim up to a batch of due deliveries, send each, record the outcomes; how many.
+
+        What a provider in this database keeps (the outbox: in-app, and every channel without a
+        provider) is kept and recorded in the claim's own transaction, so the claim, the message
+        and its outcome commit at once; the rest is sent after the claim commits and recorded after.
+        Should that transaction fail, the round is done again the way every other provider's is."""
         settings = self._settings
-        async with self._pool.connection() as conn, conn.transaction():
-            cur = await conn.execute(_CLAIM, {"lease": settings.notify_lease_seconds,
-                                              "limit": settings.notify_batch_size})
-            claimed = [Claimed(*row) for row in await cur.fetchall()]
-        if claimed:
-            await self._record(await self._deliver_all(claimed))
+        params = {"lease": settings.notify_lease_seconds, "limit": settings.notify_batch_size}
+        try:
+            async with self._pool.connection() as conn, conn.pipeline(), conn.transaction():
+                cur = await conn.execute(_CLAIM, params)
+                claimed = [Claimed(*row) for row in await cur.fetchall()]
+                settled, kept, shares = self._route(claimed, keep_here=True)
+                for name, mail, share in kept:
+                    await cast("KeptMail", mail).keep(conn, [one.message() for one in share])
+                    settled.extend(self._outcome(one, name, None) for one in share)
+                await self._write(conn, settled)
+        except psycopg.Error:
+            log.warning("claiming and keeping in one transaction failed; this round apart", exc_info=True)
+            async with self._pool.connection() as conn, conn.transaction():
+                cur = await conn.execute(_CLAIM, params)
+                claimed = [Claimed(*row) for row in await cur.fetchall()]
+            settled, _, shares = self._route(claimed, keep_here=False)
+            await self._record(settled)
+        else:
+            await self._publish(settled)
+        if shares:
+            await self._record(await self._deliver_all(shares))
         return len(claimed)
 
-    async def _deliver_all(self, claimed: Sequence[Claimed]) -> list[Outcome]:
-        """Each provider's share of the batch sent at once; what is to be recorded of each delivery."""
-        outcomes: list[Outcome] = []
-        shares: dict[int, tuple[str, Mail, list[Claimed]]] = {}
+    def _route(self, claimed: Sequence[Claimed], *,
+               keep_here: bool) -> tuple[list[Outcome], list[_Share], list[_Share]]:
+        """What is settled without a provider (its window closed, no provider), the shares to keep
+        in this database (`keep_here`), and those to send, each provider's share apart."""
+        settled: list[Outcome] = []
+        kept: dict[int, _Share] = {}
+        shares: dict[int, _Share] = {}
         now = datetime.now(UTC)
         for one in claimed:
             if one.send_until is not None and one.send_until <= now:
-                outcomes.append(self._given_up(one, f"the send window closed at {one.send_until.isoformat()}"
-                                                    " before it could be sent", None))
+                settled.append(self._given_up(one, f"the send window closed at {one.send_until.isoformat()}"
+                                                   " before it could be sent", None))
                 continue
             chosen = self._provider(one)
             if chosen is None:
-                outcomes.append(self._given_up(one, f"no provider carries the {one.channel} channel", None))
+                settled.append(self._given_up(one, f"no provider carries the {one.channel} channel", None))
                 continue
             name, provider = chosen
             # Each channel's adapter gets its own share: the outbox takes it in one statement, and a
             # slow channel does not hold up (or time out) another's sends.
             carrier = provider.carrier(cast("Channel", one.channel)) if isinstance(provider, Routing) else None
             mail = carrier or provider
-            shares.setdefault(id(mail), (name, mail, []))[2].append(one)
-        answers = await asyncio.gather(*(self._send(mail, share) for _, mail, share in shares.values()))
-        for (name, _, share), errors in zip(shares.values(), answers, strict=True):
-            outcomes.extend(self._outcome(one, name, error) for one, error in zip(share, errors, strict=True))
-        return outcomes
+            into = kept if keep_here and isinstance(mail, KeptMail) else shares
+            into.setdefault(id(mail), (name, mail, []))[2].append(one)
+        return settled, list(kept.values()), list(shares.values())
+
+    async def _deliver_all(self, shares: Sequence[_Share]) -> list[Outcome]:
+        """Each provider's share sent at once; what is to be recorded of each delivery."""
+        answers = await asyncio.gather(*(self._send(mail, share) for _, mail, share in shares))
+        return [self._outcome(one, name, error) for (name, _, share), errors in zip(shares, answers, strict=True)
+                for one, error in zip(share, errors, strict=True)]
 
     async def _send(self, provider: Mail, share: Sequence[Claimed]) -> list[BaseException | None]:
         """Hand `share` to the provider; for each delivery, None when it took the message, else the error."""
@@ -213,18 +264,30 @@ class Deliverer:
         return Outcome(claimed, "failed", reason, provider, forget=forget)
 
     async def _record(self, outcomes: Sequence[Outcome]) -> None:
-        """Every outcome of the round in one statement, then the round's dead letters in one send."""
+        """Every outcome of the round in one transaction, then the round's dead letters in one send."""
+        if not outcomes:
+            return
         async with self._pool.connection() as conn, conn.transaction():
-            # `attempts` guards against a late answer overwriting a newer claim after a lease ran out.
-            await conn.execute(_RECORD, (
-                [o.state for o in outcomes], [o.reason for o in outcomes], [o.provider for o in outcomes],
-                [o.delay for o in outcomes], [o.claimed.tenant_id for o in outcomes],
-                [o.claimed.notification_id for o in outcomes], [o.claimed.channel for o in outcomes],
-                [o.claimed.seq for o in outcomes], [o.claimed.attempts for o in outcomes]))
-            gone = [o.claimed for o in outcomes if o.forget]
-            if gone:
-                await conn.execute(_FORGET, ([c.tenant_id for c in gone], [c.game_id for c in gone],
-                                             [c.channel for c in gone], [c.recipient for c in gone]))
+            await self._write(conn, outcomes)
+        await self._publish(outcomes)
+
+    async def _write(self, conn: AsyncConnection[Any], outcomes: Sequence[Outcome]) -> None:
+        """Every outcome in one statement, and the devices found gone in another."""
+        if not outcomes:
+            return
+        # `attempts` guards against a late answer overwriting a newer claim after a lease ran out.
+        await conn.execute(_RECORD, (json_rows([
+            {"state": o.state, "reason": o.reason, "provider": o.provider, "delay": o.delay,
+             "tenant_id": o.claimed.tenant_id, "notification_id": o.claimed.notification_id,
+             "channel": o.claimed.channel, "seq": o.claimed.seq, "attempts": o.claimed.attempts}
+            for o in outcomes]),))
+        gone = [o.claimed for o in outcomes if o.forget]
+        if gone:
+            await conn.execute(_FORGET, ([c.tenant_id for c in gone], [c.game_id for c in gone],
+                                         [c.channel for c in gone], [c.recipient for c in gone]))
+
+    async def _publish(self, outcomes: Sequence[Outcome]) -> None:
+        """The dead letters of the given-up outcomes, in one send."""
         letters = [dead_letter(o.claimed, o.reason or "") for o in outcomes if o.state == "failed"]
         if letters:
             try:

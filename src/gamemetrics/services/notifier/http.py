@@ -3,12 +3,15 @@ players' preferences, and the one-click unsubscribe link of every email."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import msgspec
 from psycopg_pool import AsyncConnectionPool
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
+from gamemetrics.auth.tokens import Principal
 from gamemetrics.events.notification_requests import NotificationRequest
 from gamemetrics.services.notifier import store
 from gamemetrics.services.notifier.accept import Acceptor, Refused
@@ -31,10 +34,29 @@ SEND = "notifications:send"
 TEMPLATES = "/v1/games/{game_id}/notification-templates"
 PREFERENCES = "/v1/games/{game_id}/players/{player_id}/notification-preferences"
 _REQUEST_FIELDS = {"game_id", "player_id", "template", "data", "channels", "send_at", "send_until"}
+BULK_MAX = 100
+"""Notifications in one bulk send, as many as Novu's bulk trigger takes."""
+BULK_MAX_BYTES = 1024 * 1024
 
 
 def _refusal(exc: Refused) -> ApiError:
     return ApiError(exc.status, exc.reason)
+
+
+def _notification_request(body: Any, principal: Principal, key: str | None) -> NotificationRequest:
+    """The request a send's body asks (the tenant from the token), or a 400 that says what is wrong."""
+    if not isinstance(body, dict):
+        raise ApiError(400, 'send {"game_id", "player_id", "template", "data", "channels"}')
+    if "tenant_id" in body:
+        raise ApiError(400, "the tenant comes from the token")
+    unknown = set(body) - _REQUEST_FIELDS
+    if unknown:
+        raise ApiError(400, f"unknown fields {', '.join(sorted(unknown))}")
+    try:
+        return msgspec.convert({**body, "tenant_id": str(principal.tenant_id), "idempotency_key": key,
+                                "requested_by": principal.subject}, NotificationRequest, strict=False)
+    except msgspec.ValidationError as exc:
+        raise ApiError(400, f"bad request: {exc}") from None
 
 
 class NotifierRoutes:
@@ -94,21 +116,7 @@ class NotifierRoutes:
 
     async def send(self, request: Request) -> Response:
         principal = await self._guard(request, SEND)
-        body = await json_body(request)
-        if not isinstance(body, dict):
-            raise ApiError(400, 'send {"game_id", "player_id", "template", "data", "channels"}')
-        unknown = set(body) - _REQUEST_FIELDS
-        if unknown:
-            raise ApiError(400, f"unknown fields {', '.join(sorted(unknown))}")
-        if "tenant_id" in body:
-            raise ApiError(400, "the tenant comes from the token")
-        try:
-            parsed = msgspec.convert({**body, "tenant_id": str(principal.tenant_id),
-                                      "idempotency_key": request.headers.get("idempotency-key"),
-                                      "requested_by": principal.subject},
-                                     NotificationRequest, strict=False)
-        except msgspec.ValidationError as exc:
-            raise ApiError(400, f"bad request: {exc}") from None
+        parsed = _notification_request(await json_body(request), principal, request.headers.get("idempotency-key"))
         # No separate check of the game: templates belong to a game of the token's tenant, so a game
         # of another tenant (or none) has no template here, and the request is a 404 naming it.
         try:
@@ -118,6 +126,41 @@ class NotifierRoutes:
         location = f"/v1/notifications/{accepted.notification_id}"
         return json_response({"id": accepted.notification_id, "created": accepted.created}, 202,
                              {"Location": location})
+
+    async def send_bulk(self, request: Request) -> Response:
+        """Up to BULK_MAX notifications in one request, each with its own idempotency key; each is
+        answered on its own (202 with its id, or the 4xx it would have had alone), in order."""
+        principal = await self._guard(request, SEND)
+        if request.headers.get("idempotency-key") is not None:
+            raise ApiError(400, "a bulk send has no Idempotency-Key header: give each notification its own"
+                                " idempotency_key")
+        body = await json_body(request, max_bytes=BULK_MAX_BYTES)
+        items = body.get("notifications") if isinstance(body, dict) and set(body) == {"notifications"} else None
+        if not isinstance(items, list) or not items:
+            raise ApiError(400, 'send {"notifications": [{"game_id", "player_id", "template", "data", "channels",'
+                                ' "idempotency_key"}, ...]}')
+        if len(items) > BULK_MAX:
+            raise ApiError(413, f"a bulk send has at most {BULK_MAX} notifications; this one has {len(items)}")
+        results: list[dict[str, Any] | None] = [None] * len(items)
+        asked: list[tuple[int, NotificationRequest]] = []
+        for index, item in enumerate(items):
+            if not isinstance(item, dict):
+                results[index] = {"status": 400, "error": "each notification is an object"}
+                continue
+            fields = dict(item)
+            key = fields.pop("idempotency_key", None)
+            try:
+                if key is not None and not isinstance(key, str):
+                    raise ApiError(400, "idempotency_key is a string")
+                asked.append((index, _notification_request(fields, principal, key)))
+            except ApiError as exc:
+                results[index] = {"status": exc.status, "error": exc.message}
+        answers = await self._acceptor.accept_many([parsed for _, parsed in asked])
+        for (index, _), answer in zip(asked, answers, strict=True):
+            results[index] = {"status": answer.status, "error": answer.reason} if isinstance(answer, Refused) \
+                else {"status": 202, "id": answer.notification_id, "created": answer.created}
+        taken = sum(1 for r in results if r is not None and r["status"] == 202)
+        return json_response({"accepted": taken, "refused": len(items) - taken, "results": results})
 
     async def status(self, request: Request) -> Response:
         principal = await self._guard(request, SEND)
@@ -175,6 +218,7 @@ class NotifierRoutes:
             Route(TEMPLATES + "/{name}", self.delete_template, methods=["DELETE"]),
             Route(TEMPLATES + "/{name}/preview", self.preview, methods=["POST"]),
             Route("/v1/notifications", self.send, methods=["POST"]),
+            Route("/v1/notifications/bulk", self.send_bulk, methods=["POST"]),
             Route(UNSUBSCRIBE + "/{token}", self.unsubscribe_page, methods=["GET"]),
             Route(UNSUBSCRIBE + "/{token}", self.unsubscribe, methods=["POST"]),
             Route("/v1/notifications/{notification_id}", self.status, methods=["GET"]),

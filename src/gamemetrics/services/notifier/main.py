@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+from gamemetrics.adapters.memory.memo import LocalMemo
 from gamemetrics.auth.secret import derive, platform_secret
 from gamemetrics.auth.verifier import token_verifier
 from gamemetrics.ports.mail import Mail
@@ -28,6 +29,10 @@ from gamemetrics.web.health import database_probe
 from gamemetrics.web.principal import Guard
 from gamemetrics.web.refusals import exception_handlers
 
+GUARD_MEMO_SECONDS = 60
+"""How long a verified token and a game found in its tenant are trusted without a check (never
+past the token's expiry)."""
+
 
 def providers_of(adapters: Adapters) -> Providers:
     """Each channel's providers: the Mail adapter where it carries the channel, then the fallback's."""
@@ -49,10 +54,14 @@ async def build(adapters: Adapters, settings: Settings) -> AsyncIterator[Service
     links = LinkSigner(derive(secret, UNSUBSCRIBE_PURPOSE), own.public_url)
     pool, bus = adapters.pool, adapters.bus
     tenancy = TenancyStore(pool)
-    acceptor = Acceptor(pool, links, max_body_bytes=own.notify_max_body_bytes)
-    guard = Guard(token_verifier(settings, pool), tenancy)
-    requests = RequestWorker(bus, acceptor)
     deliverer = Deliverer(pool, bus.producer(), providers_of(adapters), own)
+    acceptor = Acceptor(pool, links, max_body_bytes=own.notify_max_body_bytes, on_written=deliverer.wake)
+    # A send is one request per notification: checking its token's signature and looking its game
+    # up again each time would cost more than accepting it.
+    guard = Guard(token_verifier(settings, pool), tenancy,
+                  verified=LocalMemo(10_000, ttl_seconds=GUARD_MEMO_SECONDS),
+                  games=LocalMemo(10_000, ttl_seconds=GUARD_MEMO_SECONDS))
+    requests = RequestWorker(bus, acceptor)
     yield Service(
         routes=[*NotifierRoutes(pool, guard, acceptor, links).routes(),
                 *InboxRoutes(pool, guard, PlayerTokens(derive(secret, PLAYER_TOKEN_PURPOSE),
