@@ -35,7 +35,13 @@ from gamemetrics.archive.layout import (
 )
 from gamemetrics.audit import AuditEntry, AuditLog
 from gamemetrics.ports.objects import Objects, ObjectStoreError
-from gamemetrics.services.retention.online import OnlineDay, count_moved, day_bounds, read_online_day
+from gamemetrics.services.retention.online import (
+    OnlineDay,
+    count_moved,
+    day_bounds,
+    ids_digest_sql,
+    read_online_day,
+)
 from gamemetrics.services.retention.parts import read_day, write_part
 from gamemetrics.services.retention.policy import PolicyStore
 from gamemetrics.services.retention.trim import Trimmer, TrimReport
@@ -198,7 +204,7 @@ class Archiver:
         online = read.rows
         step("read", job)
         fresh, known, kept = await asyncio.to_thread(_split, online, archived)
-        if await asyncio.to_thread(parquet.content_hash, known) != await asyncio.to_thread(parquet.content_hash, kept):
+        if not await asyncio.to_thread(_same_rows, known, kept):
             raise ArchiveError(f"online rows of {key.rsplit('/', 1)[0]} differ from their archived copies;"
                                " nothing was deleted")
         if fresh.num_rows:
@@ -247,6 +253,11 @@ def _split(online: pa.Table, archived: pa.Table) -> tuple[pa.Table, pa.Table, pa
             archived.filter(pc.is_in(archived["event_id"], value_set=online["event_id"])))
 
 
+def _same_rows(online: pa.Table, archived: pa.Table) -> bool:
+    """Whether two tables hold the same rows, whatever their order."""
+    return bool(parquet.in_event_order(online).equals(parquet.in_event_order(archived)))
+
+
 def _discard(task: asyncio.Task[OnlineDay]) -> None:
     """Cancel a read nobody awaits any more, or take its failure (a day that failed first reports its own)."""
     if not task.done():
@@ -257,8 +268,8 @@ def _discard(task: asyncio.Task[OnlineDay]) -> None:
 
 async def _delete_verified(conn: AsyncConnection, job: DayJob, ids: pa.ChunkedArray[Any],
                            digest: str) -> tuple[int, bool]:
-    """Delete the game's rows of the day whose ids are `ids` (`digest` their `parquet.ids_digest`); whether
-    the day's partition was dropped.
+    """Delete the game's rows of the day whose ids are `ids` (`digest` the store's `ids_digest_sql` of them,
+    taken as they were read); whether the day's partition was dropped.
 
     The partition is locked against writers first, so the rows compared are the rows deleted: when
     they are exactly the verified ones (the usual case) they go by the game's key alone, or with the
@@ -269,10 +280,8 @@ async def _delete_verified(conn: AsyncConnection, job: DayJob, ids: pa.ChunkedAr
         return 0, False
     await conn.execute(f'LOCK TABLE "{name}" IN SHARE ROW EXCLUSIVE MODE')
     cur = await conn.execute(
-        "SELECT count(*) FILTER (WHERE mine), encode(sha256(convert_to(coalesce("
-        "string_agg(event_id::text, '' ORDER BY event_id) FILTER (WHERE mine), ''), 'UTF8')), 'hex'),"
-        f' coalesce(bool_or(NOT mine), false) FROM (SELECT event_id, tenant_id = %s AND game_id = %s AS mine'
-        f' FROM "{name}") AS day', (job.tenant_id, job.game_id))
+        f"SELECT {ids_digest_sql('mine')}, coalesce(bool_or(NOT mine), false) FROM (SELECT event_id,"
+        f' tenant_id = %s AND game_id = %s AS mine FROM "{name}") AS day', (job.tenant_id, job.game_id))
     online, online_digest, others = await cur.fetchone() or (0, "", False)
     if online == len(ids) and online_digest == digest:
         if not others:

@@ -12,17 +12,33 @@ import asyncio
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
 import adbc_driver_postgresql.dbapi as adbc
+import numpy as np
 import pyarrow as pa
 from psycopg import AsyncConnection
 
 from gamemetrics.archive import parquet
+from gamemetrics.archive.layout import ArchiveError
 
 # What the store sends for each archived column: uuids, numerics and JSON as their text (the
-# driver would send uuids as 16 bytes, numerics as an opaque type), times as they are.
-_AS_TEXT = ("tenant_id", "game_id", "event_id", "revenue_usd", "properties", "context")
-SELECT_LIST = ", ".join(f"{name}::text AS {name}" if name in _AS_TEXT else name for name in parquet.SCHEMA.names)
+# driver would send uuids as 16 bytes, numerics as an opaque type), times as they are. The tenant
+# and game are the same on every row of a read: they are filled in here rather than sent.
+_AS_TEXT = ("event_id", "revenue_usd", "properties", "context")
+_KEYS = ("tenant_id", "game_id")
+SELECT_LIST = ", ".join(f"{name}::text AS {name}" if name in _AS_TEXT else name
+                        for name in parquet.SCHEMA.names if name not in _KEYS)
+
+
+def ids_digest_sql(where: str = "") -> str:
+    """The store's count and digest of the event ids of the rows `where` selects (all when empty), as
+    `count, digest`: two sums of 64-bit hashes of the ids, with a seed each (no sort, one pass, equal
+    for the same set of ids in any order). Computed where the rows are read and again, under a lock,
+    where they are deleted: equal only when the rows deleted are the rows that were read."""
+    only = f" FILTER (WHERE {where})" if where else ""
+    return (f"count(*){only}, coalesce(sum(uuid_hash_extended(event_id, 0)){only}::text || ':'"
+            f" || sum(uuid_hash_extended(event_id, 1)){only}::text, '')")
 
 
 def day_bounds(day: date) -> tuple[datetime, datetime]:
@@ -38,37 +54,53 @@ class OnlineDay:
 
     rows: pa.Table
     part_hashes: tuple[str, ...]
-    """The content hash of each part the rows make, `part_rows` rows each, as `parquet.content_hash`."""
+    """The content hash of each part the rows make, `part_rows` rows each, as `parquet.rows_hash`."""
     ids_digest: str
-    """`parquet.ids_digest` of their event ids."""
+    """The store's digest of the rows' ids (`ids_digest_sql`), taken in the snapshot the rows were read in."""
 
 
-def _read(url: str, tenant_id: uuid.UUID, game_id: uuid.UUID, day: date) -> pa.Table:
+def _read(url: str, tenant_id: uuid.UUID, game_id: uuid.UUID, day: date) -> tuple[pa.Table, str]:
+    """The rows and the store's digest of their ids, both read in one snapshot."""
     start, end = day_bounds(day)
     # The values are typed (uuids, dates), so they are written into the statement as literals.
-    query = (f"SELECT {SELECT_LIST} FROM events WHERE tenant_id = '{tenant_id}' AND game_id = '{game_id}'"
+    where = (f"FROM events WHERE tenant_id = '{tenant_id}' AND game_id = '{game_id}'"
              f" AND event_time >= '{start.isoformat()}' AND event_time < '{end.isoformat()}'")
     with adbc.connect(url) as conn, conn.cursor() as cursor:
-        cursor.execute(query)
+        # The driver runs statements in one transaction until commit: repeatable read gives both one snapshot.
+        cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        cursor.execute(f"SELECT {SELECT_LIST} {where}")
         table: pa.Table = cursor.fetch_arrow_table()
-    return table.cast(parquet.SCHEMA)
+        cursor.execute(f"SELECT {ids_digest_sql()} {where}")
+        count, digest = cursor.fetchone() or (0, "")
+    if count != table.num_rows:
+        raise ArchiveError(f"the store counted {count} rows of game {game_id} on {day} but sent {table.num_rows}")
+    for name, key in zip(_KEYS, (tenant_id, game_id), strict=True):
+        table = table.add_column(parquet.SCHEMA.get_field_index(name), name, _repeated(str(key), table.num_rows))
+    return table.cast(parquet.SCHEMA), str(digest)
+
+
+def _repeated(text: str, rows: int) -> pa.Array[Any]:
+    """A string column of `rows` copies of `text`, built from its buffers (no Python object a row)."""
+    data = text.encode()
+    offsets = np.arange(rows + 1, dtype=np.int32) * len(data)
+    return pa.Array.from_buffers(pa.string(), rows, [None, pa.py_buffer(offsets.tobytes()), pa.py_buffer(data * rows)])
 
 
 async def read_online(url: str, tenant_id: uuid.UUID, game_id: uuid.UUID, day: date) -> pa.Table:
     """The game's rows of the day as the archive stores them (`parquet.SCHEMA`), in the store's order
     (about the order they arrived in, which Parquet compresses far better than event-id order)."""
-    return await asyncio.to_thread(_read, url, tenant_id, game_id, day)
+    return (await asyncio.to_thread(_read, url, tenant_id, game_id, day))[0]
 
 
 def _read_day(url: str, tenant_id: uuid.UUID, game_id: uuid.UUID, day: date, part_rows: int) -> OnlineDay:
-    rows = _read(url, tenant_id, game_id, day)
-    hashes = tuple(parquet.content_hash(rows.slice(start, part_rows)) for start in range(0, rows.num_rows, part_rows))
-    return OnlineDay(rows, hashes, parquet.ids_digest(rows["event_id"]))
+    rows, digest = _read(url, tenant_id, game_id, day)
+    hashes = tuple(parquet.rows_hash(rows.slice(start, part_rows)) for start in range(0, rows.num_rows, part_rows))
+    return OnlineDay(rows, hashes, digest)
 
 
 async def read_online_day(url: str, tenant_id: uuid.UUID, game_id: uuid.UUID, day: date,
                           part_rows: int) -> OnlineDay:
-    """`read_online`'s rows with their parts' content hashes and their ids' digest."""
+    """`read_online`'s rows with their parts' content hashes and the store's digest of their ids."""
     return await asyncio.to_thread(_read_day, url, tenant_id, game_id, day, part_rows)
 
 
