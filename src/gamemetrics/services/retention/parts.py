@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import uuid
+from dataclasses import dataclass
 from datetime import date
 
 import pyarrow as pa
@@ -55,25 +56,46 @@ async def read_day(objects: Objects, manifest: Manifest) -> pa.Table:
     return pa.concat_tables(tables) if tables else parquet.SCHEMA.empty_table()
 
 
-async def write_part(objects: Objects, tenant_id: uuid.UUID, game_id: uuid.UUID, day: date, number: int,
-                     rows: pa.Table, *, zstd_level: int, content_hash: str | None = None) -> ArchivedFile:
-    """Upload `rows` as part `number` of the day and read it back; the entry for the manifest.
-    `content_hash` is the rows' `parquet.rows_hash` when the caller has it already."""
-    key = part_key(tenant_id, game_id, day, number)
+@dataclass(frozen=True, slots=True)
+class EncodedPart:
+    """A part made but not stored yet: its rows, their Parquet bytes and the rows' content hash."""
+
+    key: str
+    rows: pa.Table
+    data: bytes
+    content_hash: str
+
+
+async def encode_part(tenant_id: uuid.UUID, game_id: uuid.UUID, day: date, number: int, rows: pa.Table, *,
+                      zstd_level: int, content_hash: str | None = None) -> EncodedPart:
+    """`rows` as part `number` of the day; `content_hash` is their `parquet.rows_hash` when the caller has it."""
     if content_hash is None:
         # Both release the GIL: the hash for the manifest runs beside the encoding.
-        expected, data = await asyncio.gather(
+        made, data = await asyncio.gather(
             asyncio.to_thread(parquet.rows_hash, rows),
             asyncio.to_thread(parquet.to_parquet, rows, zstd_level=zstd_level))
     else:
-        expected, data = content_hash, await asyncio.to_thread(parquet.to_parquet, rows, zstd_level=zstd_level)
-    await objects.put(key, data)
-    times = rows["event_time"]
-    file = ArchivedFile(key, rows.num_rows, await asyncio.to_thread(lambda: hashlib.sha256(data).hexdigest()),
-                        expected, pc.min(times).as_py(), pc.max(times).as_py(), content_order="file")
+        made, data = content_hash, await asyncio.to_thread(parquet.to_parquet, rows, zstd_level=zstd_level)
+    return EncodedPart(part_key(tenant_id, game_id, day, number), rows, data, made)
+
+
+async def store_part(objects: Objects, part: EncodedPart) -> ArchivedFile:
+    """Upload `part` and read it back; the entry for the manifest."""
+    await objects.put(part.key, part.data)
+    times = part.rows["event_time"]
+    file = ArchivedFile(part.key, part.rows.num_rows,
+                        await asyncio.to_thread(lambda: hashlib.sha256(part.data).hexdigest()), part.content_hash,
+                        pc.min(times).as_py(), pc.max(times).as_py(), content_order="file")
     # Read back what the store now holds, not what was sent, and compare it value for value with the
-    # rows it was made from (which hash to `expected`): the verification before any deletion.
+    # rows it was made from (which hash to `content_hash`): the verification before any deletion.
     stored = await _fetch(objects, file)
-    if not await asyncio.to_thread(stored.equals, rows):
-        raise ArchiveError(f"archive file {key} does not read back as the rows written to it; nothing was deleted")
+    if not await asyncio.to_thread(stored.equals, part.rows):
+        raise ArchiveError(f"archive file {part.key} does not read back as the rows written to it;"
+                           " nothing was deleted")
     return file
+
+
+async def write_part(objects: Objects, tenant_id: uuid.UUID, game_id: uuid.UUID, day: date, number: int,
+                     rows: pa.Table, *, zstd_level: int) -> ArchivedFile:
+    """Upload `rows` as part `number` of the day and read it back; the entry for the manifest."""
+    return await store_part(objects, await encode_part(tenant_id, game_id, day, number, rows, zstd_level=zstd_level))
