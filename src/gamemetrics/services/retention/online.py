@@ -15,10 +15,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
 
 import adbc_driver_postgresql.dbapi as adbc
-import numpy as np
 import pyarrow as pa
 from psycopg import AsyncConnection
 
@@ -124,15 +122,8 @@ def _read(readers: Readers, tenant_id: uuid.UUID, game_id: uuid.UUID, day: date)
     if count != table.num_rows:
         raise ArchiveError(f"the store counted {count} rows of game {game_id} on {day} but sent {table.num_rows}")
     for name, key in zip(_KEYS, (tenant_id, game_id), strict=True):
-        table = table.add_column(parquet.SCHEMA.get_field_index(name), name, _repeated(str(key), table.num_rows))
+        table = table.add_column(parquet.SCHEMA.get_field_index(name), name, pa.repeat(str(key), table.num_rows))
     return table.cast(parquet.SCHEMA), str(digest)
-
-
-def _repeated(text: str, rows: int) -> pa.Array[Any]:
-    """A string column of `rows` copies of `text`, built from its buffers (no Python object a row)."""
-    data = text.encode()
-    offsets = np.arange(rows + 1, dtype=np.int32) * len(data)
-    return pa.Array.from_buffers(pa.string(), rows, [None, pa.py_buffer(offsets.tobytes()), pa.py_buffer(data * rows)])
 
 
 def _once(url: str, tenant_id: uuid.UUID, game_id: uuid.UUID, day: date) -> tuple[pa.Table, str]:
