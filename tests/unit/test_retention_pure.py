@@ -1,10 +1,12 @@
-"""The retention service's pure parts: policy checks, the content hash, part names, the daily schedule."""
+"""The retention service's pure parts: policy checks, the content hashes, part names, the daily schedule."""
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from datetime import UTC, date, datetime, time
 from decimal import Decimal
+from pathlib import Path
 
 import msgspec
 import pyarrow as pa
@@ -12,8 +14,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from gamemetrics.adapters.objects.store import local_objects
 from gamemetrics.archive import parquet
-from gamemetrics.archive.layout import ArchivedFile, Manifest, next_part_number, part_key
+from gamemetrics.archive.layout import ArchivedFile, ArchiveError, Manifest, next_part_number, part_key
+from gamemetrics.services.retention.parts import read_part
 from gamemetrics.services.retention.policy import Policy, PolicyError
 from gamemetrics.services.retention.schedule import next_run, parse_time
 
@@ -87,6 +91,27 @@ def test_a_manifest_of_parts_hashed_in_event_order_still_reads() -> None:
     manifest = msgspec.json.decode(old, type=Manifest)
     assert manifest.files[0].content_order == "event_id"
     assert msgspec.json.decode(msgspec.json.encode(manifest), type=Manifest) == manifest
+
+
+async def test_a_part_is_checked_with_the_hash_its_entry_names(tmp_path: Path) -> None:
+    """A part of the event-order hash and one of the file-order hash both read back; a wrong hash of
+    either kind is refused naming the file."""
+    base = {name: None for name in parquet.SCHEMA.names} | {"is_new_player": False}
+    rows = pa.Table.from_pylist([base | {"event_id": f"e{n}", "player_id": f"p{9 - n}"} for n in (3, 1, 2)],
+                                schema=parquet.SCHEMA)
+    objects = local_objects(tmp_path)
+    data = parquet.to_parquet(rows, zstd_level=1)
+    await objects.put("k.parquet", data)
+    when = datetime(2026, 3, 1, tzinfo=UTC)
+    entry = ArchivedFile("k.parquet", 3, hashlib.sha256(data).hexdigest(), parquet.content_hash(rows), when, when)
+    assert (await read_part(objects, entry)).equals(rows)
+    in_file_order = msgspec.structs.replace(entry, content_hash=parquet.rows_hash(rows), content_order="file")
+    assert (await read_part(objects, in_file_order)).equals(rows)
+    assert parquet.rows_hash(rows) != parquet.content_hash(rows)
+    for wrong in (msgspec.structs.replace(entry, content_order="file"),
+                  msgspec.structs.replace(in_file_order, content_order="event_id")):
+        with pytest.raises(ArchiveError, match="k.parquet: its rows do not match the content hash"):
+            await read_part(objects, wrong)
 
 
 def test_a_null_and_an_empty_string_hash_apart() -> None:
