@@ -45,7 +45,7 @@ from gamemetrics.services.retention.online import (
     read_online_day,
 )
 from gamemetrics.services.retention.parts import EncodedPart, encode_part, read_day, store_part
-from gamemetrics.services.retention.policy import PolicyStore
+from gamemetrics.services.retention.policy import Policy, PolicyStore
 from gamemetrics.services.retention.trim import Trimmer, TrimReport
 
 RUN_LOCK = 0x676D5F726574656E  # "gm_reten"
@@ -131,10 +131,14 @@ class Archiver:
                 "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid"
                 " WHERE i.inhparent = 'events'::regclass ORDER BY c.relname")
             names = [row[0] for row in await cur.fetchall()]
+            # No game's window is shorter than this: the partitions inside it (most of them) are not counted.
+            cur = await conn.execute("SELECT min(events_online_days) FROM retention_policies")
+            stored = (await cur.fetchone() or (None,))[0]
+            shortest = min(Policy().events_online_days, stored if stored is not None else Policy().events_online_days)
             jobs: list[DayJob] = []
             for name in names:
                 day = datetime.strptime(name.removeprefix("events_"), "%Y%m%d").date()
-                if day >= today - timedelta(days=1):
+                if day >= today - timedelta(days=max(1, shortest)):
                     continue
                 cur = await conn.execute(
                     f'SELECT tenant_id, game_id, count(*) FROM "{name}" GROUP BY 1, 2 ORDER BY 1, 2')
