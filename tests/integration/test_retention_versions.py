@@ -8,9 +8,11 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
+
 from gamemetrics.adapters.memory.memo import LocalMemo
 from gamemetrics.adapters.objects.store import local_objects
-from gamemetrics.archive.layout import load_manifest, manifest_key
+from gamemetrics.archive.layout import ArchiveError, load_manifest, manifest_key
 from gamemetrics.audit import AuditLog
 from gamemetrics.auth.secret import platform_secret
 from gamemetrics.gdpr.tombstones import Tombstones
@@ -19,7 +21,7 @@ from gamemetrics.services.analytics.queries import Conn
 from gamemetrics.services.analytics.responses import tenant_version
 from gamemetrics.services.analytics.store import AnalyticsStore
 from gamemetrics.services.retention.archiver import Archiver, DayJob
-from gamemetrics.services.retention.online import OnlineDay, read_online_day
+from gamemetrics.services.retention.online import OnlineDay, Readers, read_online_day
 from gamemetrics.services.retention.restore import Restorer
 from gamemetrics.settings import Settings
 from gamemetrics.tenancy.store import CreatedKey
@@ -97,3 +99,25 @@ async def test_a_row_that_arrives_while_its_day_is_archived_stays_online_for_the
     assert [(d.rows_archived, d.rows_deleted, d.partition_dropped) for d in again.days] == [(1, 1, True)]
     manifest = await load_manifest(local_objects(tmp_path / "objects"), manifest_key(t, g, day))
     assert manifest is not None and manifest.rows == 7 and len(manifest.files) == 2
+
+
+async def test_a_run_s_reads_share_their_connections_and_a_read_that_fails_names_its_day(
+        platform: Platform, settings: Settings, write_key: CreatedKey) -> None:
+    await store_history(platform, settings, write_key, history([120, 121], players=2, per_player=3))
+    t, g = write_key.tenant_id, write_key.game_id
+    readers = Readers(str(platform.pool.conninfo))
+    try:
+        days = [await read_online_day(readers, t, g, day_of(ago), 1000) for ago in (120, 121)]
+        assert [day.rows.num_rows for day in days] == [6, 6]
+        assert days[0].ids_digest != days[1].ids_digest
+        pids = []
+        for _ in range(2):
+            with readers.connection() as conn, conn.cursor() as cursor:
+                cursor.execute("SELECT pg_backend_pid()")
+                pids.append(cursor.fetchone())
+        assert pids[0] == pids[1]
+        with pytest.raises(ArchiveError, match=f"could not read the online rows of game {g} on {day_of(300)}"):
+            await read_online_day(readers, t, g, day_of(300), 1000)  # no partition: nothing was stored that day
+        assert (await read_online_day(readers, t, g, day_of(120), 1000)).ids_digest == days[0].ids_digest
+    finally:
+        readers.close()

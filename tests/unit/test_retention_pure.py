@@ -1,18 +1,23 @@
-"""The retention service's pure parts: policy checks, the content hash, part names, the daily schedule."""
+"""The retention service's pure parts: policy checks, the content hashes, part names, the daily schedule."""
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from datetime import UTC, date, datetime, time
 from decimal import Decimal
+from pathlib import Path
 
+import msgspec
 import pyarrow as pa
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from gamemetrics.adapters.objects.store import local_objects
 from gamemetrics.archive import parquet
-from gamemetrics.archive.layout import ArchivedFile, Manifest, next_part_number, part_key
+from gamemetrics.archive.layout import ArchivedFile, ArchiveError, Manifest, next_part_number, part_key
+from gamemetrics.services.retention.parts import read_part
 from gamemetrics.services.retention.policy import Policy, PolicyError
 from gamemetrics.services.retention.schedule import next_run, parse_time
 
@@ -57,6 +62,56 @@ def test_the_content_hash_follows_the_rows_not_their_order_or_storage(data: list
         changed = [dict(data[0], revenue_usd=Decimal("1000.000001")), *data[1:]]
         assert parquet.content_hash(pa.Table.from_pylist(changed, schema=parquet.SCHEMA)) != \
             parquet.content_hash(table)
+
+
+@settings(deadline=None)
+@given(rows(), st.integers(1, 4))
+def test_the_file_order_hash_follows_the_rows_in_order_not_their_chunks(data: list[dict[str, object]],
+                                                                        size: int) -> None:
+    table = pa.Table.from_pylist(data, schema=parquet.SCHEMA)
+    chunked = pa.Table.from_batches(table.to_batches(max_chunksize=size), schema=parquet.SCHEMA)
+    stored = parquet.from_parquet(parquet.to_parquet(chunked, zstd_level=1))
+    assert parquet.rows_hash(table) == parquet.rows_hash(chunked) == parquet.rows_hash(stored)
+    assert parquet.rows_hash(table.slice(1)) == parquet.rows_hash(chunked.slice(1))
+    if len(data) > 1 and data[0] != data[-1]:
+        assert parquet.rows_hash(pa.Table.from_pylist(data[::-1], schema=parquet.SCHEMA)) != \
+            parquet.rows_hash(table)
+    if data:
+        changed = [*data[:-1], dict(data[-1], revenue_usd=Decimal("1000.000001"))]
+        assert parquet.rows_hash(pa.Table.from_pylist(changed, schema=parquet.SCHEMA)) != parquet.rows_hash(table)
+
+
+def test_a_manifest_of_parts_hashed_in_event_order_still_reads() -> None:
+    """Parts listed before the file-order hash have no content_order: they are checked in event-id order."""
+    when = datetime(2026, 3, 1, tzinfo=UTC)
+    entry = {"key": "k", "rows": 1, "sha256": "s", "content_hash": "c", "min_event_time": when.isoformat(),
+             "max_event_time": when.isoformat()}
+    old = msgspec.json.encode({"tenant_id": str(uuid.uuid4()), "game_id": str(uuid.uuid4()), "day": "2026-03-01",
+                               "schema_version": 1, "written_at": when.isoformat(), "files": [entry]})
+    manifest = msgspec.json.decode(old, type=Manifest)
+    assert manifest.files[0].content_order == "event_id"
+    assert msgspec.json.decode(msgspec.json.encode(manifest), type=Manifest) == manifest
+
+
+async def test_a_part_is_checked_with_the_hash_its_entry_names(tmp_path: Path) -> None:
+    """A part of the event-order hash and one of the file-order hash both read back; a wrong hash of
+    either kind is refused naming the file."""
+    base = {name: None for name in parquet.SCHEMA.names} | {"is_new_player": False}
+    rows = pa.Table.from_pylist([base | {"event_id": f"e{n}", "player_id": f"p{9 - n}"} for n in (3, 1, 2)],
+                                schema=parquet.SCHEMA)
+    objects = local_objects(tmp_path)
+    data = parquet.to_parquet(rows, zstd_level=1)
+    await objects.put("k.parquet", data)
+    when = datetime(2026, 3, 1, tzinfo=UTC)
+    entry = ArchivedFile("k.parquet", 3, hashlib.sha256(data).hexdigest(), parquet.content_hash(rows), when, when)
+    assert (await read_part(objects, entry)).equals(rows)
+    in_file_order = msgspec.structs.replace(entry, content_hash=parquet.rows_hash(rows), content_order="file")
+    assert (await read_part(objects, in_file_order)).equals(rows)
+    assert parquet.rows_hash(rows) != parquet.content_hash(rows)
+    for wrong in (msgspec.structs.replace(entry, content_order="file"),
+                  msgspec.structs.replace(in_file_order, content_order="event_id")):
+        with pytest.raises(ArchiveError, match="k.parquet: its rows do not match the content hash"):
+            await read_part(objects, wrong)
 
 
 def test_a_null_and_an_empty_string_hash_apart() -> None:

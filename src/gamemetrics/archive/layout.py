@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import date, datetime
+from typing import Literal
 
 import msgspec
 
@@ -30,9 +31,12 @@ class ArchivedFile(msgspec.Struct, frozen=True):
     sha256: str
     """Of the file's bytes: a changed or truncated file is found before it is read."""
     content_hash: str
-    """Of its rows (`parquet.content_hash`): the rows are the ones that were online."""
+    """Of its rows: the rows are the ones that were online. `parquet.rows_hash` of them in the file's
+    order when `content_order` is "file", `parquet.content_hash` (in event-id order) when "event_id"."""
     min_event_time: datetime
     max_event_time: datetime
+    content_order: Literal["event_id", "file"] = "event_id"
+    """Parts written before the file-order hash have none, and are hashed in event-id order."""
 
 
 class Manifest(msgspec.Struct, frozen=True):

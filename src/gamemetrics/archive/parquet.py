@@ -1,5 +1,5 @@
 """The archived events' Parquet form: typed columns, properties and context as JSON text, and the
-content hash that proves a file holds exactly the rows it was made from."""
+content hashes that prove a file holds exactly the rows it was made from."""
 
 from __future__ import annotations
 
@@ -46,9 +46,27 @@ def to_parquet(table: pa.Table, *, zstd_level: int) -> bytes:
 def from_parquet(data: bytes) -> pa.Table:
     """A Parquet file's rows as a table of SCHEMA; ValueError when it is not such a file."""
     try:
-        return pq.read_table(io.BytesIO(data)).cast(SCHEMA)
+        table = pq.read_table(pa.BufferReader(data))
+        # A file this archive wrote reads back in SCHEMA already; a cast of every column would copy them all.
+        return table if table.schema.equals(SCHEMA) else table.cast(SCHEMA)
     except (pa.ArrowException, OSError) as exc:
         raise ValueError(f"not a readable archive file: {exc}") from exc
+
+
+def rows_hash(table: pa.Table) -> str:
+    """sha256 over the rows in the order they are in, column by column (nulls, lengths, values in a
+    fixed binary form, each kind hashed on its own chunk by chunk): equal for the same rows in the
+    same order however their columns are chunked. What a part's `content_hash` is when its
+    `content_order` is "file": no sort, so it costs one pass over the rows' bytes."""
+    digest = hashlib.sha256(table.num_rows.to_bytes(8, "little"))
+    for name in SCHEMA.names:
+        kinds = (hashlib.sha256(), hashlib.sha256(), hashlib.sha256())
+        for chunk in table[name].chunks:
+            for kind, part in zip(kinds, _canonical(chunk), strict=True):
+                kind.update(part)
+        for kind in kinds:
+            digest.update(kind.digest())
+    return digest.hexdigest()
 
 
 def content_hash(table: pa.Table) -> str:
@@ -58,8 +76,10 @@ def content_hash(table: pa.Table) -> str:
     digest = hashlib.sha256(ordered.num_rows.to_bytes(8, "little"))
     for name in SCHEMA.names:
         column = ordered[name].combine_chunks()
-        for part in _canonical(column):
-            digest.update(part)
+        nulls, lengths, values = _canonical(column)
+        digest.update(nulls)
+        digest.update(lengths)
+        digest.update(values)
     return digest.hexdigest()
 
 
@@ -72,29 +92,26 @@ def in_event_order(table: pa.Table) -> pa.Table:
     return table if _ordered(table["event_id"]) else table.sort_by("event_id")
 
 
-def ids_digest(ids: Any) -> str:
-    """sha256 over the (non-null) event ids' text in id order, concatenated: what the store computes with
-    `sha256(convert_to(string_agg(event_id::text, '' ORDER BY event_id), 'UTF8'))`."""
-    ordered = ids if _ordered(ids) else pc.take(ids, pc.sort_indices(ids))
-    return hashlib.sha256("".join(ordered.to_pylist()).encode()).hexdigest()
-
-
-def _canonical(column: Any) -> list[bytes]:
-    """The column's nulls and values as bytes that do not depend on how its buffers are laid out."""
+def _canonical(column: Any) -> tuple[Any, Any, Any]:
+    """The column's nulls, value lengths and values as bytes (or views of its buffers) that do not
+    depend on how its buffers are laid out: null slots read as empty or zero; lengths b"" for fixed widths."""
     nulls = pc.is_null(column).to_numpy(zero_copy_only=False).tobytes()
     kind = column.type
     if pa.types.is_string(kind):
-        filled = pc.fill_null(column, "")
-        lengths = pc.binary_length(filled).to_numpy().astype("<i4").tobytes()
+        filled = pc.fill_null(column, "") if column.null_count else column
         _, offsets, data = filled.buffers()
         bounds = np.frombuffer(offsets, dtype="<i4")[filled.offset:filled.offset + len(filled) + 1] \
             if offsets is not None and len(filled) else np.zeros(2, dtype="<i4")
-        return [nulls, lengths, data.to_pybytes()[bounds[0]:bounds[-1]] if data is not None else b""]
+        lengths = np.diff(bounds).astype("<i4").tobytes() if len(filled) else b""
+        return nulls, lengths, memoryview(data)[bounds[0]:bounds[-1]] if data is not None else b""
     if pa.types.is_timestamp(kind):
-        return [nulls, pc.fill_null(column.cast(pa.int64()), 0).to_numpy().astype("<i8").tobytes()]
+        values = column.cast(pa.int64())
+        values = pc.fill_null(values, 0) if column.null_count else values
+        return nulls, b"", values.to_numpy().astype("<i8").tobytes()
     if pa.types.is_boolean(kind):
-        return [nulls, pc.fill_null(column, False).to_numpy(zero_copy_only=False).tobytes()]
+        filled = pc.fill_null(column, False) if column.null_count else column
+        return nulls, b"", filled.to_numpy(zero_copy_only=False).tobytes()
     # decimal128: 16 little-endian bytes a value.
-    filled = pc.fill_null(column, pa.scalar(Decimal(0), kind))
+    filled = pc.fill_null(column, pa.scalar(Decimal(0), kind)) if column.null_count else column
     values = filled.buffers()[1]
-    return [nulls, values.to_pybytes()[filled.offset * 16:(filled.offset + len(filled)) * 16] if values else b""]
+    return nulls, b"", memoryview(values)[filled.offset * 16:(filled.offset + len(filled)) * 16] if values else b""

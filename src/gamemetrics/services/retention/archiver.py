@@ -16,7 +16,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -35,9 +35,17 @@ from gamemetrics.archive.layout import (
 )
 from gamemetrics.audit import AuditEntry, AuditLog
 from gamemetrics.ports.objects import Objects, ObjectStoreError
-from gamemetrics.services.retention.online import OnlineDay, count_moved, day_bounds, read_online_day
-from gamemetrics.services.retention.parts import read_day, write_part
-from gamemetrics.services.retention.policy import PolicyStore
+from gamemetrics.services.retention.online import (
+    OnlineDay,
+    Readers,
+    count_moved,
+    day_bounds,
+    ids_digest_sql,
+    partition_name,
+    read_online_day,
+)
+from gamemetrics.services.retention.parts import EncodedPart, encode_part, read_day, store_part
+from gamemetrics.services.retention.policy import Policy, PolicyStore
 from gamemetrics.services.retention.trim import Trimmer, TrimReport
 
 RUN_LOCK = 0x676D5F726574656E  # "gm_reten"
@@ -82,12 +90,22 @@ class RunReport:
         return [day for day in self.days if day.state == "failed"]
 
 
+@dataclass(frozen=True, slots=True)
+class _Prepared:
+    """A day read, checked against its manifest (`manifest`, None when there is none yet) and its new
+    parts encoded: what is left is to store them, switch the manifest and delete online."""
+
+    job: DayJob
+    key: str
+    manifest: Manifest | None
+    read: OnlineDay
+    fresh_rows: int
+    parts: list[EncodedPart]
+
+
+_T = TypeVar("_T")
 Step = Callable[[str, DayJob], None]
 """Told of each step of a day as it completes: `read`, `uploaded`, `manifest`, `deleted`."""
-
-
-def _partition(day: date) -> str:
-    return f"events_{day:%Y%m%d}"
 
 
 class Archiver:
@@ -113,10 +131,14 @@ class Archiver:
                 "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid"
                 " WHERE i.inhparent = 'events'::regclass ORDER BY c.relname")
             names = [row[0] for row in await cur.fetchall()]
+            # No game's window is shorter than this: the partitions inside it (most of them) are not counted.
+            cur = await conn.execute("SELECT min(events_online_days) FROM retention_policies")
+            stored = (await cur.fetchone() or (None,))[0]
+            shortest = min(Policy().events_online_days, stored if stored is not None else Policy().events_online_days)
             jobs: list[DayJob] = []
             for name in names:
                 day = datetime.strptime(name.removeprefix("events_"), "%Y%m%d").date()
-                if day >= today - timedelta(days=1):
+                if day >= today - timedelta(days=max(1, shortest)):
                     continue
                 cur = await conn.execute(
                     f'SELECT tenant_id, game_id, count(*) FROM "{name}" GROUP BY 1, 2 ORDER BY 1, 2')
@@ -156,69 +178,97 @@ class Archiver:
         return report
 
     async def _days(self, jobs: list[DayJob], step: Step | None) -> list[DayOutcome]:
-        """Archive `jobs` in order, each day's online rows read while the day before is archived (the
-        store's work and the reading thread's run beside this one's encoding and verification)."""
+        """Archive `jobs` in order as a pipeline of three days: while one day's parts are uploaded,
+        verified and its rows deleted, the next day's are encoded and the one after is read (the
+        store's work, the reading thread's and the encoding's run beside the verification)."""
+        tell = step or (lambda name, job: None)
+        readers = Readers(self._url)
         outcomes: list[DayOutcome] = []
         ahead: asyncio.Task[OnlineDay] | None = None
+        committing: asyncio.Task[DayOutcome] | None = None
         try:
             for n, job in enumerate(jobs):
-                online = ahead or asyncio.ensure_future(self._read(job))
-                ahead = asyncio.ensure_future(self._read(jobs[n + 1])) if n + 1 < len(jobs) else None
+                online = ahead or asyncio.ensure_future(self._read(job, readers))
+                ahead = asyncio.ensure_future(self._read(jobs[n + 1], readers)) if n + 1 < len(jobs) else None
                 try:
-                    outcomes.append(await self._day(job, step, online))
+                    prepared = await self._guarded(job, self._prepare(job, tell, online))
                 finally:
                     _discard(online)
+                if committing is not None:
+                    outcomes.append(await committing)
+                    committing = None
+                if isinstance(prepared, DayOutcome):
+                    outcomes.append(prepared)
+                else:
+                    committing = asyncio.ensure_future(self._guarded(job, self._commit(prepared, tell)))
+            if committing is not None:
+                outcomes.append(await committing)
+                committing = None
         finally:
             if ahead is not None:
                 _discard(ahead)
+            if committing is not None:
+                committing.cancel()
+            readers.close()
         return outcomes
 
-    async def _read(self, job: DayJob) -> OnlineDay:
-        return await read_online_day(self._url, job.tenant_id, job.game_id, job.day, self._part_rows)
+    async def _read(self, job: DayJob, readers: Readers | None = None) -> OnlineDay:
+        return await read_online_day(readers or self._url, job.tenant_id, job.game_id, job.day, self._part_rows)
 
-    async def _day(self, job: DayJob, step: Step | None, online: Awaitable[OnlineDay]) -> DayOutcome:
+    async def _guarded(self, job: DayJob, work: Awaitable[_T]) -> _T | DayOutcome:
+        """`work`'s result, or the day's failure reported (metric and audit entry) when it cannot be trusted."""
         try:
-            outcome = await self.archive_day(job, step or (lambda name, job: None), online)
+            return await work
         except (ArchiveError, ObjectStoreError) as exc:
             DAYS.labels("failed").inc()
             await self._audit.record(self._pool, AuditEntry(
                 self._actor, "retention.day_failed", job.tenant_id, f"{job.game_id}/{job.day}", {"error": str(exc)}))
             return DayOutcome(job, "failed", error=str(exc))
-        DAYS.labels("archived").inc()
-        ROWS_ARCHIVED.inc(outcome.rows_deleted)
-        return outcome
 
     async def archive_day(self, job: DayJob, step: Step, online_day: Awaitable[OnlineDay] | None = None) -> DayOutcome:
         """Archive, verify and delete one game's day (see the module's docstring)."""
+        return await self._commit(await self._prepare(job, step, online_day or self._read(job)), step)
+
+    async def _prepare(self, job: DayJob, step: Step, online_day: Awaitable[OnlineDay]) -> _Prepared:
+        """The day's online rows checked against what its manifest lists, and those not archived yet encoded."""
         tenant_id, game_id, day = job.tenant_id, job.game_id, job.day
         key = manifest_key(tenant_id, game_id, day)
         manifest = await load_manifest(self._objects, key)
         archived = await read_day(self._objects, manifest) if manifest else parquet.SCHEMA.empty_table()
-        read = await (online_day or self._read(job))
+        read = await online_day
         online = read.rows
         step("read", job)
         fresh, known, kept = await asyncio.to_thread(_split, online, archived)
-        if await asyncio.to_thread(parquet.content_hash, known) != await asyncio.to_thread(parquet.content_hash, kept):
+        if not await asyncio.to_thread(_same_rows, known, kept):
             raise ArchiveError(f"online rows of {key.rsplit('/', 1)[0]} differ from their archived copies;"
                                " nothing was deleted")
-        if fresh.num_rows:
+        number = next_part_number(manifest)
+        # Nothing of the day archived yet (the usual case): the parts' hashes were made as it was read.
+        hashes = read.part_hashes if fresh is online else None
+        parts = [await encode_part(tenant_id, game_id, day, number + n, fresh.slice(start, self._part_rows),
+                                   zstd_level=self._zstd_level, content_hash=hashes[n] if hashes else None)
+                 for n, start in enumerate(range(0, fresh.num_rows, self._part_rows))]
+        return _Prepared(job, key, manifest, read, fresh.num_rows, parts)
+
+    async def _commit(self, prepared: _Prepared, step: Step) -> DayOutcome:
+        """Upload and verify the prepared parts, write the manifest, then delete the verified rows online."""
+        job, manifest = prepared.job, prepared.manifest
+        if prepared.parts:
             files = list(manifest.files if manifest else ())
-            number = next_part_number(manifest)
-            # Nothing of the day archived yet (the usual case): the parts' hashes were made as it was read.
-            hashes = read.part_hashes if fresh is online else None
-            for n, start in enumerate(range(0, fresh.num_rows, self._part_rows)):
-                files.append(await write_part(self._objects, tenant_id, game_id, day, number,
-                                              fresh.slice(start, self._part_rows), zstd_level=self._zstd_level,
-                                              content_hash=hashes[n] if hashes else None))
-                number += 1
+            for part in prepared.parts:
+                files.append(await store_part(self._objects, part))
                 step("uploaded", job)
-            manifest = Manifest(tenant_id, game_id, day, parquet.SCHEMA_VERSION, tuple(files), datetime.now(UTC))
+            manifest = Manifest(job.tenant_id, job.game_id, job.day, parquet.SCHEMA_VERSION, tuple(files),
+                                datetime.now(UTC))
             await store_manifest(self._objects, manifest)
             step("manifest", job)
         assert manifest is not None  # online rows exist, so either they were archived or they are now
-        deleted, dropped = await self._delete_online(job, online["event_id"], read.ids_digest, manifest, key)
+        deleted, dropped = await self._delete_online(job, prepared.read.rows["event_id"], prepared.read.ids_digest,
+                                                     manifest, prepared.key)
         step("deleted", job)
-        return DayOutcome(job, "archived", rows_archived=fresh.num_rows, rows_deleted=deleted,
+        DAYS.labels("archived").inc()
+        ROWS_ARCHIVED.inc(deleted)
+        return DayOutcome(job, "archived", rows_archived=prepared.fresh_rows, rows_deleted=deleted,
                           partition_dropped=dropped)
 
     async def _delete_online(self, job: DayJob, ids: pa.ChunkedArray[Any], digest: str, manifest: Manifest,
@@ -247,6 +297,11 @@ def _split(online: pa.Table, archived: pa.Table) -> tuple[pa.Table, pa.Table, pa
             archived.filter(pc.is_in(archived["event_id"], value_set=online["event_id"])))
 
 
+def _same_rows(online: pa.Table, archived: pa.Table) -> bool:
+    """Whether two tables hold the same rows, whatever their order."""
+    return bool(parquet.in_event_order(online).equals(parquet.in_event_order(archived)))
+
+
 def _discard(task: asyncio.Task[OnlineDay]) -> None:
     """Cancel a read nobody awaits any more, or take its failure (a day that failed first reports its own)."""
     if not task.done():
@@ -257,22 +312,20 @@ def _discard(task: asyncio.Task[OnlineDay]) -> None:
 
 async def _delete_verified(conn: AsyncConnection, job: DayJob, ids: pa.ChunkedArray[Any],
                            digest: str) -> tuple[int, bool]:
-    """Delete the game's rows of the day whose ids are `ids` (`digest` their `parquet.ids_digest`); whether
-    the day's partition was dropped.
+    """Delete the game's rows of the day whose ids are `ids` (`digest` the store's `ids_digest_sql` of them,
+    taken as they were read); whether the day's partition was dropped.
 
     The partition is locked against writers first, so the rows compared are the rows deleted: when
     they are exactly the verified ones (the usual case) they go by the game's key alone, or with the
     whole partition when no other game has rows in it, instead of by a list of every id."""
-    name = _partition(job.day)
+    name = partition_name(job.day)
     row = await (await conn.execute("SELECT to_regclass(%s) IS NOT NULL", (name,))).fetchone()
     if not row or not row[0]:
         return 0, False
     await conn.execute(f'LOCK TABLE "{name}" IN SHARE ROW EXCLUSIVE MODE')
     cur = await conn.execute(
-        "SELECT count(*) FILTER (WHERE mine), encode(sha256(convert_to(coalesce("
-        "string_agg(event_id::text, '' ORDER BY event_id) FILTER (WHERE mine), ''), 'UTF8')), 'hex'),"
-        f' coalesce(bool_or(NOT mine), false) FROM (SELECT event_id, tenant_id = %s AND game_id = %s AS mine'
-        f' FROM "{name}") AS day', (job.tenant_id, job.game_id))
+        f"SELECT {ids_digest_sql('mine')}, coalesce(bool_or(NOT mine), false) FROM (SELECT event_id,"
+        f' tenant_id = %s AND game_id = %s AS mine FROM "{name}") AS day', (job.tenant_id, job.game_id))
     online, online_digest, others = await cur.fetchone() or (0, "", False)
     if online == len(ids) and online_digest == digest:
         if not others:
@@ -291,7 +344,7 @@ async def _delete_verified(conn: AsyncConnection, job: DayJob, ids: pa.ChunkedAr
 
 async def drop_if_empty(conn: AsyncConnection, day: date) -> bool:
     """Drop the day's partition of `events` when no tenant has rows left in it."""
-    name = _partition(day)
+    name = partition_name(day)
     cur = await conn.execute("SELECT to_regclass(%s) IS NOT NULL", (name,))
     row = await cur.fetchone()
     if not row or not row[0]:
