@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import psycopg
 import pytest_asyncio
 
@@ -20,8 +21,12 @@ from gamemetrics.adapters.qdrant.vectors import local_vectors
 from gamemetrics.migrations import upgrade
 from gamemetrics.services.recommender.interactions import Interactions
 from gamemetrics.services.recommender.models import Models
-from gamemetrics.services.recommender.serving import Pick, Query, Recommender
+from gamemetrics.services.recommender.serving import Pick, PlayerAnswer, Query, Recommender, Served
 from tests.integration.users_fixtures import add_tenant
+
+
+def _answer(served: Served) -> PlayerAnswer:
+    return msgspec.json.decode(served.body, type=PlayerAnswer)
 
 
 class CountedReads(Recommender):
@@ -78,8 +83,9 @@ async def test_players_asking_at_once_share_one_read(game: tuple[CountedReads, u
 async def test_a_cold_player_gets_the_shared_list_without_what_they_own(
         game: tuple[CountedReads, uuid.UUID, uuid.UUID]) -> None:
     recommender, tenant, game_id = game
-    stranger = await recommender.recommend(tenant, game_id, "stranger", Query(n=5, country="DE", platform="ios"))
+    stranger = _answer(await recommender.recommend(tenant, game_id, "stranger",
+                                                   Query(n=5, country="DE", platform="ios")))
     assert [p.item_id for p in stranger.items] == ["item-5", "item-4", "item-3", "item-2", "item-1"]
-    p1 = await recommender.recommend(tenant, game_id, "p1", Query(n=5))  # owns item-2 to item-5; plays in DE on iOS
+    p1 = _answer(await recommender.recommend(tenant, game_id, "p1", Query(n=5)))  # owns item-2 to item-5; DE, iOS
     assert [p.item_id for p in p1.items] == ["item-1"] and {p.source for p in p1.items} == {"popular"}
     assert recommender.reads == 1
