@@ -21,7 +21,14 @@ from gamemetrics.adapters.qdrant.vectors import local_vectors
 from gamemetrics.migrations import upgrade
 from gamemetrics.services.recommender.interactions import Interactions
 from gamemetrics.services.recommender.models import Models
-from gamemetrics.services.recommender.serving import Pick, PlayerAnswer, Query, Recommender, Served
+from gamemetrics.services.recommender.serving import (
+    Pick,
+    PlayerAnswer,
+    Query,
+    Recommender,
+    Served,
+    generation_key,
+)
 from tests.integration.users_fixtures import add_tenant
 
 
@@ -89,3 +96,36 @@ async def test_a_cold_player_gets_the_shared_list_without_what_they_own(
     p1 = _answer(await recommender.recommend(tenant, game_id, "p1", Query(n=5)))  # owns item-2 to item-5; DE, iOS
     assert [p.item_id for p in p1.items] == ["item-1"] and {p.source for p in p1.items} == {"popular"}
     assert recommender.reads == 1
+
+
+class InteractingMeanwhile(CountedReads):
+    """The recommender, with the player interacting (their generation renewed, as the interactions
+    worker does) while their answer is computed."""
+
+    async def _compute(self, tenant_id: uuid.UUID, game_id: uuid.UUID, player_id: str, *args: Any) -> Any:
+        answer = await super()._compute(tenant_id, game_id, player_id, *args)
+        await self._cache.set(generation_key(tenant_id, game_id, player_id), uuid.uuid4().hex.encode(), 60)
+        return answer
+
+
+async def test_an_answer_is_kept_until_the_players_generation_is_renewed(
+        game: tuple[CountedReads, uuid.UUID, uuid.UUID]) -> None:
+    recommender, tenant, game_id = game
+    first = await recommender.recommend(tenant, game_id, "p1", Query(n=3))
+    again = await recommender.recommend(tenant, game_id, "p1", Query(n=3))
+    assert not first.cached and again.cached and again.body == first.body
+    assert not (await recommender.recommend(tenant, game_id, "p1", Query(n=2))).cached  # another query
+    await recommender._cache.set(generation_key(tenant, game_id, "p1"), b"renewed", 60)
+    renewed = await recommender.recommend(tenant, game_id, "p1", Query(n=3))
+    assert not renewed.cached and _answer(renewed).recommendation_id != _answer(first).recommendation_id
+
+
+async def test_an_answer_computed_while_the_player_interacted_is_not_given_again(
+        game: tuple[CountedReads, uuid.UUID, uuid.UUID]) -> None:
+    recommender, tenant, game_id = game
+    meanwhile = InteractingMeanwhile(recommender._pool, recommender._interactions, recommender._models,
+                                     recommender._vectors, recommender._cache, cache_seconds=60, popular_days=14)
+    assert not (await meanwhile.recommend(tenant, game_id, "p2", Query(n=3))).cached
+    # Kept under the generation read before the player's rows, which is no longer theirs.
+    assert not (await recommender.recommend(tenant, game_id, "p2", Query(n=3))).cached
+    assert (await recommender.recommend(tenant, game_id, "p2", Query(n=3))).cached
