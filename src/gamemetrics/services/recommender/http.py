@@ -242,12 +242,13 @@ class RecommenderRoutes:
     def routes(self) -> list[BaseRoute]:
         item = "/v1/games/{game_id}/items/{item_id}"
         return [
+            # First: the router tries routes in order, and this is the one asked most.
+            Route("/v1/games/{game_id}/players/{player_id}/recommendations", self.recommendations, methods=["GET"]),
             Route("/v1/games/{game_id}/items", self.list_items, methods=["GET"]),
             Route(item, self.get_item, methods=["GET"]),
             Route(item, self.put_item, methods=["PUT"]),
             Route(item, self.delete_item, methods=["DELETE"]),
             Route(item + "/similar", self.similar, methods=["GET"]),
-            Route("/v1/games/{game_id}/players/{player_id}/recommendations", self.recommendations, methods=["GET"]),
             Route("/v1/games/{game_id}/recommendations/feedback", self.feedback, methods=["POST"]),
             Route("/v1/games/{game_id}/recommendations/weights", self.get_weights, methods=["GET"]),
             Route("/v1/games/{game_id}/recommendations/weights", self.put_weights, methods=["PUT"]),
