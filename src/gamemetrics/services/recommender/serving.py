@@ -90,9 +90,11 @@ def generation_key(tenant_id: uuid.UUID, game_id: uuid.UUID, player_id: str) -> 
     return f"gen:{tenant_id}:{game_id}:{player_id}"
 
 
-def answer_key(tenant_id: uuid.UUID, game_id: uuid.UUID, player_id: str, version: int, query: Query) -> str:
-    """The key of a player's answer to `query` on model `version` (under whichever generation)."""
-    return f"answer:{tenant_id}:{game_id}:{player_id}:{version}:{_encode(query).decode()}"
+def answer_keys(tenant_id: uuid.UUID, game_id: uuid.UUID, player_id: str, version: int, query: Query) -> list[str]:
+    """The keys of the player's generation (`generation_key`) and of their answer to `query` on
+    model `version`, whichever generation it was computed under."""
+    player = f"{tenant_id}:{game_id}:{player_id}"  # once for both: every request asks them
+    return [f"gen:{player}", f"answer:{player}:{version}:{_encode(query).decode()}"]
 
 
 def _filters(query: Query) -> dict[str, Scalar | Range]:
@@ -124,8 +126,7 @@ class Recommender:
         """The player's answer: from the cache when kept under their current generation, else computed and kept."""
         degraded = Degraded()
         model = await self._models.active(tenant_id, game_id)
-        keys = [generation_key(tenant_id, game_id, player_id),
-                answer_key(tenant_id, game_id, player_id, model.version if model else 0, query)]
+        keys = answer_keys(tenant_id, game_id, player_id, model.version if model else 0, query)
         generation: bytes | None = None
         try:
             current, kept = await self._cache.get_many(keys)
