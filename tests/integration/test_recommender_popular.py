@@ -11,14 +11,16 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
+import numpy as np
 import psycopg
 import pytest_asyncio
 
 from gamemetrics.adapters.memory.cache import MemoryCache
 from gamemetrics.adapters.memory.memo import LocalMemo
 from gamemetrics.adapters.postgres.pool import open_pool
-from gamemetrics.adapters.qdrant.vectors import local_vectors
+from gamemetrics.adapters.qdrant.vectors import LocalQdrantVectors, local_vectors
 from gamemetrics.migrations import upgrade
+from gamemetrics.services.recommender.factors import Factors
 from gamemetrics.services.recommender.interactions import Interactions
 from gamemetrics.services.recommender.models import Models
 from gamemetrics.services.recommender.serving import (
@@ -129,3 +131,17 @@ async def test_an_answer_computed_while_the_player_interacted_is_not_given_again
     # Kept under the generation read before the player's rows, which is no longer theirs.
     assert not (await recommender.recommend(tenant, game_id, "p2", Query(n=3))).cached
     assert (await recommender.recommend(tenant, game_id, "p2", Query(n=3))).cached
+
+
+async def test_warming_loads_the_active_versions_collections(
+        game: tuple[CountedReads, uuid.UUID, uuid.UUID]) -> None:
+    recommender, tenant, game_id = game
+    models, vectors = recommender._models, recommender._vectors
+    assert await models.warm([(tenant, game_id)]) == []  # nothing trained yet
+    factors = Factors(["p1"], ["item-1", "item-2"], np.array([[1.0, 0.0]], np.float32),
+                      np.array([[0.2, 0.0], [0.9, 0.0]], np.float32))
+    model = await models.publish(tenant, game_id, factors, algorithm="als", interactions=2,
+                                 read_at=datetime.now(UTC))
+    assert isinstance(vectors, LocalQdrantVectors) and not vectors._indexes  # written, not yet read
+    assert await models.warm([(tenant, game_id), (tenant, uuid.uuid4())]) == [model.items, model.players]
+    assert set(vectors._indexes) == {model.items, model.players}

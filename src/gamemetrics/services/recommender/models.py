@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -104,6 +104,18 @@ class Models:
         if kept is None or kept[0] <= started:  # a switch made here while reading is newer than what was read
             self._active[(tenant_id, game_id)] = (started, model)
         return model
+
+    async def warm(self, games: Iterable[tuple[uuid.UUID, uuid.UUID]]) -> list[str]:
+        """Read the collections of the games' active versions once, so that the vector store's first
+        read of each (local mode then loads the collection into memory) is not a request's; their names."""
+        collections: set[str] = set()
+        for tenant_id, game_id in games:
+            model = await self.active(tenant_id, game_id)
+            if model is not None:
+                collections |= {model.items, model.players}
+        for collection in sorted(collections):
+            await self._vectors.vectors(collection, [])
+        return sorted(collections)
 
     async def kept(self, tenant_id: uuid.UUID, game_id: uuid.UUID) -> list[ActiveModel]:
         """The versions whose vectors are kept (the active one and the one before it)."""
