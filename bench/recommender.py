@@ -21,6 +21,10 @@ issue-token`, each client on a kept-alive connection of its own (bench/raw_http.
 - raw HTTP: the same requests to a Starlette route that answers a body of the same size, on
   uvicorn as `gamemetrics serve` runs it: the ceiling of HTTP and of the load generator here.
 
+Before any clock starts, one uncached and one cold answer are asked (the first of each kind reads
+what the later ones reuse). Beside each rate it prints the server's CPU time per request while
+the clock ran, which varies less than the rates on a shared machine.
+
 The load generator runs on the same machine. It prints figures; it never passes or fails.
 """
 
@@ -227,7 +231,7 @@ def get_request(path: str, bearer: str) -> bytes:
 
 
 async def measure(port: int, game: uuid.UUID, token: str, clients: int, duration: float, *, kind: str,
-                  players: int, offset: int) -> dict[str, float]:
+                  players: int, offset: int, server: psutil.Process) -> dict[str, float]:
     """Requests/s and latency percentiles of `clients` concurrent clients, each on its own kept-alive
     connection, for `duration` seconds. Cached: the 100 players asked are asked once before the clock
     starts, so every timed answer comes from the cache; uncached: known players never asked before;
@@ -266,23 +270,18 @@ async def measure(port: int, game: uuid.UUID, token: str, clients: int, duration
         finally:
             writer.close()
 
-    begun = time.perf_counter()
+    begun, cpu = time.perf_counter(), sum(server.cpu_times()[:2])
     await asyncio.gather(*(client(n) for n in range(clients)))
-    took = time.perf_counter() - begun
+    took, cpu = time.perf_counter() - begun, sum(server.cpu_times()[:2]) - cpu
     latencies.sort()
     return {"per_s": len(latencies) / took, "p50_ms": 1000 * statistics.median(latencies),
             "p99_ms": 1000 * latencies[int(0.99 * (len(latencies) - 1))], "failures": failures,
-            "requests": len(latencies)}
+            "requests": len(latencies), "server_cpu_us": 1e6 * cpu / max(1, len(latencies))}
 
 
-def on_server(pid: int, load: Coroutine[None, None, dict[str, float]]) -> dict[str, float]:
-    """The figures of `load`, run on uvloop as the analytics bench's load generator is, with the CPU
-    time the server `pid` spent per request: on a shared machine it varies less than the rates."""
-    server = psutil.Process(pid)
-    before = sum(server.cpu_times()[:2])
-    figures = uvloop.run(load)
-    figures["server_cpu_us"] = 1e6 * (sum(server.cpu_times()[:2]) - before) / max(1, figures["requests"])
-    return figures
+def on_server(load: Coroutine[None, None, dict[str, float]]) -> dict[str, float]:
+    """The figures of `load`, run on uvloop as the analytics bench's load generator is."""
+    return uvloop.run(load)
 
 
 def main() -> None:
@@ -318,12 +317,19 @@ def main() -> None:
                                   "/readyz")
             console.print(f"recommender ready in {time.perf_counter() - started:.1f} s")
             peak_rss = 0
+            served = psutil.Process(server.pid)
             try:
+                # One answer of each kind before any clock starts: the first of each reads what every
+                # later one reuses (pooled connections, a segment's popular list).
                 offset = 0
+                for kind in ("uncached", "cold"):
+                    figures = on_server(measure(args.port, game, token, 1, 1.0, kind=kind, players=args.players,
+                                                offset=offset, server=served))
+                    offset += int(figures["requests"])
                 for kind in ("cached", "uncached", "cold"):
                     for clients in CLIENTS:
-                        figures = on_server(server.pid, measure(args.port, game, token, clients, args.duration,
-                                                                kind=kind, players=args.players, offset=offset))
+                        figures = on_server(measure(args.port, game, token, clients, args.duration, kind=kind,
+                                                    players=args.players, offset=offset, server=served))
                         offset += int(figures["requests"])
                         rows.append((kind, clients, figures))
                         peak_rss = max(peak_rss, psutil.Process(server.pid).memory_info().rss)
@@ -333,9 +339,9 @@ def main() -> None:
         hello = start_server([sys.executable, __file__, "--hello", str(args.port)], env, args.port, "/readyz")
         try:
             for clients in CLIENTS:
-                rows.append(("raw HTTP", clients, on_server(hello.pid, measure(args.port, game, token, clients,
-                                                                               args.duration, kind="uncached",
-                                                                               players=1, offset=0))))
+                rows.append(("raw HTTP", clients, on_server(measure(args.port, game, token, clients, args.duration,
+                                                                    kind="uncached", players=1, offset=0,
+                                                                    server=psutil.Process(hello.pid)))))
         finally:
             hello.terminate()
             hello.wait(30)
