@@ -21,6 +21,10 @@ issue-token`, each client on a kept-alive connection of its own (bench/raw_http.
 - raw HTTP: the same requests to a Starlette route that answers a body of the same size, on
   uvicorn as `gamemetrics serve` runs it: the ceiling of HTTP and of the load generator here.
 
+Before any clock starts, one uncached and one cold answer are asked (the first of each kind reads
+what the later ones reuse). Beside each rate it prints the server's CPU time per request while
+the clock ran, which varies less than the rates on a shared machine.
+
 The load generator runs on the same machine. It prints figures; it never passes or fails.
 """
 
@@ -38,7 +42,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Coroutine, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -47,6 +51,7 @@ import numpy as np
 import psutil
 import psycopg
 import uvicorn
+import uvloop
 from raw_http import connection, exchange  # bench/ is the script's directory
 from rich.console import Console
 from rich.table import Table
@@ -226,7 +231,7 @@ def get_request(path: str, bearer: str) -> bytes:
 
 
 async def measure(port: int, game: uuid.UUID, token: str, clients: int, duration: float, *, kind: str,
-                  players: int, offset: int) -> dict[str, float]:
+                  players: int, offset: int, server: psutil.Process) -> dict[str, float]:
     """Requests/s and latency percentiles of `clients` concurrent clients, each on its own kept-alive
     connection, for `duration` seconds. Cached: the 100 players asked are asked once before the clock
     starts, so every timed answer comes from the cache; uncached: known players never asked before;
@@ -265,13 +270,18 @@ async def measure(port: int, game: uuid.UUID, token: str, clients: int, duration
         finally:
             writer.close()
 
-    begun = time.perf_counter()
+    begun, cpu = time.perf_counter(), sum(server.cpu_times()[:2])
     await asyncio.gather(*(client(n) for n in range(clients)))
-    took = time.perf_counter() - begun
+    took, cpu = time.perf_counter() - begun, sum(server.cpu_times()[:2]) - cpu
     latencies.sort()
     return {"per_s": len(latencies) / took, "p50_ms": 1000 * statistics.median(latencies),
             "p99_ms": 1000 * latencies[int(0.99 * (len(latencies) - 1))], "failures": failures,
-            "requests": len(latencies)}
+            "requests": len(latencies), "server_cpu_us": 1e6 * cpu / max(1, len(latencies))}
+
+
+def on_server(load: Coroutine[None, None, dict[str, float]]) -> dict[str, float]:
+    """The figures of `load`, run on uvloop as the analytics bench's load generator is."""
+    return uvloop.run(load)
 
 
 def main() -> None:
@@ -307,12 +317,19 @@ def main() -> None:
                                   "/readyz")
             console.print(f"recommender ready in {time.perf_counter() - started:.1f} s")
             peak_rss = 0
+            served = psutil.Process(server.pid)
             try:
+                # One answer of each kind before any clock starts: the first of each reads what every
+                # later one reuses (pooled connections, a segment's popular list).
                 offset = 0
+                for kind in ("uncached", "cold"):
+                    figures = on_server(measure(args.port, game, token, 1, 1.0, kind=kind, players=args.players,
+                                                offset=offset, server=served))
+                    offset += int(figures["requests"])
                 for kind in ("cached", "uncached", "cold"):
                     for clients in CLIENTS:
-                        figures = asyncio.run(measure(args.port, game, token, clients, args.duration, kind=kind,
-                                                      players=args.players, offset=offset))
+                        figures = on_server(measure(args.port, game, token, clients, args.duration, kind=kind,
+                                                    players=args.players, offset=offset, server=served))
                         offset += int(figures["requests"])
                         rows.append((kind, clients, figures))
                         peak_rss = max(peak_rss, psutil.Process(server.pid).memory_info().rss)
@@ -322,8 +339,9 @@ def main() -> None:
         hello = start_server([sys.executable, __file__, "--hello", str(args.port)], env, args.port, "/readyz")
         try:
             for clients in CLIENTS:
-                rows.append(("raw HTTP", clients, asyncio.run(measure(args.port, game, token, clients, args.duration,
-                                                                      kind="uncached", players=1, offset=0))))
+                rows.append(("raw HTTP", clients, on_server(measure(args.port, game, token, clients, args.duration,
+                                                                    kind="uncached", players=1, offset=0,
+                                                                    server=psutil.Process(hello.pid)))))
         finally:
             hello.terminate()
             hello.wait(30)
@@ -340,14 +358,15 @@ def print_figures(args: argparse.Namespace, settings: RecommenderSettings, rows:
     hello = {clients: f["per_s"] for kind, clients, f in rows if kind == "raw HTTP"}
     table = Table(title=f"recommender: {args.players:,} players × {args.items:,} items, {args.interactions:,}"
                         f" interactions, {os.cpu_count()} cores")
-    for column in ("answers", "clients", "req/s", "of raw HTTP", "p50 ms", "p99 ms", "failed"):
+    for column in ("answers", "clients", "req/s", "of raw HTTP", "p50 ms", "p99 ms", "server CPU µs/req", "failed"):
         table.add_column(column, justify="right")
     for kind, clients, f in rows:
         table.add_row(kind, str(clients), f"{f['per_s']:,.0f}", f"{f['per_s'] / hello[clients]:.2f}",
-                      f"{f['p50_ms']:.2f}", f"{f['p99_ms']:.2f}", str(int(f["failures"])))
+                      f"{f['p50_ms']:.2f}", f"{f['p99_ms']:.2f}", f"{f['server_cpu_us']:,.0f}",
+                      str(int(f["failures"])))
     console.print(table)
     console.print("raw HTTP: a Starlette route answering a body of the same size on uvicorn as the service runs,"
-                  " through the same load generator")
+                  " through the same load generator; server CPU: the server process's CPU time per request")
     console.print(f"training: {raw['train_s']:.1f} s ({raw['fit_s']:.1f} s fitting {settings.recommender_algorithm}"
                   f" with {settings.recommender_factors} factors, the rest storing vectors)")
     console.print(f"raw, one client in-process: the same filtered search through the Vectors port"

@@ -105,12 +105,13 @@ def platform_routes(services: Mapping[str, Service], peers: Peers | None = None)
 
 
 def combined_app(settings: Settings, url: str, names: Sequence[str], *,
-                 on_failure: Callable[[], None] | None = None, peers: Peers | None = None) -> Host:
+                 on_failure: Callable[[], None] | None = None, peers: Peers | None = None,
+                 on_started: Callable[[], None] | None = None) -> Host:
     """One ASGI app serving the services `names` (HTTP services, or one worker service for its probes).
 
     The services are built in the app's lifespan, on the server's own event loop, and their
     workers run beside the server until it stops; `on_failure` is called if one of them stops.
-    `/readyz` includes the checks the `peers` report.
+    `/readyz` includes the checks the `peers` report; `on_started` is called once they are built.
     """
     specs = _specs(names)
     conflicts = registry.claim_conflicts(specs)
@@ -122,6 +123,8 @@ def combined_app(settings: Settings, url: str, names: Sequence[str], *,
         async with running(specs, settings, url, on_failure=on_failure) as services:
             app.router.routes.extend(platform_routes(services, peers))
             host.owned = owned_routes(specs, services)
+            if on_started is not None:
+                on_started()
             yield
             host.owned = []
 

@@ -8,7 +8,9 @@ without importing every service's dependencies.
 
 from __future__ import annotations
 
+import functools
 import importlib
+import re
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -196,10 +198,17 @@ def owns(prefix: str, path: str) -> bool:
     below a resource of another's (`/v1/games/{game_id}/items` inside `/v1/games`)."""
     if "{" not in prefix:
         return path == prefix or path.startswith(prefix.rstrip("/") + "/")
-    wanted, given = prefix.rstrip("/").split("/"), path.split("/")
-    if len(given) < len(wanted):
-        return False
-    return all(w == g or (_is_parameter(w) and g != "") for w, g in zip(wanted, given, strict=False))
+    return _segments(prefix).match(path) is not None
+
+
+@functools.lru_cache(maxsize=1024)
+def _segments(prefix: str) -> re.Pattern[str]:
+    """A prefix with `{name}` segments as one expression, made once: the host asks it of every request.
+
+    Each literal segment must be the path's segment at that place, each `{name}` any non-empty
+    one; the path may go on below the last, after a `/`."""
+    wanted = prefix.rstrip("/").split("/")
+    return re.compile("/".join("[^/]+" if _is_parameter(w) else re.escape(w) for w in wanted) + "(?:/|$)")
 
 
 def specificity(prefix: str) -> int:

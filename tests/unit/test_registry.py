@@ -65,6 +65,8 @@ def test_parameter_segments_of_a_prefix_match_one_segment() -> None:
     assert not registry.owns(prefix, "/v1/games/abc/notification-rulesx")
     assert not registry.owns(prefix, "/v1/games/abc")
     assert registry.owns("/v1/games", "/v1/games/abc/notification-rules")
+    assert registry.owns("/v1/a.b/{x}", "/v1/a.b/y") and not registry.owns("/v1/a.b/{x}", "/v1/aXb/y")  # literal
+    assert registry.owns("/v1/games/{game_id}/items", "/v1/games/{id}/items")  # how claims are compared
     assert registry.specificity(prefix) > registry.specificity("/v1/games")  # the deeper claim serves
 
 

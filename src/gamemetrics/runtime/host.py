@@ -66,12 +66,12 @@ async def _serve_http(names: Sequence[str], settings: Settings, url: str, port: 
         failed = True
         server.should_exit = True
 
-    app = combined_app(settings, url, names, on_failure=fail, peers=peers)
+    app = combined_app(settings, url, names, on_failure=fail, peers=peers, on_started=_freeze_startup_objects)
     config = uvicorn.Config(app, host=settings.host, port=port, log_config=None, access_log=False,
                             http="httptools", lifespan="on", timeout_graceful_shutdown=10)
     server = _Server(config)
     on_stop_signals(lambda: setattr(server, "should_exit", True), lambda: setattr(server, "force_exit", True))
-    _freeze_startup_objects()
+    _freeze_startup_objects()  # the modules; what the services build at start-up follows once they are built
     await server.serve()
     if not server.started:
         return _STARTUP_FAILED
@@ -98,9 +98,11 @@ async def _run_workers(specs: Sequence[registry.ServiceSpec], settings: Settings
 def _freeze_startup_objects() -> None:
     """Move what start-up made out of the collector's sight, and make full collections rarer.
 
-    The modules, schema and routes live as long as the process; a full collection would scan them
-    all again each time, a pause in the middle of some request, and a full collection also walks
-    every cached answer. The young generations are still collected as usual.
+    The modules, schema and routes live as long as the process, and so do what services load at
+    start-up (the recommender's vectors in memory, an object or more per point); a full
+    collection would scan them all again each time, a pause in the middle of some request, and a
+    full collection also walks every cached answer. The young generations are still collected as
+    usual, and frozen objects without cycles are still freed when no longer referenced.
     """
     gc.collect()
     gc.freeze()

@@ -30,7 +30,8 @@ class MemoryCache:
         return None if entry is None else entry[1]
 
     async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
-        return [await self.get(key) for key in keys]
+        entries = [self._entries.get(key) for key in keys]
+        return [None if entry is None else entry[1] for entry in entries]
 
     async def set(self, key: str, value: bytes, ttl_seconds: float) -> None:
         if len(value) + 1 > self._entries.maxsize:

@@ -13,6 +13,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
+from gamemetrics.adapters.memory.memo import LocalMemo
+from gamemetrics.ports.cache import MISS, Memo
 from gamemetrics.ports.vectors import VectorStoreError
 from gamemetrics.services.recommender import metrics
 from gamemetrics.services.recommender.catalogue import (
@@ -36,6 +38,7 @@ FALLBACK_HEADER = "X-Recommendations-Fallback"
 MAX_N, PAGE_MAX = 100, 200
 FEEDBACK_KINDS = ("shown", "clicked", "purchased")
 SOURCES = ("collaborative", "similar", "popular")
+QUERIES_KEPT = 1_000
 
 
 def read_query(request: Request) -> Query:
@@ -72,6 +75,21 @@ def answer_response(answer: Answer, extra: dict[str, Any]) -> Response:
     return json_response(body, headers=headers)
 
 
+class Queries:
+    """Queries read from query strings, kept by the string: most requests repeat a few of them."""
+
+    def __init__(self, kept: Memo[bytes, Query]) -> None:
+        self._kept = kept
+
+    def read(self, request: Request) -> Query:
+        raw: bytes = request.scope["query_string"]
+        query = self._kept.get(raw)
+        if query is MISS:
+            query = read_query(request)  # a malformed one is refused every time it is sent
+            self._kept.put(raw, query)
+        return query
+
+
 class Feedback(msgspec.Struct, forbid_unknown_fields=True):
     recommendation_id: uuid.UUID
     kind: str
@@ -84,6 +102,7 @@ class RecommenderRoutes:
     def __init__(self, pool: AsyncConnectionPool, guard: Guard, catalogue: Catalogue, interactions: Interactions,
                  models: Models, recommender: Recommender, trainer: Trainer) -> None:
         self._pool = pool
+        self._queries = Queries(LocalMemo(QUERIES_KEPT))
         self._guard = guard
         self._catalogue = catalogue
         self._interactions = interactions
@@ -152,11 +171,17 @@ class RecommenderRoutes:
     async def recommendations(self, request: Request) -> Response:
         started = time.perf_counter()
         tenant_id, game_id = await self._game(request, READ)
-        player_id, query = path_player(request), read_query(request)
-        answer = await self._recommender.recommend(tenant_id, game_id, player_id, query)
-        metrics.RECOMMENDATIONS.labels(kind="player", cached="n/a", fallback=",".join(answer.fallback)).inc()
+        player_id, query = path_player(request), self._queries.read(request)
+        served = await self._recommender.recommend(tenant_id, game_id, player_id, query)
+        if served.cached:
+            metrics.CACHED_ANSWERS.inc()
+            headers = None
+        else:
+            fallback = ",".join(served.fallback)
+            metrics.RECOMMENDATIONS.labels(kind="player", cached="no", fallback=fallback).inc()
+            headers = {FALLBACK_HEADER: fallback} if fallback else None
         metrics.LATENCY.observe(time.perf_counter() - started)
-        return answer_response(answer, {"player_id": player_id})
+        return Response(served.body, media_type="application/json", headers=headers)
 
     async def similar(self, request: Request) -> Response:
         tenant_id, game_id = await self._game(request, READ)
@@ -217,12 +242,13 @@ class RecommenderRoutes:
     def routes(self) -> list[BaseRoute]:
         item = "/v1/games/{game_id}/items/{item_id}"
         return [
+            # First: the router tries routes in order, and this is the one asked most.
+            Route("/v1/games/{game_id}/players/{player_id}/recommendations", self.recommendations, methods=["GET"]),
             Route("/v1/games/{game_id}/items", self.list_items, methods=["GET"]),
             Route(item, self.get_item, methods=["GET"]),
             Route(item, self.put_item, methods=["PUT"]),
             Route(item, self.delete_item, methods=["DELETE"]),
             Route(item + "/similar", self.similar, methods=["GET"]),
-            Route("/v1/games/{game_id}/players/{player_id}/recommendations", self.recommendations, methods=["GET"]),
             Route("/v1/games/{game_id}/recommendations/feedback", self.feedback, methods=["POST"]),
             Route("/v1/games/{game_id}/recommendations/weights", self.get_weights, methods=["GET"]),
             Route("/v1/games/{game_id}/recommendations/weights", self.put_weights, methods=["PUT"]),

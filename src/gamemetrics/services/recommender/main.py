@@ -6,6 +6,8 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import structlog
+
 from gamemetrics.adapters.memory.memo import LocalMemo
 from gamemetrics.auth.secret import platform_secret
 from gamemetrics.auth.verifier import token_verifier
@@ -25,6 +27,8 @@ from gamemetrics.tenancy.store import TenancyStore
 from gamemetrics.web.health import Probe, database_probe
 from gamemetrics.web.principal import Guard
 from gamemetrics.web.refusals import UNAVAILABLE, exception_handlers
+
+log = structlog.get_logger("recommender")
 
 CACHE_NAMESPACE = "recommender"
 HEALTH_COLLECTION = "rec_health"
@@ -66,6 +70,10 @@ async def build(adapters: Adapters, settings: Settings) -> AsyncIterator[Service
                       verified=LocalMemo(10_000, ttl_seconds=GUARD_MEMO_SECONDS),
                       games=LocalMemo(10_000, ttl_seconds=GUARD_MEMO_SECONDS))
         routes = RecommenderRoutes(pool, guard, catalogue, interactions, models, recommender, trainer).routes()
+        try:
+            await models.warm(await interactions.games())
+        except VectorStoreError as exc:  # serving falls back to popular items meanwhile; /readyz says why
+            log.warning("vectors not loaded at start-up", reason=str(exc))
         yield Service(
             routes=routes,
             exception_handlers=exception_handlers(unavailable_errors=(*UNAVAILABLE, VectorStoreError)),

@@ -6,6 +6,8 @@ from prometheus_client import Counter, Gauge, Histogram
 
 RECOMMENDATIONS = Counter("gamemetrics_recommendations_total", "Recommendation answers given",
                           ["kind", "cached", "fallback"])
+# The label set of answers served from the cache, resolved once: cached ones are the hot path.
+CACHED_ANSWERS = RECOMMENDATIONS.labels(kind="player", cached="yes", fallback="")
 FEEDBACK = Counter("gamemetrics_recommendation_feedback_total",
                    "Feedback on recommended items (shown, clicked, purchased), by the source that picked them",
                    ["kind", "source"])

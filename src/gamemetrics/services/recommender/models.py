@@ -3,9 +3,10 @@ database, and the switch that makes a new version the one served."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -76,20 +77,45 @@ class Models:
         self._pool = pool
         self._vectors = vectors
         self._active: dict[tuple[uuid.UUID, uuid.UUID], tuple[float, ActiveModel | None]] = {}
+        self._reading: dict[tuple[uuid.UUID, uuid.UUID], asyncio.Future[ActiveModel | None]] = {}
 
     async def active(self, tenant_id: uuid.UUID, game_id: uuid.UUID) -> ActiveModel | None:
         """The version served now, or None before the first training."""
-        kept = self._active.get((tenant_id, game_id))
+        key = (tenant_id, game_id)
+        kept = self._active.get(key)
         if kept is not None and time.monotonic() - kept[0] < ACTIVE_TTL_SECONDS:
             return kept[1]
+        # One read per game at a time: the requests arriving meanwhile share it.
+        reading = self._reading.get(key)
+        if reading is None:
+            reading = self._reading[key] = asyncio.ensure_future(self._read_active(tenant_id, game_id))
+            reading.add_done_callback(lambda _: self._reading.pop(key, None))
+        return await asyncio.shield(reading)
+
+    async def _read_active(self, tenant_id: uuid.UUID, game_id: uuid.UUID) -> ActiveModel | None:
+        started = time.monotonic()
         async with self._pool.connection() as conn, conn.transaction():
             await tenant_transaction(conn, tenant_id)
             cur = await conn.execute("SELECT version, factors FROM rec_models WHERE tenant_id = %s AND game_id = %s"
                                      " AND active", (tenant_id, game_id))
             row = await cur.fetchone()
         model = ActiveModel(tenant_id, game_id, int(row[0]), int(row[1])) if row else None
-        self._active[(tenant_id, game_id)] = (time.monotonic(), model)
+        kept = self._active.get((tenant_id, game_id))
+        if kept is None or kept[0] <= started:  # a switch made here while reading is newer than what was read
+            self._active[(tenant_id, game_id)] = (started, model)
         return model
+
+    async def warm(self, games: Iterable[tuple[uuid.UUID, uuid.UUID]]) -> list[str]:
+        """Read the collections of the games' active versions once, so that the vector store's first
+        read of each (local mode then loads the collection into memory) is not a request's; their names."""
+        collections: set[str] = set()
+        for tenant_id, game_id in games:
+            model = await self.active(tenant_id, game_id)
+            if model is not None:
+                collections |= {model.items, model.players}
+        for collection in sorted(collections):
+            await self._vectors.vectors(collection, [])
+        return sorted(collections)
 
     async def kept(self, tenant_id: uuid.UUID, game_id: uuid.UUID) -> list[ActiveModel]:
         """The versions whose vectors are kept (the active one and the one before it)."""

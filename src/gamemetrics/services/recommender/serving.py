@@ -1,5 +1,11 @@
 """Answering "what should this player be offered next?": the trained model's items, items like the
-player's own when they are newer than the model, popular ones for the rest; cached per query."""
+player's own when they are newer than the model, popular ones for the rest; cached per query.
+
+A player's answer is kept as the JSON body it is sent as, after the generation it was computed
+under, so a cached answer costs one read of the cache (the player's generation and the answer
+together) and no decoding or encoding. The generation is renewed when the player interacts or is
+erased; an answer kept under another generation is not given.
+"""
 
 from __future__ import annotations
 
@@ -45,6 +51,24 @@ class Answer(msgspec.Struct):
     fallback: list[str] = msgspec.field(default_factory=list)
 
 
+class PlayerAnswer(msgspec.Struct):
+    """A player's answer as the API sends it."""
+
+    player_id: str
+    recommendation_id: uuid.UUID
+    model_version: int | None
+    items: list[Pick]
+
+
+@dataclass(frozen=True, slots=True)
+class Served:
+    """A player's answer: its JSON body, the dependencies it was given without, and whether it was kept."""
+
+    body: bytes
+    fallback: list[str]
+    cached: bool
+
+
 @dataclass(slots=True)
 class Degraded:
     """Dependencies that did not answer while serving one request."""
@@ -52,7 +76,9 @@ class Degraded:
     reasons: list[str] = field(default_factory=list)
 
 
-_answer = msgspec.json.Decoder(Answer)
+_encode = msgspec.json.Encoder().encode
+# Between the generation an answer was computed under and its body (a generation has no newline).
+_SEPARATOR = b"\n"
 
 # Popular lists are read this many items deep at a time, so players excluding a few owned items share one.
 POPULAR_DEPTH = 50
@@ -62,6 +88,13 @@ PopularKey = tuple[uuid.UUID, uuid.UUID, str | None, float | None, float | None,
 def generation_key(tenant_id: uuid.UUID, game_id: uuid.UUID, player_id: str) -> str:
     """The key of a player's answer generation, renewed when they interact or are erased."""
     return f"gen:{tenant_id}:{game_id}:{player_id}"
+
+
+def answer_keys(tenant_id: uuid.UUID, game_id: uuid.UUID, player_id: str, version: int, query: Query) -> list[str]:
+    """The keys of the player's generation (`generation_key`) and of their answer to `query` on
+    model `version`, whichever generation it was computed under."""
+    player = f"{tenant_id}:{game_id}:{player_id}"  # once for both: every request asks them
+    return [f"gen:{player}", f"answer:{player}:{version}:{_encode(query).decode()}"]
 
 
 def _filters(query: Query) -> dict[str, Scalar | Range]:
@@ -89,36 +122,29 @@ class Recommender:
         self._ttl = cache_seconds
         self._window = timedelta(days=popular_days)
 
-    async def recommend(self, tenant_id: uuid.UUID, game_id: uuid.UUID, player_id: str, query: Query) -> Answer:
-        """The player's answer: from the cache when kept, else computed and kept."""
+    async def recommend(self, tenant_id: uuid.UUID, game_id: uuid.UUID, player_id: str, query: Query) -> Served:
+        """The player's answer: from the cache when kept under their current generation, else computed and kept."""
         degraded = Degraded()
         model = await self._models.active(tenant_id, game_id)
-        key = await self._answer_key(tenant_id, game_id, player_id, query, model, degraded)
-        if key is not None:
-            try:
-                kept = await self._cache.get(key)
-                if kept is not None:
-                    return _answer.decode(kept)
-            except CacheError:
-                degraded.reasons.append("cache")
-        answer = await self._compute(tenant_id, game_id, player_id, query, model, degraded)
-        if key is not None and "vectors" not in degraded.reasons:
-            try:
-                await self._cache.set(key, msgspec.json.encode(answer), self._ttl)
-            except CacheError:
-                answer.fallback.append("cache")
-        return answer
-
-    async def _answer_key(self, tenant_id: uuid.UUID, game_id: uuid.UUID, player_id: str, query: Query,
-                          model: ActiveModel | None, degraded: Degraded) -> str | None:
+        keys = answer_keys(tenant_id, game_id, player_id, model.version if model else 0, query)
+        generation: bytes | None = None
         try:
-            generation = await self._cache.get(generation_key(tenant_id, game_id, player_id))
+            current, kept = await self._cache.get_many(keys)
+            # Read before the player's rows: an interaction stored meanwhile renews it, and the
+            # answer computed here is then kept under a generation no longer current.
+            generation = (current or b"0") + _SEPARATOR
+            if kept is not None and kept.startswith(generation):
+                return Served(kept[len(generation):], [], cached=True)
         except CacheError:
             degraded.reasons.append("cache")
-            return None
-        version = model.version if model else 0
-        asked = msgspec.json.encode(query).decode()
-        return f"answer:{tenant_id}:{game_id}:{player_id}:{version}:{(generation or b'0').decode()}:{asked}"
+        answer = await self._compute(tenant_id, game_id, player_id, query, model, degraded)
+        body = _encode(PlayerAnswer(player_id, answer.recommendation_id, answer.model_version, answer.items))
+        if generation is not None and "vectors" not in degraded.reasons:
+            try:
+                await self._cache.set(keys[1], generation + body, self._ttl)
+            except CacheError:
+                answer.fallback.append("cache")
+        return Served(body, answer.fallback, cached=False)
 
     async def _compute(self, tenant_id: uuid.UUID, game_id: uuid.UUID, player_id: str, query: Query,
                        model: ActiveModel | None, degraded: Degraded) -> Answer:
