@@ -171,6 +171,8 @@ class UsersSettings(BaseSettings):
     token_rate_address_burst: float = 50.0
     pool_size: int = Field(default=4, validation_alias="GAMEMETRICS_USERS_POOL_SIZE")
     players_page_max: int = 200
+    operator_state_seconds: float = Field(default=2.0, ge=0, description="An operator disabled or given another"
+                                          " role has their tokens refused by the users API within this time.")
 
 
 class CacheSettings(BaseSettings):
@@ -310,6 +312,9 @@ class DashboardSettings(BaseSettings):
     dashboard_live_minutes: int = Field(default=60, description="Minutes of per-minute counts the live panel"
                                                                 " keeps in memory.")
     dashboard_tail_events: int = Field(default=200, description="Latest processed events kept for the tail.")
+    dashboard_operator_check_seconds: float = Field(
+        default=2.0, ge=0, description="A session asks the users API for its operator's state at most this often;"
+                                       " a disabled operator or one given another role is logged out.")
 
 
 class RecommenderSettings(BaseSettings):

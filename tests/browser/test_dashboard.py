@@ -425,6 +425,82 @@ def test_operators_are_listed_invited_and_disabled_and_another_tenant_reaches_no
     assert status == 403
 
 
+def _bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def _invite(platform: RunningPlatform, admin_token: str, role: str) -> dict[str, str]:
+    made = httpx.post(f"{platform.base_url}/v1/admin/operators", headers=_bearer(admin_token), timeout=30,
+                      json={"email": f"{role}-{uuid.uuid4().hex[:6]}@studio.test", "role": role})
+    assert made.status_code == 201, made.text
+    return {k: str(v) for k, v in made.json().items()}
+
+
+def _own_token(platform: RunningPlatform, operator: dict[str, str]) -> str:
+    answer = httpx.post(f"{platform.base_url}/v1/operators/login", timeout=30,
+                        json={"email": operator["email"], "password": operator["password"]})
+    assert answer.status_code == 200, answer.text
+    return str(answer.json()["access_token"])
+
+
+def _change(platform: RunningPlatform, admin_token: str, operator: dict[str, str], change: dict[str, Any]) -> None:
+    done = httpx.patch(f"{platform.base_url}/v1/admin/operators/{operator['operator_id']}", json=change,
+                       headers=_bearer(admin_token), timeout=30)
+    assert done.status_code == 200, done.text
+
+
+def test_a_disabled_operators_open_page_is_logged_out_and_their_calls_refused(
+        dashboard: Dashboard, platform: RunningPlatform, operators: Operators) -> None:
+    admin = operator_token(platform, operators.admin)
+    analyst = _invite(platform, admin, "analyst")
+    dashboard.log_in(analyst["email"], analyst["password"])
+    dashboard.open(f"/dashboard/games/{platform.game_id}?range=today")
+    dashboard.wait(lambda d: d.find_element(By.ID, "live-last-minute").get_attribute("data-value"),
+                   "the live panel's first figure")
+    cookie = {"gm_dashboard": str(dashboard.driver.get_cookie("gm_dashboard")["value"])}
+    live = f"{platform.base_url}/dashboard/games/{platform.game_id}/live"
+    assert httpx.get(live, cookies=cookie, timeout=30).status_code == 200
+    own = _own_token(platform, analyst)
+    players = f"{platform.base_url}/v1/games/{platform.game_id}/players"
+    assert httpx.get(players, headers=_bearer(own), timeout=30).status_code == 200
+    _change(platform, admin, analyst, {"disabled": True})
+    # The open overview is not reloaded by the test: its next live update finds the session ended.
+    dashboard.wait(lambda d: d.current_url.endswith("/dashboard/login") and d.find_elements(By.ID, "ended"),
+                   "the open overview to land on the login form")
+    assert "disabled your account" in dashboard.text("ended")
+    dashboard.shot("logged-out-disabled")
+    refused = httpx.get(live, cookies=cookie, timeout=30)
+    assert refused.status_code == 401 and "disabled your account" in refused.json()["error"], refused.text
+    platform.wait_for(lambda: httpx.get(players, headers=_bearer(own), timeout=30).status_code == 401,
+                      "the users API to refuse the disabled operator's token")
+    assert "disabled" in httpx.get(players, headers=_bearer(own), timeout=30).json()["error"]
+    dashboard.log_in(analyst["email"], analyst["password"])
+    assert "wrong email or password" in dashboard.driver.page_source
+
+    # A demoted admin: the next refresh of a managing page is the login form; their admin token is refused.
+    lead = _invite(platform, admin, "tenant_admin")
+    dashboard.log_in(lead["email"], lead["password"])
+    dashboard.open("/dashboard/settings/operators")
+    assert lead["email"] in _operator_rows(dashboard)
+    lead_token = _own_token(platform, lead)
+    listing = f"{platform.base_url}/v1/admin/operators"
+    assert httpx.get(listing, headers=_bearer(lead_token), timeout=30).status_code == 200
+    _change(platform, admin, lead, {"role": "analyst"})
+
+    def refreshed_to_login() -> bool:
+        time.sleep(0.3)
+        dashboard.driver.refresh()
+        return bool(dashboard.driver.find_elements(By.ID, "ended"))
+
+    platform.wait_for(refreshed_to_login, "a refresh of the operators page to land on the login form")
+    assert "role was changed" in dashboard.text("ended")
+    platform.wait_for(lambda: httpx.get(listing, headers=_bearer(lead_token), timeout=30).status_code == 401,
+                      "the users API to refuse the demoted admin's admin token")
+    dashboard.log_in(lead["email"], lead["password"])
+    dashboard.open("/dashboard/settings/operators")
+    assert dashboard.driver.find_element(By.TAG_NAME, "h1").text == "Not allowed", "logged in again as an analyst"
+
+
 def test_settings_audit_log_and_the_system_page(
         dashboard: Dashboard, platform: RunningPlatform, operators: Operators) -> None:
     dashboard.log_in(operators.admin)

@@ -52,7 +52,8 @@ async def build(adapters: Adapters, settings: Settings) -> AsyncIterator[Service
     refusals = RefusalStore(adapters.pool, role=settings.analytics.db_role)
     secret = platform_secret(settings)
     pages = Pages(Sessions(adapters.caches.cache("dashboard.sessions"), secret), api, live,
-                  lifetime_s=own.dashboard_session_minutes * 60, secure_cookie=own.dashboard_secure_cookie)
+                  lifetime_s=own.dashboard_session_minutes * 60, secure_cookie=own.dashboard_secure_cookie,
+                  operator_check_s=own.dashboard_operator_check_seconds)
     try:
         yield Service(routes=[*pages.routes(str(STATIC)), *ManagePages(pages, api).routes(),
                               *InsightPages(pages, api, live).routes(),
