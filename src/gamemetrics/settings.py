@@ -347,6 +347,8 @@ class RetentionSettings(BaseSettings):
                                   description="UTC time (HH:MM) of the daily retention run under `gamemetrics up`.")
     retention_part_rows: int = Field(default=1_000_000, ge=1, description="Rows per archived Parquet file at most.")
     retention_zstd_level: int = Field(default=3, ge=1, le=22)
+    retention_refusal_days: int = Field(default=90, ge=1, le=36_500, description="Days of ingest's refusal counts"
+                                        " (the data-quality page) each daily run keeps.")
 
 
 class RestartSettings(BaseSettings):

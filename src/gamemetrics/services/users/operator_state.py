@@ -95,7 +95,7 @@ class OperatorSelfRoutes:
         principal = await self._guard(request, None)
         operator_id = operator_of(principal)
         if operator_id is None:
-            raise ApiError(404, "this token is not an operator's")
+            raise ApiError(403, "this token is not an operator's: log in with an operator's email and password")
         state = await self._states.fresh(operator_id)
         if state is None:
             raise ApiError(404, "this operator no longer exists")
