@@ -93,6 +93,17 @@ def test_refusals_and_dead_letters_are_read_per_tenant(users: Users, analytics: 
     assert json.loads(letters[1]["payload"]) == {"a": 1} and letters[1]["replayedAt"] is None
     assert letters[0]["payload"].endswith(" not utf-8") and letters[0]["replayedBy"] == "operator:x"
 
+    # A replay and a flush of ingest's counts move no data version: the same request sees both at once.
+    users.sql("INSERT INTO dead_letter_replays (letter_id, tenant_id, replayed_by) VALUES (%s, %s, 'operator:y')",
+              (first, t))
+    users.sql("UPDATE ingest_refusals SET requests = requests + 7 WHERE tenant_id = %s AND hour = %s"
+              " AND reason = 'rate_limited'", (t, hour))
+    again = _ask(analytics, mine, QUALITY, week)["data"]
+    assert {r["reason"]: r["replayed"] for r in again["deadLetterReasons"]}["timestamp <time> is older than N s"] == 2
+    today_limited = [r for r in again["ingestRefusals"] if r["reason"] == "rate_limited"
+                     and r["date"] == hour.date().isoformat()]
+    assert today_limited[0]["requests"] == expected[(hour.date().isoformat(), "rate_limited")][1] + 7
+
     # Tenant B asking for tenant A's game: NOT_FOUND for every field, none of A's rows.
     for query, variables in ((QUALITY, week), (LETTERS, {"g": str(g), "reason": "timestamp <time> is older than N s"})):
         answer = _ask(analytics, theirs, query, variables)
