@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
+import secrets
+import threading
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -499,6 +502,73 @@ def test_a_disabled_operators_open_page_is_logged_out_and_their_calls_refused(
     dashboard.log_in(lead["email"], lead["password"])
     dashboard.open("/dashboard/settings/operators")
     assert dashboard.driver.find_element(By.TAG_NAME, "h1").text == "Not allowed", "logged in again as an analyst"
+
+
+def test_a_rate_limited_login_says_when_to_retry_and_not_which_half(
+        dashboard: Dashboard, platform: RunningPlatform, operators: Operators) -> None:
+    target = _invite(platform, operator_token(platform, operators.admin), "analyst")
+    stop, limited = threading.Event(), threading.Event()
+
+    def guess() -> None:
+        # Someone guessing the target's password from many addresses: the per-email limit holds them,
+        # and guesses faster than it refills keep it at its limit while the owner tries to log in.
+        with httpx.Client(base_url=platform.base_url, timeout=30) as http:
+            while not stop.is_set():
+                answer = http.post("/v1/operators/login", json={"email": target["email"], "password": "a guess!!"},
+                                   headers={"X-Forwarded-For": f"198.51.100.{secrets.randbelow(250) + 1}"})
+                if answer.status_code == 429:
+                    limited.set()
+                stop.wait(0.05 if limited.is_set() else 0)
+
+    guesser = threading.Thread(target=guess, daemon=True)
+    guesser.start()
+    try:
+        assert limited.wait(120), "the guesses were never limited"
+        dashboard.log_in(target["email"], target["password"])
+        message = dashboard.text("error")
+        dashboard.shot("login-rate-limited")
+        dashboard.log_in(target["email"], "not the password at all")
+        wrong = dashboard.text("error")
+    finally:
+        stop.set()
+        guesser.join(30)
+    for shown in (message, wrong):  # the right and a wrong password get the same answer
+        assert re.fullmatch(r"too many login attempts; retry in \d+ s", shown), shown
+    assert "password" not in message and "email" not in message
+    assert "/dashboard/login" in dashboard.driver.current_url and not dashboard.driver.get_cookie("gm_dashboard")
+
+
+def test_bad_input_is_a_message_on_the_page_and_the_theme_is_kept(
+        dashboard: Dashboard, platform: RunningPlatform, operators: Operators) -> None:
+    dashboard.log_in(operators.analyst)
+    today = datetime.now(UTC).date()
+    game = f"/dashboard/games/{platform.game_id}"
+    cases = {
+        f"{game}?range=custom&from={today}&to={today - timedelta(days=1)}": "before it starts",
+        f"{game}?range=custom&from={today - timedelta(days=3650)}&to={today}": "at most 366 days",
+        f"{game}/quality?range=custom&from={today}&to={today + timedelta(days=1)}": "in the future",
+        f"{game}/retention?range=custom&from=yesterday&to={today}": "as dates (YYYY-MM-DD)",
+        f"{game}/players/nobody-{uuid.uuid4().hex[:6]}": "not found",
+        f"{game}/charts/nonsense.csv?range=7d": "no chart",
+        "/dashboard/no/such/page": "no such page",
+    }
+    for path, says in cases.items():
+        dashboard.open(path)
+        assert dashboard.driver.find_elements(By.ID, "message-text"), path
+        assert says in dashboard.text("message-text"), (path, dashboard.text("message-text"))
+        assert "Traceback" not in dashboard.driver.page_source and 'File "' not in dashboard.driver.page_source
+    dashboard.shot("bad-range")
+    # The theme: switched with its button, kept in this browser for the next page.
+    dashboard.open(game)
+    first = dashboard.driver.find_element(By.TAG_NAME, "html").get_attribute("data-theme")
+    dashboard.driver.find_element(By.ID, "theme").click()
+    switched = "dark" if first == "light" else "light"
+    assert dashboard.driver.find_element(By.TAG_NAME, "html").get_attribute("data-theme") == switched
+    dashboard.open(f"{game}/quality?range=7d")
+    assert dashboard.driver.find_element(By.TAG_NAME, "html").get_attribute("data-theme") == switched
+    background = dashboard.driver.execute_script("return getComputedStyle(document.body).backgroundColor")
+    dashboard.driver.find_element(By.ID, "theme").click()
+    assert dashboard.driver.execute_script("return getComputedStyle(document.body).backgroundColor") != background
 
 
 def test_settings_audit_log_and_the_system_page(
