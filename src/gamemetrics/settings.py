@@ -172,7 +172,8 @@ class UsersSettings(BaseSettings):
     pool_size: int = Field(default=4, validation_alias="GAMEMETRICS_USERS_POOL_SIZE")
     players_page_max: int = 200
     operator_state_seconds: float = Field(default=2.0, ge=0, description="An operator disabled or given another"
-                                          " role has their tokens refused by the users API within this time.")
+                                          " role has their tokens refused by the users and analytics APIs"
+                                          " within this time.")
 
 
 class CacheSettings(BaseSettings):

@@ -9,6 +9,7 @@ from datetime import timedelta
 from psycopg_pool import AsyncConnectionPool
 
 from gamemetrics.audit import AuditLog
+from gamemetrics.auth.operators import OperatorStates
 from gamemetrics.auth.secret import platform_secret
 from gamemetrics.auth.signing import SigningKeyStore
 from gamemetrics.auth.tokens import TokenIssuer
@@ -25,7 +26,7 @@ from gamemetrics.services.users.http import refusals
 from gamemetrics.services.users.metrics import ErasureBacklog
 from gamemetrics.services.users.oauth import OAuthRoutes
 from gamemetrics.services.users.operator_admin import OperatorAdminRoutes
-from gamemetrics.services.users.operator_state import OperatorSelfRoutes, OperatorStates
+from gamemetrics.services.users.operator_state import OperatorSelfRoutes
 from gamemetrics.services.users.operators import OperatorRoutes, OperatorStore
 from gamemetrics.services.users.players import PlayerRoutes
 from gamemetrics.settings import Settings
