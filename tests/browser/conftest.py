@@ -63,7 +63,7 @@ def create_operator(platform: RunningPlatform, email: str, role: str, tenant: st
     done = subprocess.run(
         [sys.executable, "-m", "gamemetrics.cli", "admin", "create-operator", "--email", email, "--role", role,
          *(["--tenant", tenant] if tenant else []), "--password-stdin"],
-        env=platform.env, input=PASSWORD + "\n", capture_output=True, text=True, timeout=60)
+        env=platform.env, input=PASSWORD + "\n", capture_output=True, text=True, timeout=180)  # four at once on a busy machine
     assert done.returncode == 0, done.stderr
 
 
