@@ -466,6 +466,7 @@ def test_a_disabled_operators_open_page_is_logged_out_and_their_calls_refused(
     own = _own_token(platform, analyst)
     players = f"{platform.base_url}/v1/games/{platform.game_id}/players"
     assert httpx.get(players, headers=_bearer(own), timeout=30).status_code == 200
+    assert "errors" not in _graphql(platform, own, "{ games { id } }", {})
     _change(platform, admin, analyst, {"disabled": True})
     # The open overview is not reloaded by the test: its next live update finds the session ended.
     dashboard.wait(lambda d: d.current_url.endswith("/dashboard/login") and d.find_elements(By.ID, "ended"),
@@ -477,6 +478,9 @@ def test_a_disabled_operators_open_page_is_logged_out_and_their_calls_refused(
     platform.wait_for(lambda: httpx.get(players, headers=_bearer(own), timeout=30).status_code == 401,
                       "the users API to refuse the disabled operator's token")
     assert "disabled" in httpx.get(players, headers=_bearer(own), timeout=30).json()["error"]
+    graphql = httpx.post(f"{platform.base_url}/graphql", json={"query": "{ games { id } }"}, headers=_bearer(own),
+                         timeout=30)
+    assert graphql.status_code == 401, graphql.text
     dashboard.log_in(analyst["email"], analyst["password"])
     assert "wrong email or password" in dashboard.driver.page_source
 
