@@ -546,13 +546,13 @@ def test_bad_input_is_a_message_on_the_page_and_the_theme_is_kept(
         dashboard: Dashboard, platform: RunningPlatform, operators: Operators) -> None:
     dashboard.log_in(operators.analyst)
     today = datetime.now(UTC).date()
-    game = f"/dashboard/games/{platform.game_id}"
+    game, nobody = f"/dashboard/games/{platform.game_id}", f"nobody-{uuid.uuid4().hex[:6]}"
     cases = {
         f"{game}?range=custom&from={today}&to={today - timedelta(days=1)}": "before it starts",
         f"{game}?range=custom&from={today - timedelta(days=3650)}&to={today}": "at most 366 days",
         f"{game}/quality?range=custom&from={today}&to={today + timedelta(days=1)}": "in the future",
         f"{game}/retention?range=custom&from=yesterday&to={today}": "as dates (YYYY-MM-DD)",
-        f"{game}/players/nobody-{uuid.uuid4().hex[:6]}": "not found",
+        f"{game}/players/{nobody}": nobody,
         f"{game}/charts/nonsense.csv?range=7d": "no chart",
         "/dashboard/no/such/page": "no such page",
     }
