@@ -368,6 +368,12 @@ def _operator_rows(dashboard: Dashboard) -> dict[str, Any]:
             for row in dashboard.driver.find_elements(By.CSS_SELECTOR, "#operators tbody tr[data-email]")}
 
 
+def _operator_cell(dashboard: Dashboard, email: str, cell: str) -> str | None:
+    """A cell of the operator's row, or None while the page that has it is still on its way."""
+    row = _operator_rows(dashboard).get(email)
+    return None if row is None else str(row.find_element(By.CLASS_NAME, cell).text)
+
+
 def test_operators_are_listed_invited_and_disabled_and_another_tenant_reaches_none(
         dashboard: Dashboard, platform: RunningPlatform, operators: Operators) -> None:
     dashboard.log_in(operators.admin)
@@ -387,8 +393,7 @@ def test_operators_are_listed_invited_and_disabled_and_another_tenant_reaches_no
     assert row.find_element(By.CLASS_NAME, "role").text == "analyst"
     Select(row.find_element(By.CLASS_NAME, "role-choice")).select_by_value("tenant_admin")
     row.find_element(By.CSS_SELECTOR, "button.set-role").click()
-    dashboard.wait(lambda d: _operator_rows(dashboard)[email].find_element(By.CLASS_NAME, "role").text
-                   == "tenant_admin", "the new role")
+    dashboard.wait(lambda d: _operator_cell(dashboard, email, "role") == "tenant_admin", "the new role")
     assert password not in dashboard.driver.page_source, "the password is shown once"
     dashboard.log_in(email, password)
     dashboard.open("/dashboard/settings/operators")
@@ -396,8 +401,7 @@ def test_operators_are_listed_invited_and_disabled_and_another_tenant_reaches_no
     dashboard.log_in(operators.admin)
     dashboard.open("/dashboard/settings/operators")
     _operator_rows(dashboard)[email].find_element(By.CSS_SELECTOR, "button.disable").click()
-    dashboard.wait(lambda d: _operator_rows(dashboard)[email].find_element(By.CLASS_NAME, "state").text
-                   == "disabled", "the operator disabled")
+    dashboard.wait(lambda d: _operator_cell(dashboard, email, "state") == "disabled", "the operator disabled")
     dashboard.log_in(email, password)
     assert "wrong email or password" in dashboard.driver.page_source, "a disabled operator cannot log in"
     dashboard.log_in(operators.admin)
