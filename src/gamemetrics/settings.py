@@ -171,6 +171,9 @@ class UsersSettings(BaseSettings):
     token_rate_address_burst: float = 50.0
     pool_size: int = Field(default=4, validation_alias="GAMEMETRICS_USERS_POOL_SIZE")
     players_page_max: int = 200
+    operator_state_seconds: float = Field(default=2.0, ge=0, description="An operator disabled or given another"
+                                          " role has their tokens refused by the users and analytics APIs"
+                                          " within this time.")
 
 
 class CacheSettings(BaseSettings):
@@ -310,6 +313,9 @@ class DashboardSettings(BaseSettings):
     dashboard_live_minutes: int = Field(default=60, description="Minutes of per-minute counts the live panel"
                                                                 " keeps in memory.")
     dashboard_tail_events: int = Field(default=200, description="Latest processed events kept for the tail.")
+    dashboard_operator_check_seconds: float = Field(
+        default=2.0, ge=0, description="A session asks the users API for its operator's state at most this often;"
+                                       " a disabled operator or one given another role is logged out.")
 
 
 class RecommenderSettings(BaseSettings):
@@ -343,6 +349,8 @@ class RetentionSettings(BaseSettings):
                                   " where a scheduler runs `gamemetrics retention run` instead.")
     retention_part_rows: int = Field(default=1_000_000, ge=1, description="Rows per archived Parquet file at most.")
     retention_zstd_level: int = Field(default=3, ge=1, le=22)
+    retention_refusal_days: int = Field(default=90, ge=1, le=36_500, description="Days of ingest's refusal counts"
+                                        " (the data-quality page) each daily run keeps.")
 
 
 class RestartSettings(BaseSettings):

@@ -60,10 +60,11 @@ def _browser_missing() -> str | None:
 
 
 def create_operator(platform: RunningPlatform, email: str, role: str, tenant: str | None) -> None:
+    # Four of these run at once; on a busy machine each may take a minute.
     done = subprocess.run(
         [sys.executable, "-m", "gamemetrics.cli", "admin", "create-operator", "--email", email, "--role", role,
          *(["--tenant", tenant] if tenant else []), "--password-stdin"],
-        env=platform.env, input=PASSWORD + "\n", capture_output=True, text=True, timeout=60)
+        env=platform.env, input=PASSWORD + "\n", capture_output=True, text=True, timeout=180)
     assert done.returncode == 0, done.stderr
 
 

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
+import secrets
+import threading
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -365,6 +368,12 @@ def _operator_rows(dashboard: Dashboard) -> dict[str, Any]:
             for row in dashboard.driver.find_elements(By.CSS_SELECTOR, "#operators tbody tr[data-email]")}
 
 
+def _operator_cell(dashboard: Dashboard, email: str, cell: str) -> str | None:
+    """A cell of the operator's row, or None while the page that has it is still on its way."""
+    row = _operator_rows(dashboard).get(email)
+    return None if row is None else str(row.find_element(By.CLASS_NAME, cell).text)
+
+
 def test_operators_are_listed_invited_and_disabled_and_another_tenant_reaches_none(
         dashboard: Dashboard, platform: RunningPlatform, operators: Operators) -> None:
     dashboard.log_in(operators.admin)
@@ -384,8 +393,7 @@ def test_operators_are_listed_invited_and_disabled_and_another_tenant_reaches_no
     assert row.find_element(By.CLASS_NAME, "role").text == "analyst"
     Select(row.find_element(By.CLASS_NAME, "role-choice")).select_by_value("tenant_admin")
     row.find_element(By.CSS_SELECTOR, "button.set-role").click()
-    dashboard.wait(lambda d: _operator_rows(dashboard)[email].find_element(By.CLASS_NAME, "role").text
-                   == "tenant_admin", "the new role")
+    dashboard.wait(lambda d: _operator_cell(dashboard, email, "role") == "tenant_admin", "the new role")
     assert password not in dashboard.driver.page_source, "the password is shown once"
     dashboard.log_in(email, password)
     dashboard.open("/dashboard/settings/operators")
@@ -393,8 +401,7 @@ def test_operators_are_listed_invited_and_disabled_and_another_tenant_reaches_no
     dashboard.log_in(operators.admin)
     dashboard.open("/dashboard/settings/operators")
     _operator_rows(dashboard)[email].find_element(By.CSS_SELECTOR, "button.disable").click()
-    dashboard.wait(lambda d: _operator_rows(dashboard)[email].find_element(By.CLASS_NAME, "state").text
-                   == "disabled", "the operator disabled")
+    dashboard.wait(lambda d: _operator_cell(dashboard, email, "state") == "disabled", "the operator disabled")
     dashboard.log_in(email, password)
     assert "wrong email or password" in dashboard.driver.page_source, "a disabled operator cannot log in"
     dashboard.log_in(operators.admin)
@@ -423,6 +430,153 @@ def test_operators_are_listed_invited_and_disabled_and_another_tenant_reaches_no
         "return fetch(arguments[0], {method: 'POST', body}).then(r => r.status)",
         f"/dashboard/settings/operators/{invited_id}", _csrf(dashboard))
     assert status == 403
+
+
+def _bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def _invite(platform: RunningPlatform, admin_token: str, role: str) -> dict[str, str]:
+    made = httpx.post(f"{platform.base_url}/v1/admin/operators", headers=_bearer(admin_token), timeout=30,
+                      json={"email": f"{role}-{uuid.uuid4().hex[:6]}@studio.test", "role": role})
+    assert made.status_code == 201, made.text
+    return {k: str(v) for k, v in made.json().items()}
+
+
+def _own_token(platform: RunningPlatform, operator: dict[str, str]) -> str:
+    answer = httpx.post(f"{platform.base_url}/v1/operators/login", timeout=30,
+                        json={"email": operator["email"], "password": operator["password"]})
+    assert answer.status_code == 200, answer.text
+    return str(answer.json()["access_token"])
+
+
+def _change(platform: RunningPlatform, admin_token: str, operator: dict[str, str], change: dict[str, Any]) -> None:
+    done = httpx.patch(f"{platform.base_url}/v1/admin/operators/{operator['operator_id']}", json=change,
+                       headers=_bearer(admin_token), timeout=30)
+    assert done.status_code == 200, done.text
+
+
+def test_a_disabled_operators_open_page_is_logged_out_and_their_calls_refused(
+        dashboard: Dashboard, platform: RunningPlatform, operators: Operators) -> None:
+    admin = operator_token(platform, operators.admin)
+    analyst = _invite(platform, admin, "analyst")
+    dashboard.log_in(analyst["email"], analyst["password"])
+    dashboard.open(f"/dashboard/games/{platform.game_id}?range=today")
+    dashboard.wait(lambda d: d.find_element(By.ID, "live-last-minute").get_attribute("data-value"),
+                   "the live panel's first figure")
+    cookie = {"gm_dashboard": str(dashboard.driver.get_cookie("gm_dashboard")["value"])}
+    live = f"{platform.base_url}/dashboard/games/{platform.game_id}/live"
+    assert httpx.get(live, cookies=cookie, timeout=30).status_code == 200
+    own = _own_token(platform, analyst)
+    players = f"{platform.base_url}/v1/games/{platform.game_id}/players"
+    assert httpx.get(players, headers=_bearer(own), timeout=30).status_code == 200
+    assert "errors" not in _graphql(platform, own, "{ games { id } }", {})
+    _change(platform, admin, analyst, {"disabled": True})
+    # The open overview is not reloaded by the test: its next live update finds the session ended.
+    dashboard.wait(lambda d: d.current_url.endswith("/dashboard/login") and d.find_elements(By.ID, "ended"),
+                   "the open overview to land on the login form")
+    assert "disabled your account" in dashboard.text("ended")
+    dashboard.shot("logged-out-disabled")
+    refused = httpx.get(live, cookies=cookie, timeout=30)
+    assert refused.status_code == 401 and "disabled your account" in refused.json()["error"], refused.text
+    platform.wait_for(lambda: httpx.get(players, headers=_bearer(own), timeout=30).status_code == 401,
+                      "the users API to refuse the disabled operator's token")
+    assert "disabled" in httpx.get(players, headers=_bearer(own), timeout=30).json()["error"]
+    platform.wait_for(lambda: httpx.post(f"{platform.base_url}/graphql", json={"query": "{ games { id } }"},
+                                         headers=_bearer(own), timeout=30).status_code == 401,
+                      "the analytics API to refuse the disabled operator's token")
+    dashboard.log_in(analyst["email"], analyst["password"])
+    assert "wrong email or password" in dashboard.driver.page_source
+
+    # A demoted admin: the next refresh of a managing page is the login form; their admin token is refused.
+    lead = _invite(platform, admin, "tenant_admin")
+    dashboard.log_in(lead["email"], lead["password"])
+    dashboard.open("/dashboard/settings/operators")
+    assert lead["email"] in _operator_rows(dashboard)
+    lead_token = _own_token(platform, lead)
+    listing = f"{platform.base_url}/v1/admin/operators"
+    assert httpx.get(listing, headers=_bearer(lead_token), timeout=30).status_code == 200
+    _change(platform, admin, lead, {"role": "analyst"})
+
+    def refreshed_to_login() -> bool:
+        time.sleep(0.3)
+        dashboard.driver.refresh()
+        return bool(dashboard.driver.find_elements(By.ID, "ended"))
+
+    platform.wait_for(refreshed_to_login, "a refresh of the operators page to land on the login form")
+    assert "role was changed" in dashboard.text("ended")
+    platform.wait_for(lambda: httpx.get(listing, headers=_bearer(lead_token), timeout=30).status_code == 401,
+                      "the users API to refuse the demoted admin's admin token")
+    dashboard.log_in(lead["email"], lead["password"])
+    dashboard.open("/dashboard/settings/operators")
+    assert dashboard.driver.find_element(By.TAG_NAME, "h1").text == "Not allowed", "logged in again as an analyst"
+
+
+def test_a_rate_limited_login_says_when_to_retry_and_not_which_half(
+        dashboard: Dashboard, platform: RunningPlatform, operators: Operators) -> None:
+    target = _invite(platform, operator_token(platform, operators.admin), "analyst")
+    stop, limited = threading.Event(), threading.Event()
+
+    def guess() -> None:
+        # Someone guessing the target's password from many addresses: the per-email limit holds them,
+        # and guesses faster than it refills keep it at its limit while the owner tries to log in.
+        with httpx.Client(base_url=platform.base_url, timeout=30) as http:
+            while not stop.is_set():
+                answer = http.post("/v1/operators/login", json={"email": target["email"], "password": "a guess!!"},
+                                   headers={"X-Forwarded-For": f"198.51.100.{secrets.randbelow(250) + 1}"})
+                if answer.status_code == 429:
+                    limited.set()
+                stop.wait(0.05 if limited.is_set() else 0)
+
+    guesser = threading.Thread(target=guess, daemon=True)
+    guesser.start()
+    try:
+        assert limited.wait(120), "the guesses were never limited"
+        dashboard.log_in(target["email"], target["password"])
+        message = dashboard.text("error")
+        dashboard.shot("login-rate-limited")
+        dashboard.log_in(target["email"], "not the password at all")
+        wrong = dashboard.text("error")
+    finally:
+        stop.set()
+        guesser.join(30)
+    for shown in (message, wrong):  # the right and a wrong password get the same answer
+        assert re.fullmatch(r"too many login attempts; retry in \d+ s", shown), shown
+    assert "password" not in message and "email" not in message
+    assert "/dashboard/login" in dashboard.driver.current_url and not dashboard.driver.get_cookie("gm_dashboard")
+
+
+def test_bad_input_is_a_message_on_the_page_and_the_theme_is_kept(
+        dashboard: Dashboard, platform: RunningPlatform, operators: Operators) -> None:
+    dashboard.log_in(operators.analyst)
+    today = datetime.now(UTC).date()
+    game, nobody = f"/dashboard/games/{platform.game_id}", f"nobody-{uuid.uuid4().hex[:6]}"
+    cases = {
+        f"{game}?range=custom&from={today}&to={today - timedelta(days=1)}": "before it starts",
+        f"{game}?range=custom&from={today - timedelta(days=3650)}&to={today}": "at most 366 days",
+        f"{game}/quality?range=custom&from={today}&to={today + timedelta(days=1)}": "in the future",
+        f"{game}/retention?range=custom&from=yesterday&to={today}": "as dates (YYYY-MM-DD)",
+        f"{game}/players/{nobody}": nobody,
+        f"{game}/charts/nonsense.csv?range=7d": "no chart",
+        "/dashboard/no/such/page": "no such page",
+    }
+    for path, says in cases.items():
+        dashboard.open(path)
+        assert dashboard.driver.find_elements(By.ID, "message-text"), path
+        assert says in dashboard.text("message-text"), (path, dashboard.text("message-text"))
+        assert "Traceback" not in dashboard.driver.page_source and 'File "' not in dashboard.driver.page_source
+    dashboard.shot("bad-range")
+    # The theme: switched with its button, kept in this browser for the next page.
+    dashboard.open(game)
+    first = dashboard.driver.find_element(By.TAG_NAME, "html").get_attribute("data-theme")
+    dashboard.driver.find_element(By.ID, "theme").click()
+    switched = "dark" if first == "light" else "light"
+    assert dashboard.driver.find_element(By.TAG_NAME, "html").get_attribute("data-theme") == switched
+    dashboard.open(f"{game}/quality?range=7d")
+    assert dashboard.driver.find_element(By.TAG_NAME, "html").get_attribute("data-theme") == switched
+    background = dashboard.driver.execute_script("return getComputedStyle(document.body).backgroundColor")
+    dashboard.driver.find_element(By.ID, "theme").click()
+    assert dashboard.driver.execute_script("return getComputedStyle(document.body).backgroundColor") != background
 
 
 def test_settings_audit_log_and_the_system_page(

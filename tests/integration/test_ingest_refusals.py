@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
 
 import psycopg
-from psycopg_pool import AsyncConnectionPool
 from starlette.testclient import TestClient
 
 from gamemetrics.gateway import combined_app
-from gamemetrics.services.dashboard.periods import Period
-from gamemetrics.services.dashboard.refusals import RefusalStore
 from gamemetrics.settings import Settings
 from gamemetrics.tenancy.keys import key_digest, new_key_secret
 from tests.e2e.conftest import new_event
@@ -36,21 +32,29 @@ def _rows(database_url: str) -> dict[tuple[uuid.UUID, str], tuple[int, int]]:
 
 
 Daily = list[tuple[str, str, int, int]]
+REFUSALS = """query ($g: ID!, $from: Date!, $to: Date!) {
+  ingestRefusals(gameId: $g, from: $from, to: $to) { date reason events requests }
+}"""
 
 
-def _read_as(database_url: str, settings: Settings, tenant: uuid.UUID, game: uuid.UUID) -> Daily:
-    async def read() -> Daily:
-        async with AsyncConnectionPool(database_url, min_size=1, max_size=1, open=False) as pool:
-            today = datetime.now(UTC).date()
-            return await RefusalStore(pool, role=settings.analytics.db_role).daily(
-                tenant, game, Period(today - timedelta(days=1), today))
-    return asyncio.run(read())
+def _read_as(database_url: str, settings: Settings, client: tuple[str, str], game: uuid.UUID) -> Daily | str:
+    """The game's refusals of yesterday and today as the analytics API answers a client's token, or its error code."""
+    today = datetime.now(UTC).date()
+    with TestClient(combined_app(settings, database_url, ["users", "analytics"])) as http:
+        token = http.post("/oauth/token", data={"grant_type": "client_credentials", "scope": "analytics:read"},
+                          auth=client).json()["access_token"]
+        answer = http.post("/graphql", headers={"Authorization": f"Bearer {token}"}, json={
+            "query": REFUSALS, "variables": {"g": str(game), "from": (today - timedelta(days=1)).isoformat(),
+                                             "to": today.isoformat()}}).json()
+    if answer.get("errors"):
+        return str(answer["errors"][0]["extensions"]["code"])
+    return [(r["date"], r["reason"], r["events"], r["requests"]) for r in answer["data"]["ingestRefusals"]]
 
 
 def test_refusals_are_counted_by_game_and_reason_and_stored_at_the_latest_when_ingest_stops(
         settings: Settings, database_url: str) -> None:
-    tenant, game, _, _ = add_tenant(database_url)
-    other_tenant, other_game, _, _ = add_tenant(database_url)
+    tenant, game, *client = add_tenant(database_url)
+    other_tenant, other_game, *other_client = add_tenant(database_url)
     key_id, secret = _key(database_url, tenant, game)
     _, other_secret = _key(database_url, other_tenant, other_game)
     # A flush interval longer than the test: the counts can only be there from the flush at stop.
@@ -75,11 +79,13 @@ def test_refusals_are_counted_by_game_and_reason_and_stored_at_the_latest_when_i
     assert _rows(database_url) == {
         (game, "unknown_event_type"): (1, 1), (game, "timestamp_in_future"): (2, 1), (game, "too_large"): (6, 1),
         (game, "malformed_request"): (0, 1), (game, "revoked_key"): (0, 1), (other_game, "malformed_request"): (0, 1)}
-    mine = _read_as(database_url, settings, tenant, game)
+    mine = _read_as(database_url, settings, (client[0], client[1]), game)
+    assert not isinstance(mine, str), mine
     assert sorted((r, e, n) for _, r, e, n in mine) == [
         ("malformed_request", 0, 1), ("revoked_key", 0, 1), ("timestamp_in_future", 2, 1), ("too_large", 6, 1),
         ("unknown_event_type", 1, 1)]
-    assert _read_as(database_url, settings, other_tenant, game) == [], "another tenant's game reads as nothing"
+    assert _read_as(database_url, settings, (other_client[0], other_client[1]), game) == "NOT_FOUND", \
+        "another tenant's game is not found"
     # The second wall: under the analytics role, SQL without a tenant filter sees the transaction's tenant only.
     with psycopg.connect(database_url) as conn:
         conn.execute("SELECT set_config('role', %s, true), set_config('gamemetrics.tenant_id', %s, true)",

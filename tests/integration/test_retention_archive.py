@@ -200,6 +200,11 @@ async def test_runs_trim_dead_letters_notifications_the_bus_and_expired_archives
                 "INSERT INTO outbox (tenant_id, message_id, channel, recipient, body, created_at)"
                 " VALUES (%s, %s, 'email', 'a@b.c', 'hi', now() - make_interval(days => %s))",
                 (t, uuid.uuid4(), age * 2 + 1))
+        for reason, age in (("rate_limited", 16), ("revoked_key", 14)):
+            await conn.execute(
+                "INSERT INTO ingest_refusals (tenant_id, game_id, hour, reason, events, requests)"
+                " VALUES (%s, %s, date_trunc('hour', now()) - make_interval(days => %s), %s, 3, 1)",
+                (t, g, age, reason))
         for kid, retired_days_ago in (("old", 31), ("recent", 29)):
             await conn.execute(
                 "INSERT INTO signing_keys (kid, algorithm, public_jwk, sealed_key, superseded_at, retired_at)"
@@ -207,7 +212,7 @@ async def test_runs_trim_dead_letters_notifications_the_bus_and_expired_archives
                 " now() - make_interval(days => %s))", (kid, retired_days_ago, retired_days_ago))
     objects = local_objects(tmp_path / "objects")
     trimmer = Trimmer(platform.pool, objects, AuditLog(platform_secret(settings)), platform.bus,
-                      bus_retention_hours=0.0, actor="test")
+                      bus_retention_hours=0.0, actor="test", refusal_days=15)
     run = Archiver(platform.pool, objects, AuditLog(platform_secret(settings)), part_rows=100, zstd_level=3,
                    trimmer=trimmer)
 
@@ -219,6 +224,8 @@ async def test_runs_trim_dead_letters_notifications_the_bus_and_expired_archives
             report.trimmed.archive_files_deleted) == (1, 1, 1, 1)
     assert report.trimmed.bus_messages >= 2  # the raw messages the processor has read
     assert report.trimmed.signing_keys == 1
+    assert report.trimmed.ingest_refusals == 1
+    assert await rows(platform, "SELECT reason FROM ingest_refusals") == [("revoked_key",)]
     assert await rows(platform, "SELECT kid FROM signing_keys WHERE retired_at IS NOT NULL") == [("recent",)]
     assert await rows(platform, "SELECT source_offset FROM dead_letters") == [(1,)]
     assert len(await rows(platform, "SELECT 1 FROM outbox")) == 1

@@ -27,6 +27,7 @@ OPEN = "open"
 WRITE_KEY = "write key"
 CLIENT = "client credentials"
 PASSWORD = "operator password"
+OPERATOR = "an operator's token"
 REQUIRES: dict[tuple[str, str, str], str] = {
     **{(app, path, "GET"): OPEN for app in ("ingest", "analytics", "users", "recommender")
        for path in ("/healthz", "/readyz", "/health/live", "/health/ready", "/metrics")},
@@ -36,6 +37,7 @@ REQUIRES: dict[tuple[str, str, str], str] = {
        for path in ("/v1/events", "/v1/import", "/v1/batch", "/v1/track", "/v1/identify", "/api/v1/events")},
     ("users", "/oauth/token", "POST"): CLIENT,
     ("users", "/v1/operators/login", "POST"): PASSWORD,
+    ("users", "/v1/operators/me", "GET"): OPERATOR,
     ("analytics", "/graphql", "GET"): "analytics:read",
     ("analytics", "/graphql", "POST"): "analytics:read",
     ("analytics", "/graphql", "WEBSOCKET"): "analytics:read",
@@ -151,6 +153,9 @@ def test_every_route_requires_the_right_credential(apps: dict[str, TestClient], 
             assert client.post(url, json={"email": "nobody@studio.example", "password": "wrong password!"}
                                ).status_code == 401, where
             assert _call(client, method, url, every_scope) in (400, 401), where
+        elif needs == OPERATOR:
+            assert _call(client, method, url, {}) == 401, where
+            assert _call(client, method, url, every_scope) == 403, f"{where}: a client's token is no operator's"
         else:
             assert _call(client, method, url, {}) == 401, where
             assert _call(client, method, url, users.auth(*(SCOPES - {needs}))) == 403, where

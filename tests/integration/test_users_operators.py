@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import uuid
 
+from starlette.testclient import TestClient
+
+from gamemetrics.gateway import combined_app
 from gamemetrics.settings import Settings
 from tests.integration.users_fixtures import Users, add_tenant, basic, users_service
 
@@ -107,3 +110,53 @@ def _limited_logins(users: Users) -> None:
     assert "retry-after" in limited.headers
     # The right password is refused too while the attempts are limited: guessing gains nothing.
     assert _login(users, email, invited["password"]) == 429
+
+
+def test_a_disabled_or_demoted_operators_token_is_refused_before_it_expires(
+        settings: Settings, database_url: str) -> None:
+    now = settings.updated(users={"operator_state_seconds": 0.0})
+    served = users_service(now, database_url)
+    try:
+        with TestClient(combined_app(now, database_url, ["analytics"])) as analytics:
+            _tokens_follow_the_operator(next(served), analytics)
+    finally:
+        served.close()
+
+
+def _tokens_follow_the_operator(users: Users, analytics: TestClient) -> None:
+    def graphql(token: str) -> int:
+        return analytics.post("/graphql", json={"query": "{ games { id } }"},
+                              headers={"Authorization": f"Bearer {token}"}).status_code
+
+    admin = users.auth("admin")
+    email = f"lead-{uuid.uuid4().hex[:6]}@studio.test"
+    invited = users.http.post("/v1/admin/operators", json={"email": email, "role": "tenant_admin"},
+                              headers=admin).json()
+    path = f"/v1/admin/operators/{invited['operator_id']}"
+    token = users.http.post("/v1/operators/login", json={"email": email, "password": invited["password"]}
+                            ).json()["access_token"]
+    own = {"Authorization": f"Bearer {token}"}
+    me = users.http.get("/v1/operators/me", headers=own)
+    assert me.status_code == 200 and me.headers["cache-control"] == "no-store"
+    assert (me.json()["email"], me.json()["role"], me.json()["disabled"]) == (email, "tenant_admin", False)
+    assert users.http.get("/v1/admin/operators", headers=own).status_code == 200
+    # Demoted: the admin token of the earlier login is refused; an analyst's token of a new login is not.
+    assert users.http.patch(path, json={"role": "analyst"}, headers=admin).status_code == 200
+    refused = users.http.get("/v1/admin/operators", headers=own)
+    assert refused.status_code == 401 and "role is now analyst" in refused.json()["error"], refused.text
+    assert users.http.get("/v1/operators/me", headers=own).json()["role"] == "analyst", "the state is still told"
+    analyst = users.http.post("/v1/operators/login", json={"email": email, "password": invited["password"]}
+                              ).json()["access_token"]
+    players = f"/v1/games/{users.game_id}/players"
+    assert users.http.get(players, headers={"Authorization": f"Bearer {analyst}"}).status_code == 200
+    assert graphql(analyst) == 200 and graphql(token) == 401, "analytics refuses the admin token of before"
+    # Disabled: every token of theirs is refused; /me still says why.
+    assert users.http.patch(path, json={"disabled": True}, headers=admin).status_code == 200
+    refused = users.http.get(players, headers={"Authorization": f"Bearer {analyst}"})
+    assert refused.status_code == 401 and "disabled" in refused.json()["error"], refused.text
+    assert "invalid_token" in refused.headers["www-authenticate"]
+    assert graphql(analyst) == 401, "analytics refuses a disabled operator's token"
+    assert users.http.get("/v1/operators/me", headers=own).json()["disabled"] is True
+    # A client's token names no operator: nothing to look up, and no /me.
+    assert users.http.get(players, headers=users.auth("players:read")).status_code == 200
+    assert users.http.get("/v1/operators/me", headers=admin).status_code == 403

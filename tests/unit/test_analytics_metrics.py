@@ -110,3 +110,4 @@ def test_cost_follows_days_and_weighs_raw_event_reads() -> None:
     assert field_cost("eventsPerMinute", {"from": "2026-01-01", "to": "2026-01-01"}) == 24
     assert field_cost("revenue", {"from": "garbage", "to": None}) == 1
     assert field_cost("games", {}) == 1
+    assert field_cost("ingestRefusals", span) == 90 and field_cost("deadLetters", {"reason": "x"}) == 10

@@ -41,6 +41,21 @@ async def test_a_session_ends_with_its_lifetime_or_its_token() -> None:
     assert await sessions.find(sid) is None
 
 
+async def test_a_session_ended_by_the_platform_leaves_its_reason_until_it_would_have_expired() -> None:
+    cache = MemoryCache(1 << 20)
+    sessions = Sessions(cache, SECRET)
+    sid, session = await _start(sessions, lifetime_s=1.0)
+    other, _ = await _start(sessions)
+    assert await sessions.ended(sid) is None, "a live session was not ended"
+    await sessions.end_for(sid, session, "disabled")
+    assert await sessions.find(sid) is None and await sessions.ended(sid) == "disabled"
+    assert await sessions.find(other) is not None, "only that session ends"
+    assert await Sessions(cache, b"t" * 48).ended(sid) is None, "the note is sealed too"
+    assert await sessions.ended(None) is None and await sessions.ended("x" * 101) is None
+    time.sleep(1.1)
+    assert await sessions.ended(sid) is None, "forgotten when the session would have expired"
+
+
 def test_dashboard_settings_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("GAMEMETRICS_DASHBOARD_LIVE_GROUP", "dashboard.live.pod-7")
     monkeypatch.setenv("GAMEMETRICS_DASHBOARD_SESSION_MINUTES", "15")

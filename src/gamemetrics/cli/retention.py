@@ -121,7 +121,7 @@ def retention_run(
         # The embedded log's batches are trimmed by the processor and by this run; Kafka trims its own.
         bus = None if settings.kafka.bootstrap else PgLogBus(url, pool, topic_partitions(settings))
         trimmer = Trimmer(pool, objects, audit, bus, bus_retention_hours=settings.bus.retention_hours,
-                          actor=cli_actor())
+                          refusal_days=settings.retention.retention_refusal_days, actor=cli_actor())
         archiver = Archiver(pool, objects, audit, part_rows=options.retention_part_rows,
                             zstd_level=options.retention_zstd_level, actor=cli_actor(), trimmer=trimmer)
         with Progress(console=console, disable=as_json) as progress:
@@ -167,8 +167,8 @@ def _summary(report: RunReport) -> None:
     Console().print(table if report.days else "nothing to archive: no event day is past its online window")
     if report.trimmed:
         trimmed = Table("dead letters", "notifications", "bus messages", "archived days expired",
-                        "retired signing keys", title="trimmed by policy")
+                        "retired signing keys", "ingest refusal rows", title="trimmed by policy")
         trimmed.add_row(*(str(v) for v in (report.trimmed.dead_letters, report.trimmed.notifications,
                                            report.trimmed.bus_messages, report.trimmed.archived_days_expired,
-                                           report.trimmed.signing_keys)))
+                                           report.trimmed.signing_keys, report.trimmed.ingest_refusals)))
         Console().print(trimmed)

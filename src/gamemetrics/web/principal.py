@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Awaitable, Callable
 
 from starlette.requests import Request
 
@@ -22,6 +23,8 @@ def bearer_token(request: Request) -> str:
 
 
 GameKey = tuple[uuid.UUID, uuid.UUID]
+# Asked of every verified principal; raises InvalidToken when what the token names is no longer so.
+SubjectCheck = Callable[[Principal], Awaitable[None]]
 
 
 class Guard:
@@ -31,24 +34,31 @@ class Guard:
     With `verified`, a token whose signature was checked is trusted again for as long as the memo
     keeps it (never past its expiry); with `games`, a game found in a tenant is not looked up again
     while kept (a game never changes tenant; a missing one is looked up every time, so a new game
-    is seen at once). For hot read paths, where both cost more than the answer they unlock."""
+    is seen at once). For hot read paths, where both cost more than the answer they unlock.
+
+    With `subjects`, every principal is also checked against what its subject is now (an operator
+    disabled or given another role since the token was issued is refused before it expires)."""
 
     def __init__(self, verifier: TokenVerifier, tenancy: TenancyStore, *, verified: Memo[str, Principal] | None = None,
-                 games: Memo[GameKey, bool] | None = None) -> None:
+                 games: Memo[GameKey, bool] | None = None, subjects: SubjectCheck | None = None) -> None:
         self._verifier = verifier
         self._tenancy = tenancy
         self._verified = verified
         self._games = games
+        self._subjects = subjects
 
-    async def __call__(self, request: Request, scope: str) -> Principal:
-        """The caller, with `scope`: InvalidToken (401) or InsufficientScope (403) otherwise."""
+    async def __call__(self, request: Request, scope: str | None) -> Principal:
+        """The caller, with `scope` (None: any): InvalidToken (401) or InsufficientScope (403) otherwise."""
         token = bearer_token(request)
         principal = self._verified.get(token) if self._verified is not None else MISS
         if principal is MISS or principal.expired:
             principal = await self._verifier.verify(token)
             if self._verified is not None:
                 self._verified.put(token, principal)
-        principal.require(scope)
+        if self._subjects is not None:
+            await self._subjects(principal)
+        if scope is not None:
+            principal.require(scope)
         return principal
 
     async def tenant_game(self, request: Request, scope: str) -> tuple[Principal, uuid.UUID]:

@@ -30,6 +30,7 @@ from gamemetrics.services.analytics.schema import SCOPE, AnalyticsContext, Limit
 from gamemetrics.services.analytics.store import AnalyticsStore
 from gamemetrics.web.errors import ApiError
 from gamemetrics.web.graphiql_assets import offline_ide_html
+from gamemetrics.web.principal import SubjectCheck
 from gamemetrics.web.refusals import exception_handlers
 from gamemetrics.web.responses import json_response
 
@@ -148,12 +149,14 @@ def build_schema(*, max_depth: int, max_aliases: int, max_cost: int) -> Analytic
 class AnalyticsGraphQL(GraphQL[AnalyticsContext, None]):
     """Strawberry's ASGI view with our context; WebSocket clients authenticate in connection_init."""
 
-    def __init__(self, schema: AnalyticsSchema, store: AnalyticsStore, limits: Limits, verifier: TokenVerifier) -> None:
+    def __init__(self, schema: AnalyticsSchema, store: AnalyticsStore, limits: Limits, verifier: TokenVerifier,
+                 subjects: SubjectCheck | None = None) -> None:
         super().__init__(schema, graphql_ide="graphiql", keep_alive=True, keep_alive_interval=15,
                          max_subscriptions_per_connection=20)
         self._store = store
         self._limits = limits
         self._verifier = verifier
+        self._subjects = subjects
 
     @property
     def graphql_ide_html(self) -> str:
@@ -171,6 +174,8 @@ class AnalyticsGraphQL(GraphQL[AnalyticsContext, None]):
             token = _bearer(context.request.headers.get("authorization"))
         try:
             principal = await _authenticate(self._verifier, token)
+            if self._subjects is not None:
+                await self._subjects(principal)
         except (InvalidToken, InsufficientScope) as exc:
             raise ConnectionRejectionError({"message": str(exc)}) from None
         context.principal = principal
@@ -199,22 +204,26 @@ class BearerAuth:
     asks for nothing, is served to browsers without one): InvalidToken or InsufficientScope
     otherwise, which the app's exception handlers answer (`refusals`)."""
 
-    def __init__(self, app: ASGIApp, verifier: TokenVerifier, verified: Memo[str, Principal]) -> None:
+    def __init__(self, app: ASGIApp, verifier: TokenVerifier, verified: Memo[str, Principal],
+                 subjects: SubjectCheck | None = None) -> None:
         self._app = app
         self._verifier = verifier
+        self._subjects = subjects  # asked of every request, a kept token too: an operator may be disabled since
         # Verified tokens, for as long as `verified` keeps them (and never past their expiry): a
         # dashboard sends the same token on every request, and a signature check costs more than
         # the cached answer it unlocks.
         self._verified = verified
 
     async def _principal(self, token: str | None) -> Principal:
-        if token is not None:
-            seen = self._verified.get(token)
-            if seen is not MISS and not seen.expired:
-                return seen
-        principal = await _authenticate(self._verifier, token)
-        if token is not None:
-            self._verified.put(token, principal)
+        seen = self._verified.get(token) if token is not None else MISS
+        if seen is not MISS and not seen.expired:
+            principal = seen
+        else:
+            principal = await _authenticate(self._verifier, token)
+            if token is not None:
+                self._verified.put(token, principal)
+        if self._subjects is not None:
+            await self._subjects(principal)
         return principal
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -246,8 +255,8 @@ def refusals() -> Mapping[type[Exception], HTTPExceptionHandler]:
 
 def graphql_app(store: AnalyticsStore, verifier: TokenVerifier, *, limits: Limits, max_depth: int, max_aliases: int,
                 max_cost: int, versions: TenantVersions, answers: Memo[AnswerKey, Answer],
-                verified: Memo[str, Principal]) -> Callable[..., Any]:
+                verified: Memo[str, Principal], subjects: SubjectCheck | None = None) -> Callable[..., Any]:
     """`/graphql` as one ASGI app: token check, then kept answers, then Strawberry's view."""
     schema = build_schema(max_depth=max_depth, max_aliases=max_aliases, max_cost=max_cost)
-    view = AnalyticsGraphQL(schema, store, limits, verifier)
-    return BearerAuth(ResponseCache(view, versions, answers), verifier, verified)
+    view = AnalyticsGraphQL(schema, store, limits, verifier, subjects)
+    return BearerAuth(ResponseCache(view, versions, answers), verifier, verified, subjects)

@@ -9,6 +9,7 @@ from typing import Any
 from starlette.routing import Route, WebSocketRoute
 
 from gamemetrics.adapters.memory.memo import LocalMemo
+from gamemetrics.auth.operators import OperatorStates
 from gamemetrics.auth.tokens import TokenVerifier
 from gamemetrics.auth.verifier import token_verifier as platform_token_verifier
 from gamemetrics.service import Adapters, Service
@@ -39,6 +40,7 @@ def graphql_routes(settings: Settings, store: AnalyticsStore) -> list[Any]:
         max_cost=settings.analytics.max_cost, answers=LocalMemo(settings.analytics.cache_entries),
         versions=TenantVersions(store, version_ttl, LocalMemo(100_000, ttl_seconds=version_ttl)),
         verified=LocalMemo(10_000, ttl_seconds=60),
+        subjects=OperatorStates(store.pool, kept_s=settings.users.operator_state_seconds).check,
     )
     return [Route(GRAPHQL_PATH, endpoint, methods=["GET", "POST"]), WebSocketRoute(GRAPHQL_PATH, endpoint),
             assets_route()]

@@ -142,7 +142,7 @@ class FunnelCounter:
 
 
 # Query cost: what a field reads, in days of rollups (raw events weigh more).
-_PER_DAY_FIELDS = {"newPlayers", "revenue", "sessions", "topEvents", "recommendationFeedback"}
+_PER_DAY_FIELDS = {"newPlayers", "revenue", "sessions", "topEvents", "recommendationFeedback", "ingestRefusals"}
 _FLAT_COST = {"games": 1, "player": 5, "playerStats": 20, "gameStats": 20, "leaderboard": 5, "events": 20,
               "liveStats": 5, "__typename": 0, "__schema": 0, "__type": 0}
 

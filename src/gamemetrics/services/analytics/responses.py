@@ -9,6 +9,10 @@ kept answer is given again only while nothing has landed since. The version is r
 row-level security at most once per GAMEMETRICS_ANALYTICS_VERSION_TTL_MS (default 100 ms; 0 reads
 it on every request), so a hit costs no GraphQL execution and usually no query, and an answer is
 at most that much older than the data.
+
+A request naming a data-quality field (ingest's refusals, dead letters and their replays) is never
+kept: those rows change without moving the version (ingest flushes its counts, an operator replays
+a letter), and the page that asks them is opened by hand, not refreshed every second.
 """
 
 from __future__ import annotations
@@ -26,6 +30,9 @@ from gamemetrics.services.analytics.store import AnalyticsStore
 
 MAX_BODY = 64 * 1024
 MAX_ANSWER = 1024 * 1024
+# Fields whose rows do not move the data version; a field is named in its document as written, so a
+# request that asks one contains its name (any other mention costs only a kept answer).
+UNVERSIONED = (b"ingestRefusals", b"deadLetter")
 
 # A kept answer: the response's headers and body.
 Answer = tuple[list[tuple[bytes, bytes]], bytes]
@@ -96,8 +103,9 @@ class ResponseCache:
             await self._app(scope, receive, send)
             return
         body, more = await _read_body(receive)
-        if more:  # too large to be a dashboard query worth keeping: pass it on untouched
-            await self._app(scope, _replay(body, receive, more=True), send)
+        if more or any(name in body for name in UNVERSIONED):
+            # Too large to be a dashboard query worth keeping, or asking what the version misses.
+            await self._app(scope, _replay(body, receive, more=more), send)
             return
         minute = datetime.now(UTC).replace(second=0, microsecond=0)
         key = (principal.tenant_id, body, minute, await self._versions.get(principal.tenant_id))

@@ -4,22 +4,24 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import strawberry
 import structlog
 from strawberry.types import Info
 
 from gamemetrics.auth.tokens import Principal
-from gamemetrics.services.analytics import lookups, queries
+from gamemetrics.services.analytics import lookups, quality, queries
 from gamemetrics.services.analytics.errors import AnalyticsError, BadUserInput, Forbidden, Unauthenticated
 from gamemetrics.services.analytics.metrics import FunnelStepSpec, Window, days_between
 from gamemetrics.services.analytics.store import AnalyticsStore
 from gamemetrics.services.analytics.types import (
     DayCount,
+    DeadLetter,
+    DeadLetterReason,
     Event,
     EventCount,
     FunnelStep,
@@ -32,12 +34,14 @@ from gamemetrics.services.analytics.types import (
     Player,
     PlayerStats,
     RecommendationFeedback,
+    RefusalDay,
     RetentionCohort,
     RevenueDay,
     SessionDay,
 )
 
 log = structlog.get_logger("analytics")
+T = TypeVar("T")
 SCOPE = "analytics:read"
 RETENTION_DAYS = [1, 7, 30]
 From = Annotated[date, strawberry.argument(name="from", description="first UTC day")]
@@ -97,6 +101,15 @@ def _limit(value: int, most: int) -> int:
     if not 1 <= value <= most:
         raise BadUserInput(f"limit must be between 1 and {most}, not {value}")
     return value
+
+
+def _of_game(tenant: uuid.UUID, game: uuid.UUID,
+             compute: Callable[[queries.Conn], Awaitable[T]]) -> Callable[[queries.Conn], Awaitable[T]]:
+    """`compute` after checking that the game is the tenant's (NOT_FOUND otherwise, as every field of a game)."""
+    async def checked(conn: queries.Conn) -> T:
+        await lookups.game(conn, tenant, game)
+        return await compute(conn)
+    return checked
 
 
 @strawberry.type
@@ -200,6 +213,28 @@ class Query:
         # Uncached: feedback does not move the data version that keys the answer cache.
         return await info.context.store.uncached(
             tenant, lambda conn: queries.recommendation_feedback(conn, tenant, game, days))
+
+    @strawberry.field(description="Ingest's refusals of the game per UTC day and reason (days without any left out).")
+    async def ingest_refusals(self, info: Ctx, game_id: strawberry.ID, from_: From,
+                              to: date) -> list[RefusalDay] | None:
+        tenant, game, days = _tenant(info), _uuid(game_id, "gameId"), _days(info, from_, to)
+        # Uncached: refusals and dead letters do not move the data version that keys the answer cache.
+        return await info.context.store.uncached(
+            tenant, _of_game(tenant, game, lambda conn: quality.refusals(conn, tenant, game, days)))
+
+    @strawberry.field(description="The game's dead letters grouped by the kind of their reason, most first.")
+    async def dead_letter_reasons(self, info: Ctx, game_id: strawberry.ID) -> list[DeadLetterReason] | None:
+        tenant, game = _tenant(info), _uuid(game_id, "gameId")
+        return await info.context.store.uncached(
+            tenant, _of_game(tenant, game, lambda conn: quality.dead_letter_reasons(conn, tenant, game)))
+
+    @strawberry.field(description="The newest dead letters of one kind of reason (as deadLetterReasons names it),"
+                                  " with their original payload.")
+    async def dead_letters(self, info: Ctx, game_id: strawberry.ID, reason: str,
+                           limit: int = 100) -> list[DeadLetter] | None:
+        tenant, game, limit = _tenant(info), _uuid(game_id, "gameId"), _limit(limit, 500)
+        return await info.context.store.uncached(
+            tenant, _of_game(tenant, game, lambda conn: quality.dead_letters(conn, tenant, game, reason, limit)))
 
     @strawberry.field(description="One player of a game.")
     async def player(self, info: Ctx, game_id: strawberry.ID, player_id: str) -> Player | None:

@@ -186,3 +186,33 @@ class Event:
     platform: str | None
     country: str | None
     revenue_usd: Decimal | None
+
+
+@strawberry.type(description="Ingest's refusals of one game on one UTC day for one reason.")
+class RefusalDay:
+    date: date
+    reason: str = strawberry.field(description="invalid_schema, unknown_event_type, event_too_large,"
+                                               " timestamp_in_future, timestamp_too_old, too_large,"
+                                               " malformed_request, rate_limited, revoked_key, forbidden, unavailable")
+    events: int = strawberry.field(description="events the refused requests held, as far as ingest read them")
+    requests: int
+
+
+@strawberry.type(description="The dead letters of a game whose reasons are of one kind (the refused values,"
+                             " such as timestamps and numbers, left out).")
+class DeadLetterReason:
+    reason: str
+    letters: int
+    replayed: int
+    last_at: datetime
+
+
+@strawberry.type(description="A dead letter: why the processor refused its event, and the event's original bytes.")
+class DeadLetter:
+    letter_id: int
+    event_id: str | None
+    reason: str
+    created_at: datetime
+    payload: str = strawberry.field(description="the raw envelope as received (UTF-8, bad bytes replaced)")
+    replayed_at: datetime | None
+    replayed_by: str | None

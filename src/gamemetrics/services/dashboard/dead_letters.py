@@ -1,6 +1,7 @@
 """The dead letters of a tenant's game, grouped by reason, and their replay onto `player.events.raw`.
 
-Reads and the replay marker run in a transaction that takes the analytics role and names the
+The letters are read through the analytics API (`deadLetterReasons`, `deadLetters`) with the
+operator's token. The replay runs in a transaction that takes the analytics role and names the
 operator's tenant, so row-level security keeps every other tenant's letters out. A replay first
 claims the letter (`dead_letter_replays`, one row per letter), then sends its original bytes back
 to the raw topic, then commits: a letter is sent at most once per successful claim, and the
@@ -25,10 +26,12 @@ from gamemetrics.events.envelope import RawEnvelope, partition_key
 from gamemetrics.ports.bus import RAW_EVENTS, Message, Producer
 
 _envelope = msgspec.json.Decoder(RawEnvelope)
-# Reasons name the value they refused (a timestamp, a number); grouped without them, letters of one
-# cause fall into one group.
-KIND = (r"regexp_replace(regexp_replace(d.reason, '\d{4}-\d\d-\d\dT[0-9:.]+(\+00:00|Z)?', '<time>', 'g'),"
-        r" '\m\d+(\.\d+)?\M', 'N', 'g')")
+REASONS_QUERY = "query ($g: ID!) { deadLetterReasons(gameId: $g) { reason letters replayed lastAt } }"
+LETTERS_QUERY = """query ($g: ID!, $reason: String!, $limit: Int!) {
+  deadLetters(gameId: $g, reason: $reason, limit: $limit) {
+    letterId eventId reason createdAt payload replayedAt replayedBy
+  }
+}"""
 
 
 class NotReplayable(ValueError):
@@ -54,8 +57,21 @@ class Letter:
     replayed_by: str | None
 
 
+def reasons_of(data: dict[str, Any]) -> list[Reason]:
+    """The kinds of reason of the analytics API's `deadLetterReasons` answer."""
+    return [Reason(str(r["reason"]), int(r["letters"]), int(r["replayed"]), datetime.fromisoformat(r["lastAt"]))
+            for r in data.get("deadLetterReasons") or []]
+
+
+def letters_of(data: dict[str, Any]) -> list[Letter]:
+    """The letters of the analytics API's `deadLetters` answer."""
+    return [Letter(int(r["letterId"]), r["eventId"], str(r["reason"]), datetime.fromisoformat(r["createdAt"]),
+                   str(r["payload"]), datetime.fromisoformat(r["replayedAt"]) if r["replayedAt"] else None,
+                   r["replayedBy"]) for r in data.get("deadLetters") or []]
+
+
 class DeadLetterStore:
-    """A tenant's dead letters, read and replayed under row-level security."""
+    """Replays a tenant's dead letters under row-level security."""
 
     def __init__(self, pool: AsyncConnectionPool, producer: Producer, *, role: str) -> None:
         self._pool = pool
@@ -68,27 +84,6 @@ class DeadLetterStore:
             await conn.execute("SELECT set_config('role', %s, true), set_config('gamemetrics.tenant_id', %s, true)",
                                (self._role, str(tenant_id)))
             yield conn
-
-    async def reasons(self, tenant_id: uuid.UUID, game_id: uuid.UUID) -> list[Reason]:
-        """Every kind of reason of the game's letters with how many, how many replayed, and the latest."""
-        async with self._tenant(tenant_id) as conn:
-            cur = await conn.execute(
-                f"SELECT {KIND} AS kind, count(*), count(r.letter_id), max(d.created_at) FROM dead_letters d"
-                " LEFT JOIN dead_letter_replays r ON r.letter_id = d.id"
-                " WHERE d.tenant_id = %s AND d.game_id = %s GROUP BY kind ORDER BY count(*) DESC, kind"
-                " LIMIT 200", (tenant_id, game_id))
-            return [Reason(*row) for row in await cur.fetchall()]
-
-    async def letters(self, tenant_id: uuid.UUID, game_id: uuid.UUID, reason: str, limit: int = 100) -> list[Letter]:
-        """The newest letters of one kind of reason (as `reasons` names it), with their original bytes."""
-        async with self._tenant(tenant_id) as conn:
-            cur = await conn.execute(
-                "SELECT d.id, d.event_id, d.reason, d.created_at, d.payload, r.replayed_at, r.replayed_by"
-                " FROM dead_letters d LEFT JOIN dead_letter_replays r ON r.letter_id = d.id"
-                f" WHERE d.tenant_id = %s AND d.game_id = %s AND {KIND} = %s ORDER BY d.id DESC LIMIT %s",
-                (tenant_id, game_id, reason, limit))
-            return [Letter(r[0], r[1], r[2], r[3], bytes(r[4]).decode("utf-8", "replace"), r[5], r[6])
-                    for r in await cur.fetchall()]
 
     async def replay(self, tenant_id: uuid.UUID, game_id: uuid.UUID, letter_ids: list[int], actor: str) -> int:
         """Send the chosen letters back to the raw topic, each once; how many were sent now."""

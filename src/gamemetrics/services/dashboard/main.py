@@ -20,7 +20,6 @@ from gamemetrics.services.dashboard.operators import OperatorPages
 from gamemetrics.services.dashboard.pages import Pages
 from gamemetrics.services.dashboard.platform_api import PlatformApi
 from gamemetrics.services.dashboard.quality import QualityPages
-from gamemetrics.services.dashboard.refusals import RefusalStore
 from gamemetrics.services.dashboard.sessions import Sessions
 from gamemetrics.services.dashboard.settings_pages import SettingsPages
 from gamemetrics.services.dashboard.system import SystemPages
@@ -49,14 +48,14 @@ async def build(adapters: Adapters, settings: Settings) -> AsyncIterator[Service
     base = api_url(settings)
     api = PlatformApi(base)
     letters = DeadLetterStore(adapters.pool, adapters.bus.producer(), role=settings.analytics.db_role)
-    refusals = RefusalStore(adapters.pool, role=settings.analytics.db_role)
     secret = platform_secret(settings)
     pages = Pages(Sessions(adapters.caches.cache("dashboard.sessions"), secret), api, live,
-                  lifetime_s=own.dashboard_session_minutes * 60, secure_cookie=own.dashboard_secure_cookie)
+                  lifetime_s=own.dashboard_session_minutes * 60, secure_cookie=own.dashboard_secure_cookie,
+                  operator_check_s=own.dashboard_operator_check_seconds)
     try:
         yield Service(routes=[*pages.routes(str(STATIC)), *ManagePages(pages, api).routes(),
                               *InsightPages(pages, api, live).routes(),
-                              *QualityPages(pages, letters, refusals).routes(),
+                              *QualityPages(pages, api, letters).routes(),
                               *SettingsPages(pages, api, AuditLog(secret), adapters.pool).routes(),
                               *OperatorPages(pages, api).routes(),
                               *SystemPages(pages, base, adapters.bus, adapters.pool, live).routes()],

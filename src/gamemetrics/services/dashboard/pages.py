@@ -1,8 +1,11 @@
 """The dashboard's pages and actions: login, logout, the games, a game's overview and its live figures.
 
 Every handler finds the session first: without one a page goes to the login form and an API-style
-request (JSON) gets 401. Games are those of the operator's token, so a game id of another tenant
-is a 404 page, never someone else's numbers.
+request (JSON) gets 401. A session also asks the users service, at most every few seconds, whether
+its operator is still enabled and still has the role of its login; one who is not is logged out at
+once, every open page of theirs on its next request or live update, and the login form says why.
+Games are those of the operator's token, so a game id of another tenant is a 404 page, never
+someone else's numbers.
 """
 
 from __future__ import annotations
@@ -37,6 +40,13 @@ GAMES_KEPT_S = 5.0
 GAMES_QUERY = "query { games { id name eventsStored eventsDeadLettered } }"
 log = structlog.get_logger("dashboard")
 Handler = Callable[[Request, Session], Awaitable[Response]]
+# Why a session was ended before its time, as the login form and a refused live update say it.
+ENDED = {
+    "disabled": "You were logged out: an admin of your tenant disabled your account.",
+    "role": "You were logged out: your role was changed. Log in again to continue with the new role.",
+    "refused": "You were logged out: the platform no longer accepts this session. Log in again.",
+}
+SIGNED_OUT = "log in to the dashboard first"
 
 
 class Page(Exception):
@@ -52,13 +62,15 @@ class Pages:
     """The routes of the dashboard over its sessions, the platform's APIs and the live feed."""
 
     def __init__(self, sessions: Sessions, api: PlatformApi, live: LiveFeed, *, lifetime_s: float,
-                 secure_cookie: bool | None) -> None:
+                 secure_cookie: bool | None, operator_check_s: float = 2.0) -> None:
         self._sessions = sessions
         self._api = api
         self._live = live
         self._lifetime_s = lifetime_s
         self._secure = secure_cookie
         self._known: LocalMemo[str, list[dict[str, Any]]] = LocalMemo(10_000, ttl_seconds=GAMES_KEPT_S)
+        # Tokens whose operator was found enabled, with the role of their login, a moment ago.
+        self._current: LocalMemo[str, bool] = LocalMemo(10_000, ttl_seconds=operator_check_s)
         self._env = Environment(loader=PackageLoader("gamemetrics.services.dashboard", "templates"),
                                 autoescape=select_autoescape(["html"]))
 
@@ -71,10 +83,16 @@ class Pages:
     def signed_in(self, handler: Handler, *, manage: bool = False) -> Callable[[Request], Awaitable[Response]]:
         """`handler` behind the session (and the CSRF token on a POST; a managing role when `manage`)."""
         async def endpoint(request: Request) -> Response:
-            session = await self._sessions.find(request.cookies.get(COOKIE))
-            if session is None:
+            sid = request.cookies.get(COOKIE)
+            session = await self._sessions.find(sid)
+            reason = None if session is None else await self._ended_by_platform(session)
+            if session is None or reason is not None:
+                if session is not None and sid and reason is not None:
+                    await self._sessions.end_for(sid, session, reason)
+                    log.info("session ended", operator=session.operator_id, reason=reason)
                 if _wants_json(request):
-                    return JSONResponse({"error": "log in to the dashboard first"}, 401, headers=NO_STORE)
+                    reason = reason or await self._sessions.ended(sid)
+                    return JSONResponse({"error": ENDED.get(reason or "", SIGNED_OUT)}, 401, headers=NO_STORE)
                 return RedirectResponse(f"{PREFIX}/login", 303)
             try:
                 if manage and not session.manages:
@@ -96,6 +114,31 @@ class Pages:
                 status = refused.status if refused.status in (400, 403, 404, 409, 429) else 502
                 return self._message(Page(status, refused.message), session, request)
         return endpoint
+
+    async def _ended_by_platform(self, session: Session) -> str | None:
+        """Why the session must end now (its operator disabled, gone, or given another role), or None.
+
+        Asked of the users service at most once per token and `operator_check_s`; when that service
+        cannot answer, the session goes on (every other API call of it fails meanwhile) and is asked
+        again on its next request."""
+        if self._current.get(session.token) is True:
+            return None
+        try:
+            operator = await self._api.operator(session.token)
+        except Refused as refused:
+            if refused.status in (401, 404):
+                return "refused" if refused.status == 401 else "disabled"
+            log.warning("operator state unknown", operator=session.operator_id, status=refused.status)
+            return None
+        except httpx.HTTPError as exc:
+            log.warning("operator state unknown", operator=session.operator_id, error=str(exc))
+            return None
+        if operator.get("disabled"):
+            return "disabled"
+        if operator.get("role") != session.role:
+            return "role"
+        self._current.put(session.token, True)
+        return None
 
     def _message(self, page: Page, session: Session | None, request: Request) -> Response:
         if _wants_json(request):
@@ -127,9 +170,11 @@ class Pages:
     # ------------------------------------------------------------------ login and logout
 
     async def login_form(self, request: Request) -> Response:
-        if await self._sessions.find(request.cookies.get(COOKIE)) is not None:
+        sid = request.cookies.get(COOKIE)
+        if await self._sessions.find(sid) is not None:
             return RedirectResponse(f"{PREFIX}/", 303)
-        return self.render("login.html", session=None, error=None, email="")
+        notice = ENDED.get(await self._sessions.ended(sid) or "")
+        return self.render("login.html", session=None, error=None, email="", notice=notice)
 
     async def login(self, request: Request) -> Response:
         try:

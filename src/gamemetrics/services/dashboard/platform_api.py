@@ -55,6 +55,11 @@ class PlatformApi:
         return Login(answer["access_token"], int(answer["expires_in"]), str(operator["operator_id"]),
                      operator["email"], operator["role"], str(operator["tenant_id"] or tenant_id))
 
+    async def operator(self, token: str) -> dict[str, Any]:
+        """The token's operator as the users service has them now (role, disabled); Refused otherwise."""
+        answer: dict[str, Any] = await self.call(token, "GET", "/v1/operators/me")
+        return answer
+
     async def graphql(self, token: str, query: str, variables: dict[str, Any]) -> dict[str, Any]:
         """The `data` of a GraphQL answer; Refused with the first error's code status when it has errors."""
         response = await self._http.post("/graphql", json={"query": query, "variables": variables},

@@ -1,13 +1,10 @@
-"""Ingest's refusals of a tenant's game over a period, by reason and by day, read under row-level
-security (the analytics role and the operator's tenant), as the dead letters are."""
+"""Ingest's refusals of a tenant's game over a period, by reason and by day, as the analytics API's
+`ingestRefusals` answers them for the operator's token."""
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime, time, timedelta
-
-from psycopg_pool import AsyncConnectionPool
+from typing import Any
 
 from gamemetrics.services.dashboard.periods import Period
 
@@ -41,25 +38,15 @@ class RefusalReason:
         return LABELS.get(self.reason, self.reason)
 
 
-class RefusalStore:
-    """A tenant's refusal counts, read under row-level security."""
+REFUSALS_QUERY = """query ($g: ID!, $from: Date!, $to: Date!) {
+  ingestRefusals(gameId: $g, from: $from, to: $to) { date reason events requests }
+}"""
 
-    def __init__(self, pool: AsyncConnectionPool, *, role: str) -> None:
-        self._pool = pool
-        self._role = role
 
-    async def daily(self, tenant_id: uuid.UUID, game_id: uuid.UUID, period: Period) -> list[tuple[str, str, int, int]]:
-        """(day, reason, events, requests) of the game's refusals in the period, by day then reason."""
-        start = datetime.combine(period.start, time(), UTC)
-        async with self._pool.connection() as conn, conn.transaction():
-            await conn.execute("SELECT set_config('role', %s, true), set_config('gamemetrics.tenant_id', %s, true)",
-                               (self._role, str(tenant_id)))
-            cur = await conn.execute(
-                "SELECT (hour AT TIME ZONE 'UTC')::date AS day, reason, sum(events)::bigint, sum(requests)::bigint"
-                " FROM ingest_refusals WHERE tenant_id = %s AND game_id = %s AND hour >= %s AND hour < %s"
-                " GROUP BY day, reason ORDER BY day, reason",
-                (tenant_id, game_id, start, start + timedelta(days=period.days)))
-            return [(row[0].isoformat(), row[1], int(row[2]), int(row[3])) for row in await cur.fetchall()]
+def rows_of(data: dict[str, Any]) -> list[tuple[str, str, int, int]]:
+    """(day, reason, events, requests) of the analytics API's `ingestRefusals` answer."""
+    return [(str(r["date"]), str(r["reason"]), int(r["events"]), int(r["requests"]))
+            for r in data.get("ingestRefusals") or []]
 
 
 def by_reason(rows: list[tuple[str, str, int, int]], period: Period) -> list[RefusalReason]:

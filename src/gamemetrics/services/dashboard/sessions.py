@@ -3,7 +3,9 @@
 A session is kept in the platform's cache (shared by every process when Redis is configured),
 under a hash of its id and sealed with a key of its own derived from the platform secret, so
 neither a cache dump nor a cookie alone yields an operator's token. Each session has its CSRF
-token, which every state-changing form sends back.
+token, which every state-changing form sends back. A session the platform ended (its operator was
+disabled, or given another role) leaves a sealed note of why under its name until it would have
+expired, so every open page of it learns the reason on its next request.
 """
 
 from __future__ import annotations
@@ -40,6 +42,12 @@ class Session(msgspec.Struct, frozen=True):
         return self.role in ("tenant_admin", "platform_admin")
 
 
+class Ended(msgspec.Struct, frozen=True):
+    """Why the platform ended a session before its time."""
+
+    ended: str
+
+
 class Sessions:
     """Sessions in `cache`, each for at most its own lifetime."""
 
@@ -72,6 +80,23 @@ class Sessions:
     async def end(self, sid: str | None) -> None:
         if sid:
             await self._cache.delete(self._name(sid))
+
+    async def end_for(self, sid: str, session: Session, reason: str) -> None:
+        """End the session at once, leaving `reason` under its name until it would have expired."""
+        note = seal(self._key, msgspec.json.encode(Ended(reason)), context=SESSIONS)
+        await self._cache.set(self._name(sid), note, max(1.0, session.expires_at - time.time()))
+
+    async def ended(self, sid: str | None) -> str | None:
+        """Why the platform ended the session of a cookie value, or None (never so ended, or forgotten)."""
+        if not sid or len(sid) > 100:
+            return None
+        sealed = await self._cache.get(self._name(sid))
+        if sealed is None:
+            return None
+        try:
+            return msgspec.json.decode(unseal(self._key, sealed, context=SESSIONS), type=Ended).ended
+        except (InvalidTag, msgspec.DecodeError):
+            return None
 
     def _name(self, sid: str) -> str:
         return "session:" + hashlib.sha256(sid.encode()).hexdigest()

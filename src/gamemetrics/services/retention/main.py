@@ -30,7 +30,7 @@ async def build(adapters: Adapters, settings: Settings) -> AsyncIterator[Service
     audit = AuditLog(platform_secret(settings))
     tenancy = TenancyStore(pool)
     trimmer = Trimmer(pool, objects, audit, adapters.bus, bus_retention_hours=settings.bus.retention_hours,
-                      actor=ACTOR)
+                      refusal_days=settings.retention.retention_refusal_days, actor=ACTOR)
     archiver = Archiver(pool, objects, audit, part_rows=options.retention_part_rows,
                         zstd_level=options.retention_zstd_level, trimmer=trimmer)
     routes = PolicyRoutes(pool, Guard(token_verifier(settings, pool), tenancy), tenancy, audit).routes()

@@ -1,6 +1,6 @@
 """The other stores' retention, trimmed by the same runs: dead letters, notification history (the
-outbox), the embedded bus's log, archived days past their archive window, and the token signing
-keys retired long enough ago that no token they signed can still be presented.
+outbox), ingest's refusal counts, the embedded bus's log, archived days past their archive window,
+and the token signing keys retired long enough ago that no token they signed can still be presented.
 
 Access tokens are JWTs, kept nowhere; dashboard sessions live in the cache with their own time
 to live: neither leaves anything to trim."""
@@ -27,6 +27,7 @@ class TrimReport:
     archived_days_expired: int = 0
     archive_files_deleted: int = 0
     signing_keys: int = 0
+    ingest_refusals: int = 0
 
 
 RETIRED_KEYS_KEPT_DAYS = 30
@@ -38,8 +39,9 @@ class Trimmer:
     """Deletes what each tenant's (or game's) policy no longer keeps."""
 
     def __init__(self, pool: AsyncConnectionPool, objects: Objects, audit: AuditLog, bus: Bus | None,
-                 *, bus_retention_hours: float, actor: str) -> None:
+                 *, bus_retention_hours: float, actor: str, refusal_days: int = 90) -> None:
         self._pool = pool
+        self._refusal_days = refusal_days
         self._objects = objects
         self._audit = audit
         self._bus = bus
@@ -69,6 +71,10 @@ class Trimmer:
             cur = await conn.execute("DELETE FROM signing_keys WHERE retired_at < %s",
                                      (today - timedelta(days=RETIRED_KEYS_KEPT_DAYS),))
             report.signing_keys = cur.rowcount
+            # Counts of refused requests carry no player data: one window for every tenant.
+            cur = await conn.execute("DELETE FROM ingest_refusals WHERE hour < %s",
+                                     (today - timedelta(days=self._refusal_days),))
+            report.ingest_refusals = cur.rowcount
         if isinstance(self._bus, Trimmable):
             report.bus_messages = await self._bus.trim(self._bus_retention_hours)
         await self._expire_archives(today, report)
@@ -76,7 +82,7 @@ class Trimmer:
             self._actor, "retention.trimmed", None, today.isoformat(),
             {"dead_letters": report.dead_letters, "notifications": report.notifications,
              "bus_messages": report.bus_messages, "archived_days_expired": report.archived_days_expired,
-             "signing_keys": report.signing_keys}))
+             "signing_keys": report.signing_keys, "ingest_refusals": report.ingest_refusals}))
         return report
 
     async def _expire_archives(self, today: date, report: TrimReport) -> None:

@@ -9,6 +9,7 @@ from datetime import timedelta
 from psycopg_pool import AsyncConnectionPool
 
 from gamemetrics.audit import AuditLog
+from gamemetrics.auth.operators import OperatorStates
 from gamemetrics.auth.secret import platform_secret
 from gamemetrics.auth.signing import SigningKeyStore
 from gamemetrics.auth.tokens import TokenIssuer
@@ -25,6 +26,7 @@ from gamemetrics.services.users.http import refusals
 from gamemetrics.services.users.metrics import ErasureBacklog
 from gamemetrics.services.users.oauth import OAuthRoutes
 from gamemetrics.services.users.operator_admin import OperatorAdminRoutes
+from gamemetrics.services.users.operator_state import OperatorSelfRoutes
 from gamemetrics.services.users.operators import OperatorRoutes, OperatorStore
 from gamemetrics.services.users.players import PlayerRoutes
 from gamemetrics.settings import Settings
@@ -55,7 +57,9 @@ async def build(adapters: Adapters, settings: Settings) -> AsyncIterator[Service
     keys = signing_keys(settings, pool, secret)
     issuer = token_issuer(settings, keys)
     tenancy, clients, audit = TenancyStore(pool), ClientStore(pool), AuditLog(secret)
-    guard = Guard(token_verifier(settings, pool), tenancy)
+    verifier = token_verifier(settings, pool)
+    states = OperatorStates(pool, kept_s=settings.users.operator_state_seconds)
+    guard = Guard(verifier, tenancy, subjects=states.check)
     caches = adapters.caches
     tombstones, codec = Tombstones(secret), RequestCodec(secret)
     operators = OperatorStore(pool)
@@ -71,6 +75,7 @@ async def build(adapters: Adapters, settings: Settings) -> AsyncIterator[Service
                         caches.limiter("operator.login", settings.users.token_rate_per_client_per_second,
                                        settings.users.token_rate_client_burst),
                         settings.auth.token_ttl_seconds).routes(),
+        *OperatorSelfRoutes(Guard(verifier, tenancy), states).routes(),
         *AdminRoutes(pool, guard, tenancy, clients, audit).routes(),
         *OperatorAdminRoutes(pool, guard, operators, audit).routes(),
         *ExportRoutes(pool, guard, tombstones, audit, adapters.objects, adapters.player_exports).routes(),

@@ -21,6 +21,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from gamemetrics.audit import AuditEntry, AuditLog
+from gamemetrics.auth.operators import ROLE_SCOPES
 from gamemetrics.auth.signing import SigningKeyStore
 from gamemetrics.auth.tokens import TokenIssuer
 from gamemetrics.ports.cache import CacheError, RateLimiter
@@ -29,12 +30,7 @@ from gamemetrics.web.errors import ApiError, retry_after
 from gamemetrics.web.requests import json_body
 from gamemetrics.web.responses import json_response
 
-_ADMIN = ("admin", "analytics:read", "players:read", "players:write", "gdpr:erase", "recommendations:read")
-ROLES = {
-    "platform_admin": _ADMIN,
-    "tenant_admin": _ADMIN,
-    "analyst": ("analytics:read", "players:read"),
-}
+ROLES = ROLE_SCOPES
 TENANT_ROLES = ("tenant_admin", "analyst")  # what a tenant's own admins may give; platform admins are made by the CLI
 MIN_PASSWORD = 12
 _hasher = PasswordHasher()  # argon2id with the library's current recommended parameters
