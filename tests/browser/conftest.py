@@ -138,8 +138,6 @@ class Dashboard:
         submit = self.driver.find_element(By.ID, "submit")
         submit.click()
         WebDriverWait(self.driver, WAIT_S).until(staleness_of(submit), message="the login form's answer")
-        refused = self.driver.find_elements(By.ID, "error")
-        assert not refused, f"the login of {email} was refused: {refused[0].text}"
 
     def text(self, element_id: str) -> str:
         return str(self.driver.find_element(By.ID, element_id).text)
