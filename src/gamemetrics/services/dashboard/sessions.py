@@ -14,12 +14,15 @@ import hashlib
 import hmac
 import secrets
 import time
+from typing import TypeVar
 
 import msgspec
 from cryptography.exceptions import InvalidTag
 
 from gamemetrics.auth.secret import derive, seal, unseal
 from gamemetrics.ports.cache import Cache
+
+T = TypeVar("T")
 
 COOKIE = "gm_dashboard"
 SESSIONS = b"gamemetrics/dashboard-sessions/v1"
@@ -66,16 +69,8 @@ class Sessions:
 
     async def find(self, sid: str | None) -> Session | None:
         """The live session of a cookie value, or None (unknown, expired or tampered with)."""
-        if not sid or len(sid) > 100:
-            return None
-        sealed = await self._cache.get(self._name(sid))
-        if sealed is None:
-            return None
-        try:
-            session = msgspec.json.decode(unseal(self._key, sealed, context=SESSIONS), type=Session)
-        except (InvalidTag, msgspec.DecodeError):
-            return None
-        return session if session.expires_at > time.time() else None
+        session = await self._read(sid, Session)
+        return session if session is not None and session.expires_at > time.time() else None
 
     async def end(self, sid: str | None) -> None:
         if sid:
@@ -88,13 +83,18 @@ class Sessions:
 
     async def ended(self, sid: str | None) -> str | None:
         """Why the platform ended the session of a cookie value, or None (never so ended, or forgotten)."""
+        note = await self._read(sid, Ended)
+        return note.ended if note is not None else None
+
+    async def _read(self, sid: str | None, kind: type[T]) -> T | None:
+        """What is kept under a cookie value, as `kind`; None when absent, tampered with or of another kind."""
         if not sid or len(sid) > 100:
             return None
         sealed = await self._cache.get(self._name(sid))
         if sealed is None:
             return None
         try:
-            return msgspec.json.decode(unseal(self._key, sealed, context=SESSIONS), type=Ended).ended
+            return msgspec.json.decode(unseal(self._key, sealed, context=SESSIONS), type=kind)
         except (InvalidTag, msgspec.DecodeError):
             return None
 
