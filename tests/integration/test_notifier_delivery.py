@@ -489,3 +489,20 @@ async def test_two_acceptors_racing_on_one_key_keep_one_message(game: Game) -> N
         assert mine.notification_id == theirs.notification_id
     kept = await outbox_rows(game)
     assert len(kept) == len(keys) and all(of is not None for *_, of in kept)
+
+
+async def test_a_keep_that_fails_as_it_is_accepted_leaves_the_message_to_the_delivery_worker(game: Game) -> None:
+    refusing = Deliverer(game.platform.pool, game.platform.bus.producer(),
+                         {"in_app": [("outbox", RefusingOutbox(game.platform.pool))]}, settings())
+    acceptor = Acceptor(game.platform.pool, LinkSigner(b"k" * 32, "https://play.example"), max_body_bytes=10_000,
+                        keeper=refusing.keeper)
+    answers = await asyncio.gather(*(acceptor.accept(NotificationRequest(
+        game.tenant_id, game.game_id, "hero", "welcome", {"name": "Ada", "level": n}, ["in_app"]))
+        for n in range(5)))
+    assert all(a.created for a in answers)
+    assert [(await game.deliveries(a.notification_id))["in_app"][:2] for a in answers] == [("queued", 0)] * 5
+    working = Deliverer(game.platform.pool, game.platform.bus.producer(),
+                        {"in_app": [("outbox", OutboxMail(game.platform.pool))]}, settings())
+    assert await working.once() == 5
+    assert [(await game.deliveries(a.notification_id))["in_app"][:2] for a in answers] == [("sent", 1)] * 5
+    assert len(await outbox_rows(game)) == 5

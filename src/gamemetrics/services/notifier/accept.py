@@ -18,6 +18,7 @@ from typing import Any, cast
 from zoneinfo import ZoneInfo
 
 import msgspec
+import structlog
 from psycopg import AsyncConnection, AsyncCursor
 from psycopg_pool import AsyncConnectionPool
 
@@ -29,6 +30,8 @@ from gamemetrics.services.notifier.preferences import Preferences
 from gamemetrics.services.notifier.store import DeliveryRow
 from gamemetrics.services.notifier.templates import CHANNEL_FIELDS, Template, TemplateInvalid, render
 from gamemetrics.services.notifier.unsubscribe import LinkSigner, Unsubscription
+
+log = structlog.get_logger("notifier")
 
 Keeper = Callable[[str], "tuple[str, KeptMail] | None"]
 """Per channel, the provider (and its name) that keeps a first attempt in this database, if any."""
@@ -153,6 +156,8 @@ class _Kept:
     """What a batch's transaction keeps in this database as it writes the records, and whether it
     left any record for the delivery worker."""
 
+    enabled: bool
+    """Whether messages are kept here at all (not after a batch that tried failed)."""
     messages: list[tuple[_Plan, DeliveryRow, KeptMail]] = field(default_factory=list)
     left_queued: bool = False
 
@@ -230,24 +235,31 @@ class Acceptor:
         finally:
             self._writing -= 1
 
-    async def _write(self, group: list[_Waiting]) -> None:
+    async def _write(self, group: list[_Waiting], *, keep: bool = True) -> None:
         try:
-            await self._write_together(group)
+            await self._write_together(group, keep=keep)
         except Exception as exc:
+            if keep and self._keeper is not None:
+                # Keeping the messages may be what failed: the batch again without, their records
+                # left queued for the delivery worker (which keeps them, or retries as for any provider).
+                log.warning("accepting with the messages kept failed; accepting without", exc_info=True)
+                await self._write([w for w in group if not w.answer.done()], keep=False)
+                return
             if len(group) == 1:
                 group[0].settle(exc)
                 return
             # One request's statement failed the transaction: each again alone, so it fails alone.
             for waiting in group:
                 if not waiting.answer.done():
-                    await self._write([waiting])
+                    await self._write([waiting], keep=False)
 
-    async def _write_together(self, group: list[_Waiting]) -> None:
+    async def _write_together(self, group: list[_Waiting], *, keep: bool) -> None:
         """Accept the group's requests (one tenant's) in one transaction: every read in one
-        statement, every notification of a player without caps in another."""
+        statement, every notification of a player without caps in another; with `keep`, the
+        messages due now on a channel this database keeps are kept in it too."""
         tenant = group[0].request.tenant_id
         written: list[tuple[list[_Plan], AsyncCursor[Any]]] = []
-        kept = _Kept()
+        kept = _Kept(enabled=keep)
         async with store.tenant_transaction(self._pool, tenant, pipelined=True) as conn:
             asked = await store.ask_contexts(conn, tenant, [
                 store.Asked(w.request.game_id, w.request.player_id, w.request.template, w.request.idempotency_key)
@@ -318,7 +330,7 @@ class Acceptor:
         due = send_at is None or send_at <= (plan.waiting.now or datetime.now(UTC))
         out: list[DeliveryRow] = []
         for row in rows:
-            keeper = self._keeper(row.channel) if self._keeper and due and row.state == "queued" \
+            keeper = self._keeper(row.channel) if self._keeper and kept.enabled and due and row.state == "queued" \
                 and row.not_before is None else None
             if keeper is not None:
                 row = replace(row, state="sent", provider=keeper[0])
