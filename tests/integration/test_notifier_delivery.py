@@ -18,6 +18,7 @@ from typing import Any
 
 import msgspec
 import pytest_asyncio
+from prometheus_client import REGISTRY
 
 from gamemetrics.adapters.mail.outbox import OutboxMail
 from gamemetrics.adapters.mail.smtp import SmtpMail
@@ -32,7 +33,7 @@ from gamemetrics.services.notifier import store
 from gamemetrics.services.notifier.accept import Accepted, Acceptor, Refused
 from gamemetrics.services.notifier.delivery import Deliverer, Providers
 from gamemetrics.services.notifier.eraser import NotificationsEraser
-from gamemetrics.services.notifier.preferences import Preferences
+from gamemetrics.services.notifier.preferences import Preferences, QuietHours
 from gamemetrics.services.notifier.requests import RequestWorker
 from gamemetrics.services.notifier.templates import parse_template
 from gamemetrics.services.notifier.unsubscribe import LinkSigner
@@ -409,3 +410,99 @@ async def test_a_keep_that_fails_is_retried_like_any_failed_send_and_the_claim_s
                            (notification,))
     assert await working.once() == 1
     assert (await game.deliveries(notification))["in_app"][:2] == ("sent", 2)
+
+
+def attempts_counted(channel: str, outcome: str) -> float:
+    return REGISTRY.get_sample_value("gamemetrics_notification_attempts_total",
+                                     {"channel": channel, "outcome": outcome}) or 0.0
+
+
+async def test_a_keep_that_fails_counts_its_retry_once_and_no_send(game: Game) -> None:
+    await game.send(channels=["in_app"])
+    deliverer = Deliverer(game.platform.pool, game.platform.bus.producer(),
+                          {"in_app": [("outbox", RefusingOutbox(game.platform.pool))]},
+                          settings(notify_backoff_initial_seconds=60.0, notify_backoff_cap_seconds=60.0))
+    sent, retried = attempts_counted("in_app", "sent"), attempts_counted("in_app", "retry")
+    assert await deliverer.once() == 1
+    # The combined transaction that failed counted nothing; the round done apart counted its retry.
+    assert (attempts_counted("in_app", "sent"), attempts_counted("in_app", "retry")) == (sent, retried + 1)
+
+
+async def outbox_rows(game: Game) -> list[tuple[Any, ...]]:
+    async with game.platform.pool.connection() as conn:
+        cur = await conn.execute("SELECT o.message_id, o.recipient, o.subject, d.notification_id FROM outbox o"
+                                 " LEFT JOIN notification_deliveries d USING (tenant_id, message_id)"
+                                 " WHERE o.tenant_id = %s ORDER BY o.created_at", (game.tenant_id,))
+        return await cur.fetchall()
+
+
+async def test_a_message_due_now_on_a_kept_channel_is_kept_as_it_is_accepted(game: Game,
+                                                                              smtp_server: SmtpServer) -> None:
+    deliverer = Deliverer(game.platform.pool, game.platform.bus.producer(),
+                          {"in_app": [("outbox", OutboxMail(game.platform.pool))],
+                           "email": [("smtp", smtp(smtp_server))]}, settings())
+    links = LinkSigner(b"k" * 32, "https://play.example")
+    acceptor = Acceptor(game.platform.pool, links, max_body_bytes=10_000, keeper=deliverer.keeper)
+    sent = attempts_counted("in_app", "sent")
+    request = NotificationRequest(game.tenant_id, game.game_id, "hero", "welcome", {"name": "Ada", "level": 5},
+                                  ["in_app", "email"], idempotency_key="kept-once")
+    first = await acceptor.accept(request)
+    # No delivery round has run: the in-app record is sent, its message kept once, under its own id;
+    # the email waits for the delivery worker.
+    rows = await game.deliveries(first.notification_id)
+    assert rows["in_app"] == ("sent", 1, None, "outbox") and rows["email"][:2] == ("queued", 0)
+    [(message_id, recipient, subject, of)] = await outbox_rows(game)
+    assert (recipient, subject, of) == ("hero", "Level 5", first.notification_id) and message_id
+    assert attempts_counted("in_app", "sent") == sent + 1
+    assert await acceptor.accept(request) == Accepted(first.notification_id, created=False)
+    assert len(await outbox_rows(game)) == 1
+    assert await deliverer.once() == 1 and len(smtp_server.received) == 1  # only the email was left to send
+    # Not due now: a send_at ahead, or the player's quiet hours; those wait for the worker.
+    later = await acceptor.accept(NotificationRequest(
+        game.tenant_id, game.game_id, "hero", "welcome", {"name": "Ada", "level": 6}, ["in_app"],
+        send_at=datetime.now(UTC) + timedelta(hours=1)))
+    assert (await game.deliveries(later.notification_id))["in_app"][:2] == ("queued", 0)
+    now = datetime.now(UTC)
+    async with store.tenant_transaction(game.platform.pool, game.tenant_id) as conn:
+        await store.set_preferences(conn, game.tenant_id, game.game_id, "other", Preferences(
+            quiet_hours=QuietHours((now - timedelta(hours=1)).time(), (now + timedelta(hours=1)).time(), "UTC")))
+    quiet = await acceptor.accept(NotificationRequest(
+        game.tenant_id, game.game_id, "other", "welcome", {"name": "Ada", "level": 7}, ["in_app"]))
+    assert (await game.deliveries(quiet.notification_id))["in_app"][:2] == ("queued", 0)
+    assert len(await outbox_rows(game)) == 1
+
+
+async def test_two_acceptors_racing_on_one_key_keep_one_message(game: Game) -> None:
+    """Two notifier replicas given the same key at once: one writes the notification; the other's
+    insert finds the key taken, and its message must not be kept."""
+    deliverer = Deliverer(game.platform.pool, game.platform.bus.producer(),
+                          {"in_app": [("outbox", OutboxMail(game.platform.pool))]}, settings())
+    links = LinkSigner(b"k" * 32, "https://play.example")
+    replicas = [Acceptor(game.platform.pool, links, max_body_bytes=10_000, keeper=deliverer.keeper)
+                for _ in range(2)]
+    keys = [f"race-{n}" for n in range(30)]
+    answers = await asyncio.gather(*(replica.accept(NotificationRequest(
+        game.tenant_id, game.game_id, "hero", "welcome", {"name": "Ada", "level": 1}, ["in_app"], idempotency_key=key))
+        for key in keys for replica in replicas))
+    assert sum(a.created for a in answers) == len(keys)
+    for mine, theirs in zip(answers[::2], answers[1::2], strict=True):
+        assert mine.notification_id == theirs.notification_id
+    kept = await outbox_rows(game)
+    assert len(kept) == len(keys) and all(of is not None for *_, of in kept)
+
+
+async def test_a_keep_that_fails_as_it_is_accepted_leaves_the_message_to_the_delivery_worker(game: Game) -> None:
+    refusing = Deliverer(game.platform.pool, game.platform.bus.producer(),
+                         {"in_app": [("outbox", RefusingOutbox(game.platform.pool))]}, settings())
+    acceptor = Acceptor(game.platform.pool, LinkSigner(b"k" * 32, "https://play.example"), max_body_bytes=10_000,
+                        keeper=refusing.keeper)
+    answers = await asyncio.gather(*(acceptor.accept(NotificationRequest(
+        game.tenant_id, game.game_id, "hero", "welcome", {"name": "Ada", "level": n}, ["in_app"]))
+        for n in range(5)))
+    assert all(a.created for a in answers)
+    assert [(await game.deliveries(a.notification_id))["in_app"][:2] for a in answers] == [("queued", 0)] * 5
+    working = Deliverer(game.platform.pool, game.platform.bus.producer(),
+                        {"in_app": [("outbox", OutboxMail(game.platform.pool))]}, settings())
+    assert await working.once() == 5
+    assert [(await game.deliveries(a.notification_id))["in_app"][:2] for a in answers] == [("sent", 1)] * 5
+    assert len(await outbox_rows(game)) == 5

@@ -237,7 +237,26 @@ def lose_a_zone(configuration: dict[str, Any] | None = None) -> list[str]:
         with contextlib.suppress(ProcessLookupError):
             os.kill(int(processes[name]["pid"]), signal.SIGKILL)
     run_dir.write(configuration, "zone", {"victims": {name: processes[name]["pid"] for name in victims}})
+    # A killed process keeps its listening socket until it has exited: a connection that comes in the
+    # meantime is accepted and then reset, which is the kill still under way, not the zone lost. The
+    # fault begins once every victim is gone (or a zombie, whose sockets are closed).
+    _gone([int(processes[name]["pid"]) for name in victims], seconds=10.0)
     return victims
+
+
+def _gone(pids: list[int], *, seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        alive = []
+        for pid in pids:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
+                    alive.append(pid)
+        if not alive:
+            return
+        pids = alive
+        time.sleep(0.02)
+    raise RuntimeError(f"processes {pids} were killed but did not exit within {seconds:g}s")
 
 
 def wait_for_restarts(configuration: dict[str, Any] | None = None, seconds: float = 60.0) -> dict[str, int]:

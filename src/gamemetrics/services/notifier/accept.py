@@ -18,15 +18,23 @@ from typing import Any, cast
 from zoneinfo import ZoneInfo
 
 import msgspec
+import structlog
 from psycopg import AsyncConnection, AsyncCursor
 from psycopg_pool import AsyncConnectionPool
 
 from gamemetrics.events.notification_requests import NotificationRequest
+from gamemetrics.observability import metrics
+from gamemetrics.ports.mail import KeptMail, OutgoingMessage
 from gamemetrics.services.notifier import store
 from gamemetrics.services.notifier.preferences import Preferences
 from gamemetrics.services.notifier.store import DeliveryRow
 from gamemetrics.services.notifier.templates import CHANNEL_FIELDS, Template, TemplateInvalid, render
 from gamemetrics.services.notifier.unsubscribe import LinkSigner, Unsubscription
+
+log = structlog.get_logger("notifier")
+
+Keeper = Callable[[str], "tuple[str, KeptMail] | None"]
+"""Per channel, the provider (and its name) that keeps a first attempt in this database, if any."""
 
 AUTO_ORDER = ("push", "web_push", "email", "sms", "in_app")
 """`"channels": "auto"` picks the first of these the template has and the player can be reached on."""
@@ -143,18 +151,47 @@ class _Plan:
         return {row.channel for row in self.rows if row.state == "queued"} & set(self.choices.daily_caps)
 
 
+@dataclass(slots=True)
+class _Kept:
+    """What a batch's transaction keeps in this database as it writes the records, and whether it
+    left any record for the delivery worker."""
+
+    enabled: bool
+    """Whether messages are kept here at all (not after a batch that tried failed)."""
+    messages: list[tuple[_Plan, DeliveryRow, KeptMail]] = field(default_factory=list)
+    left_queued: bool = False
+
+    async def keep(self, conn: AsyncConnection, tenant: uuid.UUID, created: set[uuid.UUID]) -> None:
+        """Keep the messages of the notifications in `created` in `conn`'s transaction, a call per keeper."""
+        by_keeper: dict[int, tuple[KeptMail, list[OutgoingMessage]]] = {}
+        for plan, row, mail in self.messages:
+            if plan.notification_id in created:
+                by_keeper.setdefault(id(mail), (mail, []))[1].append(OutgoingMessage(
+                    tenant, row.channel, row.recipient, row.body,  # type: ignore[arg-type]
+                    subject=row.subject, player_id=plan.waiting.request.player_id, headers=row.headers or {},
+                    message_id=row.message_id))
+        for mail, messages in by_keeper.values():
+            await mail.keep(conn, messages)
+
+
 class Acceptor:
     """Turns requests into stored notifications, once per idempotency key.
 
     Requests that arrive while a batch is being written wait and are written together, one
     transaction per tenant: their reads in one round trip, their notifications with the COMMIT in
     another, so the cost of a round trip is shared by every request in flight. Up to `writers`
-    batches are written at once; the first request waits for nobody."""
+    batches are written at once; the first request waits for nobody.
+
+    A message due at once on a channel this database keeps (`keeper`: the in-app inbox, and every
+    channel of the embedded default) is kept in the same transaction and its record written `sent`:
+    the notification, its record and its message commit together, with no delivery round after."""
 
     def __init__(self, pool: AsyncConnectionPool, links: LinkSigner, *, max_body_bytes: int,
-                 max_batch: int = 128, writers: int = 4, on_written: Callable[[], None] | None = None) -> None:
+                 max_batch: int = 128, writers: int = 4, on_written: Callable[[], None] | None = None,
+                 keeper: Keeper | None = None) -> None:
         self._pool = pool
         self._on_written = on_written
+        self._keeper = keeper
         self._links = links
         self._max_body = max_body_bytes
         self._max_batch = max_batch
@@ -198,23 +235,31 @@ class Acceptor:
         finally:
             self._writing -= 1
 
-    async def _write(self, group: list[_Waiting]) -> None:
+    async def _write(self, group: list[_Waiting], *, keep: bool = True) -> None:
         try:
-            await self._write_together(group)
+            await self._write_together(group, keep=keep)
         except Exception as exc:
+            if keep and self._keeper is not None:
+                # Keeping the messages may be what failed: the batch again without, their records
+                # left queued for the delivery worker (which keeps them, or retries as for any provider).
+                log.warning("accepting with the messages kept failed; accepting without", exc_info=True)
+                await self._write([w for w in group if not w.answer.done()], keep=False)
+                return
             if len(group) == 1:
                 group[0].settle(exc)
                 return
             # One request's statement failed the transaction: each again alone, so it fails alone.
             for waiting in group:
                 if not waiting.answer.done():
-                    await self._write([waiting])
+                    await self._write([waiting], keep=False)
 
-    async def _write_together(self, group: list[_Waiting]) -> None:
+    async def _write_together(self, group: list[_Waiting], *, keep: bool) -> None:
         """Accept the group's requests (one tenant's) in one transaction: every read in one
-        statement, every notification of a player without caps in another."""
+        statement, every notification of a player without caps in another; with `keep`, the
+        messages due now on a channel this database keeps are kept in it too."""
         tenant = group[0].request.tenant_id
         written: list[tuple[list[_Plan], AsyncCursor[Any]]] = []
+        kept = _Kept(enabled=keep)
         async with store.tenant_transaction(self._pool, tenant, pipelined=True) as conn:
             asked = await store.ask_contexts(conn, tenant, [
                 store.Asked(w.request.game_id, w.request.player_id, w.request.template, w.request.idempotency_key)
@@ -246,18 +291,29 @@ class Acceptor:
                         # The count sees the inserts of this batch sent before it: one transaction.
                         row = await self._limit(conn, row, plan.waiting.request, plan.choices, plan.moment)
                     rows.extend(every_device(row, plan.devices))
+                rows = self._kept_now(plan, rows, kept)
                 written.append(([plan], await store.insert_notifications(conn, tenant, [plan.notification(rows)])))
             free = [plan for plan in plans if not plan.choices.daily_caps]
             if free:
                 written.append((free, await store.insert_notifications(conn, tenant, [
-                    plan.notification([device for row in plan.rows for device in every_device(
+                    plan.notification(self._kept_now(plan, [device for row in plan.rows for device in every_device(
                         _quiet(row, plan.waiting.request, plan.choices, plan.moment)
-                        if row.state == "queued" and not plan.template.critical else row, plan.devices)])
+                        if row.state == "queued" and not plan.template.critical else row, plan.devices)], kept))
                     for plan in free])))
-        if written and self._on_written is not None:
-            self._on_written()  # new deliveries are due (or will be): the delivery worker need not wait for its poll
-        for done, cur in written:  # after the commit: the inserts and the COMMIT shared one round trip
-            created = await store.inserted(cur)
+            created: set[uuid.UUID] | None = None
+            if kept.messages:
+                # Only a notification written now has its messages kept (a concurrent request may
+                # have taken its key): which ones is read before the COMMIT, a round trip more.
+                created = {i for _, cur in written for i in await store.inserted(cur)}
+                await kept.keep(conn, tenant, created)
+        if created is None:  # after the commit: the inserts and the COMMIT shared one round trip
+            created = {i for _, cur in written for i in await store.inserted(cur)}
+        for plan, row, _ in kept.messages:
+            if plan.notification_id in created:
+                metrics.NOTIFICATION_ATTEMPTS.labels(channel=row.channel, outcome="sent").inc()
+        if kept.left_queued and self._on_written is not None:
+            self._on_written()  # deliveries are due (or will be): the delivery worker need not wait for its poll
+        for done, _ in written:
             for plan in done:
                 if plan.notification_id in created:
                     plan.waiting.settle(Accepted(plan.notification_id, created=True))
@@ -266,6 +322,22 @@ class Acceptor:
                         plan.waiting.settle(await self._theirs(plan.waiting.request, plan.fingerprint))
                     except Refused as exc:
                         plan.waiting.settle(exc)
+
+    def _kept_now(self, plan: _Plan, rows: list[DeliveryRow], kept: _Kept) -> list[DeliveryRow]:
+        """`rows` with each one due now on a channel this database keeps written `sent` by its
+        keeper, and noted in `kept` to be kept in the transaction."""
+        send_at = plan.waiting.request.send_at
+        due = send_at is None or send_at <= (plan.waiting.now or datetime.now(UTC))
+        out: list[DeliveryRow] = []
+        for row in rows:
+            keeper = self._keeper(row.channel) if self._keeper and kept.enabled and due and row.state == "queued" \
+                and row.not_before is None else None
+            if keeper is not None:
+                row = replace(row, state="sent", provider=keeper[0])
+                kept.messages.append((plan, row, keeper[1]))
+            kept.left_queued |= row.state == "queued"
+            out.append(row)
+        return out
 
     async def _theirs(self, request: NotificationRequest, fingerprint: bytes) -> Accepted:
         """The notification a concurrent request with the same key wrote (Refused when it asked otherwise)."""

@@ -40,6 +40,8 @@ from gamemetrics.settings import NotifierSettings
 
 log = structlog.get_logger("notifier")
 REASON = "error.reason"
+_ATTEMPT_OUTCOME = {"sent": "sent", "queued": "retry", "failed": "failed"}
+"""An outcome's state as `gamemetrics_notification_attempts_total` names it."""
 
 Providers = Mapping[str, Sequence[tuple[str, Mail]]]
 """Per channel, its providers in order (named for the record): the first, then its fallback."""
@@ -195,8 +197,7 @@ class Deliverer:
             name, provider = chosen
             # Each channel's adapter gets its own share: the outbox takes it in one statement, and a
             # slow channel does not hold up (or time out) another's sends.
-            carrier = provider.carrier(cast("Channel", one.channel)) if isinstance(provider, Routing) else None
-            mail = carrier or provider
+            mail = _adapter(provider, one.channel)
             into = kept if keep_here and isinstance(mail, KeptMail) else shares
             into.setdefault(id(mail), (name, mail, []))[2].append(one)
         return settled, list(kept.values()), list(shares.values())
@@ -223,6 +224,16 @@ class Deliverer:
                 raise answer  # a cancellation is the worker's, not the delivery's
         return [answer if isinstance(answer, BaseException) else None for answer in answers]
 
+    def keeper(self, channel: str) -> tuple[str, KeptMail] | None:
+        """The provider (and its name) that keeps `channel`'s first attempt in this database, when
+        that is where it goes: the acceptor then keeps a message due at once in its own transaction."""
+        chain = self._providers.get(channel, ())
+        if not chain:
+            return None
+        name, provider = chain[0]
+        mail = _adapter(provider, channel)
+        return (name, mail) if isinstance(mail, KeptMail) else None
+
     def _provider(self, claimed: Claimed) -> tuple[str, Mail] | None:
         chain = self._providers.get(claimed.channel, ())
         if not chain:
@@ -234,7 +245,6 @@ class Deliverer:
         """What to record of a delivery its provider `name` answered `error` to (None: it took it)."""
         settings = self._settings
         if error is None:
-            metrics.NOTIFICATION_ATTEMPTS.labels(channel=claimed.channel, outcome="sent").inc()
             return Outcome(claimed, "sent", None, name)
         if isinstance(error, Rejected):
             # An unregistered token or expired subscription is no longer a contact point.
@@ -251,14 +261,12 @@ class Deliverer:
             return self._given_up(claimed, f"gave up after {claimed.attempts} attempts; last: {reason}", name)
         delay = retry_delay(claimed.attempts, settings.notify_backoff_initial_seconds,
                             settings.notify_backoff_cap_seconds, getattr(error, "retry_after", None), self._rng)
-        metrics.NOTIFICATION_ATTEMPTS.labels(channel=claimed.channel, outcome="retry").inc()
         log.info("delivery failed; retrying", tenant_id=str(claimed.tenant_id),
                  notification_id=str(claimed.notification_id), channel=claimed.channel,
                  attempts=claimed.attempts, retry_in_s=round(delay, 3), reason=reason)
         return Outcome(claimed, "queued", reason, name, delay)
 
     def _given_up(self, claimed: Claimed, reason: str, provider: str | None, *, forget: bool = False) -> Outcome:
-        metrics.NOTIFICATION_ATTEMPTS.labels(channel=claimed.channel, outcome="failed").inc()
         log.warning("delivery given up", tenant_id=str(claimed.tenant_id),
                     notification_id=str(claimed.notification_id), channel=claimed.channel, reason=reason)
         return Outcome(claimed, "failed", reason, provider, forget=forget)
@@ -270,6 +278,12 @@ class Deliverer:
         async with self._pool.connection() as conn, conn.transaction():
             await self._write(conn, outcomes)
         await self._publish(outcomes)
+
+    async def _publish(self, outcomes: Sequence[Outcome]) -> None:
+        """Count the round's recorded outcomes, then send its dead letters (the given-up ones) in one send."""
+        for outcome in outcomes:
+            metrics.NOTIFICATION_ATTEMPTS.labels(channel=outcome.claimed.channel,
+                                                 outcome=_ATTEMPT_OUTCOME[outcome.state]).inc()
 
     async def _write(self, conn: AsyncConnection[Any], outcomes: Sequence[Outcome]) -> None:
         """Every outcome in one statement, and the devices found gone in another."""
@@ -286,8 +300,6 @@ class Deliverer:
             await conn.execute(_FORGET, ([c.tenant_id for c in gone], [c.game_id for c in gone],
                                          [c.channel for c in gone], [c.recipient for c in gone]))
 
-    async def _publish(self, outcomes: Sequence[Outcome]) -> None:
-        """The dead letters of the given-up outcomes, in one send."""
         letters = [dead_letter(o.claimed, o.reason or "") for o in outcomes if o.state == "failed"]
         if letters:
             try:
@@ -306,6 +318,12 @@ class Outcome:
     provider: str | None
     delay: float = 0.0
     forget: bool = False
+
+
+def _adapter(provider: Mail, channel: str) -> Mail:
+    """The adapter of `provider` that carries `channel`: its own, when it routes each channel to one."""
+    carrier = provider.carrier(cast("Channel", channel)) if isinstance(provider, Routing) else None
+    return carrier or provider
 
 
 def dead_letter(claimed: Claimed, reason: str) -> Message:

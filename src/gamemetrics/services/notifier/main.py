@@ -55,7 +55,8 @@ async def build(adapters: Adapters, settings: Settings) -> AsyncIterator[Service
     pool, bus = adapters.pool, adapters.bus
     tenancy = TenancyStore(pool)
     deliverer = Deliverer(pool, bus.producer(), providers_of(adapters), own)
-    acceptor = Acceptor(pool, links, max_body_bytes=own.notify_max_body_bytes, on_written=deliverer.wake)
+    acceptor = Acceptor(pool, links, max_body_bytes=own.notify_max_body_bytes, on_written=deliverer.wake,
+                        keeper=deliverer.keeper)
     # A send is one request per notification: checking its token's signature and looking its game
     # up again each time would cost more than accepting it.
     guard = Guard(token_verifier(settings, pool), tenancy,

@@ -147,6 +147,9 @@ class DeliveryRow:
     """Quiet hours: the first attempt waits until then (else until the notification's send_at)."""
     seq: int = 0
     """Which of the channel's records: push and Web Push have one per device."""
+    provider: str | None = None
+    """Who took it, for a record written `sent` (a message kept in this database as it was accepted)."""
+    message_id: uuid.UUID = field(default_factory=uuid.uuid4)
 
 
 async def existing_notification(conn: AsyncConnection, tenant_id: uuid.UUID,
@@ -169,12 +172,14 @@ WITH n AS (
     ON CONFLICT (tenant_id, idempotency_key) DO NOTHING RETURNING notification_id, send_at
 ), d AS (
     INSERT INTO notification_deliveries (tenant_id, notification_id, channel, seq, state, reason, message_id,
-                                         recipient, subject, body, headers, next_attempt_at)
+                                         recipient, subject, body, headers, next_attempt_at, attempts, provider,
+                                         sent_at)
     SELECT %(t)s, n.notification_id, r.channel, r.seq, r.state, r.reason, r.message_id, r.recipient, r.subject,
-           r.body, r.headers, coalesce(r.not_before, n.send_at, now())
+           r.body, r.headers, coalesce(r.not_before, n.send_at, now()), (r.state = 'sent')::int, r.provider,
+           CASE WHEN r.state = 'sent' THEN now() END
     FROM jsonb_to_recordset(%(d)s) AS r(of uuid, channel text, seq int, state text, reason text, message_id uuid,
                                         recipient text, subject text, body text, headers jsonb,
-                                        not_before timestamptz)
+                                        not_before timestamptz, provider text)
     JOIN n ON n.notification_id = r.of
     RETURNING 1
 )
@@ -216,8 +221,9 @@ async def insert_notifications(conn: AsyncConnection, tenant_id: uuid.UUID,
          "category": n.template.category, "key": n.key, "hash": n.request_hash, "send_at": n.send_at,
          "send_until": n.send_until} for i, n in enumerate(news)]), "d": json_rows([
         {"of": n.notification_id, "channel": d.channel, "seq": d.seq, "state": d.state, "reason": d.reason,
-         "message_id": uuid.uuid4(), "recipient": d.recipient, "subject": d.subject, "body": d.body,
-         "headers": d.headers or {}, "not_before": d.not_before} for n in news for d in n.deliveries])})
+         "message_id": d.message_id, "recipient": d.recipient, "subject": d.subject, "body": d.body,
+         "headers": d.headers or {}, "not_before": d.not_before, "provider": d.provider}
+        for n in news for d in n.deliveries])})
 
 
 async def inserted(cur: AsyncCursor[Any]) -> set[uuid.UUID]:
