@@ -20,11 +20,11 @@ from pathlib import Path
 import httpx
 import pytest
 from selenium import webdriver
-from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
+from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException, WebDriverException
 from selenium.webdriver.chrome.service import Service as ChromeService
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
-from selenium.webdriver.support.expected_conditions import staleness_of
+from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support.ui import WebDriverWait
 
 from tests.e2e.conftest import (
@@ -137,7 +137,7 @@ class Dashboard:
             self.driver.find_element(By.ID, "tenant_id").send_keys(tenant)
         submit = self.driver.find_element(By.ID, "submit")
         submit.click()
-        WebDriverWait(self.driver, WAIT_S).until(staleness_of(submit), message="the login form's answer")
+        WebDriverWait(self.driver, WAIT_S).until(lambda _: _gone(submit), message="the login form's answer")
 
     def text(self, element_id: str) -> str:
         return str(self.driver.find_element(By.ID, element_id).text)
@@ -148,6 +148,21 @@ class Dashboard:
         WebDriverWait(self.driver, WAIT_S, poll_frequency=0.2,
                       ignored_exceptions=(StaleElementReferenceException, NoSuchElementException)).until(
             check, message=f"waited for {what}")
+
+
+def _gone(element: WebElement) -> bool:
+    """Whether the page holding `element` has been left. Chromium, asked about an element while the
+    next page replaces its document, answers either "stale element" or an inspector error saying
+    the node no longer belongs to the document; both mean the same."""
+    try:
+        element.is_enabled()
+    except StaleElementReferenceException:
+        return True
+    except WebDriverException as error:
+        if "does not belong to the document" in str(error.msg):
+            return True
+        raise
+    return False
 
 
 @pytest.fixture
